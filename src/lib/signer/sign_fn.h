@@ -1,0 +1,41 @@
+/* The one thing a format encoder (APK, JAR, AVB, OTA, X.509) needs from
+ * whoever holds the key: "sign this digest". Encoders hash on the host and
+ * call hs_sign_fn exactly once per signature; in the product the function
+ * is the signer chokepoint (signer.h: cache, HSM, verify, audit), so an
+ * encoder never talks to PKCS#11 or the audit log itself. */
+#ifndef HSMSIGN_SIGNER_SIGN_FN_H
+#define HSMSIGN_SIGNER_SIGN_FN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "signer/sigalg.h"
+#include "util/result.h"
+
+typedef struct hs_sign_request {
+    const char *key_name;      /* key store name */
+    hs_sig_alg alg;
+    const uint8_t *digest;     /* hash of the to-be-signed bytes under alg's hash */
+    size_t digest_len;
+    uint8_t tbs_sha256[32];    /* SHA-256 of exactly the bytes signed, for the audit entry */
+    const char *operation;     /* what is being signed: "raw", "apk-v2", "jar-sf", "x509", ... */
+    const char *artifact;      /* input path as given, or NULL */
+    const uint8_t *artifact_sha256; /* SHA-256 of the whole input, or NULL */
+} hs_sign_request;
+
+/* Fills *sig (malloc'd) with the signature: raw bytes for RSA (modulus
+ * length), DER ECDSA-Sig-Value for ECDSA. */
+typedef hs_result (*hs_sign_cb)(void *ctx, const hs_sign_request *req, uint8_t **sig,
+                                size_t *sig_len, hs_error *e);
+
+typedef struct hs_sign_fn {
+    hs_sign_cb sign;
+    void *ctx;
+} hs_sign_fn;
+
+/* Fills req->digest storage and req->tbs_sha256 from the to-be-signed
+ * bytes in one call: digest_buf must hold HS_MAX_DIGEST_LEN bytes. */
+hs_result hs_sign_request_hash(hs_sign_request *req, uint8_t *digest_buf, const uint8_t *tbs,
+                               size_t tbs_len, hs_error *e) HS_MUST_CHECK;
+
+#endif

@@ -1,0 +1,230 @@
+#include "util/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+hs_result hs_read_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len,
+                       hs_error *e)
+{
+    *out = NULL;
+    *out_len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: cannot open: %s", path,
+                       strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int err = errno;
+        close(fd);
+        return hs_fail(e, HS_E_IO, "%s: cannot stat: %s", path, strerror(err));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return hs_fail(e, HS_E_IO, "%s: not a regular file", path);
+    }
+    if ((uintmax_t)st.st_size > max_len) {
+        close(fd);
+        return hs_fail(e, HS_E_FORMAT, "%s: file is %jd bytes, more than the %zu this reader accepts",
+                       path, (intmax_t)st.st_size, max_len);
+    }
+    size_t size = (size_t)st.st_size;
+    uint8_t *buf = malloc(size + 1);
+    if (buf == NULL) {
+        close(fd);
+        return hs_fail(e, HS_E_NOMEM, "%s: out of memory reading %zu bytes", path, size);
+    }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int err = n < 0 ? errno : 0;
+            free(buf);
+            close(fd);
+            return hs_fail(e, HS_E_IO, "%s: read failed: %s", path,
+                           err ? strerror(err) : "file shrank while reading");
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[size] = '\0';
+    *out = buf;
+    *out_len = size;
+    return HS_OK;
+}
+
+hs_result hs_write_fd_all(int fd, const void *data, size_t len, const char *what, hs_error *e)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return hs_fail(e, HS_E_IO, "%s: write failed: %s", what, strerror(errno));
+        p += n;
+        len -= (size_t)n;
+    }
+    return HS_OK;
+}
+
+static char *dir_of(const char *path)
+{
+    char *copy = strdup(path);
+    if (copy == NULL)
+        return NULL;
+    char *d = strdup(dirname(copy));
+    free(copy);
+    return d;
+}
+
+hs_result hs_fsync_dir(const char *dir, hs_error *e)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return hs_fail(e, HS_E_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+    int rc = fsync(fd);
+    int err = errno;
+    close(fd);
+    /* Some file systems refuse fsync on directories; that is not an error
+     * we can act on. */
+    if (rc != 0 && err != EINVAL && err != ENOTSUP)
+        return hs_fail(e, HS_E_IO, "%s: fsync of directory failed: %s", dir, strerror(err));
+    return HS_OK;
+}
+
+hs_result hs_atomic_open(hs_atomic_file *af, const char *path, mode_t mode, hs_error *e)
+{
+    af->fd = -1;
+    af->path = strdup(path);
+    size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
+    af->tmp_path = malloc(n);
+    if (af->path == NULL || af->tmp_path == NULL) {
+        hs_atomic_abort(af);
+        return hs_fail(e, HS_E_NOMEM, "%s: out of memory", path);
+    }
+    snprintf(af->tmp_path, n, "%s.tmp.XXXXXX", path);
+    af->fd = mkostemp(af->tmp_path, O_CLOEXEC);
+    if (af->fd < 0) {
+        int err = errno;
+        free(af->tmp_path);
+        af->tmp_path = NULL;
+        hs_atomic_abort(af);
+        return hs_fail(e, HS_E_IO, "%s: cannot create a temporary file beside it: %s", path,
+                       strerror(err));
+    }
+    if (fchmod(af->fd, mode) != 0) {
+        int err = errno;
+        hs_atomic_abort(af);
+        return hs_fail(e, HS_E_IO, "%s: cannot set permissions: %s", path, strerror(err));
+    }
+    return HS_OK;
+}
+
+hs_result hs_atomic_write_all(hs_atomic_file *af, const void *data, size_t len, hs_error *e)
+{
+    return hs_write_fd_all(af->fd, data, len, af->path, e);
+}
+
+hs_result hs_atomic_commit(hs_atomic_file *af, bool no_replace, hs_error *e)
+{
+    if (fsync(af->fd) != 0)
+        return hs_fail(e, HS_E_IO, "%s: fsync failed: %s", af->path, strerror(errno));
+    if (close(af->fd) != 0) {
+        af->fd = -1;
+        return hs_fail(e, HS_E_IO, "%s: close failed: %s", af->path, strerror(errno));
+    }
+    af->fd = -1;
+    if (no_replace) {
+        /* link() fails with EEXIST instead of replacing, atomically. */
+        if (link(af->tmp_path, af->path) != 0) {
+            int err = errno;
+            return hs_fail(e, err == EEXIST ? HS_E_EXISTS : HS_E_IO, "%s: %s", af->path,
+                           err == EEXIST ? "already exists; refusing to overwrite"
+                                         : strerror(err));
+        }
+        unlink(af->tmp_path);
+    } else if (rename(af->tmp_path, af->path) != 0) {
+        return hs_fail(e, HS_E_IO, "%s: cannot rename into place: %s", af->path, strerror(errno));
+    }
+    free(af->tmp_path);
+    af->tmp_path = NULL;
+    char *dir = dir_of(af->path);
+    if (dir == NULL)
+        return hs_fail(e, HS_E_NOMEM, "%s: out of memory", af->path);
+    hs_result r = hs_fsync_dir(dir, e);
+    free(dir);
+    free(af->path);
+    af->path = NULL;
+    return r;
+}
+
+void hs_atomic_abort(hs_atomic_file *af)
+{
+    if (af->fd >= 0)
+        close(af->fd);
+    af->fd = -1;
+    if (af->tmp_path != NULL)
+        unlink(af->tmp_path);
+    free(af->tmp_path);
+    af->tmp_path = NULL;
+    free(af->path);
+    af->path = NULL;
+}
+
+hs_result hs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+                               bool no_replace, hs_error *e)
+{
+    hs_atomic_file af;
+    hs_result r = hs_atomic_open(&af, path, mode, e);
+    if (r != HS_OK)
+        return r;
+    r = hs_atomic_write_all(&af, data, len, e);
+    if (r == HS_OK)
+        r = hs_atomic_commit(&af, no_replace, e);
+    hs_atomic_abort(&af);
+    return r;
+}
+
+hs_result hs_mkdir_p(const char *dir, mode_t mode, hs_error *e)
+{
+    char *p = strdup(dir);
+    if (p == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    for (char *s = p + 1;; s++) {
+        bool end = *s == '\0';
+        if (*s == '/' || end) {
+            *s = '\0';
+            if (mkdir(p, mode) != 0 && errno != EEXIST) {
+                int err = errno;
+                hs_result r = hs_fail(e, HS_E_IO, "%s: cannot create directory: %s", p, strerror(err));
+                free(p);
+                return r;
+            }
+            if (end)
+                break;
+            *s = '/';
+        }
+    }
+    struct stat st;
+    hs_result r = HS_OK;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        r = hs_fail(e, HS_E_IO, "%s: not a directory", dir);
+    free(p);
+    return r;
+}
+
+bool hs_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) != 0 || stat(b, &sb) != 0)
+        return false;
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}

@@ -1,0 +1,59 @@
+/* Whole-file reads and crash-safe writes.
+ *
+ * Every output hsmsign produces goes through hs_atomic_*: the bytes are
+ * written to a temporary file in the destination's directory, fsynced,
+ * renamed over the destination and the directory fsynced, so a crash
+ * leaves either the old file or the complete new one, never a mix, and a
+ * failure leaves no temporary file behind. */
+#ifndef HSMSIGN_UTIL_FILE_H
+#define HSMSIGN_UTIL_FILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/result.h"
+
+/* Reads a whole file of at most max_len bytes. *out is malloc'd, with a
+ * NUL after the last byte (not counted in *out_len) so text formats can be
+ * parsed in place. */
+hs_result hs_read_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len,
+                       hs_error *e) HS_MUST_CHECK;
+
+typedef struct hs_atomic_file {
+    int fd;
+    char *path;     /* destination */
+    char *tmp_path; /* temporary file beside it */
+} hs_atomic_file;
+
+/* Creates the temporary file; mode is the final file's permission bits. */
+hs_result hs_atomic_open(hs_atomic_file *af, const char *path, mode_t mode,
+                         hs_error *e) HS_MUST_CHECK;
+hs_result hs_atomic_write_all(hs_atomic_file *af, const void *data, size_t len,
+                              hs_error *e) HS_MUST_CHECK;
+/* fsync, rename into place, fsync the directory. With no_replace, fails
+ * (HS_E_EXISTS) rather than replace an existing destination. */
+hs_result hs_atomic_commit(hs_atomic_file *af, bool no_replace, hs_error *e) HS_MUST_CHECK;
+/* Removes the temporary file; safe to call after commit or on a zeroed
+ * struct, so error paths can call it unconditionally. */
+void hs_atomic_abort(hs_atomic_file *af);
+
+/* open + write_all + commit in one call. */
+hs_result hs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+                               bool no_replace, hs_error *e) HS_MUST_CHECK;
+
+/* write(2) until done, retrying EINTR and short writes. */
+hs_result hs_write_fd_all(int fd, const void *data, size_t len, const char *what,
+                          hs_error *e) HS_MUST_CHECK;
+
+/* fsync a directory so a rename or a new file in it is durable. */
+hs_result hs_fsync_dir(const char *dir, hs_error *e) HS_MUST_CHECK;
+
+/* mkdir -p with the given mode for directories it creates. */
+hs_result hs_mkdir_p(const char *dir, mode_t mode, hs_error *e) HS_MUST_CHECK;
+
+/* True when both paths name the same existing file (same device+inode). */
+bool hs_same_file(const char *a, const char *b);
+
+#endif
