@@ -1,2 +1,126 @@
-#include <stdio.h>
-int main(void) { puts("hsmsign " HSMSIGN_VERSION); return 0; }
+/* hsmsign: global options, then one command group. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "config.h"
+#include "keystore/keystore.h"
+#include "util/secmem.h"
+
+static const char usage_text[] =
+    "usage: hsmsign [global options] COMMAND [ARGS]\n"
+    "\n"
+    "Sign Android releases with keys that never leave a PKCS#11 HSM in plaintext.\n"
+    "\n"
+    "Commands:\n"
+    "  token      initialize and list tokens (SoftHSM convenience: token init --dir)\n"
+    "  wrapkey    create or show the token's AES wrap key\n"
+    "  key        generate, import, list and show signing keys\n"
+    "  sign       sign files (sign raw)\n"
+    "\n"
+    "Global options (each also settable by environment variable and config file):\n"
+    "  --module PATH        PKCS#11 module [HSMSIGN_MODULE; default SoftHSMv2]\n"
+    "  --token URI|LABEL    token: RFC 7512 pkcs11: URI or label [HSMSIGN_TOKEN]\n"
+    "  --pin-source SRC     env:VAR, file:PATH, fd:N or prompt [HSMSIGN_PIN_SOURCE;\n"
+    "                       default env:HSMSIGN_PIN if set, else prompt]. Never a PIN itself.\n"
+    "  --keystore DIR       key files [HSMSIGN_KEYSTORE; default ./keys]\n"
+    "  --audit-log DIR      audit log [HSMSIGN_AUDIT_LOG; default ./audit]\n"
+    "  --wrap-key-label L   wrap key label [HSMSIGN_WRAP_KEY_LABEL; default hsmsign-wrap]\n"
+    "  --config FILE        config file [HSMSIGN_CONFIG; default ./hsmsign.conf if present]\n"
+    "  --json               machine-readable output on stdout\n"
+    "  -q, --quiet          no progress or notes on stderr\n"
+    "  -v, --verbose        more detail\n"
+    "  -h, --help           this help; `hsmsign COMMAND --help` for a command\n"
+    "  --version            print the version\n"
+    "\n"
+    "Exit status: 0 success, 1 verification or policy failure, 2 usage error,\n"
+    "3 I/O, 4 PKCS#11/token, 5 malformed input, 6 crypto, 7 audit log, 8 not found,\n"
+    "9 already exists, 10 out of memory, 11 internal error. See hsmsign(1).\n";
+
+static const struct {
+    const char *name;
+    int (*run)(const cli_globals *, int, char **);
+} commands[] = {
+    {"token", cmd_token},
+    {"wrapkey", cmd_wrapkey},
+    {"key", cmd_key},
+    {"sign", cmd_sign},
+};
+
+enum { OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,
+       OPT_VERSION, OPT_WRAP_LABEL, OPT_PIN };
+
+static int parse_globals(int argc, char **argv, cli_globals *g)
+{
+    static const struct option opts[] = {
+        {"module", required_argument, NULL, OPT_MODULE},
+        {"token", required_argument, NULL, OPT_TOKEN},
+        {"pin-source", required_argument, NULL, OPT_PIN_SOURCE},
+        {"keystore", required_argument, NULL, OPT_KEYSTORE},
+        {"audit-log", required_argument, NULL, OPT_AUDIT},
+        {"wrap-key-label", required_argument, NULL, OPT_WRAP_LABEL},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"pin", required_argument, NULL, OPT_PIN},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    /* '+': stop at the command name; its options are its own. */
+    while ((c = getopt_long(argc, argv, "+qvh", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_MODULE: g->module = optarg; break;
+        case OPT_TOKEN: g->token = optarg; break;
+        case OPT_PIN_SOURCE: g->pin_source = optarg; break;
+        case OPT_KEYSTORE: g->keystore = optarg; break;
+        case OPT_AUDIT: g->audit_log = optarg; break;
+        case OPT_WRAP_LABEL: g->wrap_label = optarg; break;
+        case OPT_CONFIG: g->config = optarg; break;
+        case OPT_JSON: g->json = true; break;
+        case 'q': g->quiet = true; break;
+        case 'v': g->verbose++; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        case OPT_VERSION: printf("hsmsign %s\n", HSMSIGN_VERSION); return 0;
+        case OPT_PIN:
+            fprintf(stderr, "hsmsign: a PIN is never accepted on the command line (other users "
+                            "can read it in the process list); use --pin-source env:VAR, "
+                            "file:PATH, fd:N or prompt\n");
+            return 2;
+        default: fputs("(see `hsmsign --help`)\n", stderr); return 2;
+        }
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    hs_harden_process();
+    cli_globals g;
+    memset(&g, 0, sizeof g);
+    int rc = parse_globals(argc, argv, &g);
+    if (rc >= 0)
+        return rc;
+    if (optind >= argc) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    cli_config_env(&g);
+    hs_error e;
+    hs_error_clear(&e);
+    const char *config = g.config != NULL ? g.config : getenv("HSMSIGN_CONFIG");
+    if (cli_config_load(&g, config != NULL ? config : "hsmsign.conf", config != NULL, &e) != HS_OK)
+        return cli_fail(&g, &e);
+    if (g.keystore == NULL)
+        g.keystore = HS_KEYSTORE_DEFAULT_DIR;
+    if (g.audit_log == NULL)
+        g.audit_log = HS_AUDIT_DEFAULT_DIR;
+    const char *name = argv[optind];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return commands[i].run(&g, argc - optind, argv + optind);
+    fprintf(stderr, "hsmsign: unknown command '%s' (see `hsmsign --help`)\n", name);
+    return 2;
+}

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/secmem.h"
+
 hs_result hs_read_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len,
                        hs_error *e)
 {
@@ -227,4 +229,43 @@ bool hs_same_file(const char *a, const char *b)
     if (stat(a, &sa) != 0 || stat(b, &sb) != 0)
         return false;
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+hs_result hs_read_secret_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len,
+                              hs_error *e)
+{
+    *out = NULL;
+    *out_len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: cannot open: %s", path,
+                       strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uintmax_t)st.st_size > max_len) {
+        close(fd);
+        return hs_fail(e, HS_E_FORMAT, "%s: not a regular file of at most %zu bytes", path, max_len);
+    }
+    size_t size = (size_t)st.st_size;
+    uint8_t *buf = hs_secure_alloc(size + 1);
+    if (buf == NULL) {
+        close(fd);
+        return hs_fail(e, HS_E_NOMEM, "%s: cannot allocate secure memory", path);
+    }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            hs_secure_free(buf, size + 1);
+            close(fd);
+            return hs_fail(e, HS_E_IO, "%s: read failed", path);
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[size] = '\0';
+    *out = buf;
+    *out_len = size;
+    return HS_OK;
 }

@@ -56,4 +56,10 @@ hs_result hs_mkdir_p(const char *dir, mode_t mode, hs_error *e) HS_MUST_CHECK;
 /* True when both paths name the same existing file (same device+inode). */
 bool hs_same_file(const char *a, const char *b);
 
+
+/* Like hs_read_file, but into hs_secure_alloc memory (free with
+ * hs_secure_free(*out, *out_len + 1)): for files that hold secrets, such as
+ * a .pk8 being imported. */
+hs_result hs_read_secret_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len,
+                              hs_error *e) HS_MUST_CHECK;
 #endif

@@ -1,0 +1,221 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "keystore/keystore.h"
+
+int cli_fail(const cli_globals *g, const hs_error *e)
+{
+    int code = hs_result_exit_code(e->code);
+    if (g != NULL && g->json) {
+        json_t *o = json_pack("{s:b, s:s, s:s, s:i}", "ok", 0, "error", e->msg, "kind",
+                              hs_result_name(e->code), "exit_code", code);
+        if (e->ckr != 0)
+            json_object_set_new(o, "ckr", json_integer((json_int_t)e->ckr));
+        cli_print_json(o);
+    }
+    fprintf(stderr, "hsmsign: %s\n", e->msg[0] ? e->msg : hs_result_name(e->code));
+    return code;
+}
+
+int cli_usage(const char *command, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "hsmsign %s: ", command);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see `hsmsign %s --help`)\n", command);
+    va_end(ap);
+    return 2;
+}
+
+void cli_note(const cli_globals *g, const char *fmt, ...)
+{
+    if (g->quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void cli_print_json(json_t *v)
+{
+    if (v == NULL)
+        return;
+    json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    fputc('\n', stdout);
+    fflush(stdout);
+    json_decref(v);
+}
+
+static bool progress_shown;
+
+void cli_progress(const cli_globals *g, size_t done, size_t total, const char *what)
+{
+    if (g->quiet || !isatty(STDERR_FILENO))
+        return;
+    fprintf(stderr, "\r\033[K[%zu/%zu] %s", done, total, what);
+    fflush(stderr);
+    progress_shown = true;
+}
+
+void cli_progress_end(const cli_globals *g)
+{
+    if (progress_shown && !g->quiet && isatty(STDERR_FILENO))
+        fprintf(stderr, "\r\033[K");
+    progress_shown = false;
+}
+
+bool cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            return false;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return true;
+    }
+    return false;
+}
+
+bool cli_parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    if (s == NULL || *s == '\0' || *s == '-')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+void cli_reset_getopt(void)
+{
+    optind = 0; /* glibc: 0 re-initializes getopt completely */
+    opterr = 1;
+}
+
+/* The PIN prompt the library calls for `--pin-source prompt`: reads from
+ * the controlling terminal with echo off. */
+static hs_result tty_prompt(const char *prompt, char *buf, size_t cap, hs_error *e)
+{
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return hs_fail(e, HS_E_USAGE,
+                       "no terminal to ask for the PIN on; give --pin-source env:VAR, file:PATH or fd:N");
+    struct termios old, quiet;
+    bool restore = tcgetattr(fd, &old) == 0;
+    if (restore) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+        quiet.c_lflag |= ICANON;
+        tcsetattr(fd, TCSAFLUSH, &quiet);
+    }
+    (void)!write(fd, prompt, strlen(prompt));
+    size_t len = 0;
+    hs_result r = HS_OK;
+    for (;;) {
+        char c;
+        ssize_t n = read(fd, &c, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || c == '\n')
+            break;
+        if (len + 1 < cap)
+            buf[len++] = c;
+        else
+            r = hs_fail(e, HS_E_USAGE, "PIN too long");
+    }
+    buf[len] = '\0';
+    (void)!write(fd, "\n", 1);
+    if (restore)
+        tcsetattr(fd, TCSAFLUSH, &old);
+    close(fd);
+    return r;
+}
+
+hs_result cli_pin_source(const char *spec, const char *default_env, hs_pin_source *out, hs_error *e)
+{
+    hs_result r;
+    if (spec != NULL) {
+        r = hs_pin_source_parse(spec, out, e);
+    } else if (getenv(default_env) != NULL) {
+        char def[64];
+        snprintf(def, sizeof def, "env:%s", default_env);
+        r = hs_pin_source_parse(def, out, e);
+    } else {
+        r = hs_pin_source_parse("prompt", out, e);
+    }
+    out->prompt = tty_prompt;
+    return r;
+}
+
+int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->g = g;
+    hs_error e;
+    hs_error_clear(&e);
+    hs_result r = hs_p11_open(g->module, &ctx->p11, &e);
+    if (r == HS_OK)
+        r = hs_p11_select_token(ctx->p11, g->token, &e);
+    if (r == HS_OK && (what & (CLI_LOGIN | CLI_SIGNER))) {
+        hs_pin_source src;
+        r = cli_pin_source(g->pin_source, "HSMSIGN_PIN", &src, &e);
+        if (r == HS_OK)
+            r = hs_p11_login(ctx->p11, &src, &e);
+    }
+    if (r == HS_OK && (what & CLI_SIGNER)) {
+        r = hs_wrapkey_find(ctx->p11, g->wrap_label, &ctx->wrap, &e);
+        hs_audit_context ac = {ctx->p11->label, ctx->p11->serial, getenv("HSMSIGN_BATCH_ID")};
+        if (r == HS_OK)
+            r = hs_audit_open(g->audit_log, &ac, &ctx->audit, &e);
+        if (r == HS_OK)
+            r = hs_signer_new(ctx->p11, &ctx->wrap, g->keystore, ctx->audit, &ctx->signer, &e);
+    }
+    if (r != HS_OK) {
+        cli_close(ctx);
+        return cli_fail(g, &e);
+    }
+    return 0;
+}
+
+void cli_close(cli_ctx *ctx)
+{
+    hs_signer_free(ctx->signer);
+    ctx->signer = NULL;
+    hs_audit_close(ctx->audit);
+    ctx->audit = NULL;
+    hs_p11_close(ctx->p11);
+    ctx->p11 = NULL;
+}
+
+int cli_dispatch(const cli_globals *g, const char *group, const char *description,
+                 const cli_subcommand *subs, size_t n, int argc, char **argv)
+{
+    bool help = argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0;
+    if (help) {
+        FILE *out = argc < 2 ? stderr : stdout;
+        fprintf(out, "usage: hsmsign %s SUBCOMMAND [ARGS]\n\n%s\n\nSubcommands:\n", group,
+                description);
+        for (size_t i = 0; i < n; i++)
+            fprintf(out, "  %-14s %s\n", subs[i].name, subs[i].summary);
+        fprintf(out, "\n`hsmsign %s SUBCOMMAND --help` for its options.\n", group);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(subs[i].name, argv[1]) == 0)
+            return subs[i].run(g, argc - 1, argv + 1);
+    fprintf(stderr, "hsmsign %s: unknown subcommand '%s' (see `hsmsign %s --help`)\n", group,
+            argv[1], group);
+    return 2;
+}

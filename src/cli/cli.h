@@ -1,0 +1,98 @@
+/* Shared plumbing of the hsmsign command line: global options, the config
+ * file, opening the token/key store/audit log, and reporting. Each command
+ * group lives in its own cmd_*.c and stays thin over the library. */
+#ifndef HSMSIGN_CLI_CLI_H
+#define HSMSIGN_CLI_CLI_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "audit/record.h"
+#include "keystore/wrapkey.h"
+#include "p11/p11.h"
+#include "signer/signer.h"
+#include "util/result.h"
+
+typedef struct cli_globals {
+    const char *module;     /* --module, HSMSIGN_MODULE, config "module" */
+    const char *token;      /* --token, HSMSIGN_TOKEN, config "token" */
+    const char *pin_source; /* --pin-source, HSMSIGN_PIN_SOURCE, config "pin-source" */
+    const char *keystore;   /* --keystore, HSMSIGN_KEYSTORE, config "keystore" */
+    const char *audit_log;  /* --audit-log, HSMSIGN_AUDIT_LOG, config "audit-log" */
+    const char *wrap_label; /* --wrap-key-label, HSMSIGN_WRAP_KEY_LABEL, config "wrap-key-label" */
+    const char *config;     /* --config, HSMSIGN_CONFIG, ./hsmsign.conf */
+    bool json;
+    bool quiet;
+    int verbose;
+} cli_globals;
+
+/* What a command needs opened. */
+enum {
+    CLI_TOKEN = 1,  /* module loaded, token selected */
+    CLI_LOGIN = 2,  /* ... and logged in */
+    CLI_SIGNER = 4, /* ... and wrap key found, audit log open, signer ready */
+};
+
+typedef struct cli_ctx {
+    const cli_globals *g;
+    hs_p11 *p11;
+    hs_wrapkey wrap;
+    hs_audit *audit;
+    hs_signer *signer;
+} cli_ctx;
+
+/* Returns 0, or the exit status after printing the error. */
+int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx);
+void cli_close(cli_ctx *ctx);
+
+/* Prints "hsmsign: <message>" (or a JSON error object with --json) and
+ * returns the exit status for e->code. */
+int cli_fail(const cli_globals *g, const hs_error *e);
+/* Usage error: message plus a pointer to --help; returns 2. */
+int cli_usage(const char *command, const char *fmt, ...) HS_PRINTF(2, 3);
+
+/* Resolves the PIN source: explicit spec, else env:HSMSIGN_PIN when set,
+ * else a prompt on the terminal. */
+hs_result cli_pin_source(const char *spec, const char *default_env, hs_pin_source *out,
+                         hs_error *e);
+
+/* Prints a JSON value to stdout (and frees it). */
+void cli_print_json(json_t *v);
+
+/* "[12/50] signing foo.apk" on stderr, rewritten in place, only when
+ * stderr is a terminal and not -q. */
+void cli_progress(const cli_globals *g, size_t done, size_t total, const char *what);
+void cli_progress_end(const cli_globals *g);
+
+/* Informational message on stderr unless -q. */
+void cli_note(const cli_globals *g, const char *fmt, ...) HS_PRINTF(2, 3);
+
+/* True when argv holds -h/--help before any "--". */
+bool cli_wants_help(int argc, char **argv);
+
+/* Parses a non-negative integer option; returns false on junk. */
+bool cli_parse_uint(const char *s, unsigned long max, unsigned long *out);
+
+/* Resets getopt for a subcommand's own option parsing. */
+void cli_reset_getopt(void);
+
+/* Command groups. argv[0] is the group name. */
+int cmd_token(const cli_globals *g, int argc, char **argv);
+int cmd_wrapkey(const cli_globals *g, int argc, char **argv);
+int cmd_key(const cli_globals *g, int argc, char **argv);
+int cmd_sign(const cli_globals *g, int argc, char **argv);
+
+
+
+/* A group's subcommands, for dispatch and the group's --help. */
+typedef struct cli_subcommand {
+    const char *name;
+    int (*run)(const cli_globals *g, int argc, char **argv);
+    const char *summary;
+} cli_subcommand;
+
+int cli_dispatch(const cli_globals *g, const char *group, const char *description,
+                 const cli_subcommand *subs, size_t n, int argc, char **argv);
+#endif

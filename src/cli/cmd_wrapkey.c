@@ -1,0 +1,93 @@
+/* hsmsign wrapkey: create, show. */
+#include <string.h>
+
+#include "cli.h"
+#include "util/encoding.h"
+
+static void print_wrapkey(const cli_globals *g, const cli_ctx *ctx, const char *verb)
+{
+    char kcv[7];
+    hs_hex_encode(ctx->wrap.kcv, HS_KCV_LEN, kcv);
+    if (g->json) {
+        cli_print_json(json_pack("{s:b, s:s, s:s, s:s, s:s, s:b}", "ok", 1, "token",
+                                 ctx->p11->label, "label", ctx->wrap.label, "check_value", kcv,
+                                 "mechanism", "CKM_AES_KEY_WRAP_PAD", "trusted", ctx->wrap.trusted));
+        return;
+    }
+    printf("%s wrap key '%s' on token '%s'\n", verb, ctx->wrap.label, ctx->p11->label);
+    printf("  check value: %s\n  trusted:     %s\n", kcv,
+           ctx->wrap.trusted ? "yes (keys may be CKA_WRAP_WITH_TRUSTED)"
+                             : "no (the token does not let the user set CKA_TRUSTED)");
+}
+
+static const char create_help[] =
+    "usage: hsmsign wrapkey create\n"
+    "\n"
+    "Generates the AES-256 wrap key inside the token: sensitive, never\n"
+    "extractable, usable only to wrap and unwrap. Refuses if the token has one.\n"
+    "For production, the wrap key comes from `hsmsign ceremony provision`,\n"
+    "which also backs it up as k-of-n shares; a key created here has no backup.\n";
+
+static int wrapkey_create(const cli_globals *g, int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        fputs(create_help, stdout);
+        return 0;
+    }
+    if (argc != 1)
+        return cli_usage("wrapkey create", "no arguments are taken");
+    cli_ctx ctx;
+    int rc = cli_open(g, CLI_LOGIN, &ctx);
+    if (rc != 0)
+        return rc;
+    hs_error e;
+    hs_error_clear(&e);
+    hs_audit_context ac = {ctx.p11->label, ctx.p11->serial, NULL};
+    hs_result r = hs_audit_open(g->audit_log, &ac, &ctx.audit, &e);
+    if (r == HS_OK)
+        r = hs_wrapkey_create(ctx.p11, g->wrap_label, &ctx.wrap, &e);
+    if (r == HS_OK) {
+        hs_audit_entry en = {.operation = "wrapkey-create", .key_name = ctx.wrap.label,
+                             .algorithm = "aes256"};
+        r = hs_audit_append(ctx.audit, &en, NULL, &e);
+    }
+    if (r != HS_OK) {
+        cli_close(&ctx);
+        return cli_fail(g, &e);
+    }
+    print_wrapkey(g, &ctx, "created");
+    cli_close(&ctx);
+    return 0;
+}
+
+static int wrapkey_show(const cli_globals *g, int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        fputs("usage: hsmsign wrapkey show\n\nShows the token's wrap key: label, check value.\n",
+              stdout);
+        return 0;
+    }
+    cli_ctx ctx;
+    int rc = cli_open(g, CLI_LOGIN, &ctx);
+    if (rc != 0)
+        return rc;
+    hs_error e;
+    hs_error_clear(&e);
+    if (hs_wrapkey_find(ctx.p11, g->wrap_label, &ctx.wrap, &e) != HS_OK) {
+        cli_close(&ctx);
+        return cli_fail(g, &e);
+    }
+    print_wrapkey(g, &ctx, "found");
+    cli_close(&ctx);
+    return 0;
+}
+
+int cmd_wrapkey(const cli_globals *g, int argc, char **argv)
+{
+    static const cli_subcommand subs[] = {
+        {"create", wrapkey_create, "generate the wrap key inside the token"},
+        {"show", wrapkey_show, "show the token's wrap key"},
+    };
+    return cli_dispatch(g, "wrapkey", "The AES-256 key under which every signing key is stored.",
+                        subs, 2, argc, argv);
+}

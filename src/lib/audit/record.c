@@ -1,0 +1,232 @@
+#include "audit/record.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/rand.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/encoding.h"
+#include "util/file.h"
+
+struct hs_audit {
+    char *dir;
+    char *entries_path;
+    char *lock_path;
+    char token_label[64], token_serial[32], batch_id[40];
+    char user[64], host[256];
+};
+
+static void fill_operator(hs_audit *a)
+{
+    struct passwd *pw = getpwuid(geteuid());
+    snprintf(a->user, sizeof a->user, "%s", pw != NULL ? pw->pw_name : "?");
+    if (gethostname(a->host, sizeof a->host) != 0)
+        snprintf(a->host, sizeof a->host, "?");
+    a->host[sizeof a->host - 1] = '\0';
+}
+
+hs_result hs_audit_open(const char *dir, const hs_audit_context *ctx, hs_audit **out, hs_error *e)
+{
+    *out = NULL;
+    hs_result r = hs_mkdir_p(dir, 0755, e);
+    if (r != HS_OK)
+        return hs_error_prefix(e, "audit log: ");
+    hs_audit *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    a->dir = strdup(dir);
+    if (a->dir == NULL || asprintf(&a->entries_path, "%s/" HS_AUDIT_ENTRIES_FILE, dir) < 0 ||
+        asprintf(&a->lock_path, "%s/.lock", dir) < 0) {
+        hs_audit_close(a);
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    }
+    snprintf(a->token_label, sizeof a->token_label, "%s", ctx && ctx->token_label ? ctx->token_label : "");
+    snprintf(a->token_serial, sizeof a->token_serial, "%s", ctx && ctx->token_serial ? ctx->token_serial : "");
+    if (ctx != NULL && ctx->batch_id != NULL) {
+        snprintf(a->batch_id, sizeof a->batch_id, "%s", ctx->batch_id);
+    } else {
+        uint8_t id[16];
+        if (RAND_bytes(id, sizeof id) != 1) {
+            hs_audit_close(a);
+            return hs_fail(e, HS_E_CRYPTO, "cannot draw a batch id");
+        }
+        hs_hex_encode(id, sizeof id, a->batch_id);
+    }
+    fill_operator(a);
+    *out = a;
+    return HS_OK;
+}
+
+void hs_audit_close(hs_audit *a)
+{
+    if (a == NULL)
+        return;
+    free(a->dir);
+    free(a->entries_path);
+    free(a->lock_path);
+    free(a);
+}
+
+const char *hs_audit_batch_id(const hs_audit *a)
+{
+    return a->batch_id;
+}
+
+static void set_hex(json_t *obj, const char *key, const uint8_t *d)
+{
+    if (d == NULL)
+        return;
+    char hex[65];
+    hs_hex_encode(d, 32, hex);
+    json_object_set_new(obj, key, json_string(hex));
+}
+
+static void set_str(json_t *obj, const char *key, const char *v)
+{
+    if (v != NULL)
+        json_object_set_new(obj, key, json_string(v));
+}
+
+/* Reads the sequence number of the last complete entry, and cuts off an
+ * incomplete last line (a crash mid-append: never acknowledged). */
+static hs_result next_seq(hs_audit *a, int fd, uint64_t *seq, hs_error *e)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return hs_fail(e, HS_E_AUDIT, "audit log %s: %s", a->entries_path, strerror(errno));
+    *seq = 0;
+    if (st.st_size == 0)
+        return HS_OK;
+    size_t tail = st.st_size < 65536 ? (size_t)st.st_size : 65536;
+    char *buf = malloc(tail + 1);
+    if (buf == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    off_t start = st.st_size - (off_t)tail;
+    ssize_t got = pread(fd, buf, tail, start);
+    if (got != (ssize_t)tail) {
+        free(buf);
+        return hs_fail(e, HS_E_AUDIT, "audit log %s: cannot read its end", a->entries_path);
+    }
+    buf[tail] = '\0';
+    size_t end = tail;
+    while (end > 0 && buf[end - 1] != '\n')
+        end--;
+    if (end != tail) {
+        if (ftruncate(fd, start + (off_t)end) != 0) {
+            free(buf);
+            return hs_fail(e, HS_E_AUDIT, "audit log %s: cannot cut an incomplete last entry: %s",
+                           a->entries_path, strerror(errno));
+        }
+    }
+    if (end == 0) {
+        free(buf);
+        if (start == 0)
+            return HS_OK;
+        return hs_fail(e, HS_E_AUDIT, "audit log %s: last entry longer than 64 KiB", a->entries_path);
+    }
+    buf[end - 1] = '\0';
+    char *line = strrchr(buf, '\n');
+    line = line != NULL ? line + 1 : buf;
+    json_t *last = json_loads(line, 0, NULL);
+    json_t *s = last != NULL ? json_object_get(last, "seq") : NULL;
+    hs_result r = HS_OK;
+    if (!json_is_integer(s) || json_integer_value(s) < 0)
+        r = hs_fail(e, HS_E_AUDIT, "audit log %s: last entry is not a valid entry", a->entries_path);
+    else
+        *seq = (uint64_t)json_integer_value(s) + 1;
+    json_decref(last);
+    free(buf);
+    return r;
+}
+
+static char *format_entry(const hs_audit *a, const hs_audit_entry *en, uint64_t seq)
+{
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_t *o = json_object();
+    if (o == NULL)
+        return NULL;
+    json_object_set_new(o, "v", json_integer(HS_AUDIT_FORMAT_VERSION));
+    json_object_set_new(o, "seq", json_integer((json_int_t)seq));
+    set_str(o, "time", when);
+    set_str(o, "op", en->operation);
+    set_str(o, "purpose", en->purpose);
+    set_str(o, "key", en->key_name);
+    set_hex(o, "key_sha256", en->key_fingerprint);
+    set_str(o, "alg", en->algorithm);
+    set_hex(o, "tbs_sha256", en->tbs_sha256);
+    set_hex(o, "sig_sha256", en->sig_sha256);
+    set_str(o, "artifact", en->artifact);
+    set_hex(o, "input_sha256", en->input_sha256);
+    set_hex(o, "output_sha256", en->output_sha256);
+    set_str(o, "batch", a->batch_id);
+    set_str(o, "user", a->user);
+    set_str(o, "host", a->host);
+    set_str(o, "token", a->token_label);
+    set_str(o, "token_serial", a->token_serial);
+    set_str(o, "tool", "hsmsign " HSMSIGN_VERSION);
+    char *text = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(o);
+    return text;
+}
+
+hs_result hs_audit_append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_out, hs_error *e)
+{
+    int lock = open(a->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock < 0)
+        return hs_fail(e, HS_E_AUDIT, "audit log %s: cannot open its lock file: %s", a->dir,
+                       strerror(errno));
+    if (flock(lock, LOCK_EX) != 0) {
+        int err = errno;
+        close(lock);
+        return hs_fail(e, HS_E_AUDIT, "audit log %s: cannot lock: %s", a->dir, strerror(err));
+    }
+    hs_result r;
+    char *line = NULL;
+    bool created = access(a->entries_path, F_OK) != 0;
+    int fd = open(a->entries_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        r = hs_fail(e, HS_E_AUDIT, "audit log %s: cannot open: %s", a->entries_path, strerror(errno));
+        goto out;
+    }
+    uint64_t seq = 0;
+    r = next_seq(a, fd, &seq, e);
+    if (r != HS_OK)
+        goto out;
+    line = format_entry(a, en, seq);
+    if (line == NULL) {
+        r = hs_fail(e, HS_E_NOMEM, "out of memory");
+        goto out;
+    }
+    size_t n = strlen(line);
+    line[n] = '\n'; /* replaces the NUL; written as one write() */
+    r = hs_write_fd_all(fd, line, n + 1, a->entries_path, e);
+    if (r == HS_OK && fdatasync(fd) != 0)
+        r = hs_fail(e, HS_E_AUDIT, "audit log %s: fsync failed: %s", a->entries_path, strerror(errno));
+    if (r == HS_OK && created)
+        r = hs_fsync_dir(a->dir, e);
+    if (r != HS_OK) {
+        e->code = r = HS_E_AUDIT;
+        hs_error_prefix(e, "audit record not written, so the result was discarded: ");
+    } else if (seq_out != NULL) {
+        *seq_out = seq;
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    free(line);
+    flock(lock, LOCK_UN);
+    close(lock);
+    return r;
+}

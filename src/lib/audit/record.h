@@ -1,0 +1,53 @@
+/* The durable record of every key use: the entry point the signer calls
+ * before it releases a signature.
+ *
+ * Entries are appended to DIR/entries.jsonl, one canonical JSON object per
+ * line (sorted keys, compact), under an exclusive lock on DIR/.lock, and
+ * fsynced (file, and directory on creation) before hs_audit_append returns.
+ * A line left incomplete by a crash was never acknowledged (its signature
+ * never left the process) and is cut off by the next append. Format:
+ * docs/audit-log.md. */
+#ifndef HSMSIGN_AUDIT_RECORD_H
+#define HSMSIGN_AUDIT_RECORD_H
+
+#include <stdint.h>
+
+#include "util/result.h"
+
+#define HS_AUDIT_DEFAULT_DIR "./audit"
+#define HS_AUDIT_ENTRIES_FILE "entries.jsonl"
+#define HS_AUDIT_FORMAT_VERSION 1
+
+typedef struct hs_audit hs_audit;
+
+typedef struct hs_audit_entry {
+    const char *operation;        /* "sign", "unwrap", "generate", "import", "wrapkey-create" */
+    const char *purpose;          /* what was signed: "raw", "x509-self-signed", "apk-v2", ... */
+    const char *key_name;
+    const uint8_t *key_fingerprint; /* SHA-256 of the SubjectPublicKeyInfo, or NULL */
+    const char *algorithm;
+    const uint8_t *tbs_sha256;    /* SHA-256 of exactly the bytes signed, or NULL */
+    const uint8_t *sig_sha256;    /* SHA-256 of the signature, or NULL */
+    const char *artifact;         /* path as given, or NULL */
+    const uint8_t *input_sha256;  /* or NULL */
+    const uint8_t *output_sha256; /* or NULL */
+} hs_audit_entry;
+
+typedef struct hs_audit_context {
+    const char *token_label;
+    const char *token_serial;
+    const char *batch_id; /* one id per hsmsign process unless given */
+} hs_audit_context;
+
+/* Creates the directory if needed; does not take the lock yet. */
+hs_result hs_audit_open(const char *dir, const hs_audit_context *ctx, hs_audit **out,
+                        hs_error *e) HS_MUST_CHECK;
+/* Appends and fsyncs; on any failure nothing is acknowledged and the
+ * caller must discard what the entry was about. *seq gets the entry's
+ * sequence number (may be NULL). */
+hs_result hs_audit_append(hs_audit *a, const hs_audit_entry *entry, uint64_t *seq,
+                          hs_error *e) HS_MUST_CHECK;
+void hs_audit_close(hs_audit *a);
+const char *hs_audit_batch_id(const hs_audit *a);
+
+#endif

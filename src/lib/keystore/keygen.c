@@ -1,0 +1,303 @@
+#include "keystore/keygen.h"
+
+#include <openssl/core_names.h>
+#include <openssl/pem.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "keystore/cert.h"
+#include "keystore/keystore.h"
+#include "p11/objects.h"
+#include "util/secmem.h"
+
+/* Objects a key operation created in the token: destroyed on every path. */
+typedef struct token_objects {
+    CK_OBJECT_HANDLE priv, pub;
+} token_objects;
+
+static void destroy_objects(hs_p11 *p, token_objects *o)
+{
+    CK_SESSION_HANDLE s = hs_p11_key_session(p);
+    if (o->priv != CK_INVALID_HANDLE)
+        (void)p->fn->C_DestroyObject(s, o->priv);
+    if (o->pub != CK_INVALID_HANDLE)
+        (void)p->fn->C_DestroyObject(s, o->pub);
+    o->priv = o->pub = CK_INVALID_HANDLE;
+}
+
+static void now_rfc3339(char out[32])
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static hs_result check_new_name(hs_signer *s, const char *name, hs_error *e)
+{
+    hs_result r = hs_key_name_check(name, e);
+    if (r != HS_OK)
+        return r;
+    if (hs_keystore_exists(hs_signer_keystore(s), name))
+        return hs_fail(e, HS_E_EXISTS, "key '%s' already exists in %s; refusing to overwrite it",
+                       name, hs_signer_keystore(s));
+    return HS_OK;
+}
+
+static hs_result generate_pair(hs_p11 *p, const hs_wrapkey *wrap, const hs_keygen_params *kp,
+                               token_objects *o, hs_error *e)
+{
+    bool rsa = hs_keyalg_is_rsa(kp->alg);
+    CK_MECHANISM_TYPE mt = rsa ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN;
+    hs_result r = hs_p11_require_mechanism(p, mt, CKF_GENERATE_KEY_PAIR, "generating signing keys", e);
+    if (r != HS_OK)
+        return r;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE, trusted = wrap->trusted ? CK_TRUE : CK_FALSE;
+    CK_ULONG bits = hs_keyalg_bits(kp->alg);
+    CK_BYTE f4[] = {0x01, 0x00, 0x01};
+    CK_ATTRIBUTE pub_t[] = {
+        {CKA_TOKEN, &no, sizeof no},
+        {CKA_VERIFY, &yes, sizeof yes},
+        {CKA_LABEL, (void *)kp->name, strlen(kp->name)},
+        {rsa ? CKA_MODULUS_BITS : CKA_EC_PARAMS, rsa ? (void *)&bits : (void *)hs_p256_oid_der,
+         rsa ? sizeof bits : sizeof hs_p256_oid_der},
+        {CKA_PUBLIC_EXPONENT, f4, sizeof f4},
+    };
+    /* Extractable only so it can leave wrapped; with a trusted wrap key
+     * the token enforces that it leaves under no other key. */
+    CK_ATTRIBUTE priv_t[] = {
+        {CKA_TOKEN, &no, sizeof no},           {CKA_PRIVATE, &yes, sizeof yes},
+        {CKA_SENSITIVE, &yes, sizeof yes},     {CKA_EXTRACTABLE, &yes, sizeof yes},
+        {CKA_SIGN, &yes, sizeof yes},          {CKA_DECRYPT, &no, sizeof no},
+        {CKA_LABEL, (void *)kp->name, strlen(kp->name)},
+        {CKA_WRAP_WITH_TRUSTED, &trusted, sizeof trusted},
+    };
+    CK_MECHANISM m = {mt, NULL, 0};
+    CK_ULONG n_pub = rsa ? 5 : 4, n_priv = sizeof priv_t / sizeof priv_t[0];
+    if (!wrap->trusted)
+        n_priv--; /* leave CKA_WRAP_WITH_TRUSTED to the token's default */
+    CK_RV rv = p->fn->C_GenerateKeyPair(hs_p11_key_session(p), &m, pub_t, n_pub, priv_t, n_priv,
+                                        &o->pub, &o->priv);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_GenerateKeyPair", "generating %s key '%s'",
+                           hs_keyalg_name(kp->alg), kp->name);
+    return HS_OK;
+}
+
+static hs_result wrap_private(hs_p11 *p, const hs_wrapkey *wrap, CK_OBJECT_HANDLE priv,
+                              const char *name, hs_keyfile *kf, hs_error *e)
+{
+    CK_MECHANISM m = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+    CK_SESSION_HANDLE s = hs_p11_key_session(p);
+    CK_ULONG len = 0;
+    CK_RV rv = p->fn->C_WrapKey(s, &m, wrap->handle, priv, NULL, &len);
+    if (rv == CKR_OK) {
+        kf->wrapped = malloc(len);
+        if (kf->wrapped == NULL)
+            return hs_fail(e, HS_E_NOMEM, "out of memory");
+        rv = p->fn->C_WrapKey(s, &m, wrap->handle, priv, kf->wrapped, &len);
+    }
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_WrapKey", "wrapping key '%s' under wrap key '%s'", name,
+                           wrap->label);
+    kf->wrapped_len = len;
+    return HS_OK;
+}
+
+/* Fills the key file fields every new key has. */
+static hs_result start_keyfile(hs_keyfile *kf, hs_signer *s, const char *name, hs_keyalg alg,
+                               const char *origin, EVP_PKEY *pub, hs_error *e)
+{
+    const hs_wrapkey *w = hs_signer_wrapkey(s);
+    snprintf(kf->name, sizeof kf->name, "%s", name);
+    kf->alg = alg;
+    snprintf(kf->origin, sizeof kf->origin, "%s", origin);
+    now_rfc3339(kf->created);
+    snprintf(kf->wrap_label, sizeof kf->wrap_label, "%s", w->label);
+    memcpy(kf->wrap_kcv, w->kcv, HS_KCV_LEN);
+    return hs_keyfile_set_public(kf, pub, e);
+}
+
+hs_result hs_key_generate(hs_signer *s, const hs_keygen_params *kp, hs_error *e)
+{
+    hs_p11 *p = hs_signer_p11(s);
+    const hs_wrapkey *wrap = hs_signer_wrapkey(s);
+    token_objects o = {CK_INVALID_HANDLE, CK_INVALID_HANDLE};
+    hs_keyfile kf;
+    memset(&kf, 0, sizeof kf);
+    EVP_PKEY *pub = NULL;
+    bool adopted = false;
+    char subject[HS_KEY_NAME_MAX + 8];
+    hs_result r = check_new_name(s, kp->name, e);
+    if (r == HS_OK)
+        r = generate_pair(p, wrap, kp, &o, e);
+    if (r == HS_OK)
+        r = hs_p11_public_key(p, hs_p11_key_session(p), o.pub, &pub, e);
+    if (r == HS_OK)
+        r = start_keyfile(&kf, s, kp->name, kp->alg, "generated", pub, e);
+    if (r == HS_OK)
+        r = hs_signer_record(s, "generate", kp->name, kf.fingerprint, hs_keyalg_name(kp->alg), e);
+    if (r == HS_OK) {
+        r = hs_signer_adopt(s, kp->name, kp->alg, o.priv, pub, e);
+        adopted = r == HS_OK;
+    }
+    if (r == HS_OK) {
+        snprintf(subject, sizeof subject, "CN=%s", kp->name);
+        r = hs_cert_self_signed(pub, kp->alg, kp->subject ? kp->subject : subject,
+                                kp->validity_days ? kp->validity_days : 10000, kp->name,
+                                hs_signer_fn(s), &kf.cert, e);
+    }
+    if (r == HS_OK)
+        r = wrap_private(p, wrap, o.priv, kp->name, &kf, e);
+    if (adopted)
+        hs_signer_forget(s, kp->name);
+    destroy_objects(p, &o);
+    if (r == HS_OK)
+        r = hs_keystore_save(hs_signer_keystore(s), &kf, e);
+    EVP_PKEY_free(pub);
+    hs_keyfile_free(&kf);
+    return r;
+}
+
+/* RSA components in the order PKCS#11 names them. */
+static const struct {
+    CK_ATTRIBUTE_TYPE type;
+    const char *param;
+} rsa_parts[] = {
+    {CKA_MODULUS, OSSL_PKEY_PARAM_RSA_N},          {CKA_PUBLIC_EXPONENT, OSSL_PKEY_PARAM_RSA_E},
+    {CKA_PRIVATE_EXPONENT, OSSL_PKEY_PARAM_RSA_D}, {CKA_PRIME_1, OSSL_PKEY_PARAM_RSA_FACTOR1},
+    {CKA_PRIME_2, OSSL_PKEY_PARAM_RSA_FACTOR2},    {CKA_EXPONENT_1, OSSL_PKEY_PARAM_RSA_EXPONENT1},
+    {CKA_EXPONENT_2, OSSL_PKEY_PARAM_RSA_EXPONENT2}, {CKA_COEFFICIENT, OSSL_PKEY_PARAM_RSA_COEFFICIENT1},
+};
+#define N_RSA_PARTS (sizeof rsa_parts / sizeof rsa_parts[0])
+#define PART_MAX 1100 /* an RSA-8192 modulus is 1024 bytes */
+
+/* Creates the private key as a session object from host memory. Every
+ * component lives in locked memory and is wiped before return. */
+static hs_result create_private(hs_p11 *p, EVP_PKEY *pk, hs_keyalg alg, const char *name,
+                                CK_OBJECT_HANDLE *out, hs_error *e)
+{
+    bool rsa = hs_keyalg_is_rsa(alg);
+    size_t n_parts = rsa ? N_RSA_PARTS : 1;
+    uint8_t *secret = hs_secure_alloc(N_RSA_PARTS * PART_MAX);
+    if (secret == NULL)
+        return hs_fail(e, HS_E_NOMEM, "cannot allocate secure memory for key '%s'", name);
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_KEY_TYPE kt = rsa ? CKK_RSA : CKK_EC;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    CK_ATTRIBUTE t[8 + N_RSA_PARTS + 1] = {
+        {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &kt, sizeof kt},
+        {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
+        {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &yes, sizeof yes},
+        {CKA_SIGN, &yes, sizeof yes},      {CKA_LABEL, (void *)name, strlen(name)},
+    };
+    CK_ULONG n = 8;
+    hs_result r = HS_OK;
+    for (size_t i = 0; i < n_parts && r == HS_OK; i++) {
+        BIGNUM *bn = NULL;
+        const char *param = rsa ? rsa_parts[i].param : OSSL_PKEY_PARAM_PRIV_KEY;
+        uint8_t *dst = secret + i * PART_MAX;
+        int len = -1;
+        if (EVP_PKEY_get_bn_param(pk, param, &bn) && BN_num_bytes(bn) <= PART_MAX)
+            len = rsa ? BN_bn2bin(bn, dst) : BN_bn2binpad(bn, dst, 32);
+        BN_clear_free(bn);
+        if (len <= 0)
+            r = hs_fail(e, HS_E_FORMAT, "key '%s': cannot read private key component %s", name, param);
+        t[n].type = rsa ? rsa_parts[i].type : CKA_VALUE;
+        t[n].pValue = dst;
+        t[n].ulValueLen = (CK_ULONG)(len > 0 ? len : 0);
+        n++;
+    }
+    if (!rsa) {
+        t[n].type = CKA_EC_PARAMS;
+        t[n].pValue = (void *)hs_p256_oid_der;
+        t[n].ulValueLen = sizeof hs_p256_oid_der;
+        n++;
+    }
+    if (r == HS_OK) {
+        CK_RV rv = p->fn->C_CreateObject(hs_p11_key_session(p), t, n, out);
+        if (rv != CKR_OK)
+            r = hs_p11_fail(p, e, rv, "C_CreateObject", "loading key '%s' into the token to wrap it",
+                            name);
+    }
+    hs_secure_free(secret, N_RSA_PARTS * PART_MAX);
+    return r;
+}
+
+static EVP_PKEY *parse_private(const uint8_t *bytes, size_t len)
+{
+    const unsigned char *q = bytes;
+    EVP_PKEY *pk = d2i_AutoPrivateKey(NULL, &q, (long)len);
+    if (pk != NULL)
+        return pk;
+    BIO *b = BIO_new_mem_buf(bytes, (int)len);
+    pk = b != NULL ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    return pk;
+}
+
+hs_result hs_key_import(hs_signer *s, const char *name, const uint8_t *key_bytes, size_t key_len,
+                        const char *key_path, X509 *cert, hs_error *e)
+{
+    hs_p11 *p = hs_signer_p11(s);
+    token_objects o = {CK_INVALID_HANDLE, CK_INVALID_HANDLE};
+    hs_keyfile kf;
+    memset(&kf, 0, sizeof kf);
+    hs_keyalg alg;
+    hs_result r = check_new_name(s, name, e);
+    if (r != HS_OK)
+        return r;
+    EVP_PKEY *pk = parse_private(key_bytes, key_len);
+    if (pk == NULL)
+        return hs_fail(e, HS_E_FORMAT,
+                       "%s: not an unencrypted PKCS#8 (.pk8) or PEM private key", key_path);
+    EVP_PKEY *cert_pub = X509_get0_pubkey(cert);
+    if (!hs_keyalg_of_pkey(pk, &alg))
+        r = hs_fail(e, HS_E_USAGE, "%s: key type not supported (RSA 2048/3072/4096/8192 or EC P-256)",
+                    key_path);
+    else if (cert_pub == NULL || EVP_PKEY_eq(pk, cert_pub) != 1)
+        r = hs_fail(e, HS_E_VERIFY, "%s: the certificate is for a different key", key_path);
+    if (r == HS_OK)
+        r = hs_p11_require_mechanism(p, CKM_AES_KEY_WRAP_PAD, CKF_WRAP, "wrapping imported keys", e);
+    if (r == HS_OK)
+        r = create_private(p, pk, alg, name, &o.priv, e);
+    EVP_PKEY_free(pk); /* OpenSSL clears private key memory on free */
+    if (r == HS_OK)
+        r = start_keyfile(&kf, s, name, alg, "imported", cert_pub, e);
+    if (r == HS_OK)
+        r = hs_signer_record(s, "import", name, kf.fingerprint, hs_keyalg_name(alg), e);
+    if (r == HS_OK)
+        r = wrap_private(p, hs_signer_wrapkey(s), o.priv, name, &kf, e);
+    destroy_objects(p, &o);
+    if (r == HS_OK) {
+        X509_up_ref(cert);
+        kf.cert = cert;
+        r = hs_keystore_save(hs_signer_keystore(s), &kf, e);
+    }
+    hs_keyfile_free(&kf);
+    return r;
+}
+
+hs_result hs_android_key_set(const char *device, hs_keyalg app_alg, const char *organization,
+                             hs_android_key out[HS_ANDROID_SET_SIZE], hs_error *e)
+{
+    static const char *const app_keys[] = {"releasekey", "platform", "shared", "media",
+                                           "networkstack", "sdk_sandbox", "bluetooth", "nfc"};
+    char avb[HS_KEY_NAME_MAX + 1];
+    snprintf(avb, sizeof avb, "avb-%s", device);
+    hs_result r = hs_key_name_check(avb, e);
+    if (r != HS_OK)
+        return hs_error_prefix(e, "device '%s': ", device);
+    const char *org = organization != NULL ? organization : "Android";
+    for (size_t i = 0; i < HS_ANDROID_SET_SIZE; i++) {
+        const char *name = i < 8 ? app_keys[i] : avb;
+        snprintf(out[i].name, sizeof out[i].name, "%s", name);
+        out[i].alg = i < 8 ? app_alg : HS_KEY_RSA4096;
+        /* The subject AOSP's make_key suggests, with the device and the
+         * key's role so a certificate says what it is for. */
+        snprintf(out[i].subject, sizeof out[i].subject,
+                 "C=US, ST=California, L=Mountain View, O=%s, OU=%s, CN=%s", org, device, name);
+    }
+    return HS_OK;
+}

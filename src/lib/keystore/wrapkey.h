@@ -1,0 +1,38 @@
+/* The wrap key: one AES-256 key inside the token under which every signing
+ * key is stored outside it (CKM_AES_KEY_WRAP_PAD). Sensitive, never
+ * extractable, usable only for wrap/unwrap. */
+#ifndef HSMSIGN_KEYSTORE_WRAPKEY_H
+#define HSMSIGN_KEYSTORE_WRAPKEY_H
+
+#include <stdint.h>
+
+#include "keystore/keyfile.h"
+#include "p11/p11.h"
+
+#define HS_WRAPKEY_DEFAULT_LABEL "hsmsign-wrap"
+
+typedef struct hs_wrapkey {
+    CK_OBJECT_HANDLE handle;
+    uint8_t kcv[HS_KCV_LEN]; /* CKA_CHECK_VALUE: first 3 bytes of AES-ECB(key, 0^16) */
+    bool trusted;            /* CKA_TRUSTED: keys can be CKA_WRAP_WITH_TRUSTED */
+    char label[64];
+} hs_wrapkey;
+
+/* Generates the wrap key inside the token. Fails with HS_E_EXISTS if the
+ * token already has an hsmsign wrap key. */
+hs_result hs_wrapkey_create(hs_p11 *p, const char *label, hs_wrapkey *out, hs_error *e) HS_MUST_CHECK;
+
+/* Imports a wrap key from host memory (the provisioning and restore
+ * ceremonies, which reconstruct it from shares) as sensitive and
+ * non-extractable. */
+hs_result hs_wrapkey_import(hs_p11 *p, const char *label, const uint8_t key[32], hs_wrapkey *out,
+                            hs_error *e) HS_MUST_CHECK;
+
+/* Finds the token's wrap key by label (NULL: the default). */
+hs_result hs_wrapkey_find(hs_p11 *p, const char *label, hs_wrapkey *out, hs_error *e) HS_MUST_CHECK;
+
+/* The check value of a key held in host memory, computed the way tokens
+ * compute CKA_CHECK_VALUE, so a restored key can be matched. */
+hs_result hs_wrapkey_kcv_of(const uint8_t key[32], uint8_t kcv[HS_KCV_LEN], hs_error *e) HS_MUST_CHECK;
+
+#endif

@@ -1,0 +1,335 @@
+/* Loading a PKCS#11 module, choosing its token, initializing a token. */
+#include "p11/p11.h"
+
+#include <p11-kit/p11-kit.h>
+#include <p11-kit/uri.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "p11/ckr.h"
+#include "util/secmem.h"
+
+#ifndef HSMSIGN_DEFAULT_MODULE
+#define HSMSIGN_DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#endif
+
+void hs_p11_string(char *dst, size_t dst_len, const CK_UTF8CHAR *src, size_t src_len)
+{
+    size_t n = src_len < dst_len - 1 ? src_len : dst_len - 1;
+    memcpy(dst, src, n);
+    while (n > 0 && (dst[n - 1] == ' ' || dst[n - 1] == '\0'))
+        n--;
+    dst[n] = '\0';
+}
+
+hs_result hs_p11_fail(const hs_p11 *p, hs_error *e, CK_RV rv, const char *function,
+                      const char *doing, ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, doing);
+    vsnprintf(what, sizeof what, doing, ap);
+    va_end(ap);
+    if (p != NULL && p->have_token)
+        hs_fail(e, HS_E_P11, "token '%s': %s failed with %s (%s)", p->label, function,
+                hs_ckr_name(rv), what);
+    else
+        hs_fail(e, HS_E_P11, "PKCS#11 module %s: %s failed with %s (%s)",
+                p != NULL ? p->module_path : "?", function, hs_ckr_name(rv), what);
+    if (e != NULL)
+        e->ckr = rv;
+    return HS_E_P11;
+}
+
+hs_result hs_p11_open(const char *module_path, hs_p11 **out, hs_error *e)
+{
+    *out = NULL;
+    if (module_path == NULL || *module_path == '\0')
+        module_path = HSMSIGN_DEFAULT_MODULE;
+    if (access(module_path, R_OK) != 0)
+        return hs_fail(e, HS_E_NOTFOUND,
+                       "PKCS#11 module %s: no such file (give the module with --module or "
+                       "HSMSIGN_MODULE; Debian's SoftHSMv2 is package softhsm2)",
+                       module_path);
+    hs_p11 *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    snprintf(p->module_path, sizeof p->module_path, "%s", module_path);
+    pthread_mutex_init(&p->lock, NULL);
+    p->key_session = CK_INVALID_HANDLE;
+    p->max_sessions = 4;
+
+    /* p11-kit would otherwise print its own messages on stderr; the
+     * library reports errors only through hs_error. */
+    p11_kit_be_quiet();
+    p->fn = p11_kit_module_load(module_path, P11_KIT_MODULE_UNMANAGED);
+    if (p->fn == NULL) {
+        const char *why = p11_kit_message();
+        hs_fail(e, HS_E_P11, "PKCS#11 module %s: cannot load: %s", module_path,
+                why != NULL ? why : "not a PKCS#11 module");
+        hs_p11_close(p);
+        return HS_E_P11;
+    }
+    CK_RV rv = p11_kit_module_initialize(p->fn);
+    if (rv != CKR_OK) {
+        hs_p11_fail(p, e, rv, "C_Initialize", "initializing the module");
+        hs_p11_close(p);
+        return HS_E_P11;
+    }
+    p->initialized = true;
+    *out = p;
+    return HS_OK;
+}
+
+static void close_sessions_locked(hs_p11 *p)
+{
+    for (unsigned i = 0; i < p->pool_len; i++)
+        if (p->pool[i] != CK_INVALID_HANDLE)
+            (void)p->fn->C_CloseSession(p->pool[i]);
+    p->pool_len = 0;
+    memset(p->pool_busy, 0, sizeof p->pool_busy);
+    if (p->key_session != CK_INVALID_HANDLE) {
+        if (p->logged_in)
+            (void)p->fn->C_Logout(p->key_session);
+        (void)p->fn->C_CloseSession(p->key_session);
+    }
+    p->key_session = CK_INVALID_HANDLE;
+    p->logged_in = false;
+}
+
+void hs_p11_close(hs_p11 *p)
+{
+    if (p == NULL)
+        return;
+    if (p->fn != NULL) {
+        if (p->initialized) {
+            pthread_mutex_lock(&p->lock);
+            close_sessions_locked(p);
+            pthread_mutex_unlock(&p->lock);
+            (void)p11_kit_module_finalize(p->fn);
+        }
+        p11_kit_module_release(p->fn);
+    }
+    if (p->pin != NULL)
+        hs_pin_free(p->pin);
+    pthread_mutex_destroy(&p->lock);
+    hs_wipe(p, sizeof *p);
+    free(p);
+}
+
+static hs_result slot_list(hs_p11 *p, CK_BBOOL token_present, CK_SLOT_ID **slots, CK_ULONG *n,
+                           hs_error *e)
+{
+    *slots = NULL;
+    CK_RV rv = p->fn->C_GetSlotList(token_present, NULL, n);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_GetSlotList", "listing slots");
+    *slots = calloc(*n + 1, sizeof **slots);
+    if (*slots == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    rv = p->fn->C_GetSlotList(token_present, *slots, n);
+    if (rv != CKR_OK) {
+        free(*slots);
+        *slots = NULL;
+        return hs_p11_fail(p, e, rv, "C_GetSlotList", "listing slots");
+    }
+    return HS_OK;
+}
+
+static void fill_info(hs_p11_token_info *t, CK_SLOT_ID slot, const CK_TOKEN_INFO *ti)
+{
+    t->slot = slot;
+    hs_p11_string(t->label, sizeof t->label, ti->label, sizeof ti->label);
+    hs_p11_string(t->serial, sizeof t->serial, ti->serialNumber, sizeof ti->serialNumber);
+    hs_p11_string(t->model, sizeof t->model, ti->model, sizeof ti->model);
+    hs_p11_string(t->manufacturer, sizeof t->manufacturer, ti->manufacturerID,
+                  sizeof ti->manufacturerID);
+    t->initialized = (ti->flags & CKF_TOKEN_INITIALIZED) != 0;
+    t->user_pin_initialized = (ti->flags & CKF_USER_PIN_INITIALIZED) != 0;
+    t->login_required = (ti->flags & CKF_LOGIN_REQUIRED) != 0;
+}
+
+hs_result hs_p11_list_tokens(hs_p11 *p, hs_p11_token_info **out, size_t *n, hs_error *e)
+{
+    CK_SLOT_ID *slots;
+    CK_ULONG count;
+    *out = NULL;
+    *n = 0;
+    hs_result r = slot_list(p, CK_TRUE, &slots, &count, e);
+    if (r != HS_OK)
+        return r;
+    hs_p11_token_info *list = calloc(count + 1, sizeof *list);
+    if (list == NULL) {
+        free(slots);
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    }
+    size_t got = 0;
+    for (CK_ULONG i = 0; i < count; i++) {
+        CK_TOKEN_INFO ti;
+        CK_RV rv = p->fn->C_GetTokenInfo(slots[i], &ti);
+        if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_TOKEN_NOT_RECOGNIZED)
+            continue;
+        if (rv != CKR_OK) {
+            free(slots);
+            free(list);
+            return hs_p11_fail(p, e, rv, "C_GetTokenInfo", "reading slot %lu",
+                               (unsigned long)slots[i]);
+        }
+        fill_info(&list[got++], slots[i], &ti);
+    }
+    free(slots);
+    *out = list;
+    *n = got;
+    return HS_OK;
+}
+
+static void adopt_token(hs_p11 *p, const hs_p11_token_info *t, CK_FLAGS flags)
+{
+    p->have_token = true;
+    p->slot = t->slot;
+    memcpy(p->label, t->label, sizeof p->label);
+    memcpy(p->serial, t->serial, sizeof p->serial);
+    memcpy(p->model, t->model, sizeof p->model);
+    memcpy(p->manufacturer, t->manufacturer, sizeof p->manufacturer);
+    p->token_flags = flags;
+}
+
+/* Lists the labels of initialized tokens for "no token matches" messages. */
+static void describe_tokens(const hs_p11_token_info *list, size_t n, char *buf, size_t cap)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && used < cap; i++) {
+        if (!list[i].initialized)
+            continue;
+        int w = snprintf(buf + used, cap - used, "%s'%s' (serial %s)", used ? ", " : "",
+                         list[i].label, list[i].serial);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+    if (used == 0)
+        snprintf(buf, cap, "none");
+}
+
+hs_result hs_p11_select_token(hs_p11 *p, const char *spec, hs_error *e)
+{
+    hs_p11_token_info *list;
+    size_t n;
+    hs_result r = hs_p11_list_tokens(p, &list, &n, e);
+    if (r != HS_OK)
+        return r;
+    P11KitUri *uri = NULL;
+    if (spec != NULL && strncmp(spec, "pkcs11:", 7) == 0) {
+        uri = p11_kit_uri_new();
+        int ur = uri != NULL ? p11_kit_uri_parse(spec, P11_KIT_URI_FOR_TOKEN, uri) : P11_KIT_URI_NO_MEMORY;
+        if (ur != P11_KIT_URI_OK) {
+            hs_fail(e, HS_E_USAGE, "token URI '%s': %s", spec, p11_kit_uri_message(ur));
+            p11_kit_uri_free(uri);
+            free(list);
+            return HS_E_USAGE;
+        }
+    }
+    int found = -1, matches = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!list[i].initialized)
+            continue;
+        bool match;
+        if (uri != NULL) {
+            CK_TOKEN_INFO ti;
+            match = p->fn->C_GetTokenInfo(list[i].slot, &ti) == CKR_OK &&
+                    p11_kit_uri_match_token_info(uri, &ti);
+        } else {
+            match = spec == NULL || strcmp(list[i].label, spec) == 0;
+        }
+        if (match) {
+            matches++;
+            if (found < 0)
+                found = (int)i;
+        }
+    }
+    p11_kit_uri_free(uri);
+    char names[600];
+    describe_tokens(list, n, names, sizeof names);
+    if (matches == 0) {
+        r = hs_fail(e, HS_E_NOTFOUND, "no initialized token %s%s%s in module %s; tokens present: %s",
+                    spec ? "matches '" : "found", spec ? spec : "", spec ? "'" : "",
+                    p->module_path, names);
+    } else if (matches > 1) {
+        r = hs_fail(e, HS_E_USAGE,
+                    "%d tokens match '%s' in module %s (%s); choose one with --token "
+                    "pkcs11:serial=...",
+                    matches, spec ? spec : "(any)", p->module_path, names);
+    } else {
+        CK_TOKEN_INFO ti;
+        CK_RV rv = p->fn->C_GetTokenInfo(list[found].slot, &ti);
+        if (rv != CKR_OK)
+            r = hs_p11_fail(p, e, rv, "C_GetTokenInfo", "reading token '%s'", list[found].label);
+        else
+            adopt_token(p, &list[found], ti.flags);
+    }
+    free(list);
+    return r;
+}
+
+hs_result hs_p11_init_token(hs_p11 *p, const char *label, const char *so_pin,
+                            const char *user_pin, hs_error *e)
+{
+    hs_p11_token_info *list;
+    size_t n;
+    hs_result r = hs_p11_list_tokens(p, &list, &n, e);
+    if (r != HS_OK)
+        return r;
+    int free_slot = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (list[i].initialized && strcmp(list[i].label, label) == 0) {
+            hs_fail(e, HS_E_EXISTS, "a token labelled '%s' already exists (serial %s)", label,
+                    list[i].serial);
+            free(list);
+            return HS_E_EXISTS;
+        }
+        if (!list[i].initialized && free_slot < 0)
+            free_slot = (int)i;
+    }
+    if (free_slot < 0) {
+        free(list);
+        return hs_fail(e, HS_E_NOTFOUND, "module %s has no uninitialized token to initialize",
+                       p->module_path);
+    }
+    CK_SLOT_ID slot = list[free_slot].slot;
+    free(list);
+
+    CK_UTF8CHAR padded[32];
+    memset(padded, ' ', sizeof padded);
+    size_t ll = strlen(label);
+    if (ll == 0 || ll > sizeof padded)
+        return hs_fail(e, HS_E_USAGE, "token label '%s' must be 1 to 32 bytes", label);
+    memcpy(padded, label, ll);
+    CK_RV rv = p->fn->C_InitToken(slot, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin), padded);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_InitToken", "initializing token '%s'", label);
+
+    /* SoftHSM moves a freshly initialized token to a new slot id: find it
+     * again by label before logging in as SO to set the user PIN. */
+    r = hs_p11_select_token(p, label, e);
+    if (r != HS_OK)
+        return r;
+    CK_SESSION_HANDLE s;
+    rv = p->fn->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_OpenSession", "setting the user PIN");
+    rv = p->fn->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin));
+    if (rv == CKR_OK) {
+        rv = p->fn->C_InitPIN(s, (CK_UTF8CHAR_PTR)user_pin, strlen(user_pin));
+        if (rv != CKR_OK)
+            hs_p11_fail(p, e, rv, "C_InitPIN", "setting the user PIN");
+        (void)p->fn->C_Logout(s);
+    } else {
+        hs_p11_fail(p, e, rv, "C_Login", "logging in as security officer");
+    }
+    (void)p->fn->C_CloseSession(s);
+    return rv == CKR_OK ? HS_OK : HS_E_P11;
+}

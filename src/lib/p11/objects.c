@@ -1,0 +1,158 @@
+#include "p11/objects.h"
+
+#include <openssl/core_names.h>
+#include <openssl/param_build.h>
+#include <stdlib.h>
+#include <string.h>
+
+const uint8_t hs_p256_oid_der[10] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+
+hs_result hs_p11_find(hs_p11 *p, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                      CK_OBJECT_HANDLE *out, size_t max, size_t *count, hs_error *e)
+{
+    *count = 0;
+    CK_RV rv = p->fn->C_FindObjectsInit(s, tmpl, n);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_FindObjectsInit", "searching objects");
+    for (;;) {
+        CK_OBJECT_HANDLE batch[16];
+        CK_ULONG got = 0;
+        rv = p->fn->C_FindObjects(s, batch, 16, &got);
+        if (rv != CKR_OK || got == 0)
+            break;
+        for (CK_ULONG i = 0; i < got; i++) {
+            if (*count < max)
+                out[*count] = batch[i];
+            (*count)++;
+        }
+    }
+    /* Always finish the search, even after an error, or the session
+     * stays in the find state. */
+    CK_RV frv = p->fn->C_FindObjectsFinal(s);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_FindObjects", "searching objects");
+    if (frv != CKR_OK)
+        return hs_p11_fail(p, e, frv, "C_FindObjectsFinal", "searching objects");
+    return HS_OK;
+}
+
+hs_result hs_p11_get_attr(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                          CK_ATTRIBUTE_TYPE type, uint8_t **val, size_t *len, hs_error *e)
+{
+    *val = NULL;
+    *len = 0;
+    CK_ATTRIBUTE a = {type, NULL, 0};
+    CK_RV rv = p->fn->C_GetAttributeValue(s, o, &a, 1);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_GetAttributeValue", "reading attribute 0x%lx",
+                           (unsigned long)type);
+    if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION)
+        return hs_fail(e, HS_E_P11, "token '%s': attribute 0x%lx is unavailable", p->label,
+                       (unsigned long)type);
+    a.pValue = malloc(a.ulValueLen + 1);
+    if (a.pValue == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    rv = p->fn->C_GetAttributeValue(s, o, &a, 1);
+    if (rv != CKR_OK) {
+        free(a.pValue);
+        return hs_p11_fail(p, e, rv, "C_GetAttributeValue", "reading attribute 0x%lx",
+                           (unsigned long)type);
+    }
+    *val = a.pValue;
+    *len = a.ulValueLen;
+    return HS_OK;
+}
+
+hs_result hs_p11_get_bool(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                          CK_ATTRIBUTE_TYPE type, bool *value, hs_error *e)
+{
+    CK_BBOOL b = CK_FALSE;
+    CK_ATTRIBUTE a = {type, &b, sizeof b};
+    CK_RV rv = p->fn->C_GetAttributeValue(s, o, &a, 1);
+    if (rv == CKR_ATTRIBUTE_TYPE_INVALID) {
+        *value = false;
+        return HS_OK;
+    }
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_GetAttributeValue", "reading attribute 0x%lx",
+                           (unsigned long)type);
+    *value = b == CK_TRUE;
+    return HS_OK;
+}
+
+static hs_result rsa_from_parts(const uint8_t *n, size_t nlen, const uint8_t *ex, size_t elen,
+                                EVP_PKEY **out, hs_error *e)
+{
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    BIGNUM *bn = BN_bin2bn(n, (int)nlen, NULL), *be = BN_bin2bn(ex, (int)elen, NULL);
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    hs_result r = HS_E_CRYPTO;
+    if (bld != NULL && bn != NULL && be != NULL && ctx != NULL &&
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) &&
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be) &&
+        (params = OSSL_PARAM_BLD_to_param(bld)) != NULL && EVP_PKEY_fromdata_init(ctx) > 0 &&
+        EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) > 0)
+        r = HS_OK;
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(bn);
+    BN_free(be);
+    EVP_PKEY_CTX_free(ctx);
+    return r == HS_OK ? HS_OK : hs_fail(e, r, "cannot build an RSA public key from the token's attributes");
+}
+
+static hs_result ec_from_point(const uint8_t *ec_point, size_t len, EVP_PKEY **out, hs_error *e)
+{
+    /* CKA_EC_POINT is a DER OCTET STRING around the uncompressed point;
+     * some tokens return the bare point. Accept both. */
+    const uint8_t *pt = ec_point;
+    size_t pt_len = len;
+    if (len == 67 && ec_point[0] == 0x04 && ec_point[1] == 65) {
+        pt = ec_point + 2;
+        pt_len = 65;
+    }
+    if (pt_len != 65 || pt[0] != 0x04)
+        return hs_fail(e, HS_E_P11, "token returned an EC point that is not an uncompressed P-256 point");
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pt, pt_len),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    bool ok = ctx != NULL && EVP_PKEY_fromdata_init(ctx) > 0 &&
+              EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) > 0;
+    EVP_PKEY_CTX_free(ctx);
+    return ok ? HS_OK : hs_fail(e, HS_E_CRYPTO, "cannot build a P-256 public key from the token's point");
+}
+
+hs_result hs_p11_public_key(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub, EVP_PKEY **out,
+                            hs_error *e)
+{
+    *out = NULL;
+    CK_KEY_TYPE kt = 0;
+    CK_ATTRIBUTE a = {CKA_KEY_TYPE, &kt, sizeof kt};
+    CK_RV rv = p->fn->C_GetAttributeValue(s, pub, &a, 1);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_GetAttributeValue", "reading the public key type");
+    uint8_t *x = NULL, *y = NULL;
+    size_t xl = 0, yl = 0;
+    hs_result r;
+    if (kt == CKK_RSA) {
+        r = hs_p11_get_attr(p, s, pub, CKA_MODULUS, &x, &xl, e);
+        if (r == HS_OK)
+            r = hs_p11_get_attr(p, s, pub, CKA_PUBLIC_EXPONENT, &y, &yl, e);
+        if (r == HS_OK)
+            r = rsa_from_parts(x, xl, y, yl, out, e);
+    } else if (kt == CKK_EC) {
+        r = hs_p11_get_attr(p, s, pub, CKA_EC_POINT, &x, &xl, e);
+        if (r == HS_OK)
+            r = ec_from_point(x, xl, out, e);
+    } else {
+        r = hs_fail(e, HS_E_P11, "token '%s': public key type 0x%lx is neither RSA nor EC", p->label,
+                    (unsigned long)kt);
+    }
+    free(x);
+    free(y);
+    return r;
+}

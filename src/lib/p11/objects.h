@@ -1,0 +1,35 @@
+/* Finding objects, reading attributes, and turning a token's public key
+ * attributes into an OpenSSL key. */
+#ifndef HSMSIGN_P11_OBJECTS_H
+#define HSMSIGN_P11_OBJECTS_H
+
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "p11/p11.h"
+
+/* Finds objects matching tmpl. Fills up to max handles into out and the
+ * total number found into *count. */
+hs_result hs_p11_find(hs_p11 *p, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                      CK_OBJECT_HANDLE *out, size_t max, size_t *count, hs_error *e) HS_MUST_CHECK;
+
+/* Reads one attribute into a malloc'd buffer. */
+hs_result hs_p11_get_attr(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                          CK_ATTRIBUTE_TYPE type, uint8_t **val, size_t *len,
+                          hs_error *e) HS_MUST_CHECK;
+
+/* Reads a CK_BBOOL attribute; *value is false when the token does not
+ * know the attribute. */
+hs_result hs_p11_get_bool(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                          CK_ATTRIBUTE_TYPE type, bool *value, hs_error *e) HS_MUST_CHECK;
+
+/* Builds an EVP_PKEY from a public key object (CKK_RSA: modulus and
+ * exponent; CKK_EC: P-256 point). */
+hs_result hs_p11_public_key(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub,
+                            EVP_PKEY **out, hs_error *e) HS_MUST_CHECK;
+
+/* DER of the P-256 curve OID, for CKA_EC_PARAMS. */
+extern const uint8_t hs_p256_oid_der[10];
+
+#endif

@@ -1,0 +1,495 @@
+#include "signer/signer.h"
+
+#include <openssl/ecdsa.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keystore/keystore.h"
+#include "p11/ckr.h"
+#include "util/encoding.h"
+#include "util/secmem.h"
+
+typedef struct loaded_key {
+    char name[HS_KEY_NAME_MAX + 1];
+    hs_keyalg alg;
+    hs_keyfile kf;  /* empty for adopted keys */
+    EVP_PKEY *pub;  /* borrowed from kf, or owned when adopted */
+    uint8_t fingerprint[32];
+    bool adopted;
+    bool unwrapped;
+    CK_OBJECT_HANDLE handle;
+    unsigned generation; /* p11 generation the handle belongs to */
+} loaded_key;
+
+struct hs_signer {
+    hs_p11 *p11;
+    hs_wrapkey wrap;
+    char *keystore;
+    hs_audit *audit;
+    pthread_mutex_t lock;
+    loaded_key **keys;
+    size_t n_keys, cap_keys;
+    hs_signer_stats stats;
+};
+
+hs_result hs_signer_new(hs_p11 *p11, const hs_wrapkey *wrap, const char *keystore_dir,
+                        hs_audit *audit, hs_signer **out, hs_error *e)
+{
+    *out = NULL;
+    hs_signer *s = calloc(1, sizeof *s);
+    if (s == NULL || (s->keystore = strdup(keystore_dir)) == NULL) {
+        free(s);
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    }
+    s->p11 = p11;
+    s->wrap = *wrap;
+    s->audit = audit;
+    pthread_mutex_init(&s->lock, NULL);
+    *out = s;
+    return HS_OK;
+}
+
+static void destroy_object(hs_signer *s, loaded_key *k)
+{
+    if (k->unwrapped && k->generation == s->p11->generation &&
+        hs_p11_key_session(s->p11) != CK_INVALID_HANDLE)
+        (void)s->p11->fn->C_DestroyObject(hs_p11_key_session(s->p11), k->handle);
+    k->unwrapped = false;
+}
+
+static void free_key(hs_signer *s, loaded_key *k)
+{
+    if (!k->adopted)
+        destroy_object(s, k);
+    if (k->adopted)
+        EVP_PKEY_free(k->pub);
+    hs_keyfile_free(&k->kf);
+    free(k);
+}
+
+void hs_signer_free(hs_signer *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->n_keys; i++)
+        free_key(s, s->keys[i]);
+    free(s->keys);
+    free(s->keystore);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static loaded_key *find_key(hs_signer *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_keys; i++)
+        if (strcmp(s->keys[i]->name, name) == 0)
+            return s->keys[i];
+    return NULL;
+}
+
+static hs_result add_key(hs_signer *s, loaded_key *k, hs_error *e)
+{
+    if (s->n_keys == s->cap_keys) {
+        size_t cap = s->cap_keys ? 2 * s->cap_keys : 8;
+        loaded_key **grown = realloc(s->keys, cap * sizeof *grown);
+        if (grown == NULL)
+            return hs_fail(e, HS_E_NOMEM, "out of memory");
+        s->keys = grown;
+        s->cap_keys = cap;
+    }
+    s->keys[s->n_keys++] = k;
+    return HS_OK;
+}
+
+/* Loads and checks a key file the first time a key is named. */
+static hs_result load_key(hs_signer *s, const char *name, loaded_key **out, hs_error *e)
+{
+    *out = find_key(s, name);
+    if (*out != NULL)
+        return HS_OK;
+    loaded_key *k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    hs_result r = hs_keystore_load(s->keystore, name, &k->kf, e);
+    if (r == HS_OK && !hs_ct_equal(k->kf.wrap_kcv, s->wrap.kcv, HS_KCV_LEN)) {
+        char want[7], have[7];
+        hs_hex_encode(k->kf.wrap_kcv, HS_KCV_LEN, want);
+        hs_hex_encode(s->wrap.kcv, HS_KCV_LEN, have);
+        r = hs_fail(e, HS_E_VERIFY,
+                    "key '%s' (%s/%s.key) was made under another wrap key (check value %s); "
+                    "token '%s' has wrap key '%s' with check value %s",
+                    name, s->keystore, name, want, s->p11->label, s->wrap.label, have);
+    }
+    if (r != HS_OK) {
+        hs_keyfile_free(&k->kf);
+        free(k);
+        return r;
+    }
+    snprintf(k->name, sizeof k->name, "%s", name);
+    k->alg = k->kf.alg;
+    k->pub = k->kf.pub;
+    memcpy(k->fingerprint, k->kf.fingerprint, 32);
+    r = add_key(s, k, e);
+    if (r != HS_OK) {
+        hs_keyfile_free(&k->kf);
+        free(k);
+        return r;
+    }
+    *out = k;
+    return HS_OK;
+}
+
+hs_result hs_signer_keyfile(hs_signer *s, const char *name, const hs_keyfile **kf, hs_error *e)
+{
+    pthread_mutex_lock(&s->lock);
+    loaded_key *k;
+    hs_result r = load_key(s, name, &k, e);
+    if (r == HS_OK && k->adopted)
+        r = hs_fail(e, HS_E_NOTFOUND, "key '%s' has no key file yet", name);
+    if (r == HS_OK)
+        *kf = &k->kf;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+hs_result hs_signer_record(hs_signer *s, const char *operation, const char *key_name,
+                           const uint8_t *fingerprint, const char *algorithm, hs_error *e)
+{
+    hs_audit_entry en = {.operation = operation, .key_name = key_name,
+                         .key_fingerprint = fingerprint, .algorithm = algorithm};
+    return hs_audit_append(s->audit, &en, NULL, e);
+}
+
+static hs_result unwrap(hs_signer *s, loaded_key *k, hs_error *e)
+{
+    hs_p11 *p = s->p11;
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_KEY_TYPE kt = hs_keyalg_is_rsa(k->alg) ? CKK_RSA : CKK_EC;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof cls},       {CKA_KEY_TYPE, &kt, sizeof kt},
+        {CKA_TOKEN, &no, sizeof no},         {CKA_PRIVATE, &yes, sizeof yes},
+        {CKA_SENSITIVE, &yes, sizeof yes},   {CKA_EXTRACTABLE, &no, sizeof no},
+        {CKA_SIGN, &yes, sizeof yes},        {CKA_DECRYPT, &no, sizeof no},
+        {CKA_LABEL, k->name, strlen(k->name)},
+    };
+    CK_MECHANISM m = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+    CK_RV rv = p->fn->C_UnwrapKey(hs_p11_key_session(p), &m, s->wrap.handle, k->kf.wrapped,
+                                  k->kf.wrapped_len, t, sizeof t / sizeof t[0], &k->handle);
+    if (rv != CKR_OK) {
+        hs_p11_fail(p, e, rv, "C_UnwrapKey", "unwrapping key '%s' from %s/%s.key%s", k->name,
+                    s->keystore, k->name,
+                    rv == CKR_WRAPPED_KEY_INVALID || rv == CKR_ENCRYPTED_DATA_INVALID ||
+                            rv == CKR_GENERAL_ERROR
+                        ? "; the wrapped key is corrupted or belongs to another wrap key"
+                        : "");
+        return HS_E_P11;
+    }
+    k->unwrapped = true;
+    k->generation = p->generation;
+    s->stats.unwraps++;
+    hs_result r = hs_signer_record(s, "unwrap", k->name, k->fingerprint, hs_keyalg_name(k->alg), e);
+    if (r != HS_OK)
+        destroy_object(s, k);
+    return r;
+}
+
+static hs_result ensure_usable(hs_signer *s, loaded_key *k, hs_error *e)
+{
+    if (k->unwrapped && k->generation == s->p11->generation)
+        return HS_OK;
+    if (k->adopted)
+        return hs_fail(e, HS_E_P11,
+                       "token '%s' dropped the session holding new key '%s' before it was "
+                       "wrapped; nothing was written, run the command again",
+                       s->p11->label, k->name);
+    return unwrap(s, k, e);
+}
+
+/* DigestInfo prefixes (RFC 8017 section 9.2 note 1). */
+static const uint8_t sha1_prefix[] = {0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e,
+                                      0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14};
+static const uint8_t sha256_prefix[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                        0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+static const uint8_t sha512_prefix[] = {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                        0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40};
+
+typedef struct hsm_input {
+    CK_MECHANISM mech;
+    CK_RSA_PKCS_PSS_PARAMS pss;
+    uint8_t data[sizeof sha512_prefix + HS_MAX_DIGEST_LEN];
+    size_t len;
+} hsm_input;
+
+static void prepare_input(const hs_sign_request *req, hsm_input *in)
+{
+    memset(in, 0, sizeof *in);
+    const uint8_t *prefix = NULL;
+    size_t plen = 0;
+    switch (req->alg) {
+    case HS_SIG_RSA_PKCS1_SHA1: prefix = sha1_prefix, plen = sizeof sha1_prefix; break;
+    case HS_SIG_RSA_PKCS1_SHA256: prefix = sha256_prefix, plen = sizeof sha256_prefix; break;
+    case HS_SIG_RSA_PKCS1_SHA512: prefix = sha512_prefix, plen = sizeof sha512_prefix; break;
+    default: break;
+    }
+    if (prefix != NULL) {
+        in->mech.mechanism = CKM_RSA_PKCS;
+        memcpy(in->data, prefix, plen);
+    } else if (hs_sig_alg_is_pss(req->alg)) {
+        bool s512 = req->alg == HS_SIG_RSA_PSS_SHA512;
+        in->pss.hashAlg = s512 ? CKM_SHA512 : CKM_SHA256;
+        in->pss.mgf = s512 ? CKG_MGF1_SHA512 : CKG_MGF1_SHA256;
+        in->pss.sLen = req->digest_len;
+        in->mech.mechanism = CKM_RSA_PKCS_PSS;
+        in->mech.pParameter = &in->pss;
+        in->mech.ulParameterLen = sizeof in->pss;
+    } else {
+        in->mech.mechanism = CKM_ECDSA;
+    }
+    memcpy(in->data + plen, req->digest, req->digest_len);
+    in->len = plen + req->digest_len;
+}
+
+/* One C_SignInit + C_Sign on a pooled session. */
+static CK_RV hsm_sign_once(hs_signer *s, loaded_key *k, hsm_input *in, uint8_t *sig,
+                           CK_ULONG *sig_len, hs_error *e, bool *session_ok)
+{
+    hs_p11 *p = s->p11;
+    CK_SESSION_HANDLE sess;
+    *session_ok = false;
+    if (hs_p11_session_acquire(p, &sess, e) != HS_OK)
+        return e->ckr != 0 ? e->ckr : CKR_GENERAL_ERROR;
+    *session_ok = true;
+    CK_RV rv = p->fn->C_SignInit(sess, &in->mech, k->handle);
+    const char *fn = "C_SignInit";
+    if (rv == CKR_OK) {
+        fn = "C_Sign";
+        rv = p->fn->C_Sign(sess, in->data, in->len, sig, sig_len);
+    }
+    hs_p11_session_release(p, sess, hs_p11_rv_recoverable(rv) || rv == CKR_DEVICE_ERROR);
+    if (rv != CKR_OK)
+        hs_p11_fail(p, e, rv, fn, "signing with key '%s' (%s)", k->name,
+                    hs_ckm_name(in->mech.mechanism));
+    return rv;
+}
+
+static hs_result ecdsa_raw_to_der(const uint8_t *raw, size_t len, uint8_t **der, size_t *der_len,
+                                  hs_error *e)
+{
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(raw, (int)(len / 2), NULL), *sv = BN_bin2bn(raw + len / 2, (int)(len / 2), NULL);
+    unsigned char *buf = NULL;
+    int n = 0;
+    if (es != NULL && r != NULL && sv != NULL && ECDSA_SIG_set0(es, r, sv)) {
+        r = sv = NULL;
+        n = i2d_ECDSA_SIG(es, &buf);
+    }
+    BN_free(r);
+    BN_free(sv);
+    ECDSA_SIG_free(es);
+    if (n <= 0)
+        return hs_fail(e, HS_E_CRYPTO, "cannot encode an ECDSA signature");
+    *der = malloc((size_t)n);
+    if (*der != NULL)
+        memcpy(*der, buf, (size_t)n);
+    OPENSSL_free(buf);
+    *der_len = (size_t)n;
+    return *der != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
+}
+
+static hs_result verify(const loaded_key *k, const hs_sign_request *req, const uint8_t *sig,
+                        size_t sig_len, hs_error *e)
+{
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(k->pub, NULL);
+    bool ok = c != NULL && EVP_PKEY_verify_init(c) > 0 &&
+              EVP_PKEY_CTX_set_signature_md(c, hs_sig_alg_md(req->alg)) > 0;
+    if (ok && hs_sig_alg_is_rsa(req->alg)) {
+        bool pss = hs_sig_alg_is_pss(req->alg);
+        ok = EVP_PKEY_CTX_set_rsa_padding(c, pss ? RSA_PKCS1_PSS_PADDING : RSA_PKCS1_PADDING) > 0 &&
+             (!pss || EVP_PKEY_CTX_set_rsa_pss_saltlen(c, RSA_PSS_SALTLEN_DIGEST) > 0);
+    }
+    ok = ok && EVP_PKEY_verify(c, sig, sig_len, req->digest, req->digest_len) == 1;
+    EVP_PKEY_CTX_free(c);
+    if (!ok)
+        return hs_fail(e, HS_E_VERIFY,
+                       "the HSM's signature with key '%s' does not verify with the key's public "
+                       "key; the wrapped key and the key file do not belong together",
+                       k->name);
+    return HS_OK;
+}
+
+static hs_result check_request(const loaded_key *k, const hs_sign_request *req, hs_error *e)
+{
+    if (!hs_keyalg_can_sign(k->alg, req->alg))
+        return hs_fail(e, HS_E_USAGE, "key '%s' is %s and cannot make %s signatures", k->name,
+                       hs_keyalg_name(k->alg), hs_sig_alg_name(req->alg));
+    if (req->digest_len != hs_sig_alg_digest_len(req->alg))
+        return hs_fail(e, HS_E_INTERNAL, "digest of %zu bytes given for %s", req->digest_len,
+                       hs_sig_alg_name(req->alg));
+    return HS_OK;
+}
+
+static hs_result hsm_sign(hs_signer *s, loaded_key *k, const hs_sign_request *req, uint8_t **sig,
+                          size_t *sig_len, hs_error *e)
+{
+    hsm_input in;
+    prepare_input(req, &in);
+    size_t cap = hs_keyalg_is_rsa(k->alg) ? hs_keyalg_bits(k->alg) / 8 : 132;
+    uint8_t *raw = malloc(cap);
+    if (raw == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    CK_ULONG raw_len = 0;
+    CK_RV rv = CKR_GENERAL_ERROR;
+    hs_result r = HS_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        pthread_mutex_lock(&s->lock);
+        r = ensure_usable(s, k, e);
+        pthread_mutex_unlock(&s->lock);
+        if (r != HS_OK)
+            break;
+        raw_len = cap;
+        bool session_ok;
+        rv = hsm_sign_once(s, k, &in, raw, &raw_len, e, &session_ok);
+        if (rv == CKR_OK || !hs_p11_rv_recoverable(rv) || attempt == 1) {
+            r = rv == CKR_OK ? HS_OK : HS_E_P11;
+            break;
+        }
+        /* The token dropped our sessions (idle timeout, re-plug): log in
+         * again and unwrap again, once. */
+        pthread_mutex_lock(&s->lock);
+        r = hs_p11_recover(s->p11, e);
+        pthread_mutex_unlock(&s->lock);
+        if (r != HS_OK)
+            break;
+    }
+    if (r == HS_OK && hs_sig_alg_is_ecdsa(req->alg)) {
+        r = ecdsa_raw_to_der(raw, raw_len, sig, sig_len, e);
+        free(raw);
+        return r;
+    }
+    if (r != HS_OK) {
+        free(raw);
+        return r;
+    }
+    *sig = raw;
+    *sig_len = raw_len;
+    return HS_OK;
+}
+
+hs_result hs_signer_sign(hs_signer *s, const hs_sign_request *req, uint8_t **sig, size_t *sig_len,
+                         hs_error *e)
+{
+    *sig = NULL;
+    *sig_len = 0;
+    loaded_key *k;
+    pthread_mutex_lock(&s->lock);
+    hs_result r = load_key(s, req->key_name, &k, e);
+    pthread_mutex_unlock(&s->lock);
+    if (r == HS_OK)
+        r = check_request(k, req, e);
+    if (r == HS_OK)
+        r = hsm_sign(s, k, req, sig, sig_len, e);
+    if (r == HS_OK)
+        r = verify(k, req, *sig, *sig_len, e);
+    if (r == HS_OK) {
+        uint8_t sig_sha[32];
+        SHA256(*sig, *sig_len, sig_sha);
+        hs_audit_entry en = {
+            .operation = "sign", .purpose = req->operation, .key_name = k->name,
+            .key_fingerprint = k->fingerprint, .algorithm = hs_sig_alg_name(req->alg),
+            .tbs_sha256 = req->tbs_sha256, .sig_sha256 = sig_sha, .artifact = req->artifact,
+            .input_sha256 = req->artifact_sha256,
+        };
+        r = hs_audit_append(s->audit, &en, NULL, e);
+    }
+    if (r != HS_OK) {
+        /* No signature leaves without its audit entry. */
+        hs_wipe(*sig, *sig_len);
+        free(*sig);
+        *sig = NULL;
+        *sig_len = 0;
+        return r;
+    }
+    s->stats.signatures++;
+    return HS_OK;
+}
+
+static hs_result sign_cb(void *ctx, const hs_sign_request *req, uint8_t **sig, size_t *sig_len,
+                         hs_error *e)
+{
+    return hs_signer_sign(ctx, req, sig, sig_len, e);
+}
+
+hs_sign_fn hs_signer_fn(hs_signer *s)
+{
+    hs_sign_fn fn = {sign_cb, s};
+    return fn;
+}
+
+hs_result hs_signer_adopt(hs_signer *s, const char *name, hs_keyalg alg, CK_OBJECT_HANDLE priv,
+                          EVP_PKEY *pub, hs_error *e)
+{
+    loaded_key *k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    snprintf(k->name, sizeof k->name, "%s", name);
+    k->alg = alg;
+    k->adopted = true;
+    k->unwrapped = true;
+    k->handle = priv;
+    k->generation = s->p11->generation;
+    EVP_PKEY_up_ref(pub);
+    k->pub = pub;
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(pub, &der);
+    if (n > 0)
+        SHA256(der, (size_t)n, k->fingerprint);
+    OPENSSL_free(der);
+    pthread_mutex_lock(&s->lock);
+    hs_result r = find_key(s, name) != NULL
+                      ? hs_fail(e, HS_E_EXISTS, "key '%s' is already in use in this process", name)
+                      : add_key(s, k, e);
+    pthread_mutex_unlock(&s->lock);
+    if (r != HS_OK) {
+        EVP_PKEY_free(k->pub);
+        free(k);
+    }
+    return r;
+}
+
+void hs_signer_forget(hs_signer *s, const char *name)
+{
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n_keys; i++) {
+        if (strcmp(s->keys[i]->name, name) == 0) {
+            free_key(s, s->keys[i]);
+            s->keys[i] = s->keys[--s->n_keys];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+hs_signer_stats hs_signer_get_stats(const hs_signer *s)
+{
+    hs_signer_stats st = s->stats;
+    st.recoveries = s->p11->recoveries;
+    return st;
+}
+
+hs_p11 *hs_signer_p11(hs_signer *s)
+{
+    return s->p11;
+}
+
+const hs_wrapkey *hs_signer_wrapkey(const hs_signer *s)
+{
+    return &s->wrap;
+}
+
+const char *hs_signer_keystore(const hs_signer *s)
+{
+    return s->keystore;
+}
