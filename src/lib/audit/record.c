@@ -37,8 +37,10 @@ hs_result hs_audit_open(const char *dir, const hs_audit_context *ctx, hs_audit *
 {
     *out = NULL;
     hs_result r = hs_mkdir_p(dir, 0755, e);
-    if (r != HS_OK)
+    if (r != HS_OK) {
+        e->code = HS_E_AUDIT;
         return hs_error_prefix(e, "audit log: ");
+    }
     hs_audit *a = calloc(1, sizeof *a);
     if (a == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");

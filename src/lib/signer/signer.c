@@ -331,6 +331,23 @@ static hs_result check_request(const loaded_key *k, const hs_sign_request *req, 
     return HS_OK;
 }
 
+/* Reopens sessions and logs in again. Object handles do not survive the
+ * token closing every session (SoftHSM forgets them, a real HSM may hand
+ * out new ones), so the wrap key is looked up again and must be the same
+ * key; unwrapped keys are redone lazily (their generation is stale). */
+static hs_result recover(hs_signer *s, hs_error *e)
+{
+    hs_result r = hs_p11_recover(s->p11, e);
+    hs_wrapkey again;
+    if (r == HS_OK)
+        r = hs_wrapkey_find(s->p11, s->wrap.label, &again, e);
+    if (r == HS_OK && !hs_ct_equal(again.kcv, s->wrap.kcv, HS_KCV_LEN))
+        r = hs_fail(e, HS_E_VERIFY, "token '%s': the wrap key changed while signing", s->p11->label);
+    if (r == HS_OK)
+        s->wrap = again;
+    return r;
+}
+
 static hs_result hsm_sign(hs_signer *s, loaded_key *k, const hs_sign_request *req, uint8_t **sig,
                           size_t *sig_len, hs_error *e)
 {
@@ -359,7 +376,7 @@ static hs_result hsm_sign(hs_signer *s, loaded_key *k, const hs_sign_request *re
         /* The token dropped our sessions (idle timeout, re-plug): log in
          * again and unwrap again, once. */
         pthread_mutex_lock(&s->lock);
-        r = hs_p11_recover(s->p11, e);
+        r = recover(s, e);
         pthread_mutex_unlock(&s->lock);
         if (r != HS_OK)
             break;

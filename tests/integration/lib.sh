@@ -1,0 +1,72 @@
+# Shared helpers for the integration tests: each test gets its own SoftHSM
+# token in a temporary directory, its own key store and audit log, and
+# counts its checks. Source it, call `setup_token`, run checks, end with
+# `finish`.
+set -u
+
+: "${HSMSIGN:?HSMSIGN must name the hsmsign binary}"
+SOFTHSM_MODULE=${SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+PASSED=0
+FAILED=0
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/hsmsign-it.XXXXXX")
+trap "rm -rf \"$WORK\"" EXIT
+cd "$WORK" || exit 1
+
+# Test PINs travel only through the environment, never argv.
+export HSMSIGN_PIN=4711-user HSMSIGN_SO_PIN=4711-security-officer
+export HSMSIGN_KEYSTORE=$WORK/keys HSMSIGN_AUDIT_LOG=$WORK/audit
+unset HSMSIGN_MODULE HSMSIGN_TOKEN HSMSIGN_PIN_SOURCE HSMSIGN_CONFIG
+
+pass() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL - $*"; }
+
+# check DESCRIPTION COMMAND...: the command must succeed.
+check() {
+    local what=$1; shift
+    if "$@" >"$WORK/out" 2>"$WORK/err"; then pass "$what"; else
+        fail "$what (exit $?)"; sed 's/^/    /' "$WORK/err" | head -20; fi
+}
+
+# expect_fail DESCRIPTION EXIT_CODE PATTERN COMMAND...: the command must
+# exit with EXIT_CODE ("nonzero" for any) and say PATTERN (grep -E) on stderr.
+expect_fail() {
+    local what=$1 want=$2 pattern=$3; shift 3
+    "$@" >"$WORK/out" 2>"$WORK/err"
+    local rc=$?
+    if [ "$rc" -eq 0 ]; then fail "$what: succeeded, expected failure"; return; fi
+    if [ "$want" != nonzero ] && [ "$rc" -ne "$want" ]; then
+        fail "$what: exit $rc, expected $want"; sed 's/^/    /' "$WORK/err"; return; fi
+    if ! grep -qE -- "$pattern" "$WORK/err"; then
+        fail "$what: message does not match /$pattern/:"; sed 's/^/    /' "$WORK/err"; return; fi
+    pass "$what"
+}
+
+# assert DESCRIPTION TEST-EXPRESSION...
+assert() {
+    local what=$1; shift
+    if "$@"; then pass "$what"; else fail "$what"; fi
+}
+
+hs() { "$HSMSIGN" "$@"; }
+
+# A fresh token with a wrap key. $1: directory name (default tok), $2 label.
+setup_token() {
+    local dir=${1:-tok} label=${2:-test}
+    "$HSMSIGN" -q token init --dir "$WORK/$dir" --label "$label" >/dev/null || {
+        echo "Bail out! cannot create a SoftHSM token"; exit 1; }
+    export SOFTHSM2_CONF=$WORK/$dir/softhsm2.conf
+    "$HSMSIGN" -q wrapkey create >/dev/null || { echo "Bail out! cannot create the wrap key"; exit 1; }
+}
+
+# The public key of a key, as PEM, for openssl.
+pubkey() { "$HSMSIGN" key show "$1" --public-key >"$WORK/$1.pub.pem" && echo "$WORK/$1.pub.pem"; }
+
+# Objects on the token, as pkcs11-tool (OpenSC) lists them after logging in.
+token_objects() {
+    pkcs11-tool --module "$SOFTHSM_MODULE" --login --pin "$HSMSIGN_PIN" --list-objects 2>/dev/null
+}
+
+finish() {
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}
