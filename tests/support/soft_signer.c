@@ -24,6 +24,13 @@ hs_result soft_signer_load(soft_signer *s, const char *path, hs_error *e)
     return HS_OK;
 }
 
+void soft_signer_adopt(soft_signer *s, EVP_PKEY *key)
+{
+    EVP_PKEY_up_ref(key);
+    s->key = key;
+    s->calls = 0;
+}
+
 void soft_signer_free(soft_signer *s)
 {
     EVP_PKEY_free(s->key);

@@ -19,6 +19,8 @@ typedef struct soft_signer {
 
 /* Loads a PEM (any private key type) or DER PKCS#8 (.pk8) file. */
 hs_result soft_signer_load(soft_signer *s, const char *path, hs_error *e);
+/* Uses a key already in memory (takes a reference). */
+void soft_signer_adopt(soft_signer *s, EVP_PKEY *key);
 void soft_signer_free(soft_signer *s);
 /* The public half, owned by s. */
 EVP_PKEY *soft_signer_public(soft_signer *s);

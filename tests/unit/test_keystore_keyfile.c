@@ -1,0 +1,183 @@
+/* The key file format: round trip, and strict reading of every way a file
+ * can be wrong. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "keystore/cert.h"
+#include "keystore/keyfile.h"
+#include "soft_signer.h"
+#include "util/encoding.h"
+
+static char *good_text; /* a valid serialized key file */
+
+static int setup(void **state)
+{
+    (void)state;
+    EVP_PKEY *key = EVP_RSA_gen(2048);
+    soft_signer ss;
+    hs_error e;
+    soft_signer_adopt(&ss, key);
+    hs_keyfile kf;
+    memset(&kf, 0, sizeof kf);
+    snprintf(kf.name, sizeof kf.name, "platform");
+    kf.alg = HS_KEY_RSA2048;
+    snprintf(kf.origin, sizeof kf.origin, "generated");
+    snprintf(kf.created, sizeof kf.created, "2026-11-22T10:00:00Z");
+    snprintf(kf.wrap_label, sizeof kf.wrap_label, "hsmsign-wrap");
+    memcpy(kf.wrap_kcv, "\xab\xcd\xef", 3);
+    kf.wrapped_len = 1232;
+    kf.wrapped = malloc(kf.wrapped_len);
+    RAND_bytes(kf.wrapped, (int)kf.wrapped_len);
+    if (hs_keyfile_set_public(&kf, key, &e) != HS_OK ||
+        hs_cert_self_signed(key, kf.alg, "CN=platform", 10, "platform", soft_signer_fn(&ss), &kf.cert,
+                            &e) != HS_OK ||
+        hs_keyfile_serialize(&kf, &good_text, &e) != HS_OK)
+        return -1;
+    hs_keyfile_free(&kf);
+    soft_signer_free(&ss);
+    EVP_PKEY_free(key);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    free(good_text);
+    return 0;
+}
+
+static hs_result parse_text(const char *text, hs_keyfile *kf, hs_error *e)
+{
+    return hs_keyfile_parse((const uint8_t *)text, strlen(text), "keys/platform.key", kf, e);
+}
+
+static void round_trip(void **state)
+{
+    (void)state;
+    hs_keyfile kf;
+    hs_error e;
+    assert_int_equal(parse_text(good_text, &kf, &e), HS_OK);
+    assert_string_equal(kf.name, "platform");
+    assert_int_equal(kf.alg, HS_KEY_RSA2048);
+    assert_memory_equal(kf.wrap_kcv, "\xab\xcd\xef", 3);
+    assert_int_equal(kf.wrapped_len, 1232);
+    uint8_t fp[32];
+    SHA256(kf.spki, kf.spki_len, fp);
+    assert_memory_equal(fp, kf.fingerprint, 32);
+    char *again;
+    assert_int_equal(hs_keyfile_serialize(&kf, &again, &e), HS_OK);
+    assert_string_equal(again, good_text); /* stable encoding */
+    free(again);
+    hs_keyfile_free(&kf);
+}
+
+/* Rewrites one field and recomputes the checksum, as a careful forger
+ * would, so the field checks themselves are exercised. */
+static char *forge(const char *field, json_t *value)
+{
+    json_t *o = json_loads(good_text, 0, NULL);
+    if (value != NULL)
+        json_object_set_new(o, field, value);
+    else
+        json_object_del(o, field);
+    json_object_del(o, "checksum");
+    char *canon = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENSURE_ASCII);
+    uint8_t d[32];
+    SHA256((uint8_t *)canon, strlen(canon), d);
+    free(canon);
+    char sum[72] = "sha256:";
+    hs_hex_encode(d, 32, sum + 7);
+    json_object_set_new(o, "checksum", json_string(sum));
+    char *text = json_dumps(o, JSON_INDENT(2));
+    json_decref(o);
+    return text;
+}
+
+static void expect_format_error(const char *text, const char *words)
+{
+    hs_keyfile kf;
+    hs_error e;
+    assert_int_equal(parse_text(text, &kf, &e), HS_E_FORMAT);
+    if (strstr(e.msg, words) == NULL)
+        fail_msg("message '%s' lacks '%s'", e.msg, words);
+    assert_non_null(strstr(e.msg, "keys/platform.key"));
+}
+
+static void rejects_each_kind_of_damage(void **state)
+{
+    (void)state;
+    char *t;
+    expect_format_error("not json", "not valid JSON");
+    expect_format_error("{\"format\":\"other\"}", "is not an hsmsign key file");
+    t = forge("version", json_integer(2));
+    expect_format_error(t, "unsupported version 2");
+    free(t);
+    t = forge("extra", json_string("x"));
+    expect_format_error(t, "unknown field 'extra'");
+    free(t);
+    t = forge("certificate", NULL);
+    expect_format_error(t, "field 'certificate' is missing");
+    free(t);
+    t = forge("algorithm", json_string("rsa4096"));
+    expect_format_error(t, "public key is not rsa4096");
+    free(t);
+    t = forge("public_key_sha256", json_string("00"));
+    expect_format_error(t, "public_key_sha256 does not match");
+    free(t);
+    t = forge("wrapped_private_key", json_string("!!!"));
+    expect_format_error(t, "wrapped_private_key is not valid base64");
+    free(t);
+    t = forge("origin", json_string("stolen"));
+    expect_format_error(t, "origin must be");
+    free(t);
+    /* One flipped byte anywhere: checksum or parse error, never accepted. */
+    size_t n = strlen(good_text);
+    for (size_t i = 0; i < n; i += 7) {
+        char *copy = strdup(good_text);
+        copy[i] ^= 0x01;
+        hs_keyfile kf;
+        hs_error e;
+        hs_result r = parse_text(copy, &kf, &e);
+        if (r == HS_OK)
+            fail_msg("flipping byte %zu was not detected", i);
+        assert_int_equal(r, HS_E_FORMAT);
+        free(copy);
+    }
+    /* Truncation at any point. */
+    for (size_t len = 0; len < n; len += 97) {
+        hs_keyfile kf;
+        hs_error e;
+        assert_int_equal(hs_keyfile_parse((const uint8_t *)good_text, len, "keys/platform.key", &kf, &e),
+                         HS_E_FORMAT);
+    }
+}
+
+static void key_names(void **state)
+{
+    (void)state;
+    hs_error e;
+    assert_int_equal(hs_key_name_check("com.android.foo.apex-payload_2", &e), HS_OK);
+    const char *bad[] = {"", ".hidden", "-x", "a/b", "../x", "a b", "ä"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(hs_key_name_check(bad[i], &e), HS_E_USAGE);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(round_trip),
+        cmocka_unit_test(rejects_each_kind_of_damage),
+        cmocka_unit_test(key_names),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,111 @@
+/* PIN sources: parsing, reading, and refusing what the contract forbids. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "p11/pin.h"
+
+static void parses_every_kind(void **state)
+{
+    (void)state;
+    hs_pin_source s;
+    hs_error e;
+    assert_int_equal(hs_pin_source_parse("env:MY_PIN", &s, &e), HS_OK);
+    assert_int_equal(s.kind, HS_PIN_ENV);
+    assert_string_equal(s.arg, "MY_PIN");
+    assert_int_equal(hs_pin_source_parse("file:/run/pin", &s, &e), HS_OK);
+    assert_int_equal(s.kind, HS_PIN_FILE);
+    assert_int_equal(hs_pin_source_parse("fd:3", &s, &e), HS_OK);
+    assert_int_equal(s.kind, HS_PIN_FD);
+    assert_int_equal(hs_pin_source_parse("prompt", &s, &e), HS_OK);
+    assert_int_equal(s.kind, HS_PIN_PROMPT);
+}
+
+static void refuses_a_literal_pin(void **state)
+{
+    (void)state;
+    hs_pin_source s;
+    hs_error e;
+    const char *bad[] = {"1234", "pin:1234", "env:", "fd:x", "fd:-1", "prompt:now", "file:"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(hs_pin_source_parse(bad[i], &s, &e), HS_E_USAGE);
+        assert_non_null(strstr(e.msg, "PIN source"));
+    }
+}
+
+static void reads_env_file_and_fd(void **state)
+{
+    (void)state;
+    hs_pin_source s;
+    hs_error e;
+    char *pin;
+    setenv("TEST_PIN_VAR", "s3cret", 1);
+    assert_int_equal(hs_pin_source_parse("env:TEST_PIN_VAR", &s, &e), HS_OK);
+    assert_int_equal(hs_pin_read(&s, "user PIN", &pin, &e), HS_OK);
+    assert_string_equal(pin, "s3cret");
+    hs_pin_free(pin);
+
+    char path[] = "/tmp/hsmsign-pin-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "fromfile\r\nsecond line\n", 22), 22);
+    close(fd);
+    char spec[64];
+    snprintf(spec, sizeof spec, "file:%s", path);
+    assert_int_equal(hs_pin_source_parse(spec, &s, &e), HS_OK);
+    assert_int_equal(hs_pin_read(&s, "user PIN", &pin, &e), HS_OK);
+    assert_string_equal(pin, "fromfile"); /* first line, CR LF removed */
+    hs_pin_free(pin);
+
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], "piped\n", 6), 6);
+    close(p[1]);
+    snprintf(spec, sizeof spec, "fd:%d", p[0]);
+    assert_int_equal(hs_pin_source_parse(spec, &s, &e), HS_OK);
+    assert_int_equal(hs_pin_read(&s, "user PIN", &pin, &e), HS_OK);
+    assert_string_equal(pin, "piped");
+    hs_pin_free(pin);
+    close(p[0]);
+    unlink(path);
+}
+
+static void read_errors_are_clear(void **state)
+{
+    (void)state;
+    hs_pin_source s;
+    hs_error e;
+    char *pin = (char *)1;
+    unsetenv("TEST_PIN_UNSET");
+    assert_int_equal(hs_pin_source_parse("env:TEST_PIN_UNSET", &s, &e), HS_OK);
+    assert_int_equal(hs_pin_read(&s, "user PIN of token 't'", &pin, &e), HS_E_USAGE);
+    assert_null(pin);
+    assert_non_null(strstr(e.msg, "TEST_PIN_UNSET is not set"));
+    assert_non_null(strstr(e.msg, "token 't'"));
+    setenv("TEST_PIN_EMPTY", "", 1);
+    assert_int_equal(hs_pin_source_parse("env:TEST_PIN_EMPTY", &s, &e), HS_OK);
+    assert_int_equal(hs_pin_read(&s, "user PIN", &pin, &e), HS_E_USAGE);
+    assert_non_null(strstr(e.msg, "empty"));
+    /* prompt without a prompt function (no terminal) */
+    assert_int_equal(hs_pin_source_parse("prompt", &s, &e), HS_OK);
+    assert_int_equal(hs_pin_read(&s, "user PIN", &pin, &e), HS_E_USAGE);
+    assert_non_null(strstr(e.msg, "--pin-source"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(parses_every_kind),
+        cmocka_unit_test(refuses_a_literal_pin),
+        cmocka_unit_test(reads_env_file_and_fd),
+        cmocka_unit_test(read_errors_are_clear),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
