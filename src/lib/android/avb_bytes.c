@@ -68,7 +68,8 @@ hs_result hs_avb_pread_all(int fd, void *buf, size_t len, uint64_t off, const ch
             continue;
         if (n <= 0)
             return hs_fail(e, HS_E_IO, "%s: read at offset %llu failed: %s", path,
-                           (unsigned long long)off, n < 0 ? strerror(errno) : "unexpected end of file");
+                           (unsigned long long)off,
+                           n < 0 ? strerror(errno) : "unexpected end of file");
         p += n;
         len -= (size_t)n;
         off += (uint64_t)n;

@@ -135,8 +135,9 @@ hs_result hs_avb_pubkey_decode(const uint8_t *blob, size_t blob_len, const char 
                        "%s: not an AVB public key (key_num_bits %u is not 1024..8192)", what, bits);
     size_t nbytes = bits / 8;
     if (blob_len != 8 + 2 * nbytes)
-        return hs_fail(e, HS_E_FORMAT, "%s: not an AVB public key (%zu bytes, %u-bit keys take %zu)",
-                       what, blob_len, bits, 8 + 2 * nbytes);
+        return hs_fail(e, HS_E_FORMAT,
+                       "%s: not an AVB public key (%zu bytes, %u-bit keys take %zu)", what,
+                       blob_len, bits, 8 + 2 * nbytes);
     BIGNUM *n = BN_bin2bn(blob + 8, (int)nbytes, NULL);
     if (n == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
