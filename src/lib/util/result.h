@@ -37,7 +37,7 @@ typedef struct hs_error {
 /* Sets *e (if not NULL) and returns code, so callers can write
  * `return hs_fail(e, HS_E_IO, "%s: %s", path, strerror(errno));`. */
 hs_result hs_fail(hs_error *e, hs_result code, const char *fmt, ...) HS_PRINTF(3, 4);
-hs_result hs_vfail(hs_error *e, hs_result code, const char *fmt, va_list ap);
+hs_result hs_vfail(hs_error *e, hs_result code, const char *fmt, va_list ap) HS_PRINTF(3, 0);
 
 /* Prepends context ("key file keys/platform.key: ") to an existing message
  * and returns its code unchanged. */
