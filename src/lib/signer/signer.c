@@ -32,7 +32,23 @@ struct hs_signer {
     loaded_key **keys;
     size_t n_keys, cap_keys;
     hs_signer_stats stats;
+    CK_MECHANISM_TYPE checked[8]; /* mechanisms known to be supported */
+    size_t n_checked;
 };
+
+/* Fails early, in words, when the token lacks a mechanism (checked once
+ * per process per mechanism). */
+static hs_result require_mechanism(hs_signer *s, CK_MECHANISM_TYPE m, CK_FLAGS flags,
+                                   const char *purpose, hs_error *e)
+{
+    for (size_t i = 0; i < s->n_checked; i++)
+        if (s->checked[i] == m)
+            return HS_OK;
+    hs_result r = hs_p11_require_mechanism(s->p11, m, flags, purpose, e);
+    if (r == HS_OK && s->n_checked < sizeof s->checked / sizeof s->checked[0])
+        s->checked[s->n_checked++] = m;
+    return r;
+}
 
 hs_result hs_signer_new(hs_p11 *p11, const hs_wrapkey *wrap, const char *keystore_dir,
                         hs_audit *audit, hs_signer **out, hs_error *e)
@@ -165,6 +181,9 @@ hs_result hs_signer_record(hs_signer *s, const char *operation, const char *key_
 static hs_result unwrap(hs_signer *s, loaded_key *k, hs_error *e)
 {
     hs_p11 *p = s->p11;
+    hs_result mr = require_mechanism(s, CKM_AES_KEY_WRAP_PAD, CKF_UNWRAP, "unwrapping signing keys", e);
+    if (mr != HS_OK)
+        return mr;
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
     CK_KEY_TYPE kt = hs_keyalg_is_rsa(k->alg) ? CKK_RSA : CKK_EC;
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
@@ -353,6 +372,9 @@ static hs_result hsm_sign(hs_signer *s, loaded_key *k, const hs_sign_request *re
 {
     hsm_input in;
     prepare_input(req, &in);
+    hs_result mr = require_mechanism(s, in.mech.mechanism, CKF_SIGN, hs_sig_alg_name(req->alg), e);
+    if (mr != HS_OK)
+        return mr;
     size_t cap = hs_keyalg_is_rsa(k->alg) ? hs_keyalg_bits(k->alg) / 8 : 132;
     uint8_t *raw = malloc(cap);
     if (raw == NULL)
