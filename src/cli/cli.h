@@ -83,6 +83,12 @@ int cmd_token(const cli_globals *g, int argc, char **argv);
 int cmd_wrapkey(const cli_globals *g, int argc, char **argv);
 int cmd_key(const cli_globals *g, int argc, char **argv);
 int cmd_sign(const cli_globals *g, int argc, char **argv);
+int cmd_verify(const cli_globals *g, int argc, char **argv);
+
+/* APK subcommands (cmd_apk.c), reached through `sign` and `verify`. */
+int cli_sign_apk(const cli_globals *g, int argc, char **argv);
+int cli_sign_batch(const cli_globals *g, int argc, char **argv);
+int cli_verify_apk(const cli_globals *g, int argc, char **argv);
 
 
 

@@ -75,8 +75,20 @@ int cmd_sign(const cli_globals *g, int argc, char **argv)
 {
     static const cli_subcommand subs[] = {
         {"raw", sign_raw, "detached signature of a file"},
+        {"apk", cli_sign_apk, "APK Signature Scheme v2/v3 (v1, v4 on request)"},
+        {"batch", cli_sign_batch, "many APKs from a manifest, in one process"},
     };
     return cli_dispatch(g, "sign", "Sign artifacts. Every signature is made by the HSM and "
                                    "recorded in the audit log before it is written.",
+                        subs, 3, argc, argv);
+}
+
+int cmd_verify(const cli_globals *g, int argc, char **argv)
+{
+    static const cli_subcommand subs[] = {
+        {"apk", cli_verify_apk, "check an APK's v1/v2/v3 signatures"},
+    };
+    return cli_dispatch(g, "verify", "hsmsign's own verifiers (release checks should also run "
+                                     "the platform's tools, such as apksigner verify).",
                         subs, 1, argc, argv);
 }

@@ -16,7 +16,8 @@ static const char usage_text[] =
     "  token      initialize and list tokens (SoftHSM convenience: token init --dir)\n"
     "  wrapkey    create or show the token's AES wrap key\n"
     "  key        generate, import, list and show signing keys\n"
-    "  sign       sign files (sign raw)\n"
+    "  sign       sign files: raw, apk, batch\n"
+    "  verify     check signatures: apk\n"
     "\n"
     "Global options (each also settable by environment variable and config file):\n"
     "  --module PATH        PKCS#11 module [HSMSIGN_MODULE; default SoftHSMv2]\n"
@@ -45,6 +46,7 @@ static const struct {
     {"wrapkey", cmd_wrapkey},
     {"key", cmd_key},
     {"sign", cmd_sign},
+    {"verify", cmd_verify},
 };
 
 enum { OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,

@@ -1,0 +1,345 @@
+/* hs_apk_sign_file: the order of work follows apksig's ApkSigner so the
+ * output is byte-identical to apksigner's:
+ *   1. copy the kept entries (re-aligned), 2. add the v1 signature files,
+ *   3. build the central directory and EOCD, 4. pad section 1 to 4096,
+ *   5. one chunked content digest, 6. sign v2 and v3 signed data (one
+ *   hs_sign_fn call each), 7. write the signing block, CD and EOCD. */
+#include "android/apk.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/x509.h>
+
+#include "android/apk_digest.h"
+#include "android/apk_sign_internal.h"
+#include "android/apk_signing_block.h"
+#include "android/apk_v4.h"
+#include "android/axml.h"
+#include "android/jar_sign.h"
+
+#define SDK_N 24
+
+typedef struct sign_job {
+    const char *in, *out;
+    const hs_apk_key *key;
+    const hs_apk_options *opt;
+    hs_sign_fn sign;
+    hs_apk_report rep;
+    hs_zip zip;
+    hs_apk_out out_file;
+    hs_atomic_file idsig;      /* v4 file, committed right after the APK */
+    bool idsig_open;
+    hs_apk_copy_result copied;
+    hs_jar_entries added;      /* v1 files, appended after the copied entries */
+    hs_apk_buf cd, eocd;
+    hs_apk_sig_algorithm algorithm;
+    uint8_t *spki;
+    int spki_len;
+} sign_job;
+
+void hs_apk_options_init(hs_apk_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->min_sdk = -1;
+    opt->v1 = opt->v2 = opt->v3 = -1;
+    opt->alignment_preserved = true;
+}
+
+static hs_result check_key(sign_job *j, hs_error *e)
+{
+    const hs_apk_key *k = j->key;
+    if (k == NULL || k->cert_der == NULL || k->public_key == NULL)
+        return hs_fail(e, HS_E_USAGE, "%s: a certificate and public key are required", j->in);
+    const uint8_t *p = k->cert_der;
+    X509 *cert = d2i_X509(NULL, &p, (long)k->cert_der_len);
+    if (cert == NULL || p != k->cert_der + k->cert_der_len) {
+        X509_free(cert);
+        return hs_fail(e, HS_E_FORMAT, "key %s: the certificate is not one DER X.509 certificate",
+                       k->key_name ? k->key_name : "(unnamed)");
+    }
+    EVP_PKEY *cert_key = X509_get0_pubkey(cert);
+    bool same = cert_key != NULL && EVP_PKEY_eq(cert_key, k->public_key) == 1;
+    X509_free(cert);
+    if (!same)
+        return hs_fail(e, HS_E_USAGE, "key %s: the certificate does not match the public key",
+                       k->key_name ? k->key_name : "(unnamed)");
+    hs_result r = hs_apk_choose_algorithm(k->public_key, j->in, &j->algorithm, e);
+    if (r != HS_OK)
+        return r;
+    j->spki_len = i2d_PUBKEY(k->public_key, &j->spki);
+    if (j->spki_len <= 0)
+        return hs_fail(e, HS_E_CRYPTO, "key %s: cannot encode the public key", k->key_name);
+    return HS_OK;
+}
+
+static hs_result choose_schemes(sign_job *j, hs_error *e)
+{
+    const hs_apk_options *opt = j->opt;
+    if (opt->min_sdk >= 0) {
+        j->rep.min_sdk = opt->min_sdk;
+    } else {
+        hs_result r = hs_axml_apk_min_sdk(&j->zip, &j->rep.min_sdk, e);
+        if (r != HS_OK)
+            return hs_error_prefix(e, "give min_sdk explicitly or fix the APK: ");
+    }
+    j->rep.v1 = opt->v1 < 0 ? j->rep.min_sdk < SDK_N : opt->v1 != 0;
+    j->rep.v2 = opt->v2 < 0 ? true : opt->v2 != 0;
+    j->rep.v3 = opt->v3 < 0 ? true : opt->v3 != 0;
+    j->rep.v4 = opt->v4;
+    if (!j->rep.v1 && !j->rep.v2 && !j->rep.v3)
+        return hs_fail(e, HS_E_USAGE, "%s: every signature scheme is disabled", j->in);
+    if (j->rep.v4 && !j->rep.v2 && !j->rep.v3)
+        return hs_fail(e, HS_E_USAGE, "%s: v4 signing needs v2 or v3", j->in);
+    return HS_OK;
+}
+
+/* The CD in the input's order without the dropped entries, each record
+ * pointing at its new local header, then the v1 files' records. */
+static hs_result build_cd_and_eocd(sign_job *j, hs_error *e)
+{
+    const hs_zip *z = &j->zip;
+    uint64_t count = 0;
+    for (size_t i = 0; i < z->entry_count; i++) {
+        uint64_t off = j->copied.new_lfh_offset[i];
+        if (off == HS_APK_DROPPED)
+            continue;
+        if (off > UINT32_MAX)
+            return hs_fail(e, HS_E_FORMAT, "%s: output would need zip64", j->out);
+        const hs_zip_entry *ent = &z->entries[i];
+        size_t at = j->cd.len;
+        hs_apk_buf_append(&j->cd, z->map + ent->cd_offset, ent->cd_record_len);
+        if (!j->cd.failed)
+            hs_put_le32(j->cd.data + at + 42, (uint32_t)off);
+        count++;
+    }
+    hs_apk_buf_append(&j->cd, j->added.cd.data, j->added.cd.len);
+    count += j->added.count;
+    uint64_t cd_offset = j->out_file.pos;
+    if (count > 0xfffe || j->cd.len > UINT32_MAX - 1 || cd_offset > UINT32_MAX)
+        return hs_fail(e, HS_E_FORMAT, "%s: output would need zip64", j->out);
+    hs_apk_buf_append(&j->eocd, z->map + z->eocd_offset, z->size - z->eocd_offset);
+    hs_result r = hs_apk_buf_check(&j->cd, j->out, e);
+    if (r == HS_OK)
+        r = hs_apk_buf_check(&j->eocd, j->out, e);
+    if (r != HS_OK)
+        return r;
+    hs_put_le16(j->eocd.data + 8, (uint16_t)count);
+    hs_put_le16(j->eocd.data + 10, (uint16_t)count);
+    hs_put_le32(j->eocd.data + 12, (uint32_t)j->cd.len);
+    hs_put_le32(j->eocd.data + 16, (uint32_t)cd_offset);
+    return HS_OK;
+}
+
+static hs_result sign_signed_data(sign_job *j, const char *operation, const hs_apk_buf *tbs,
+                                  uint8_t **sig, size_t *sig_len, hs_error *e)
+{
+    uint8_t digest[HS_MAX_DIGEST_LEN];
+    hs_sign_request req = {.key_name = j->key->key_name, .alg = j->algorithm.alg,
+                           .operation = operation,
+                           .artifact = j->opt->artifact ? j->opt->artifact : j->in,
+                           .artifact_sha256 = j->rep.input_sha256};
+    hs_result r = hs_sign_request_hash(&req, digest, tbs->data, tbs->len, e);
+    if (r != HS_OK)
+        return r;
+    r = j->sign.sign(j->sign.ctx, &req, sig, sig_len, e);
+    if (r != HS_OK)
+        return hs_error_prefix(e, "%s: %s signature: ", j->in, operation);
+    j->rep.signatures++;
+    return HS_OK;
+}
+
+static hs_result build_scheme(sign_job *j, hs_apk_scheme scheme, hs_apk_buf *value, hs_error *e)
+{
+    hs_apk_signer_input in = {.algorithm = &j->algorithm,
+                              .content_digest = j->rep.content_digest,
+                              .content_digest_len = j->rep.content_digest_len,
+                              .cert_der = j->key->cert_der, .cert_der_len = j->key->cert_der_len,
+                              .spki_der = j->spki, .spki_der_len = (size_t)j->spki_len,
+                              .v3_also = j->rep.v3};
+    hs_apk_buf signed_data = {0};
+    uint8_t *sig = NULL;
+    size_t sig_len = 0;
+    hs_result r = hs_apk_build_signed_data(scheme, &in, &signed_data, e);
+    if (r == HS_OK)
+        r = sign_signed_data(j, scheme == HS_APK_SCHEME_V2 ? "apk-v2" : "apk-v3", &signed_data,
+                             &sig, &sig_len, e);
+    if (r == HS_OK)
+        r = hs_apk_build_scheme_value(scheme, &in, &signed_data, sig, sig_len, value, e);
+    free(sig);
+    hs_apk_buf_free(&signed_data);
+    return r;
+}
+
+/* Steps 4 to 7: section 1 is complete in the temporary file. */
+static hs_result write_signing_block(sign_job *j, hs_error *e)
+{
+    uint64_t pad = (HS_APK_BLOCK_ALIGNMENT - j->out_file.pos % HS_APK_BLOCK_ALIGNMENT) %
+                   HS_APK_BLOCK_ALIGNMENT;
+    hs_result r = hs_apk_out_zeros(&j->out_file, (size_t)pad, e);
+    if (r == HS_OK)
+        r = hs_apk_out_flush(&j->out_file, e);
+    if (r != HS_OK)
+        return r;
+    uint64_t block_start = j->out_file.pos;
+    if (block_start > UINT32_MAX)
+        return hs_fail(e, HS_E_FORMAT, "%s: output would need zip64", j->out);
+    /* Section 4 is hashed with its CD offset pointing at the block start. */
+    uint8_t *eocd_for_digest = malloc(j->eocd.len);
+    if (eocd_for_digest == NULL)
+        return hs_fail(e, HS_E_NOMEM, "%s: out of memory", j->out);
+    memcpy(eocd_for_digest, j->eocd.data, j->eocd.len);
+    hs_put_le32(eocd_for_digest + 16, (uint32_t)block_start);
+    hs_apk_section sections[3] = {
+        {.fd = j->out_file.af.fd, .offset = 0, .len = block_start},
+        {.len = j->cd.len, .mem = j->cd.data},
+        {.len = j->eocd.len, .mem = eocd_for_digest},
+    };
+    r = hs_apk_content_digest(j->algorithm.content_md, sections, 3, j->out,
+                              j->rep.content_digest, &j->rep.content_digest_len, e);
+    free(eocd_for_digest);
+    hs_apk_buf v2 = {0}, v3 = {0}, block = {0};
+    hs_apk_block_pair pairs[2];
+    size_t n = 0;
+    if (r == HS_OK && j->rep.v2 && (r = build_scheme(j, HS_APK_SCHEME_V2, &v2, e)) == HS_OK)
+        pairs[n++] = (hs_apk_block_pair){HS_APK_BLOCK_ID_V2, v2.data, v2.len};
+    if (r == HS_OK && j->rep.v3 && (r = build_scheme(j, HS_APK_SCHEME_V3, &v3, e)) == HS_OK)
+        pairs[n++] = (hs_apk_block_pair){HS_APK_BLOCK_ID_V3, v3.data, v3.len};
+    if (r == HS_OK)
+        r = hs_apk_build_signing_block(pairs, n, &block, e);
+    if (r == HS_OK && block_start + block.len > UINT32_MAX)
+        r = hs_fail(e, HS_E_FORMAT, "%s: output would need zip64", j->out);
+    if (r == HS_OK) {
+        hs_put_le32(j->eocd.data + 16, (uint32_t)(block_start + block.len));
+        r = hs_apk_out_write(&j->out_file, block.data, block.len, e);
+    }
+    hs_apk_buf_free(&v2);
+    hs_apk_buf_free(&v3);
+    hs_apk_buf_free(&block);
+    return r;
+}
+
+/* v4: hash tree over the finished APK (still the temporary file), one
+ * signature, the .idsig written beside the output's temporary file. */
+static hs_result write_v4(sign_job *j, hs_error *e)
+{
+    hs_apk_v4 v4 = {.apk_digest = j->rep.content_digest,
+                    .apk_digest_len = j->rep.content_digest_len,
+                    .cert_der = j->key->cert_der, .cert_der_len = j->key->cert_der_len,
+                    .spki_der = j->spki, .spki_der_len = (size_t)j->spki_len};
+    hs_apk_buf tbs = {0}, file = {0};
+    uint8_t *sig = NULL;
+    size_t sig_len = 0;
+    size_t path_len = strlen(j->out) + sizeof ".idsig";
+    char *path = malloc(path_len);
+    hs_result r = path ? hs_apk_out_flush(&j->out_file, e)
+                       : hs_fail(e, HS_E_NOMEM, "%s: out of memory", j->out);
+    if (r == HS_OK) {
+        snprintf(path, path_len, "%s.idsig", j->out);
+        r = hs_apk_v4_tree(&v4, j->out_file.af.fd, j->out_file.pos, j->out, e);
+    }
+    if (r == HS_OK)
+        r = hs_apk_v4_signed_data(&v4, &tbs, e);
+    if (r == HS_OK)
+        r = sign_signed_data(j, "apk-v4", &tbs, &sig, &sig_len, e);
+    if (r == HS_OK)
+        r = hs_apk_v4_file(&v4, j->algorithm.id, sig, sig_len, &file, e);
+    if (r == HS_OK && (r = hs_atomic_open(&j->idsig, path, 0644, e)) == HS_OK) {
+        j->idsig_open = true;
+        r = hs_atomic_write_all(&j->idsig, file.data, file.len, e);
+    }
+    free(path);
+    free(sig);
+    hs_apk_buf_free(&tbs);
+    hs_apk_buf_free(&file);
+    hs_apk_v4_free(&v4);
+    return r;
+}
+
+/* The APK first, then its .idsig; if the second rename fails the APK is
+ * removed again so the pair is all-or-nothing. */
+static hs_result commit_outputs(sign_job *j, hs_error *e)
+{
+    hs_result r = hs_apk_out_commit(&j->out_file, j->rep.output_sha256, e);
+    if (r != HS_OK || !j->idsig_open)
+        return r;
+    r = hs_atomic_commit(&j->idsig, false, e);
+    if (r != HS_OK)
+        unlink(j->out);
+    return r;
+}
+
+static hs_result hash_input(sign_job *j, hs_error *e)
+{
+    if (!EVP_Digest(j->zip.map, (size_t)j->zip.size, j->rep.input_sha256, NULL, EVP_sha256(),
+                    NULL))
+        return hs_fail(e, HS_E_CRYPTO, "%s: hashing the input failed", j->in);
+    return HS_OK;
+}
+
+static hs_result run(sign_job *j, hs_error *e)
+{
+    hs_result r = hs_zip_open(&j->zip, j->in, e);
+    if (r == HS_OK)
+        r = check_key(j, e);
+    if (r == HS_OK)
+        r = choose_schemes(j, e);
+    if (r == HS_OK)
+        r = hash_input(j, e);
+    if (r == HS_OK)
+        r = hs_apk_out_open(&j->out_file, j->out, e);
+    if (r == HS_OK)
+        r = hs_apk_copy_entries(&j->zip, j->opt->alignment_preserved, &j->out_file, &j->copied, e);
+    if (r == HS_OK && j->rep.v1) {
+        hs_jar_sign_params p = {.zip = &j->zip, .kept_lfh_offset = j->copied.new_lfh_offset,
+                                .min_sdk = j->rep.min_sdk, .v2 = j->rep.v2, .v3 = j->rep.v3,
+                                .key = j->key, .sign = j->sign,
+                                .artifact = j->opt->artifact ? j->opt->artifact : j->in,
+                                .artifact_sha256 = j->rep.input_sha256,
+                                .mod_time = j->copied.newest_time,
+                                .mod_date = j->copied.newest_date};
+        r = hs_jar_sign_append(&p, &j->out_file, &j->added, e);
+        if (r == HS_OK)
+            j->rep.signatures++;
+    }
+    if (r == HS_OK)
+        r = build_cd_and_eocd(j, e);
+    if (r == HS_OK && (j->rep.v2 || j->rep.v3))
+        r = write_signing_block(j, e);
+    if (r == HS_OK)
+        r = hs_apk_out_write(&j->out_file, j->cd.data, j->cd.len, e);
+    if (r == HS_OK)
+        r = hs_apk_out_write(&j->out_file, j->eocd.data, j->eocd.len, e);
+    if (r == HS_OK && j->rep.v4)
+        r = write_v4(j, e);
+    if (r == HS_OK)
+        r = commit_outputs(j, e);
+    j->rep.algorithm_id = j->algorithm.id;
+    return r;
+}
+
+hs_result hs_apk_sign_file(const char *in, const char *out, const hs_apk_key *key,
+                           const hs_apk_options *opt, hs_sign_fn sign, hs_apk_report *rep,
+                           hs_error *e)
+{
+    if (in == NULL || out == NULL || opt == NULL || sign.sign == NULL)
+        return hs_fail(e, HS_E_USAGE, "APK signing: input, output, options and signer are required");
+    if (strcmp(in, out) == 0 || hs_same_file(in, out))
+        return hs_fail(e, HS_E_USAGE, "%s: the output must be a different file than the input", out);
+    sign_job j = {.in = in, .out = out, .key = key, .opt = opt, .sign = sign};
+    hs_result r = run(&j, e);
+    hs_apk_out_abort(&j.out_file);
+    if (j.idsig_open)
+        hs_atomic_abort(&j.idsig);
+    hs_zip_close(&j.zip);
+    hs_jar_entries_free(&j.added);
+    hs_apk_buf_free(&j.cd);
+    hs_apk_buf_free(&j.eocd);
+    free(j.copied.new_lfh_offset);
+    OPENSSL_free(j.spki);
+    if (rep != NULL)
+        *rep = j.rep;
+    return r;
+}

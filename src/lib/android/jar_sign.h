@@ -1,0 +1,39 @@
+/* JAR (v1) signing of an APK: META-INF/MANIFEST.MF, <NAME>.SF and the
+ * PKCS#7 signature block <NAME>.RSA / .EC, as apksig's V1SchemeSigner
+ * writes them. Entries are hashed on the host; the only signature is over
+ * the .SF file, obtained with one hs_sign_fn call. */
+#ifndef HSMSIGN_ANDROID_JAR_SIGN_H
+#define HSMSIGN_ANDROID_JAR_SIGN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "android/apk.h"
+#include "android/apk_buf.h"
+#include "android/apk_sign_internal.h"
+#include "android/zip.h"
+
+typedef struct hs_jar_sign_params {
+    const hs_zip *zip;
+    const uint64_t *kept_lfh_offset; /* per entry; HS_APK_DROPPED for entries left out */
+    int min_sdk;                     /* >= 18: SHA-256 digests, else SHA-1 */
+    bool v2, v3;                     /* for X-Android-APK-Signed */
+    const hs_apk_key *key;
+    hs_sign_fn sign;
+    const char *artifact;
+    const uint8_t *artifact_sha256;
+    uint16_t mod_time, mod_date;     /* DOS timestamp for the new entries */
+} hs_jar_sign_params;
+
+/* The new entries' central directory records, to append to the CD. */
+typedef struct hs_jar_entries {
+    hs_apk_buf cd;
+    size_t count;
+} hs_jar_entries;
+
+/* Writes the three v1 files as new entries at the output's current end. */
+hs_result hs_jar_sign_append(const hs_jar_sign_params *p, hs_apk_out *out, hs_jar_entries *added,
+                             hs_error *e) HS_MUST_CHECK;
+void hs_jar_entries_free(hs_jar_entries *added);
+
+#endif

@@ -1,0 +1,94 @@
+/* Strict read-only ZIP reader for APKs and JARs.
+ *
+ * The file is mapped read-only, never read whole into memory. Opening it
+ * checks everything the signers rely on, so that later code can use the
+ * offsets without re-checking: one end-of-central-directory record (EOCD)
+ * at the very end (comment up to 65535 bytes, no second EOCD inside it),
+ * a central directory (CD) inside the file directly before the EOCD, local
+ * headers that agree with the CD, entries that overlap neither each other
+ * nor the CD, unique names and no zip64. An APK Signing Block between the
+ * entries and the CD is located and reported, not interpreted. */
+#ifndef HSMSIGN_ANDROID_ZIP_H
+#define HSMSIGN_ANDROID_ZIP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/result.h"
+
+#define HS_ZIP_EOCD_SIZE 22u
+#define HS_ZIP_CD_HEADER_SIZE 46u
+#define HS_ZIP_LFH_SIZE 30u
+#define HS_ZIP_METHOD_STORED 0u
+#define HS_ZIP_FLAG_DATA_DESCRIPTOR 0x0008u
+
+typedef struct hs_zip_entry {
+    const char *name;        /* points into the map; NOT NUL-terminated */
+    uint16_t name_len;
+    uint16_t flags;          /* general purpose bit flags (from the CD) */
+    uint16_t method;         /* 0 stored, 8 deflated, ... */
+    uint16_t mod_time, mod_date;
+    uint32_t crc32;
+    uint64_t compressed_size;
+    uint64_t uncompressed_size;
+    uint64_t cd_offset;      /* this entry's CD record */
+    uint32_t cd_record_len;  /* 46 + name + extra + comment */
+    uint64_t lfh_offset;     /* local file header */
+    uint16_t lfh_extra_len;  /* extra field length in the local header */
+    uint64_t data_offset;    /* first byte of the (compressed) data */
+    uint64_t record_end;     /* end of data, or of the data descriptor */
+} hs_zip_entry;
+
+typedef struct hs_zip {
+    char *path;
+    int fd;
+    const uint8_t *map;
+    uint64_t size;
+    uint64_t cd_offset, cd_size;
+    uint64_t eocd_offset;    /* the EOCD runs from here to the end of the file */
+    uint64_t entries_end;    /* end of section 1: signing block start, else cd_offset */
+    bool has_signing_block;
+    hs_zip_entry *entries;   /* in central directory order */
+    size_t entry_count;
+} hs_zip;
+
+/* Opens and validates path. On failure nothing needs freeing. */
+hs_result hs_zip_open(hs_zip *z, const char *path, hs_error *e) HS_MUST_CHECK;
+void hs_zip_close(hs_zip *z);
+
+/* Index of the entry with this exact name, or -1. */
+long hs_zip_find(const hs_zip *z, const char *name);
+bool hs_zip_entry_name_is(const hs_zip_entry *ent, const char *name);
+
+/* Little-endian field access used by every ZIP/APK unit. */
+static inline uint16_t hs_le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline uint32_t hs_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+static inline uint64_t hs_le64(const uint8_t *p)
+{
+    return (uint64_t)hs_le32(p) | ((uint64_t)hs_le32(p + 4) << 32);
+}
+static inline void hs_put_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static inline void hs_put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void hs_put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+#endif

@@ -1,0 +1,22 @@
+/* The batch manifest of `hsmsign sign batch`: which input is signed with
+ * which key into which output. Format (docs/batch.md):
+ *   [ {"input": "a.apk", "output": "out/a.apk", "key": "platform", "min_sdk": 21}, ... ]
+ * or the same list under {"version": 1, "apks": [...]}. Relative paths
+ * are relative to the manifest's directory. */
+#ifndef HSMSIGN_SIGNER_MANIFEST_H
+#define HSMSIGN_SIGNER_MANIFEST_H
+
+#include <stddef.h>
+
+#include "util/result.h"
+
+typedef struct hs_batch_item {
+    char *input, *output, *key;
+    int min_sdk; /* -1: from the manifest of the APK */
+} hs_batch_item;
+
+hs_result hs_batch_manifest_load(const char *path, hs_batch_item **items, size_t *n,
+                                 hs_error *e) HS_MUST_CHECK;
+void hs_batch_items_free(hs_batch_item *items, size_t n);
+
+#endif
