@@ -36,7 +36,7 @@ run_counted() {
 run_counted "token list" ok hs token list
 run_counted "wrapkey show" ok hs wrapkey show
 run_counted "key generate" ok hs key generate k2 --algorithm ec-p256
-run_counted "key generate-set" ok hs key generate-set android --device dev1
+run_counted "key generate (RSA)" ok hs key generate k3 --algorithm rsa2048
 run_counted "sign raw" ok hs sign raw --key app in.txt s1.sig
 assert "one unwrap for one signature" test "$(counts_field '["calls"]["C_UnwrapKey"]')" -eq 1
 assert "one C_Sign for one signature" test "$(counts_field '["calls"]["C_Sign"]')" -eq 1
