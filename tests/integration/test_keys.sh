@@ -68,6 +68,9 @@ done
 assert "avb-sargo is RSA-4096" grep -q '"algorithm": "rsa4096"' keys/avb-sargo.key
 hs key show platform --cert | openssl x509 -noout -subject >subj.txt
 assert "platform subject names the device and role" grep -q "OU = sargo, CN = platform" subj.txt
+check "key show --avb-public-key" hs key show avb-sargo --avb-public-key --output avb-sargo.avbpubkey
+assert "AVB public key blob of RSA-4096: 8 + 2 x 512 bytes" test "$(stat -c %s avb-sargo.avbpubkey)" -eq 1032
+assert "its header says 4096 bits (big-endian)" test "$(head -c 4 avb-sargo.avbpubkey | od -An -tx1 | tr -d ' ')" = 00001000
 cp keys/platform.key platform.before
 check "generate-set again keeps every key" hs key generate-set android --device sargo
 assert "platform.key untouched by the second run" cmp -s platform.before keys/platform.key

@@ -11,8 +11,10 @@
 
 #include "util/secmem.h"
 
-hs_result hs_read_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len,
-                       hs_error *e)
+/* Reads a whole regular file of at most max_len bytes, with a NUL after
+ * the last byte, into plain memory or (secret) locked memory. */
+static hs_result read_whole(const char *path, size_t max_len, bool secret, uint8_t **out,
+                            size_t *out_len, hs_error *e)
 {
     *out = NULL;
     *out_len = 0;
@@ -21,45 +23,53 @@ hs_result hs_read_file(const char *path, size_t max_len, uint8_t **out, size_t *
         return hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: cannot open: %s", path,
                        strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int err = errno;
+    hs_result r = HS_OK;
+    if (fstat(fd, &st) != 0)
+        r = hs_fail(e, HS_E_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        r = hs_fail(e, HS_E_IO, "%s: not a regular file", path);
+    else if ((uintmax_t)st.st_size > max_len)
+        r = hs_fail(e, HS_E_FORMAT, "%s: file is %jd bytes, more than the %zu this reader accepts",
+                    path, (intmax_t)st.st_size, max_len);
+    if (r != HS_OK) {
         close(fd);
-        return hs_fail(e, HS_E_IO, "%s: cannot stat: %s", path, strerror(err));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return hs_fail(e, HS_E_IO, "%s: not a regular file", path);
-    }
-    if ((uintmax_t)st.st_size > max_len) {
-        close(fd);
-        return hs_fail(e, HS_E_FORMAT, "%s: file is %jd bytes, more than the %zu this reader accepts",
-                       path, (intmax_t)st.st_size, max_len);
+        return r;
     }
     size_t size = (size_t)st.st_size;
-    uint8_t *buf = malloc(size + 1);
+    uint8_t *buf = secret ? hs_secure_alloc(size + 1) : malloc(size + 1);
     if (buf == NULL) {
         close(fd);
         return hs_fail(e, HS_E_NOMEM, "%s: out of memory reading %zu bytes", path, size);
     }
     size_t got = 0;
-    while (got < size) {
+    while (got < size && r == HS_OK) {
         ssize_t n = read(fd, buf + got, size - got);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            int err = n < 0 ? errno : 0;
-            free(buf);
-            close(fd);
-            return hs_fail(e, HS_E_IO, "%s: read failed: %s", path,
-                           err ? strerror(err) : "file shrank while reading");
-        }
-        got += (size_t)n;
+        if (n <= 0)
+            r = hs_fail(e, HS_E_IO, "%s: read failed: %s", path,
+                        n < 0 ? strerror(errno) : "file shrank while reading");
+        else
+            got += (size_t)n;
     }
     close(fd);
+    if (r != HS_OK) {
+        if (secret)
+            hs_secure_free(buf, size + 1);
+        else
+            free(buf);
+        return r;
+    }
     buf[size] = '\0';
     *out = buf;
     *out_len = size;
     return HS_OK;
+}
+
+hs_result hs_read_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len,
+                       hs_error *e)
+{
+    return read_whole(path, max_len, false, out, out_len, e);
 }
 
 hs_result hs_write_fd_all(int fd, const void *data, size_t len, const char *what, hs_error *e)
@@ -234,38 +244,5 @@ bool hs_same_file(const char *a, const char *b)
 hs_result hs_read_secret_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len,
                               hs_error *e)
 {
-    *out = NULL;
-    *out_len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: cannot open: %s", path,
-                       strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uintmax_t)st.st_size > max_len) {
-        close(fd);
-        return hs_fail(e, HS_E_FORMAT, "%s: not a regular file of at most %zu bytes", path, max_len);
-    }
-    size_t size = (size_t)st.st_size;
-    uint8_t *buf = hs_secure_alloc(size + 1);
-    if (buf == NULL) {
-        close(fd);
-        return hs_fail(e, HS_E_NOMEM, "%s: cannot allocate secure memory", path);
-    }
-    size_t got = 0;
-    while (got < size) {
-        ssize_t n = read(fd, buf + got, size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            hs_secure_free(buf, size + 1);
-            close(fd);
-            return hs_fail(e, HS_E_IO, "%s: read failed", path);
-        }
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[size] = '\0';
-    *out = buf;
-    *out_len = size;
-    return HS_OK;
+    return read_whole(path, max_len, true, out, out_len, e);
 }
