@@ -5,10 +5,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "vectors.h"
 
 #include "backup/bech32.h"
 
@@ -105,8 +108,8 @@ static void mixed_case_rejected(void **state)
 }
 
 /* Known answer from the age CLI: `age-keygen -y` on this CCTV identity. */
-static const char VECTOR_IDENTITY[] =
-    "AGE-SECRET-KEY-1EGTZVFFV20835NWYV6270LXYVK2VKNX2MMDKWYKLMGR48UAWX40Q2P2LM0";
+/* The identity comes from the vector file at run time (tests/vectors/age/x25519). */
+static char *VECTOR_IDENTITY;
 static const char VECTOR_RECIPIENT[] =
     "age1xmwwc06ly3ee5rytxm9mflaz2u56jjj36s0mypdrwsvlul66mv4q47ryef";
 
@@ -216,6 +219,11 @@ static void padding_rules(void **state)
 
 int main(void)
 {
+    VECTOR_IDENTITY = test_vector_header("age/x25519", "identity");
+    if (VECTOR_IDENTITY == NULL) {
+        fprintf(stderr, "cannot read the identity of tests/vectors/age/x25519\n");
+        return 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bip173_valid),
         cmocka_unit_test(bip173_invalid),
