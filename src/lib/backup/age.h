@@ -2,7 +2,7 @@
  * age command-line tool.
  *
  * Supported: X25519 recipients ("age1...") and identities
- * ("AGE-SECRET-KEY-1..."), passphrase (scrypt) recipients, ASCII armor.
+ * ("AGE-SECRET-KEY-..."), passphrase (scrypt) recipients, ASCII armor.
  * Not supported: post-quantum hybrid (mlkem768x25519), SSH and plugin
  * recipients; files using only those fail with "no identity matched".
  *
@@ -24,7 +24,7 @@
 /* age's default for new passphrase-encrypted files (about 1 s). */
 #define HS_AGE_DEFAULT_SCRYPT_LOG2_WORK 18
 
-/* A new X25519 key pair. *identity_out ("AGE-SECRET-KEY-1...") is in
+/* A new X25519 key pair. *identity_out ("AGE-SECRET-KEY-...") is in
  * hs_secure_alloc memory: free it with hs_age_secret_free. *recipient_out
  * ("age1...") is malloc'd. */
 hs_result hs_age_keygen(char **identity_out, char **recipient_out, hs_error *e) HS_MUST_CHECK;

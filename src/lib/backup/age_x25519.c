@@ -1,4 +1,4 @@
-/* X25519 recipients ("age1...") and identities ("AGE-SECRET-KEY-1...").
+/* X25519 recipients ("age1...") and identities ("AGE-SECRET-KEY-...").
  *
  * Wrapping: an ephemeral key pair per file; the stanza carries the
  * ephemeral public key (the "share"), and the file key encrypted with
@@ -70,7 +70,7 @@ hs_result age_x25519_parse_identity(const char *s, uint8_t secret[AGE_X25519_LEN
     if (strcmp(hrp, IDENTITY_HRP) != 0 || n != AGE_X25519_LEN) {
         hs_wipe(secret, AGE_X25519_LEN);
         return hs_fail(e, HS_E_USAGE,
-                       "age identity: not an X25519 identity (\"AGE-SECRET-KEY-1...\", 32 bytes)");
+                       "age identity: not an X25519 identity (\"AGE-SECRET-KEY-...\", 32 bytes)");
     }
     for (const char *p = s; *p; p++) {
         if (*p >= 'a' && *p <= 'z') {
