@@ -18,6 +18,7 @@ static const char usage_text[] =
     "  key        generate, import, list and show signing keys\n"
     "  sign       sign files: raw, apk, batch\n"
     "  verify     check signatures: apk\n"
+    "  avb        Android Verified Boot: vbmeta, hash/hashtree footers, avbtool helper\n"
     "\n"
     "Global options (each also settable by environment variable and config file):\n"
     "  --module PATH        PKCS#11 module [HSMSIGN_MODULE; default SoftHSMv2]\n"
@@ -47,6 +48,7 @@ static const struct {
     {"key", cmd_key},
     {"sign", cmd_sign},
     {"verify", cmd_verify},
+    {"avb", cmd_avb},
 };
 
 enum { OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,
