@@ -90,6 +90,8 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv);
 int cli_sign_batch(const cli_globals *g, int argc, char **argv);
 int cli_verify_apk(const cli_globals *g, int argc, char **argv);
 int cmd_avb(const cli_globals *g, int argc, char **argv);
+int cmd_ceremony(const cli_globals *g, int argc, char **argv);
+int cmd_shares(const cli_globals *g, int argc, char **argv);
 
 
 

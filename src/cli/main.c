@@ -19,6 +19,8 @@ static const char usage_text[] =
     "  sign       sign files: raw, apk, batch\n"
     "  verify     check signatures: apk\n"
     "  avb        Android Verified Boot: vbmeta, hash/hashtree footers, avbtool helper\n"
+    "  ceremony   provision two HSMs with a wrap key split into shares; restore one\n"
+    "  shares     verify backup shares against a ceremony transcript\n"
     "\n"
     "Global options (each also settable by environment variable and config file):\n"
     "  --module PATH        PKCS#11 module [HSMSIGN_MODULE; default SoftHSMv2]\n"
@@ -49,6 +51,8 @@ static const struct {
     {"sign", cmd_sign},
     {"verify", cmd_verify},
     {"avb", cmd_avb},
+    {"ceremony", cmd_ceremony},
+    {"shares", cmd_shares},
 };
 
 enum { OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,

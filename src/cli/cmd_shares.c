@@ -1,0 +1,149 @@
+/* hsmsign shares: verify a set of shares against a ceremony transcript
+ * without importing anything; also the share inputs `ceremony restore`
+ * uses (shares_cli.h). */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ceremony/restore.h"
+#include "cli.h"
+#include "shares_cli.h"
+#include "util/encoding.h"
+
+#define MAX_FILES CLI_SHARE_FILES_MAX
+
+int cli_share_opts_parse(const char *cmd, const char *help, bool want_token, int argc,
+                         char **argv, share_opts *so)
+{
+    static const struct option opts[] = {
+        {"token", required_argument, NULL, 't'},
+        {"transcript", required_argument, NULL, 'T'},
+        {"share", required_argument, NULL, 's'},
+        {"identity", required_argument, NULL, 'i'},
+        {"share-stdin", no_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(so, 0, sizeof *so);
+    int c;
+    cli_reset_getopt();
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            if (!want_token)
+                return cli_usage(cmd, "--token is not used here");
+            so->token = optarg;
+            break;
+        case 'T': so->transcript = optarg; break;
+        case 's':
+        case 'i': {
+            size_t *n = c == 's' ? &so->n_shares : &so->n_identities;
+            if (*n >= MAX_FILES)
+                return cli_usage(cmd, "at most %d --share and --identity files", MAX_FILES);
+            (c == 's' ? so->shares : so->identities)[(*n)++] = optarg;
+            break;
+        }
+        case 'S': so->from_stdin = true; break;
+        case 'h': fputs(help, stdout); return 0;
+        default: return cli_usage(cmd, "unknown option");
+        }
+    }
+    if (optind != argc)
+        return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+    if (so->transcript == NULL)
+        return cli_usage(cmd, "--transcript is required");
+    if (want_token && so->token == NULL)
+        return cli_usage(cmd, "--token is required (the new token to restore into)");
+    if (so->n_shares == 0 && !so->from_stdin)
+        return cli_usage(cmd, "give the shares with --share FILE or --share-stdin");
+    return -1;
+}
+
+/* Loads the transcript and every share; prints what was set aside. */
+hs_result cli_shares_gather(const cli_globals *g, const share_opts *so, hs_transcript **t,
+                        hs_shareset *set, hs_error *e)
+{
+    bool sig = false;
+    hs_result r = hs_transcript_load(so->transcript, t, &sig, e);
+    if (r != HS_OK)
+        return r;
+    cli_note(g, "transcript of ceremony '%s' (%s): %s", (*t)->name, (*t)->date,
+             sig ? "signature verified with its audit key"
+                 : "NO signature file beside it (FILE.sig), not verified");
+    r = hs_shareset_init(set, e);
+    if (r == HS_OK)
+        r = hs_shareset_gather(set, *t, so->shares, so->n_shares, so->identities,
+                               so->n_identities, so->from_stdin ? STDIN_FILENO : -1, e);
+    if (set->notes[0] != '\0')
+        fprintf(stderr, "%s", set->notes); /* always shown: those shares need attention */
+    return r;
+}
+
+void cli_shares_print_report(const hs_shareset *set, const hs_share_report *rep)
+{
+    if (rep->warning[0] == '\0')
+        return;
+    fprintf(stderr, "hsmsign: WARNING: shares set aside, their holders need a new share set:\n%s",
+            rep->warning);
+    for (size_t i = 0; i < set->count; i++)
+        fprintf(stderr, "  (share %zu = %s)\n", i + 1, set->source[i]);
+}
+
+static const char verify_help[] =
+    "usage: hsmsign shares verify --transcript FILE\n"
+    "                             (--share FILE ... [--identity FILE ...] | --share-stdin)\n"
+    "\n"
+    "Checks shares against a ceremony transcript: decrypts them (age identities, or\n"
+    "plain shares piped in), reconstructs the wrap key in locked memory, compares\n"
+    "its check value with the transcript's and wipes it. Nothing is imported and no\n"
+    "token is needed. Exit 0 only when the key is restored and every share given\n"
+    "is good; a share that is damaged, foreign or undecryptable is named.\n";
+
+static int shares_verify(const cli_globals *g, int argc, char **argv)
+{
+    share_opts so;
+    int rc = cli_share_opts_parse("shares verify", verify_help, false, argc, argv, &so);
+    if (rc >= 0)
+        return rc;
+    hs_error e;
+    hs_error_clear(&e);
+    hs_transcript *t = NULL;
+    hs_shareset set = {0};
+    hs_share_report *rep = calloc(1, sizeof *rep);
+    hs_result r = rep != NULL ? cli_shares_gather(g, &so, &t, &set, &e)
+                              : hs_fail(&e, HS_E_NOMEM, "out of memory");
+    if (r == HS_OK)
+        r = hs_ceremony_check_shares(t, &set, rep, &e);
+    if (rep != NULL)
+        cli_shares_print_report(&set, rep);
+    size_t bad = set.set_aside + (rep != NULL ? rep->bad_count : 0);
+    if (r == HS_OK && bad > 0)
+        r = hs_fail(&e, HS_E_VERIFY, "the wrap key can be restored from %zu shares, but "
+                                     "%zu input(s) given cannot be used (named above)",
+                    rep->used_count, bad);
+    if (r == HS_OK) {
+        char kcv[7];
+        hs_hex_encode(t->kcv, sizeof t->kcv, kcv);
+        if (g->json)
+            cli_print_json(json_pack("{s:b, s:s, s:s, s:i, s:i}", "ok", 1, "ceremony", t->name,
+                                     "check_value", kcv, "shares_good", (int)set.count,
+                                     "threshold", (int)t->threshold));
+        else
+            printf("%zu good shares of ceremony '%s': together they restore the wrap key "
+                   "(check value %s matches the transcript; %u needed)\n",
+                   set.count, t->name, kcv, t->threshold);
+    }
+    hs_shareset_clear(&set);
+    hs_transcript_free(t);
+    free(rep);
+    return r == HS_OK ? 0 : cli_fail(g, &e);
+}
+
+int cmd_shares(const cli_globals *g, int argc, char **argv)
+{
+    static const cli_subcommand subs[] = {
+        {"verify", shares_verify, "check shares against a ceremony transcript"},
+    };
+    return cli_dispatch(g, "shares", "Backup shares of the wrap key (docs/share-format.md).", subs,
+                        1, argc, argv);
+}

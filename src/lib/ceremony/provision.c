@@ -1,0 +1,465 @@
+/* The provisioning ceremony (see provision.h). The order matters: every
+ * encrypted file (PINs, shares) is on disk before a token is changed, so a
+ * failure half-way never leaves a token whose PINs nobody can read. */
+#include "ceremony/provision.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "audit/record.h"
+#include "backup/age.h"
+#include "keystore/auditkey.h"
+#include "keystore/wrapkey.h"
+#include "p11/admin.h"
+#include "util/encoding.h"
+#include "util/file.h"
+#include "util/secmem.h"
+
+#define PIN_LEN 24
+#define SELF_MAX (512u << 20)
+
+enum { PRIMARY = 0, BACKUP = 1 };
+enum { SO = 0, USER = 1 };
+
+typedef struct prov {
+    const hs_ceremony_config *cfg;
+    const hs_provision_options *o;
+    hs_transcript *t;
+    hs_token_state state[2];
+    hs_p11_token_info info[2];
+    char *pins[2][2];     /* secure memory, [token][SO/USER] */
+    uint8_t *key;         /* the wrap key, secure memory */
+    hs_share *shares;     /* secure array of n */
+    uint8_t audit_fp[32];
+    char batch[33]; /* one audit batch id for the whole ceremony */
+} prov;
+
+static const char *const token_role[2] = {"primary", "backup"};
+
+static void step(const prov *c, const char *what)
+{
+    if (c->o->step != NULL)
+        c->o->step(c->o->step_ctx, what);
+}
+
+hs_result hs_ceremony_self_sha256(uint8_t out[32], hs_error *e)
+{
+    uint8_t *data;
+    size_t len;
+    hs_result r = hs_read_file("/proc/self/exe", SELF_MAX, &data, &len, e);
+    if (r != HS_OK)
+        return hs_error_prefix(e, "hashing the tool itself: ");
+    SHA256(data, len, out);
+    free(data);
+    return HS_OK;
+}
+
+/* Checked before any token is touched; created only once both are. */
+static hs_result check_out_dir(const char *dir, hs_error *e)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL && errno == ENOENT)
+        return HS_OK;
+    if (d == NULL)
+        return hs_fail(e, HS_E_IO, "%s: %s", dir, strerror(errno));
+    struct dirent *de;
+    hs_result r = HS_OK;
+    while (r == HS_OK && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            r = hs_fail(e, HS_E_EXISTS,
+                        "ceremony directory %s is not empty (holds '%s'): every ceremony "
+                        "writes into a new directory",
+                        dir, de->d_name);
+    }
+    closedir(d); /* after the message: de points into d */
+    return r;
+}
+
+static hs_result prepare_out_dir(const char *dir, hs_error *e)
+{
+    char sub[4096];
+    snprintf(sub, sizeof sub, "%s/shares", dir);
+    hs_result r = hs_mkdir_p(sub, 0755, e);
+    snprintf(sub, sizeof sub, "%s/credentials", dir);
+    if (r == HS_OK)
+        r = hs_mkdir_p(sub, 0755, e);
+    return r;
+}
+
+/* Checks both tokens before anything changes. */
+static hs_result probe_tokens(prov *c, hs_error *e)
+{
+    hs_p11 *p;
+    hs_result r = hs_p11_open(c->o->module, &p, e);
+    const char *spec[2] = {c->cfg->primary, c->cfg->backup};
+    for (int i = 0; r == HS_OK && i < 2; i++) {
+        r = hs_p11_token_probe(p, spec[i], &c->state[i], &c->info[i], e);
+        if (r != HS_OK)
+            break;
+        if (c->state[i] == HS_TOKEN_IN_USE && !c->o->force_reset)
+            r = hs_fail(e, HS_E_EXISTS,
+                        "%s token '%s' (serial %s) is not empty: its user PIN is set and it may "
+                        "hold keys; refusing to provision it (--force-reset erases a SoftHSM "
+                        "token)",
+                        token_role[i], c->info[i].label, c->info[i].serial);
+        else if (c->state[i] == HS_TOKEN_IN_USE && !hs_p11_token_is_softhsm(&c->info[i]))
+            r = hs_fail(e, HS_E_USAGE,
+                        "%s token '%s' is in use and is not a SoftHSM token: --force-reset "
+                        "erases only SoftHSM tokens; reset it with its vendor's tool",
+                        token_role[i], c->info[i].label);
+        else if (c->state[i] != HS_TOKEN_ABSENT && c->o->current_so_pin[i] == NULL)
+            r = hs_fail(e, HS_E_USAGE,
+                        "%s token '%s' is already initialized (%s): give its current SO PIN "
+                        "(--current-so-pin-source) to take it over",
+                        token_role[i], c->info[i].label, hs_token_state_name(c->state[i]));
+    }
+    hs_p11_close(p);
+    return r;
+}
+
+static hs_result make_secrets(prov *c, hs_error *e)
+{
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 2; k++) {
+            c->pins[t][k] = hs_secure_alloc(PIN_LEN + 1);
+            if (c->pins[t][k] == NULL)
+                return hs_fail(e, HS_E_NOMEM, "out of locked memory for the PINs");
+            hs_result r = hs_p11_random_pin(c->pins[t][k], PIN_LEN, e);
+            if (r != HS_OK)
+                return r;
+        }
+    c->key = hs_secure_alloc(32);
+    if (c->key == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of locked memory for the wrap key");
+    if (RAND_priv_bytes(c->key, 32) != 1)
+        return hs_fail(e, HS_E_CRYPTO, "no randomness for the wrap key");
+    hs_result r = hs_wrapkey_kcv_of(c->key, c->t->kcv, e);
+    const char *labels[HS_SHARE_MAX_SHARES];
+    for (size_t i = 0; i < c->cfg->n_holders; i++)
+        labels[i] = c->cfg->holders[i].name;
+    if (r == HS_OK)
+        r = hs_share_split_secret(c->key, 32, c->cfg->threshold, (unsigned)c->cfg->n_holders,
+                                  labels, &c->shares, e);
+    if (r == HS_OK)
+        memcpy(c->t->set_id, c->shares[0].set_id, HS_SHARE_SET_ID_LEN);
+    return r;
+}
+
+/* Encrypts plain to recipients and writes DIR/rel, recording its hash. */
+static hs_result write_encrypted(const prov *c, const char *const *recipients, size_t n,
+                                 const uint8_t *plain, size_t plain_len, const char *rel,
+                                 hs_transcript_file *f, hs_error *e)
+{
+    uint8_t *enc;
+    size_t enc_len;
+    hs_result r = hs_age_encrypt(recipients, n, plain, plain_len, false, &enc, &enc_len, e);
+    if (r != HS_OK)
+        return hs_error_prefix(e, "encrypting %s: ", rel);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", c->o->out_dir, rel);
+    r = hs_write_file_atomic(path, enc, enc_len, 0644, true, e);
+    SHA256(enc, enc_len, f->sha256);
+    snprintf(f->path, sizeof f->path, "%s", rel);
+    free(enc);
+    return r;
+}
+
+/* A file name from a holder's name: letters, digits, '.', '-', '_'. */
+static void file_safe(const char *name, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; name[i] != '\0' && o + 1 < cap && o < 40; i++) {
+        char ch = name[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_';
+        out[o++] = ok ? ch : '_';
+    }
+    out[o] = '\0';
+}
+
+static hs_result write_shares(prov *c, hs_error *e)
+{
+    char *text = hs_secure_alloc(HS_SHARE_TEXT_MAX);
+    if (text == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of locked memory");
+    hs_result r = HS_OK;
+    for (size_t i = 0; r == HS_OK && i < c->cfg->n_holders; i++) {
+        const hs_ceremony_holder *h = &c->cfg->holders[i];
+        hs_transcript_holder *th = &c->t->holders[i];
+        snprintf(th->name, sizeof th->name, "%s", h->name);
+        snprintf(th->recipient, sizeof th->recipient, "%s", h->recipient);
+        char safe[48], rel[128];
+        file_safe(h->name, safe, sizeof safe);
+        snprintf(rel, sizeof rel, "shares/%02zu-%s.share.age", i + 1, safe);
+        size_t len;
+        const char *rcpt[1] = {h->recipient};
+        r = hs_share_serialize(&c->shares[i], text, HS_SHARE_TEXT_MAX, &len, e);
+        if (r == HS_OK)
+            r = write_encrypted(c, rcpt, 1, (const uint8_t *)text, len, rel, &th->file, e);
+    }
+    hs_secure_free(text, HS_SHARE_TEXT_MAX);
+    c->t->n_holders = c->cfg->n_holders;
+    c->t->threshold = c->cfg->threshold;
+    return r;
+}
+
+static hs_result write_credentials(prov *c, hs_error *e)
+{
+    static const char *const cred[2] = {"so-pin", "user-pin"};
+    char *line = hs_secure_alloc(PIN_LEN + 2);
+    if (line == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of locked memory");
+    hs_result r = HS_OK;
+    for (int t = 0; r == HS_OK && t < 2; t++) {
+        for (int k = 0; r == HS_OK && k < 2; k++) {
+            hs_transcript_credential *tc = &c->t->credentials[t * 2 + k];
+            hs_ceremony_role role = k == SO ? HS_ROLE_ADMIN : HS_ROLE_OPERATOR;
+            const hs_ceremony_recipients *rc = &c->cfg->roles[role];
+            const char *rcpt[HS_CEREMONY_ROLE_MAX];
+            for (size_t i = 0; i < rc->n; i++)
+                rcpt[i] = rc->r[i];
+            snprintf(tc->token, sizeof tc->token, "%s", token_role[t]);
+            snprintf(tc->credential, sizeof tc->credential, "%s", cred[k]);
+            tc->role = role;
+            char rel[64];
+            snprintf(rel, sizeof rel, "credentials/%s-%s.age", token_role[t], cred[k]);
+            /* A trailing newline, so `--pin-source file:` and `$(age -d ...)` both work. */
+            int n = snprintf(line, PIN_LEN + 2, "%s\n", c->pins[t][k]);
+            r = write_encrypted(c, rcpt, rc->n, (const uint8_t *)line, (size_t)n, rel, &tc->file, e);
+        }
+    }
+    hs_secure_free(line, PIN_LEN + 2);
+    return r;
+}
+
+static hs_result record(const prov *c, hs_p11 *p, const hs_audit_entry *en, hs_error *e)
+{
+    hs_audit *a;
+    hs_audit_context ac = {p->label, p->serial, c->batch};
+    hs_result r = hs_audit_open(c->o->audit_dir, &ac, &a, e);
+    if (r == HS_OK)
+        r = hs_audit_append(a, en, NULL, e);
+    hs_audit_close(a);
+    return r;
+}
+
+static hs_result make_audit_key(prov *c, hs_p11 *p, hs_error *e)
+{
+    hs_auditkey k;
+    hs_result r = hs_auditkey_generate(p, c->cfg->audit_alg, &k, e);
+    if (r != HS_OK)
+        return r;
+    char *pem = NULL;
+    r = hs_auditkey_public_pem(k.public_key, &pem, c->audit_fp, e);
+    snprintf(c->t->audit_alg, sizeof c->t->audit_alg, "%s", hs_auditkey_alg_name(k.alg));
+    hs_auditkey_clear(&k);
+    if (r != HS_OK)
+        return r;
+    c->t->audit_pem = pem;
+    memcpy(c->t->audit_fingerprint, c->audit_fp, 32);
+    snprintf(c->t->audit_label, sizeof c->t->audit_label, "%s", HS_AUDITKEY_LABEL);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", c->o->out_dir, HS_CEREMONY_AUDIT_PEM);
+    r = hs_write_file_atomic(path, pem, strlen(pem), 0644, true, e);
+    SHA256((const uint8_t *)pem, strlen(pem), c->t->audit_pem_file.sha256);
+    snprintf(c->t->audit_pem_file.path, sizeof c->t->audit_pem_file.path, "%s",
+             HS_CEREMONY_AUDIT_PEM);
+    hs_audit_entry en = {.operation = "generate", .purpose = "ceremony-audit-key",
+                         .key_name = HS_AUDITKEY_LABEL, .key_fingerprint = c->audit_fp,
+                         .algorithm = c->t->audit_alg};
+    if (r == HS_OK)
+        r = record(c, p, &en, e);
+    return r;
+}
+
+/* One token: PINs, wrap key, and on the primary the audit key. */
+static hs_result provision_token(prov *c, int t, hs_error *e)
+{
+    const char *spec = t == PRIMARY ? c->cfg->primary : c->cfg->backup;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s token '%s': setting fresh SO and user PINs", token_role[t],
+             c->info[t].label);
+    step(c, msg);
+    hs_p11 *p;
+    hs_result r = hs_p11_open(c->o->module, &p, e);
+    if (r == HS_OK)
+        r = hs_p11_take_over_token(p, spec, c->state[t], c->o->current_so_pin[t],
+                                   c->pins[t][SO], c->pins[t][USER], c->o->force_reset, e);
+    if (r == HS_OK)
+        r = hs_p11_login_with_pin(p, c->pins[t][USER], e);
+    if (r == HS_OK) {
+        snprintf(msg, sizeof msg, "%s token '%s' (serial %s): importing the wrap key",
+                 token_role[t], p->label, p->serial);
+        step(c, msg);
+        hs_wrapkey wk;
+        r = hs_wrapkey_import(p, c->cfg->wrap_label, c->key, &wk, e);
+        if (r == HS_OK && !hs_ct_equal(wk.kcv, c->t->kcv, HS_SHARE_KCV_LEN))
+            r = hs_fail(e, HS_E_VERIFY, "token '%s': the imported wrap key's check value differs",
+                        p->label);
+    }
+    if (r == HS_OK) {
+        hs_transcript_token *tt = &c->t->tokens[t];
+        snprintf(tt->role, sizeof tt->role, "%s", token_role[t]);
+        memcpy(tt->label, p->label, sizeof tt->label);
+        memcpy(tt->serial, p->serial, sizeof tt->serial);
+        memcpy(tt->model, p->model, sizeof tt->model);
+        memcpy(tt->manufacturer, p->manufacturer, sizeof tt->manufacturer);
+        hs_audit_entry en = {.operation = "wrapkey-import", .purpose = "ceremony-provision",
+                             .key_name = c->cfg->wrap_label, .algorithm = "aes-256"};
+        r = record(c, p, &en, e);
+    }
+    if (r == HS_OK && t == PRIMARY) {
+        step(c, "primary token: generating the audit key");
+        r = make_audit_key(c, p, e);
+    }
+    hs_p11_close(p);
+    if (r != HS_OK)
+        hs_error_prefix(e, "%s token: ", token_role[t]);
+    return r;
+}
+
+static hs_result write_signed(const prov *c, hs_p11 *p, const hs_auditkey *k, const char *name,
+                              const char *text, hs_error *e)
+{
+    uint8_t *sig;
+    size_t sig_len;
+    size_t len = strlen(text);
+    hs_result r = hs_auditkey_sign(p, k, (const uint8_t *)text, len, &sig, &sig_len, e);
+    if (r != HS_OK)
+        return r;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", c->o->out_dir, name);
+    uint8_t tbs[32], sh[32];
+    SHA256((const uint8_t *)text, len, tbs);
+    SHA256(sig, sig_len, sh);
+    hs_audit_entry en = {.operation = "sign", .purpose = "ceremony-transcript",
+                         .key_name = HS_AUDITKEY_LABEL, .key_fingerprint = c->audit_fp,
+                         .algorithm = hs_auditkey_alg_name(k->alg), .tbs_sha256 = tbs,
+                         .sig_sha256 = sh, .artifact = name};
+    /* Recorded before the signature is released, as for every signature. */
+    r = record(c, p, &en, e);
+    if (r == HS_OK)
+        r = hs_write_file_atomic(path, text, len, 0644, true, e);
+    if (r == HS_OK) {
+        char sig_path[4200];
+        snprintf(sig_path, sizeof sig_path, "%s.sig", path);
+        r = hs_write_file_atomic(sig_path, sig, sig_len, 0644, true, e);
+    }
+    free(sig);
+    return r;
+}
+
+static hs_result write_transcript(prov *c, hs_error *e)
+{
+    step(c, "writing the transcript, signed by the audit key");
+    hs_transcript *t = c->t;
+    snprintf(t->name, sizeof t->name, "%s", c->cfg->name);
+    snprintf(t->tool_version, sizeof t->tool_version, "%s", HSMSIGN_VERSION);
+    snprintf(t->wrap_label, sizeof t->wrap_label, "%s", c->cfg->wrap_label);
+    memcpy(t->roles, c->cfg->roles, sizeof t->roles);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(t->date, sizeof t->date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char *json = NULL, *text = NULL;
+    hs_p11 *p = NULL;
+    hs_auditkey k = {0};
+    hs_result r = hs_ceremony_self_sha256(t->tool_sha256, e);
+    if (r == HS_OK)
+        r = hs_transcript_to_json(t, &json, e);
+    if (r == HS_OK)
+        r = hs_transcript_to_text(t, &text, e);
+    if (r == HS_OK)
+        r = hs_p11_open(c->o->module, &p, e);
+    if (r == HS_OK)
+        r = hs_p11_select_token(p, t->tokens[PRIMARY].label, e);
+    if (r == HS_OK)
+        r = hs_p11_login_with_pin(p, c->pins[PRIMARY][USER], e);
+    if (r == HS_OK)
+        r = hs_auditkey_find(p, &k, e);
+    if (r == HS_OK)
+        r = write_signed(c, p, &k, HS_CEREMONY_TRANSCRIPT_JSON, json, e);
+    if (r == HS_OK)
+        r = write_signed(c, p, &k, HS_CEREMONY_TRANSCRIPT_TEXT, text, e);
+    hs_auditkey_clear(&k);
+    hs_p11_close(p);
+    free(json);
+    free(text);
+    return r;
+}
+
+static void wipe_all(prov *c)
+{
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 2; k++)
+            if (c->pins[t][k] != NULL)
+                hs_secure_free(c->pins[t][k], PIN_LEN + 1);
+    if (c->key != NULL)
+        hs_secure_free(c->key, 32);
+    if (c->shares != NULL)
+        hs_share_free_array(c->shares, c->cfg->n_holders);
+    c->key = NULL;
+    c->shares = NULL;
+    memset(c->pins, 0, sizeof c->pins);
+}
+
+hs_result hs_ceremony_provision(const hs_ceremony_config *cfg, const hs_provision_options *o,
+                                hs_transcript **out, hs_error *e)
+{
+    *out = NULL;
+    prov c;
+    memset(&c, 0, sizeof c);
+    c.cfg = cfg;
+    c.o = o;
+    c.t = calloc(1, sizeof *c.t);
+    if (c.t == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    if (o->out_dir == NULL || o->audit_dir == NULL) {
+        free(c.t);
+        return hs_fail(e, HS_E_INTERNAL, "provisioning needs a ceremony and an audit directory");
+    }
+    uint8_t batch[16];
+    if (RAND_bytes(batch, sizeof batch) != 1) {
+        free(c.t);
+        return hs_fail(e, HS_E_CRYPTO, "no randomness");
+    }
+    hs_hex_encode(batch, sizeof batch, c.batch);
+    step(&c, "checking that both tokens are blank");
+    hs_result r = check_out_dir(o->out_dir, e);
+    if (r == HS_OK)
+        r = probe_tokens(&c, e);
+    if (r == HS_OK)
+        r = prepare_out_dir(o->out_dir, e);
+    if (r == HS_OK) {
+        step(&c, "generating PINs and the wrap key in locked memory, splitting it");
+        r = make_secrets(&c, e);
+    }
+    if (r == HS_OK) {
+        step(&c, "encrypting the shares and the PINs to their holders");
+        r = write_shares(&c, e);
+    }
+    if (r == HS_OK)
+        r = write_credentials(&c, e);
+    /* The shares are written: the wrap key is needed only for the imports. */
+    hs_share_free_array(c.shares, cfg->n_holders);
+    c.shares = NULL;
+    for (int t = PRIMARY; r == HS_OK && t <= BACKUP; t++)
+        r = provision_token(&c, t, e);
+    hs_secure_free(c.key, 32);
+    c.key = NULL;
+    if (r == HS_OK)
+        r = write_transcript(&c, e);
+    wipe_all(&c);
+    if (r != HS_OK) {
+        hs_transcript_free(c.t);
+        return r;
+    }
+    *out = c.t;
+    return HS_OK;
+}

@@ -1,0 +1,84 @@
+/* The ceremony transcript: what was done, to which tokens, and everything
+ * needed later to check shares and restore the wrap key (its check value,
+ * the share set, the SHA-256 of every file written). Written as JSON
+ * (machine-readable, read back by restore and `shares verify`) and as text
+ * to print and sign on paper; both are signed by the audit key, the
+ * signatures in FILE.sig beside them. Format: docs/ceremony.md. Holds no
+ * secret. */
+#ifndef HSMSIGN_CEREMONY_TRANSCRIPT_H
+#define HSMSIGN_CEREMONY_TRANSCRIPT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ceremony/config.h"
+
+#define HS_TRANSCRIPT_FORMAT "hsmsign-ceremony-transcript"
+#define HS_TRANSCRIPT_VERSION 1
+#define HS_TRANSCRIPT_MAX (4u << 20)
+#define HS_TRANSCRIPT_PATH_MAX 255
+
+typedef struct hs_transcript_file {
+    char path[HS_TRANSCRIPT_PATH_MAX + 1]; /* relative to the ceremony directory */
+    uint8_t sha256[32];
+} hs_transcript_file;
+
+typedef struct hs_transcript_token {
+    char role[8]; /* "primary" or "backup" */
+    char label[33], serial[17], model[17], manufacturer[33];
+} hs_transcript_token;
+
+typedef struct hs_transcript_holder {
+    char name[HS_SHARE_LABEL_MAX + 1];
+    char recipient[HS_CEREMONY_RECIPIENT_MAX + 1];
+    hs_transcript_file file; /* the age-encrypted share */
+} hs_transcript_holder;
+
+typedef struct hs_transcript_credential {
+    char token[8];       /* "primary" or "backup" */
+    char credential[16]; /* "so-pin" or "user-pin" */
+    hs_ceremony_role role;
+    hs_transcript_file file; /* age-encrypted to the role's recipients */
+} hs_transcript_credential;
+
+#define HS_TRANSCRIPT_CREDENTIALS 4
+
+typedef struct hs_transcript {
+    char name[HS_CEREMONY_NAME_MAX + 1];
+    char date[32]; /* UTC, ISO 8601 */
+    char tool_version[64];
+    uint8_t tool_sha256[32];
+    hs_transcript_token tokens[2]; /* primary, backup */
+    char wrap_label[64];
+    uint8_t kcv[HS_SHARE_KCV_LEN];
+    uint8_t set_id[HS_SHARE_SET_ID_LEN];
+    unsigned threshold;
+    size_t n_holders;
+    hs_transcript_holder holders[HS_SHARE_MAX_SHARES];
+    hs_ceremony_recipients roles[HS_ROLE_COUNT];
+    hs_transcript_credential credentials[HS_TRANSCRIPT_CREDENTIALS];
+    char audit_alg[32];
+    char audit_label[64];
+    char *audit_pem; /* malloc'd PEM SubjectPublicKeyInfo */
+    uint8_t audit_fingerprint[32]; /* SHA-256 of the SubjectPublicKeyInfo DER */
+    hs_transcript_file audit_pem_file;
+} hs_transcript;
+
+/* The JSON form (malloc'd, NUL-terminated, ending in a newline). */
+hs_result hs_transcript_to_json(const hs_transcript *t, char **out, hs_error *e) HS_MUST_CHECK;
+/* The human-readable form, to print and sign. */
+hs_result hs_transcript_to_text(const hs_transcript *t, char **out, hs_error *e) HS_MUST_CHECK;
+
+/* Strict reader of the JSON form. *out is malloc'd: hs_transcript_free. */
+hs_result hs_transcript_parse(const char *text, size_t len, const char *source,
+                              hs_transcript **out, hs_error *e) HS_MUST_CHECK;
+
+/* Reads PATH and, when PATH.sig exists, verifies it with the transcript's
+ * audit public key (HS_E_VERIFY on a mismatch). *signature_checked says
+ * whether a signature was found and verified. */
+hs_result hs_transcript_load(const char *path, hs_transcript **out, bool *signature_checked,
+                             hs_error *e) HS_MUST_CHECK;
+
+void hs_transcript_free(hs_transcript *t);
+
+#endif

@@ -1,0 +1,307 @@
+#!/bin/bash
+# Wrap-key ceremonies against real SoftHSM tokens and the real age CLI:
+# 3-of-5 provisioning onto two tokens, PINs readable only by their roles,
+# keys that sign on both tokens, the primary destroyed and restored from
+# shares (piped from `age -d` and decrypted by hsmsign), refusals, and no
+# secret in any file the ceremony wrote. Checked by age, openssl,
+# pkcs11-tool and an independent Python reader of the share format.
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
+SHARES_PY=$HERE/ceremony_shares.py
+unset HSMSIGN_PIN HSMSIGN_SO_PIN
+
+# One SoftHSM token directory for every token of the test.
+mkdir -p hsm/tokens
+printf 'directories.tokendir = %s/hsm/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
+    "$WORK" >hsm/softhsm2.conf
+export SOFTHSM2_CONF=$WORK/hsm/softhsm2.conf
+
+mkdir -p ids
+for h in alice bob carol dave erin admin operator auditor mallory; do
+    age-keygen -o "ids/$h.txt" 2>/dev/null
+done
+rcpt() { age-keygen -y "ids/$1.txt"; }
+write_config() { # FILE NAME PRIMARY BACKUP
+    cat >"$1" <<JSON
+{
+  "version": 1,
+  "name": "$2",
+  "tokens": {"primary": "pkcs11:token=$3", "backup": "$4"},
+  "threshold": 3,
+  "holders": [
+    {"name": "alice", "recipient": "$(rcpt alice)"},
+    {"name": "bob", "recipient": "$(rcpt bob)"},
+    {"name": "carol", "recipient": "$(rcpt carol)"},
+    {"name": "dave", "recipient": "$(rcpt dave)"},
+    {"name": "erin", "recipient": "$(rcpt erin)"}
+  ],
+  "roles": {
+    "admin": ["$(rcpt admin)"],
+    "operator": ["$(rcpt operator)"],
+    "auditor": ["$(rcpt auditor)"]
+  }
+}
+JSON
+}
+write_config ceremony.json "Example OS 2026" primary backup
+
+# --- provisioning -----------------------------------------------------------
+check "provision 3-of-5 onto two blank tokens" hs ceremony provision ceremony.json --out-dir cer
+C=$WORK/cer
+for f in transcript.json transcript.json.sig transcript.txt transcript.txt.sig audit-key.pem \
+         credentials/primary-so-pin.age credentials/primary-user-pin.age \
+         credentials/backup-so-pin.age credentials/backup-user-pin.age; do
+    assert "ceremony wrote $f" test -s "cer/$f"
+done
+assert "five share files" test "$(ls cer/shares | wc -l)" -eq 5
+tj() { python3 -c "import json,sys; t=json.load(open('$C/transcript.json')); print($1)"; }
+assert "transcript: 3 of 5" test "$(tj 't["shares"]["threshold"], t["shares"]["count"]')" = "3 5"
+assert "transcript names both tokens" test "$(tj '" ".join(x["label"] for x in t["tokens"])')" = "primary backup"
+assert "transcript: the tool's own SHA-256" \
+    test "$(tj 't["tool"]["sha256"]')" = "$(sha256sum "$HSMSIGN" | cut -d' ' -f1)"
+for i in 0 1 2 3 4; do
+    f=$(tj "t['shares']['holders'][$i]['file']")
+    assert "transcript: SHA-256 of $f" test "$(tj "t['shares']['holders'][$i]['sha256']")" = "$(sha256sum "cer/$f" | cut -d' ' -f1)"
+done
+assert "transcript.txt names the check value" grep -q "check value (KCV) $(tj 't["wrap_key"]["check_value"]')" cer/transcript.txt
+
+# The transcript signature, checked by openssl with the exported audit key.
+alg=$(tj 't["audit_key"]["algorithm"]')
+osslverify() { # FILE SIG
+    if [ "$alg" = ed25519 ]; then
+        openssl pkeyutl -verify -pubin -inkey cer/audit-key.pem -rawin -in "$1" -sigfile "$2" 1>&2
+    else
+        openssl dgst -sha256 -verify cer/audit-key.pem -signature "$2" "$1" 1>&2
+    fi
+}
+assert "audit key is Ed25519 (SoftHSM 2.6 has CKM_EDDSA)" test "$alg" = ed25519
+check "openssl verifies transcript.json's signature" osslverify cer/transcript.json cer/transcript.json.sig
+check "openssl verifies transcript.txt's signature" osslverify cer/transcript.txt cer/transcript.txt.sig
+sed 's/Example OS 2026/Example OS 2027/' cer/transcript.json >forged.json
+expect_fail "openssl rejects an altered transcript" nonzero "[Ff]ail" osslverify forged.json cer/transcript.json.sig
+
+# PINs: each decrypts for its role only, and logs in (pkcs11-tool).
+declare -A PIN
+for t in primary backup; do
+    PIN[$t-so]=$(age -d -i ids/admin.txt "cer/credentials/$t-so-pin.age")
+    PIN[$t-user]=$(age -d -i ids/operator.txt "cer/credentials/$t-user-pin.age")
+    assert "$t SO PIN decrypts for the admin" test "${#PIN[$t-so]}" -ge 16
+    assert "$t user PIN decrypts for the operator" test "${#PIN[$t-user]}" -ge 16
+    expect_fail "the operator cannot read the $t SO PIN" nonzero "no identity matched" \
+        age -d -i ids/operator.txt "cer/credentials/$t-so-pin.age"
+    check "$t user PIN logs in (pkcs11-tool)" pkcs11-tool --module "$SOFTHSM_MODULE" \
+        --token-label "$t" --login --pin "${PIN[$t-user]}" --list-objects
+    cp "$WORK/out" "objects-$t.txt"
+    check "$t SO PIN logs in as SO (pkcs11-tool)" pkcs11-tool --module "$SOFTHSM_MODULE" \
+        --token-label "$t" --session-rw --login --login-type so --so-pin "${PIN[$t-so]}" --list-objects
+    expect_fail "a wrong PIN does not log in to $t" nonzero "CKR_PIN_INCORRECT" \
+        pkcs11-tool --module "$SOFTHSM_MODULE" --token-label "$t" --login --pin 000000 --list-objects
+    assert "$t holds the AES-256 wrap key" grep -q "Secret Key Object; AES length 32" "objects-$t.txt"
+done
+assert "the primary holds the audit key pair" \
+    test "$(grep -c 'label: *hsmsign-audit' objects-primary.txt)" -eq 2
+assert "the backup holds no audit key" bash -c "! grep -q hsmsign-audit objects-backup.txt"
+assert "wrap key is sensitive and not extractable" \
+    bash -c "grep -A4 'Secret Key Object' objects-primary.txt | grep 'Access:' | grep -q 'sensitive' && ! grep -A4 'Secret Key Object' objects-primary.txt | grep 'Access:' | grep -qw extractable"
+
+# --- keys made after provisioning sign on both tokens ------------------------
+echo "release payload" >data.txt
+export HSMSIGN_PIN=${PIN[primary-user]}
+check "generate ec-p256 key on the primary" hs --token primary key generate app --algorithm ec-p256
+check "generate rsa2048 key on the primary" hs --token primary key generate plat --algorithm rsa2048
+hs key show app --public-key >app.pem
+hs key show plat --public-key >plat.pem
+check "sign on the primary" hs --token pkcs11:token=primary sign raw --key app data.txt p.sig
+check "openssl verifies the primary's signature" openssl dgst -sha256 -verify app.pem -signature p.sig data.txt
+export HSMSIGN_PIN=${PIN[backup-user]}
+check "the same key file signs on the backup" hs --token backup sign raw --key app data.txt b.sig
+check "openssl verifies the backup's signature" openssl dgst -sha256 -verify app.pem -signature b.sig data.txt
+check "rsa2048 signs on the backup" hs --token backup sign raw --key plat data.txt b2.sig
+check "openssl verifies the backup's RSA signature" openssl dgst -sha256 -verify plat.pem -signature b2.sig data.txt
+
+# --- no secret in any file the ceremony or the tokens wrote -----------------
+mkdir plain
+for h in alice bob carol dave erin; do
+    age -d -i "ids/$h.txt" -o "plain/$h.share" cer/shares/*-"$h".share.age
+done
+WRAPKEY=$(python3 "$SHARES_PY" recover plain/alice.share plain/carol.share plain/erin.share)
+assert "the Python reader rebuilds a 32-byte key matching the transcript's check value" \
+    test "${#WRAPKEY}" -eq 64
+assert "another 3 shares give the same key" \
+    test "$(python3 "$SHARES_PY" recover plain/bob.share plain/dave.share plain/alice.share)" = "$WRAPKEY"
+expect_fail "the Python reader cannot rebuild from 2 shares" nonzero "fewer than k" \
+    python3 "$SHARES_PY" recover plain/bob.share plain/dave.share
+cat >scan.py <<'PY'
+import base64, os, sys
+key = bytes.fromhex(sys.argv[1])
+needles = [key, key.hex().encode(), key.hex().upper().encode(), base64.b64encode(key),
+           base64.b64encode(key).rstrip(b"=")] + [p.encode() for p in sys.argv[2].split()]
+found, files = [], 0
+for root in sys.argv[3:]:
+    for d, _, names in os.walk(root):
+        for n in names:
+            data = open(os.path.join(d, n), "rb").read()
+            files += 1
+            for x in needles:
+                if x in data:
+                    found.append(os.path.join(d, n))
+                    print("secret found in", os.path.join(d, n), file=sys.stderr)
+print(files, "files scanned")
+sys.exit(1 if found or files < 20 else 0)
+PY
+check "neither the wrap key nor a PIN is in any file written (ceremony, tokens, keys, audit)" \
+    python3 scan.py "$WRAPKEY" "${PIN[*]}" cer hsm/tokens keys audit
+cp plain/alice.share cer/leak.txt
+expect_fail "the scan finds a plaintext share's key material when present" nonzero "secret found in cer/leak.txt" \
+    python3 scan.py "$(python3 -c "print(open('plain/alice.share').read().split('y: ')[1][:64])")" "" cer
+rm cer/leak.txt
+
+# --- shares verify and refusals ---------------------------------------------
+S=cer/shares
+share() { ls $S/*-"$1".share.age; }
+ids3="--identity ids/alice.txt --identity ids/bob.txt --identity ids/carol.txt"
+check "shares verify: 3 encrypted shares" hs shares verify --transcript cer/transcript.json \
+    --share "$(share alice)" --share "$(share bob)" --share "$(share carol)" $ids3
+assert "shares verify reports the check value" grep -q "$(tj 't["wrap_key"]["check_value"]')" "$WORK/out"
+expect_fail "2 shares are refused" 1 "2 usable shares, ceremony 'Example OS 2026' needs 3" \
+    hs shares verify --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" $ids3
+
+cp "$(share carol)" flipped.age
+python3 -c "import sys; b=bytearray(open(sys.argv[1],'rb').read()); b[-20]^=0x10; open(sys.argv[1],'wb').write(b)" flipped.age
+expect_fail "a share with one flipped byte is detected" 1 "flipped.age: set aside: cannot decrypt" \
+    hs shares verify --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" \
+    --share flipped.age $ids3
+expect_fail "with 4 shares the flipped one is named and the rest suffice" 1 "flipped.age: set aside.*|restore.*3 shares" \
+    hs shares verify --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" \
+    --share flipped.age --share "$(share dave)" $ids3 --identity ids/dave.txt
+assert "... and it says the key can be restored from the other 3" grep -q "can be restored from 3 shares" "$WORK/err"
+
+# A flipped byte inside a plain share (piped): its checksum names it.
+sed 's/^label: carol$/label: carol/; s/^y: \(.\)/y: X\1/' plain/carol.share | sed 's/^y: X0/y: 1/; s/^y: X[^0]/y: 0/' >carol.bad
+assert "the damaged plain share differs in one byte" test "$(cmp -l plain/carol.share carol.bad | wc -l)" -eq 1
+expect_fail "a piped share with a flipped byte is named among 4" 1 "carol.*checksum" \
+    bash -c "cat plain/alice.share plain/bob.share carol.bad plain/dave.share | \"$HSMSIGN\" shares verify --transcript cer/transcript.json --share-stdin"
+
+# An intact-looking share not on the polynomial (checksum recomputed).
+python3 "$SHARES_PY" tamper-y plain/carol.share carol.tampered
+expect_fail "a tampered share among 3 is refused" 1 "" \
+    bash -c "cat plain/alice.share plain/bob.share carol.tampered | \"$HSMSIGN\" shares verify --transcript cer/transcript.json --share-stdin"
+expect_fail "a tampered share among 4 is named" 1 "carol.*does not fit|carol.*y value" \
+    bash -c "cat plain/alice.share plain/bob.share carol.tampered plain/dave.share | \"$HSMSIGN\" shares verify --transcript cer/transcript.json --share-stdin"
+
+expect_fail "a wrong age identity is a clear error" 1 "none of the given age identities can decrypt it" \
+    hs shares verify --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" \
+    --share "$(share carol)" --identity ids/alice.txt --identity ids/bob.txt --identity ids/mallory.txt
+
+# A second ceremony on two more tokens: its shares are foreign to the first.
+write_config other.json "Other ceremony" primary2 backup2
+check "a second ceremony on two more tokens" hs --audit-log audit2 ceremony provision other.json --out-dir cer2
+expect_fail "a share from another ceremony is refused" 1 "another ceremony" \
+    hs shares verify --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" \
+    --share "$(ls cer2/shares/*-carol.share.age)" $ids3
+
+# Tokens that are not blank.
+expect_fail "provisioning a token in use is refused" 9 "primary token 'primary'.*not empty" \
+    hs ceremony provision ceremony.json --out-dir cer3
+assert "the refused ceremony wrote nothing" test ! -e cer3/transcript.json
+expect_fail "the ceremony directory must be empty" 9 "not empty" \
+    hs ceremony provision ceremony.json --out-dir cer --force-reset
+expect_fail "--force-reset needs the current SO PIN" 2 "current SO PIN" \
+    hs ceremony provision other.json --out-dir cer4 --force-reset
+SO2=$(age -d -i ids/admin.txt cer2/credentials/primary-so-pin.age)
+SO2B=$(age -d -i ids/admin.txt cer2/credentials/backup-so-pin.age)
+export CUR_SO=$SO2 CUR_SO_B=$SO2B
+check "--force-reset erases SoftHSM tokens and provisions again" hs --audit-log audit2 ceremony provision \
+    other.json --out-dir cer4 --force-reset --current-so-pin-source env:CUR_SO \
+    --backup-current-so-pin-source env:CUR_SO_B
+assert "the re-provisioned token has a new wrap key" \
+    test "$(python3 -c "import json; print(json.load(open('cer2/transcript.json'))['wrap_key']['check_value'])")" != \
+         "$(python3 -c "import json; print(json.load(open('cer4/transcript.json'))['wrap_key']['check_value'])")"
+
+# Tokens initialized by someone else without a user PIN (pkcs11-tool) are
+# "fresh": taken over with their current SO PIN, which is then replaced.
+free_slot() { pkcs11-tool --module "$SOFTHSM_MODULE" -L 2>/dev/null |
+    awk '/^Slot/{s=$3} /uninitialized/{print s; exit}' | tr -d '():'; }
+for t in fresh-a fresh-b; do
+    check "pkcs11-tool initializes $t without a user PIN" pkcs11-tool --module "$SOFTHSM_MODULE" \
+        --slot "$(free_slot)" --init-token --label "$t" --so-pin "initial-so-$t"
+done
+write_config fresh.json "Fresh tokens" fresh-a fresh-b
+expect_fail "a fresh token needs its current SO PIN" 2 "fresh-a.*current SO PIN" \
+    hs --audit-log audit3 ceremony provision fresh.json --out-dir cer5
+export CUR_A=initial-so-fresh-a CUR_B=initial-so-fresh-b
+check "fresh tokens are taken over with their current SO PINs" hs --audit-log audit3 ceremony \
+    provision fresh.json --out-dir cer5 --current-so-pin-source env:CUR_A \
+    --backup-current-so-pin-source env:CUR_B
+expect_fail "the initial SO PIN no longer works" nonzero "CKR_PIN_INCORRECT" \
+    pkcs11-tool --module "$SOFTHSM_MODULE" --token-label fresh-a --session-rw --login \
+    --login-type so --so-pin initial-so-fresh-a --list-objects
+check "the ceremony's SO PIN works on fresh-a" pkcs11-tool --module "$SOFTHSM_MODULE" \
+    --token-label fresh-a --session-rw --login --login-type so \
+    --so-pin "$(age -d -i ids/admin.txt cer5/credentials/primary-so-pin.age)" --list-objects
+
+# --- destroy the primary, restore a new token --------------------------------
+primary_dir=$(dirname "$(grep -l 'primary ' hsm/tokens/*/token.object | head -1)")
+assert "found the primary's token directory" test -d "$primary_dir"
+rm -rf "$primary_dir"
+check "token list" hs token list
+assert "the primary is gone" bash -c "! grep -qw primary \"$WORK/out\""
+
+export HSMSIGN_PIN=restore-user-4711 HSMSIGN_SO_PIN=restore-so-4711
+check "initialize a new token" hs token init --label restored
+expect_fail "restore refuses 2 shares before touching the token" 1 "2 usable shares" \
+    bash -c "cat plain/alice.share plain/bob.share | \"$HSMSIGN\" ceremony restore --token pkcs11:token=restored --transcript cer/transcript.json --share-stdin"
+cp cer/transcript.json bad-transcript.json && cp cer/transcript.json.sig bad-transcript.json.sig
+sed -i 's/"threshold": 3/"threshold": 2/' bad-transcript.json
+expect_fail "restore refuses a transcript whose signature does not verify" 1 "signature" \
+    hs ceremony restore --token restored --transcript bad-transcript.json --share "$(share alice)" $ids3
+check "restore from 3 shares decrypted by the age CLI, piped in" bash -c \
+    "{ age -d -i ids/carol.txt $(share carol); age -d -i ids/erin.txt $(share erin); age -d -i ids/bob.txt $(share bob); } | \"$HSMSIGN\" ceremony restore --token pkcs11:token=restored --transcript cer/transcript.json --share-stdin"
+assert "restore says the check value matches" grep -q "matches the transcript" "$WORK/out"
+check "the restored token signs with the old key file" hs --token restored sign raw --key app data.txt r.sig
+check "openssl verifies it with the same public key" openssl dgst -sha256 -verify app.pem -signature r.sig data.txt
+hs key show app --public-key >app-after.pem
+assert "same public key" cmp -s app.pem app-after.pem
+check "rsa2048 signs on the restored token" hs --token restored sign raw --key plat data.txt r2.sig
+check "openssl verifies the RSA signature" openssl dgst -sha256 -verify plat.pem -signature r2.sig data.txt
+expect_fail "restoring twice into one token is refused" 9 "already has a wrap key" \
+    hs ceremony restore --token restored --transcript cer/transcript.json --share "$(share alice)" \
+    --share "$(share bob)" --share "$(share carol)" $ids3
+
+check "initialize a second new token" hs token init --label restored2
+check "restore with --identity (4 shares, one flipped: named, the rest restore)" hs ceremony restore \
+    --token restored2 --transcript cer/transcript.json --share "$(share alice)" --share flipped.age \
+    --share "$(share bob)" --share "$(share dave)" $ids3 --identity ids/dave.txt
+assert "the flipped share is named" grep -q "flipped.age: set aside" "$WORK/err"
+check "restored2 signs" hs --token restored2 sign raw --key app data.txt r3.sig
+check "openssl verifies restored2's signature" openssl dgst -sha256 -verify app.pem -signature r3.sig data.txt
+assert "the audit log records the restores" test "$(grep -c '"purpose":"ceremony-restore"' audit/entries.jsonl)" -eq 2
+assert "the audit log records the transcript signatures" \
+    test "$(grep -c '"purpose":"ceremony-transcript"' audit/entries.jsonl)" -eq 2
+
+# Sessions are closed on every path (counted by the shim), success and failure.
+if [ -n "${P11SHIM:-}" ]; then
+    for label in restored3 restored4; do hs token init --label $label >/dev/null; done
+    counted() { # EXPECT(0|nonzero) DESCRIPTION COMMAND...
+        local want=$1 what=$2; shift 2; rm -f counts.json
+        HSMSIGN_MODULE=$P11SHIM HSMSIGN_SHIM_MODULE=$SOFTHSM_MODULE HSMSIGN_SHIM_COUNTS=$WORK/counts.json \
+            "$@" >"$WORK/out" 2>"$WORK/err"; local rc=$?
+        if [ "$want" = 0 ] && [ $rc -ne 0 ]; then fail "$what: exit $rc"; sed 's/^/    /' "$WORK/err"; return; fi
+        if [ "$want" != 0 ] && [ $rc -eq 0 ]; then fail "$what: succeeded"; return; fi
+        assert "$what: every session closed" python3 -c \
+            "import json; c=json.load(open('counts.json')); exit(0 if c['finalized'] and c['sessions_open']==0 and c['sessions_closed_by_finalize']==0 else 1)"
+    }
+    counted 0 "restore through the shim" hs ceremony restore --token restored3 \
+        --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" --share "$(share carol)" $ids3
+    HSMSIGN_PIN=0000 counted 1 "restore with a wrong PIN through the shim" hs ceremony restore --token restored4 \
+        --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" --share "$(share carol)" $ids3
+    counted 1 "restore into a token with a wrap key through the shim" hs ceremony restore --token restored3 \
+        --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" --share "$(share carol)" $ids3
+fi
+
+# Help on every level.
+check "ceremony --help" hs ceremony --help
+check "ceremony provision --help" hs ceremony provision --help
+check "ceremony restore --help" hs ceremony restore --help
+check "shares verify --help" hs shares verify --help
+finish

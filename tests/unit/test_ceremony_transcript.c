@@ -1,0 +1,237 @@
+/* The ceremony transcript: JSON round trip, strict reading, the text form,
+ * and signature checking with a software key (OpenSSL signs, so our
+ * verifier is checked against an independent signer). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "ceremony/transcript.h"
+#include "keystore/auditkey.h"
+#include "util/file.h"
+
+static EVP_PKEY *ed_key;
+
+static int setup(void **state)
+{
+    (void)state;
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+    int ok = c != NULL && EVP_PKEY_keygen_init(c) == 1 && EVP_PKEY_keygen(c, &ed_key) == 1;
+    EVP_PKEY_CTX_free(c);
+    return ok ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    EVP_PKEY_free(ed_key);
+    return 0;
+}
+
+static hs_transcript *sample(void)
+{
+    hs_transcript *t = calloc(1, sizeof *t);
+    snprintf(t->name, sizeof t->name, "Example OS 2026");
+    snprintf(t->date, sizeof t->date, "2026-11-22T10:00:00Z");
+    snprintf(t->tool_version, sizeof t->tool_version, "0.1.0");
+    memset(t->tool_sha256, 0xab, 32);
+    for (int i = 0; i < 2; i++) {
+        snprintf(t->tokens[i].role, sizeof t->tokens[i].role, "%s", i ? "backup" : "primary");
+        snprintf(t->tokens[i].label, sizeof t->tokens[i].label, "hsm-%d", i);
+        snprintf(t->tokens[i].serial, sizeof t->tokens[i].serial, "00112233445566%02d", i);
+        snprintf(t->tokens[i].model, sizeof t->tokens[i].model, "SoftHSM v2");
+        snprintf(t->tokens[i].manufacturer, sizeof t->tokens[i].manufacturer, "SoftHSM project");
+    }
+    snprintf(t->wrap_label, sizeof t->wrap_label, "hsmsign-wrap");
+    memcpy(t->kcv, "\x12\x34\x56", 3);
+    memset(t->set_id, 0x5a, sizeof t->set_id);
+    t->threshold = 2;
+    t->n_holders = 3;
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(t->holders[i].name, sizeof t->holders[i].name, "holder %zu", i);
+        snprintf(t->holders[i].recipient, sizeof t->holders[i].recipient, "age1recipient%zu", i);
+        snprintf(t->holders[i].file.path, sizeof t->holders[i].file.path, "shares/%02zu.age", i);
+        memset(t->holders[i].file.sha256, (int)i + 1, 32);
+    }
+    for (int r = 0; r < HS_ROLE_COUNT; r++) {
+        t->roles[r].n = 1;
+        snprintf(t->roles[r].r[0], sizeof t->roles[r].r[0], "age1role%d", r);
+    }
+    for (int i = 0; i < HS_TRANSCRIPT_CREDENTIALS; i++) {
+        hs_transcript_credential *c = &t->credentials[i];
+        snprintf(c->token, sizeof c->token, "%s", i < 2 ? "primary" : "backup");
+        snprintf(c->credential, sizeof c->credential, "%s", i % 2 ? "user-pin" : "so-pin");
+        c->role = i % 2 ? HS_ROLE_OPERATOR : HS_ROLE_ADMIN;
+        snprintf(c->file.path, sizeof c->file.path, "credentials/%d.age", i);
+        memset(c->file.sha256, 0x40 + i, 32);
+    }
+    snprintf(t->audit_alg, sizeof t->audit_alg, "ed25519");
+    snprintf(t->audit_label, sizeof t->audit_label, "hsmsign-audit");
+    uint8_t fp[32];
+    hs_error e;
+    if (hs_auditkey_public_pem(ed_key, &t->audit_pem, fp, &e) != HS_OK)
+        return NULL;
+    memcpy(t->audit_fingerprint, fp, 32);
+    snprintf(t->audit_pem_file.path, sizeof t->audit_pem_file.path, "audit-key.pem");
+    return t;
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    hs_transcript *t = sample(), *back;
+    assert_non_null(t);
+    char *json, *json2;
+    hs_error e;
+    assert_int_equal(hs_transcript_to_json(t, &json, &e), HS_OK);
+    assert_int_equal(hs_transcript_parse(json, strlen(json), "t.json", &back, &e), HS_OK);
+    assert_int_equal(back->threshold, 2);
+    assert_int_equal(back->n_holders, 3);
+    assert_memory_equal(back->kcv, t->kcv, 3);
+    assert_memory_equal(back->set_id, t->set_id, sizeof t->set_id);
+    assert_string_equal(back->holders[2].name, "holder 2");
+    assert_memory_equal(back->holders[1].file.sha256, t->holders[1].file.sha256, 32);
+    assert_int_equal(back->credentials[3].role, HS_ROLE_OPERATOR);
+    assert_string_equal(back->audit_pem, t->audit_pem);
+    assert_int_equal(hs_transcript_to_json(back, &json2, &e), HS_OK);
+    assert_string_equal(json, json2); /* what is read is all that was written */
+    free(json);
+    free(json2);
+    hs_transcript_free(back);
+    hs_transcript_free(t);
+}
+
+static void expect_bad(const char *json, const char *needle)
+{
+    hs_transcript *t = NULL;
+    hs_error e;
+    hs_result r = hs_transcript_parse(json, strlen(json), "bad.json", &t, &e);
+    if (r != HS_E_FORMAT || strstr(e.msg, needle) == NULL)
+        fail_msg("expected a format error with '%s', got %d: %s", needle, r, e.msg);
+    assert_null(t);
+}
+
+/* Replaces the first occurrence of from in s by to (a fresh string). */
+static char *replace(const char *s, const char *from, const char *to)
+{
+    const char *at = strstr(s, from);
+    assert_non_null(at);
+    char *out = malloc(strlen(s) + strlen(to) + 1);
+    size_t head = (size_t)(at - s);
+    memcpy(out, s, head);
+    strcpy(out + head, to);
+    strcat(out, at + strlen(from));
+    return out;
+}
+
+static void test_strict(void **state)
+{
+    (void)state;
+    hs_transcript *t = sample();
+    char *json, *bad;
+    hs_error e;
+    assert_int_equal(hs_transcript_to_json(t, &json, &e), HS_OK);
+    bad = replace(json, "\"version\": 1", "\"version\": 2");
+    expect_bad(bad, "unsupported version 2");
+    free(bad);
+    bad = replace(json, "hsmsign-ceremony-transcript", "something-else");
+    expect_bad(bad, "not an hsmsign ceremony transcript");
+    free(bad);
+    bad = replace(json, "\"ceremony\":", "\"extra\": 1, \"ceremony\":");
+    expect_bad(bad, "missing or unknown top-level field");
+    free(bad);
+    bad = replace(json, "\"check_value\": \"123456\"", "\"check_value\": \"1234\"");
+    expect_bad(bad, "wrap_key");
+    free(bad);
+    bad = replace(json, "\"count\": 3", "\"count\": 4");
+    expect_bad(bad, "shares");
+    free(bad);
+    bad = replace(json, "\"threshold\": 2", "\"threshold\": 1");
+    expect_bad(bad, "shares");
+    free(bad);
+    expect_bad("{\"format\": ", "bad.json");
+    free(json);
+    hs_transcript_free(t);
+}
+
+static void test_text(void **state)
+{
+    (void)state;
+    hs_transcript *t = sample();
+    char *text;
+    hs_error e;
+    assert_int_equal(hs_transcript_to_text(t, &text, &e), HS_OK);
+    assert_non_null(strstr(text, "check value (KCV) 123456"));
+    assert_non_null(strstr(text, "SHARES: 2 of 3 needed"));
+    assert_non_null(strstr(text, "holder 1"));
+    assert_non_null(strstr(text, "BEGIN PUBLIC KEY"));
+    free(text);
+    hs_transcript_free(t);
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    hs_error e;
+    assert_int_equal(hs_write_file_atomic(path, data, len, 0600, false, &e), HS_OK);
+}
+
+static void test_signature(void **state)
+{
+    (void)state;
+    hs_transcript *t = sample();
+    char *json;
+    hs_error e;
+    assert_int_equal(hs_transcript_to_json(t, &json, &e), HS_OK);
+    char dir[] = "/tmp/hs-transcript-XXXXXX", path[128], sig_path[160];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/transcript.json", dir);
+    snprintf(sig_path, sizeof sig_path, "%s.sig", path);
+    write_file(path, json, strlen(json));
+
+    hs_transcript *back;
+    bool checked = true;
+    assert_int_equal(hs_transcript_load(path, &back, &checked, &e), HS_OK);
+    assert_false(checked); /* no .sig beside it */
+    hs_transcript_free(back);
+
+    uint8_t sig[64];
+    size_t sig_len = sizeof sig;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    assert_int_equal(EVP_DigestSignInit(c, NULL, NULL, NULL, ed_key), 1);
+    assert_int_equal(EVP_DigestSign(c, sig, &sig_len, (const uint8_t *)json, strlen(json)), 1);
+    EVP_MD_CTX_free(c);
+    write_file(sig_path, sig, sig_len);
+    assert_int_equal(hs_transcript_load(path, &back, &checked, &e), HS_OK);
+    assert_true(checked);
+    hs_transcript_free(back);
+
+    sig[10] ^= 1;
+    write_file(sig_path, sig, sig_len);
+    assert_int_equal(hs_transcript_load(path, &back, &checked, &e), HS_E_VERIFY);
+    assert_non_null(strstr(e.msg, "signature"));
+    assert_null(back);
+    unlink(sig_path);
+    unlink(path);
+    rmdir(dir);
+    free(json);
+    hs_transcript_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_strict),
+        cmocka_unit_test(test_text),
+        cmocka_unit_test(test_signature),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
