@@ -5,7 +5,7 @@ MESON ?= meson
 DESTDIR ?=
 PREFIX ?= /usr/local
 
-.PHONY: all deps build check demo install clean
+.PHONY: all deps build check demo bench install clean
 
 all: build
 
@@ -25,6 +25,11 @@ check: build
 
 demo: build
 	@scripts/demo $(BUILD)
+
+# APK signing speed, hsmsign against apksigner (bench/README.md); not part
+# of `check`. BENCH_N=50 for a shorter run.
+bench: build
+	@bench/apk $(BUILD)
 
 install: build
 	DESTDIR=$(DESTDIR) $(MESON) install -C $(BUILD)

@@ -1,7 +1,8 @@
 #!/bin/bash
 # APK signing through the real HSM path (`hsmsign sign apk`/`sign batch`):
 # byte-identical to apksigner 31 with the same key and schemes, accepted by
-# apksigner verify and apkverifier, and the batch costs one unwrap per key
+# apksigner verify and apkverifier (v1 too: the JAR files are deflated like
+# apksig's zlib Deflater), and the batch costs one unwrap per key
 # and one HSM signature per scheme per APK (counted by the shim).
 . "$(dirname "$0")/lib.sh"
 : "${P11SHIM:?}"
@@ -47,6 +48,15 @@ check "apksigner verify accepts it" apksigner verify --verbose --print-certs fw.
 assert "apksigner names our certificate" grep -q "CN=hsmsign apk test" "$WORK/out"
 check "apkverifier accepts it" apkverifier fw.hsm.apk
 check "hsmsign verify apk accepts it" hs verify apk --print-certs fw.hsm.apk
+# With v1 on: the CLI names the v1 files CERT.*, so apksigner is told the same.
+apksigner_v1() { # in out
+    apksigner sign --key rsa.pk8 --cert rsa.crt --v1-signer-name CERT --v1-signing-enabled true \
+        --v2-signing-enabled true --v3-signing-enabled true --v4-signing-enabled false --out "$2" "$1"
+}
+check "sign framework-res.apk with v1+v2+v3 through the HSM" hs sign apk --key platform \
+    --v1-signing true --v2-signing true --v3-signing true fw-input.apk fw.v1.hsm.apk
+apksigner_v1 "$FW" fw.v1.apksigner.apk
+assert "framework-res.apk v1+v2+v3: byte-identical to apksigner sign" cmp -s fw.v1.hsm.apk fw.v1.apksigner.apk
 
 # Small real APKs at minSdk 21, 24, 28, 33.
 for sdk in 21 24 28 33; do
@@ -55,6 +65,12 @@ for sdk in 21 24 28 33; do
         --v3-signing true app$sdk.apk app$sdk.hsm.apk
     apksigner_same app$sdk.apk app$sdk.ref.apk
     assert "minSdk $sdk: byte-identical to apksigner" cmp -s app$sdk.hsm.apk app$sdk.ref.apk
+    if [ "$sdk" = 21 ] || [ "$sdk" = 24 ]; then
+        check "minSdk $sdk: sign v1+v2+v3" hs sign apk --key platform --v1-signing true \
+            --v2-signing true --v3-signing true app$sdk.apk app$sdk.v1.hsm.apk
+        apksigner_v1 app$sdk.apk app$sdk.v1.ref.apk
+        assert "minSdk $sdk v1+v2+v3: byte-identical to apksigner" cmp -s app$sdk.v1.hsm.apk app$sdk.v1.ref.apk
+    fi
     check "minSdk $sdk: default schemes" hs --json sign apk --key platform app$sdk.apk app$sdk.def.apk
     want_v1=False; [ "$sdk" -lt 24 ] && want_v1=True
     assert "minSdk $sdk: v1 is $want_v1 by default" \

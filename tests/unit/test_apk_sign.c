@@ -128,6 +128,33 @@ static void expect_verifies(const char *path, bool v1, bool v2, bool v3)
     hs_apk_verify_report_free(&rep);
 }
 
+/* v1 too: the JAR files deflated with zlib as apksig's Deflater(9, true)
+ * does, so the whole archive equals apksigner's. */
+static void test_v1v2v3_identical_to_apksigner(void **state)
+{
+    (void)state;
+    hs_apk_key key = test_key();
+    hs_apk_options opt;
+    hs_apk_options_init(&opt);
+    opt.v1 = opt.v2 = opt.v3 = 1;
+    hs_apk_report rep;
+    hs_error e = {0};
+    unsigned calls = signer.calls;
+    if (hs_apk_sign_file(vector("app21.apk"), tmp("out1.apk"), &key, &opt,
+                         soft_signer_fn(&signer), &rep, &e) != HS_OK)
+        fail_msg("%s", e.msg);
+    assert_int_equal(signer.calls - calls, 3); /* .SF, v2, v3 */
+    assert_true(rep.v1 && rep.v2 && rep.v3);
+    size_t got_len, want_len;
+    uint8_t *got = slurp(tmp("out1.apk"), &got_len);
+    uint8_t *want = slurp(vector("app21.v1v2v3.apksigner.apk"), &want_len);
+    assert_int_equal(got_len, want_len);
+    assert_memory_equal(got, want, want_len);
+    free(got);
+    free(want);
+    unlink(tmp("out1.apk"));
+}
+
 static void test_verify_apksigner_outputs(void **state)
 {
     (void)state;
@@ -369,6 +396,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_v2v3_identical_to_apksigner),
+        cmocka_unit_test(test_v1v2v3_identical_to_apksigner),
         cmocka_unit_test(test_verify_apksigner_outputs),
         cmocka_unit_test(test_v4_identical_to_apksigner),
         cmocka_unit_test(test_default_schemes_by_min_sdk),

@@ -69,6 +69,10 @@ typedef struct hs_apk_verify_report {
     uint8_t *cert_der;           /* signer certificate (v3, else v2, else v1); malloc'd */
     size_t cert_der_len;
     uint8_t cert_sha256[32];
+    /* SHA-256 of the first verified signature of the v2 / v3 signer (zero
+     * when absent), what an audit entry records as sig_sha256: lets
+     * `audit check` match an APK's signatures with the log. */
+    uint8_t v2_sig_sha256[32], v3_sig_sha256[32];
 } hs_apk_verify_report;
 
 /* HS_OK when at least one scheme is present and every present scheme

@@ -271,10 +271,20 @@ static hs_result commit_outputs(sign_job *j, hs_error *e)
     return r;
 }
 
+/* In steps, each released after hashing: peak RSS stays bounded. */
 static hs_result hash_input(sign_job *j, hs_error *e)
 {
-    if (!EVP_Digest(j->zip.map, (size_t)j->zip.size, j->rep.input_sha256, NULL, EVP_sha256(),
-                    NULL))
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    for (uint64_t off = 0; ok && off < j->zip.size; off += HS_ZIP_RELEASE_STEP) {
+        uint64_t n = j->zip.size - off < HS_ZIP_RELEASE_STEP ? j->zip.size - off
+                                                               : HS_ZIP_RELEASE_STEP;
+        ok = EVP_DigestUpdate(ctx, j->zip.map + off, (size_t)n);
+        hs_zip_release(&j->zip, off, n);
+    }
+    ok = ok && EVP_DigestFinal_ex(ctx, j->rep.input_sha256, NULL);
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
         return hs_fail(e, HS_E_CRYPTO, "%s: hashing the input failed", j->in);
     return HS_OK;
 }

@@ -90,6 +90,25 @@ void hs_apk_out_abort(hs_apk_out *o)
     o->buf = NULL;
 }
 
+/* Bytes of the input map to the output. A large entry (framework-res's
+ * 32 MB resources.arsc) goes in steps, each released once written, so that
+ * it never becomes resident as a whole. */
+static hs_result copy_from_map(const hs_zip *z, uint64_t off, uint64_t len, hs_apk_out *o,
+                               hs_error *e)
+{
+    if (len < HS_ZIP_RELEASE_STEP)
+        return hs_apk_out_write(o, z->map + off, (size_t)len, e);
+    hs_result r = HS_OK;
+    while (len > 0 && r == HS_OK) {
+        uint64_t n = len < HS_ZIP_RELEASE_STEP ? len : HS_ZIP_RELEASE_STEP;
+        r = hs_apk_out_write(o, z->map + off, (size_t)n, e);
+        hs_zip_release(z, off, n);
+        off += n;
+        len -= n;
+    }
+    return r;
+}
+
 static bool ends_with_ci(const char *s, size_t len, const char *suffix)
 {
     size_t n = strlen(suffix);
@@ -195,7 +214,7 @@ static hs_result write_realigned_header(const hs_zip *z, const hs_zip_entry *ent
         r = hs_apk_out_write(o, extra, n, e);
     free(extra);
     if (r == HS_OK)
-        r = hs_apk_out_write(o, z->map + ent->data_offset, ent->record_end - ent->data_offset, e);
+        r = copy_from_map(z, ent->data_offset, ent->record_end - ent->data_offset, o, e);
     return r;
 }
 
@@ -208,7 +227,7 @@ static hs_result copy_record(const hs_zip *z, const hs_zip_entry *ent, bool pres
                     (preserved && in_off % multiple == out_off % multiple) ||
                     (preserved && ent->data_offset % multiple != 0);
     if (verbatim)
-        return hs_apk_out_write(o, z->map + in_off, ent->record_end - in_off, e);
+        return copy_from_map(z, in_off, ent->record_end - in_off, o, e);
     return write_realigned_header(z, ent, multiple, o, e);
 }
 
@@ -250,11 +269,13 @@ hs_result hs_apk_copy_entries(const hs_zip *z, bool alignment_preserved, hs_apk_
     res->newest_time = 0;
     bool any = false;
     uint64_t in_pos = 0;
+    hs_zip_span read = {0};
     hs_result r = HS_OK;
     for (size_t k = 0; k < count && r == HS_OK; k++) {
         const hs_zip_entry *ent = &z->entries[order[k]];
         if (ent->lfh_offset > in_pos)
-            r = hs_apk_out_write(o, z->map + in_pos, ent->lfh_offset - in_pos, e);
+            r = copy_from_map(z, in_pos, ent->lfh_offset - in_pos, o, e);
+        hs_zip_span_note(z, &read, in_pos, ent->record_end);
         in_pos = ent->record_end;
         if (r != HS_OK || !keep_entry(ent))
             continue;
@@ -263,7 +284,9 @@ hs_result hs_apk_copy_entries(const hs_zip *z, bool alignment_preserved, hs_apk_
         r = copy_record(z, ent, alignment_preserved, o, e);
     }
     if (r == HS_OK && in_pos < z->entries_end)
-        r = hs_apk_out_write(o, z->map + in_pos, z->entries_end - in_pos, e);
+        r = copy_from_map(z, in_pos, z->entries_end - in_pos, o, e);
+    hs_zip_span_note(z, &read, in_pos, z->entries_end);
+    hs_zip_span_flush(z, &read);
     free(order);
     return r;
 }

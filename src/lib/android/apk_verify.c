@@ -107,7 +107,8 @@ static hs_result verify_one_signature(const char *what, EVP_PKEY *key,
  * against the APK; both lists must name the same algorithms in order. */
 static hs_result check_signer_core(verify_job *j, const char *what, EVP_PKEY *key,
                                    const lp_reader *signed_data, lp_reader digests,
-                                   lp_reader sigs, uint32_t *alg_id, hs_error *e)
+                                   lp_reader sigs, uint32_t *alg_id, uint8_t sig_sha256[32],
+                                   hs_error *e)
 {
     unsigned checked = 0;
     while (!at_end(&sigs) || !at_end(&digests)) {
@@ -135,6 +136,8 @@ static hs_result check_signer_core(verify_job *j, const char *what, EVP_PKEY *ke
             return hs_fail(e, HS_E_VERIFY, "%s: APK content digest (0x%04x) does not match", what,
                            s_alg);
         *alg_id = s_alg;
+        if (checked == 0)
+            EVP_Digest(sig.p, sig.len, sig_sha256, NULL, EVP_sha256(), NULL);
         checked++;
     }
     if (checked == 0)
@@ -202,7 +205,8 @@ static hs_result verify_signer(verify_job *j, int scheme, lp_reader signer, hs_e
         return hs_fail(e, HS_E_VERIFY, "%s: %s: malformed public key", j->path, what);
     lp_reader first_cert;
     hs_result r = check_signer_core(j, what, key, &signed_data, digests, sigs,
-                                    &j->rep->algorithm_id, e);
+                                    &j->rep->algorithm_id,
+                                    scheme == 3 ? j->rep->v3_sig_sha256 : j->rep->v2_sig_sha256, e);
     if (r == HS_OK)
         r = check_cert_matches(what, &certs, key, &first_cert, e);
     EVP_PKEY_free(key);
@@ -273,15 +277,17 @@ static hs_result run(verify_job *j, hs_error *e)
     if (r != HS_OK)
         return r;
     if (v1.present) {
+        /* Every branch ends at the free below: v1.cert_der is ours. */
         if (v1.signed_with_v2 && !j->rep->v2_present)
-            return hs_fail(e, HS_E_VERIFY,
-                           "%s: the JAR signature says v2 was applied but there is no v2 block",
-                           j->path);
-        if (v1.signed_with_v3 && !j->rep->v3_present)
-            return hs_fail(e, HS_E_VERIFY,
-                           "%s: the JAR signature says v3 was applied but there is no v3 block",
-                           j->path);
-        r = keep_cert(j, v1.cert_der, v1.cert_der_len, e);
+            r = hs_fail(e, HS_E_VERIFY,
+                        "%s: the JAR signature says v2 was applied but there is no v2 block",
+                        j->path);
+        else if (v1.signed_with_v3 && !j->rep->v3_present)
+            r = hs_fail(e, HS_E_VERIFY,
+                        "%s: the JAR signature says v3 was applied but there is no v3 block",
+                        j->path);
+        else
+            r = keep_cert(j, v1.cert_der, v1.cert_der_len, e);
         free(v1.cert_der);
         if (r != HS_OK)
             return r;

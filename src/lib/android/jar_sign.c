@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <zlib.h>
 
 #include "android/jar_manifest.h"
 #include "android/jar_pkcs7.h"
@@ -17,7 +18,8 @@
 
 #define SDK_JELLY_BEAN_MR2 18 /* first release verifying SHA-256 JAR digests */
 #define MAX_ENTRY_IN_MEMORY (1024u * 1024u * 1024u)
-#define DEFLATE_STORED_MAX 65535u
+#define JAVA_DEFLATER_LEVEL 9     /* new Deflater(9, true) in apksig's ZipUtils */
+#define JAVA_DEFLATER_MEM_LEVEL 8 /* DEF_MEM_LEVEL of Java's zlib binding */
 
 typedef struct content_entry {
     const hs_zip_entry *ent;
@@ -60,6 +62,27 @@ static int cmp_entry_name(const void *a, const void *b)
     return c != 0 ? c : (int)x->name_len - (int)y->name_len;
 }
 
+/* Straight from the map, no copy; in steps released once hashed, so that a
+ * large stored entry never becomes resident as a whole. */
+static hs_result digest_stored(jar_job *j, const hs_zip_entry *ent, uint8_t *digest, hs_error *e)
+{
+    const hs_zip *z = j->p->zip;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = ctx != NULL && EVP_DigestInit_ex(ctx, j->md, NULL);
+    for (uint64_t done = 0; ok && done < ent->uncompressed_size; done += HS_ZIP_RELEASE_STEP) {
+        uint64_t left = ent->uncompressed_size - done;
+        uint64_t n = left < HS_ZIP_RELEASE_STEP ? left : HS_ZIP_RELEASE_STEP;
+        ok = EVP_DigestUpdate(ctx, z->map + ent->data_offset + done, (size_t)n);
+        if (ent->uncompressed_size >= HS_ZIP_RELEASE_STEP)
+            hs_zip_release(z, ent->data_offset + done, n);
+    }
+    ok = ok && EVP_DigestFinal_ex(ctx, digest, NULL);
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return hs_fail(e, HS_E_CRYPTO, "%s: hashing an entry failed", j->path);
+    return HS_OK;
+}
+
 static hs_result digest_entry(jar_job *j, content_entry *c, hs_error *e)
 {
     const hs_zip *z = j->p->zip;
@@ -67,13 +90,8 @@ static hs_result digest_entry(jar_job *j, content_entry *c, hs_error *e)
     if (memchr(ent->name, '\r', ent->name_len) || memchr(ent->name, '\n', ent->name_len))
         return hs_fail(e, HS_E_FORMAT, "%s: entry name %.*s contains a line break", j->path,
                        (int)ent->name_len, ent->name);
-    if (ent->method == HS_ZIP_METHOD_STORED) {
-        /* Hash straight from the map: no copy of large stored entries. */
-        if (!EVP_Digest(z->map + ent->data_offset, (size_t)ent->uncompressed_size, c->digest,
-                        NULL, j->md, NULL))
-            return hs_fail(e, HS_E_CRYPTO, "%s: hashing an entry failed", j->path);
-        return HS_OK;
-    }
+    if (ent->method == HS_ZIP_METHOD_STORED)
+        return digest_stored(j, ent, c->digest, e);
     uint8_t *data = NULL;
     size_t len = 0;
     hs_result r = hs_zip_read_entry(z, ent, MAX_ENTRY_IN_MEMORY, &data, &len, e);
@@ -91,6 +109,7 @@ static hs_result collect_entries(jar_job *j, hs_error *e)
     j->entries = calloc(z->entry_count ? z->entry_count : 1, sizeof *j->entries);
     if (j->entries == NULL)
         return hs_fail(e, HS_E_NOMEM, "%s: out of memory", j->path);
+    hs_zip_span read = {0};
     for (size_t i = 0; i < z->entry_count; i++) {
         const hs_zip_entry *ent = &z->entries[i];
         if (j->p->kept_lfh_offset[i] == HS_APK_DROPPED ||
@@ -100,8 +119,10 @@ static hs_result collect_entries(jar_job *j, hs_error *e)
         hs_result r = digest_entry(j, &j->entries[j->count], e);
         if (r != HS_OK)
             return r;
+        hs_zip_span_note(z, &read, ent->data_offset, ent->record_end);
         j->count++;
     }
+    hs_zip_span_flush(z, &read);
     qsort(j->entries, j->count, sizeof *j->entries, cmp_entry_name);
     return HS_OK;
 }
@@ -225,28 +246,44 @@ static hs_result sign_sf(jar_job *j, hs_error *e)
     return r;
 }
 
-/* DEFLATE made of stored blocks: hsmsign links no compressor, and Android
- * reads these like any deflated entry. */
-static hs_result deflate_stored(const hs_apk_buf *in, hs_apk_buf *out, hs_error *e)
+/* apksig compresses its JAR files with java.util.zip.Deflater(9, true):
+ * zlib at level 9, raw DEFLATE (no zlib header: windowBits -15), Java's
+ * memLevel 8 and the default strategy, all input given at once and
+ * finished in one go. The same zlib call gives the same bytes, which keeps
+ * v1 output byte-identical to apksigner's. */
+static hs_result deflate_like_apksig(const hs_apk_buf *in, hs_apk_buf *out, const char *path,
+                                     hs_error *e)
 {
-    size_t pos = 0;
-    do {
-        size_t n = in->len - pos < DEFLATE_STORED_MAX ? in->len - pos : DEFLATE_STORED_MAX;
-        uint8_t h[5] = {pos + n == in->len ? 1 : 0};
-        hs_put_le16(h + 1, (uint16_t)n);
-        hs_put_le16(h + 3, (uint16_t)~n);
-        hs_apk_buf_append(out, h, 5);
-        hs_apk_buf_append(out, in->data + pos, n);
-        pos += n;
-    } while (pos < in->len);
-    return hs_apk_buf_check(out, "deflate", e);
+    if (in->len > UINT32_MAX)
+        return hs_fail(e, HS_E_FORMAT, "%s: a v1 file is too large to compress", path);
+    z_stream zs = {0};
+    if (deflateInit2(&zs, JAVA_DEFLATER_LEVEL, Z_DEFLATED, -MAX_WBITS, JAVA_DEFLATER_MEM_LEVEL,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        return hs_fail(e, HS_E_NOMEM, "%s: cannot set up zlib compression", path);
+    uLong bound = deflateBound(&zs, (uLong)in->len);
+    out->data = malloc(bound ? bound : 1);
+    if (out->data == NULL) {
+        deflateEnd(&zs);
+        return hs_fail(e, HS_E_NOMEM, "%s: out of memory", path);
+    }
+    out->cap = bound ? bound : 1;
+    zs.next_in = in->data;
+    zs.avail_in = (uInt)in->len;
+    zs.next_out = out->data;
+    zs.avail_out = (uInt)bound;
+    int zr = deflate(&zs, Z_FINISH);
+    out->len = zs.total_out;
+    deflateEnd(&zs);
+    if (zr != Z_STREAM_END)
+        return hs_fail(e, HS_E_INTERNAL, "%s: zlib compression did not finish (%d)", path, zr);
+    return HS_OK;
 }
 
 static hs_result write_entry(jar_job *j, const char *name, const hs_apk_buf *data,
                              hs_apk_out *out, hs_jar_entries *added, hs_error *e)
 {
     hs_apk_buf packed = {0};
-    hs_result r = deflate_stored(data, &packed, e);
+    hs_result r = deflate_like_apksig(data, &packed, j->path, e);
     if (r != HS_OK)
         return r;
     size_t name_len = strlen(name);

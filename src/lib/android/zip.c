@@ -310,13 +310,54 @@ hs_result hs_zip_open(hs_zip *z, const char *path, hs_error *e)
     if (r == HS_OK && pos != z->cd_offset + z->cd_size)
         r = hs_fail(e, HS_E_FORMAT, "%s: %ju unused bytes at the end of the central directory",
                     path, (uintmax_t)(z->cd_offset + z->cd_size - pos));
-    for (size_t i = 0; r == HS_OK && i < z->entry_count; i++)
+    /* Reading the local headers maps most pages of an APK with many small
+     * entries (the kernel maps neighbouring pages on each fault): release
+     * them as we go. The CD (entry names point into it) stays mapped. */
+    hs_zip_span read = {0};
+    for (size_t i = 0; r == HS_OK && i < z->entry_count; i++) {
         r = parse_local_header(z, &z->entries[i], e);
+        hs_zip_span_note(z, &read, z->entries[i].lfh_offset, z->entries[i].data_offset);
+    }
+    if (r == HS_OK)
+        hs_zip_span_flush(z, &read);
     if (r == HS_OK)
         r = check_names_and_overlaps(z, e);
     if (r != HS_OK)
         hs_zip_close(z);
     return r;
+}
+
+void hs_zip_release(const hs_zip *z, uint64_t offset, uint64_t len)
+{
+    if (z->map == NULL || offset >= z->size || len == 0)
+        return;
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t end = len > z->size - offset ? z->size : offset + len;
+    /* Rounded outwards: the map is read-only and never written, so dropping
+     * a page another pass still needs only costs a page fault. The mapping
+     * itself extends to the end of the last page. */
+    uint64_t start = offset - offset % page;
+    end += (page - end % page) % page;
+    (void)madvise((void *)(z->map + start), (size_t)(end - start), MADV_DONTNEED);
+}
+
+void hs_zip_span_note(const hs_zip *z, hs_zip_span *s, uint64_t lo, uint64_t hi)
+{
+    if (s->hi == s->lo) {
+        s->lo = lo;
+        s->hi = hi;
+    } else {
+        s->lo = lo < s->lo ? lo : s->lo;
+        s->hi = hi > s->hi ? hi : s->hi;
+    }
+    if (s->hi - s->lo >= HS_ZIP_RELEASE_STEP)
+        hs_zip_span_flush(z, s);
+}
+
+void hs_zip_span_flush(const hs_zip *z, hs_zip_span *s)
+{
+    hs_zip_release(z, s->lo, s->hi - s->lo);
+    s->lo = s->hi = 0;
 }
 
 void hs_zip_close(hs_zip *z)

@@ -57,6 +57,21 @@ typedef struct hs_zip {
 hs_result hs_zip_open(hs_zip *z, const char *path, hs_error *e) HS_MUST_CHECK;
 void hs_zip_close(hs_zip *z);
 
+/* Pages of the map a pass has finished with leave the process's resident
+ * set (MADV_DONTNEED; the page cache keeps them and a later read maps them
+ * again), so that peak RSS does not grow with the APK's size. Only a hint:
+ * the map stays valid and failures are ignored. */
+#define HS_ZIP_RELEASE_STEP (8u * 1024u * 1024u)
+void hs_zip_release(const hs_zip *z, uint64_t offset, uint64_t len);
+
+/* A range of the map read by a pass, released once it reaches
+ * HS_ZIP_RELEASE_STEP bytes. Start zeroed; flush at the end of the pass. */
+typedef struct hs_zip_span {
+    uint64_t lo, hi;
+} hs_zip_span;
+void hs_zip_span_note(const hs_zip *z, hs_zip_span *s, uint64_t lo, uint64_t hi);
+void hs_zip_span_flush(const hs_zip *z, hs_zip_span *s);
+
 /* Index of the entry with this exact name, or -1. */
 long hs_zip_find(const hs_zip *z, const char *name);
 bool hs_zip_entry_name_is(const hs_zip_entry *ent, const char *name);
