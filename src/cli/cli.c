@@ -191,6 +191,7 @@ int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
 
 void cli_close(cli_ctx *ctx)
 {
+    cli_audit_checkpoint(ctx);
     hs_signer_free(ctx->signer);
     ctx->signer = NULL;
     hs_audit_close(ctx->audit);

@@ -92,6 +92,10 @@ int cli_verify_apk(const cli_globals *g, int argc, char **argv);
 int cmd_avb(const cli_globals *g, int argc, char **argv);
 int cmd_ceremony(const cli_globals *g, int argc, char **argv);
 int cmd_shares(const cli_globals *g, int argc, char **argv);
+/* Audit log (cmd_audit.c); cli_audit_checkpoint signs a checkpoint from
+ * cli_close when the command appended entries. */
+int cmd_audit(const cli_globals *g, int argc, char **argv);
+void cli_audit_checkpoint(cli_ctx *ctx);
 
 
 

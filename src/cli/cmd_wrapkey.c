@@ -1,7 +1,9 @@
 /* hsmsign wrapkey: create, show. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "keystore/auditkey.h"
 #include "util/encoding.h"
 
 static void print_wrapkey(const cli_globals *g, const cli_ctx *ctx, const char *verb)
@@ -20,13 +22,44 @@ static void print_wrapkey(const cli_globals *g, const cli_ctx *ctx, const char *
                              : "no (the token does not let the user set CKA_TRUSTED)");
 }
 
+/* A development token made without a ceremony still needs an audit key to
+ * sign the log's checkpoints: create one, recorded like any key. */
+static hs_result ensure_audit_key(cli_ctx *ctx, bool *created, hs_error *e)
+{
+    *created = false;
+    hs_auditkey key;
+    hs_result r = hs_auditkey_find(ctx->p11, &key, e);
+    if (r != HS_E_NOTFOUND) {
+        hs_auditkey_clear(&key);
+        return r;
+    }
+    hs_error_clear(e);
+    r = hs_auditkey_generate(ctx->p11, HS_AUDITKEY_AUTO, &key, e);
+    char *pem = NULL;
+    uint8_t fp[32];
+    if (r == HS_OK)
+        r = hs_auditkey_public_pem(key.public_key, &pem, fp, e);
+    if (r == HS_OK) {
+        hs_audit_entry en = {.operation = "auditkey-create",
+                             .key_name = HS_AUDITKEY_LABEL, .key_fingerprint = fp,
+                             .algorithm = hs_auditkey_alg_name(key.alg)};
+        r = hs_audit_append(ctx->audit, &en, NULL, e);
+    }
+    *created = r == HS_OK;
+    free(pem);
+    hs_auditkey_clear(&key);
+    return r;
+}
+
 static const char create_help[] =
     "usage: hsmsign wrapkey create\n"
     "\n"
     "Generates the AES-256 wrap key inside the token: sensitive, never\n"
     "extractable, usable only to wrap and unwrap. Refuses if the token has one.\n"
     "For production, the wrap key comes from `hsmsign ceremony provision`,\n"
-    "which also backs it up as k-of-n shares; a key created here has no backup.\n";
+    "which also backs it up as k-of-n shares; a key created here has no backup.\n"
+    "Also creates the audit key (label hsmsign-audit) that signs the audit\n"
+    "log's checkpoints when the token has none.\n";
 
 static int wrapkey_create(const cli_globals *g, int argc, char **argv)
 {
@@ -51,11 +84,16 @@ static int wrapkey_create(const cli_globals *g, int argc, char **argv)
                              .algorithm = "aes256"};
         r = hs_audit_append(ctx.audit, &en, NULL, &e);
     }
+    bool audit_created = false;
+    if (r == HS_OK)
+        r = ensure_audit_key(&ctx, &audit_created, &e);
     if (r != HS_OK) {
         cli_close(&ctx);
         return cli_fail(g, &e);
     }
     print_wrapkey(g, &ctx, "created");
+    if (audit_created)
+        cli_note(g, "created the audit key '%s' on token '%s'", HS_AUDITKEY_LABEL, ctx.p11->label);
     cli_close(&ctx);
     return 0;
 }

@@ -32,6 +32,17 @@ static const char **slot_for(cli_globals *g, const char *key)
     return NULL;
 }
 
+/* The config text, which g's string slots point into for the life of the
+ * process; owned here and freed at exit, after main's frame (and g) is
+ * gone, so that leak checkers see it released. */
+static uint8_t *config_text;
+
+static void free_config_text(void)
+{
+    free(config_text);
+    config_text = NULL;
+}
+
 hs_result cli_config_load(cli_globals *g, const char *path, bool must_exist, hs_error *e)
 {
     uint8_t *text;
@@ -51,26 +62,41 @@ hs_result cli_config_load(cli_globals *g, const char *path, bool must_exist, hs_
         if (*line == '\0' || *line == '#')
             continue;
         char *eq = strchr(line, '=');
-        if (eq == NULL)
-            return hs_fail(e, HS_E_USAGE, "config file %s: line %u is not `key = value`", path,
-                           line_no);
+        if (eq == NULL) {
+            r = hs_fail(e, HS_E_USAGE, "config file %s: line %u is not `key = value`", path,
+                        line_no);
+            break;
+        }
         *eq = '\0';
         char *key = trim(line), *value = trim(eq + 1);
-        if (strcmp(key, "pin") == 0)
-            return hs_fail(e, HS_E_USAGE,
-                           "config file %s: a PIN is never stored in the config file; "
-                           "use pin-source = file:PATH or env:VAR",
-                           path);
+        if (strcmp(key, "pin") == 0) {
+            r = hs_fail(e, HS_E_USAGE,
+                        "config file %s: a PIN is never stored in the config file; "
+                        "use pin-source = file:PATH or env:VAR",
+                        path);
+            break;
+        }
         const char **slot = slot_for(g, key);
-        if (slot == NULL)
-            return hs_fail(e, HS_E_USAGE,
-                           "config file %s: unknown key '%s' (known: module, token, pin-source, "
-                           "keystore, audit-log, wrap-key-label)",
-                           path, key);
+        if (slot == NULL) {
+            r = hs_fail(e, HS_E_USAGE,
+                        "config file %s: unknown key '%s' (known: module, token, pin-source, "
+                        "keystore, audit-log, wrap-key-label)",
+                        path, key);
+            break;
+        }
         if (*slot == NULL)
             *slot = value;
     }
-    return HS_OK;
+    /* On failure the process only prints e->msg and exits, so the text
+     * (which slots set so far point into) can go. */
+    if (r != HS_OK) {
+        free(text);
+    } else {
+        free_config_text();
+        config_text = text;
+        atexit(free_config_text);
+    }
+    return r;
 }
 
 void cli_config_env(cli_globals *g)

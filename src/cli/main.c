@@ -21,6 +21,7 @@ static const char usage_text[] =
     "  avb        Android Verified Boot: vbmeta, hash/hashtree footers, avbtool helper\n"
     "  ceremony   provision two HSMs with a wrap key split into shares; restore one\n"
     "  shares     verify backup shares against a ceremony transcript\n"
+    "  audit      the signed audit log: show, verify, prove, verify-proof, check, policy\n"
     "\n"
     "Global options (each also settable by environment variable and config file):\n"
     "  --module PATH        PKCS#11 module [HSMSIGN_MODULE; default SoftHSMv2]\n"
@@ -53,6 +54,7 @@ static const struct {
     {"avb", cmd_avb},
     {"ceremony", cmd_ceremony},
     {"shares", cmd_shares},
+    {"audit", cmd_audit},
 };
 
 enum { OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,

@@ -70,3 +70,9 @@ finish() {
     echo "$PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
 }
+
+# Labels of the token's objects other than the two long-lived ones the
+# design allows (the wrap key and the audit key pair), one per line.
+token_other_objects() {
+    token_objects | awk '/Object;/ { obj = $0 } /label:/ { sub(/^ *label: */, ""); if ($0 != "hsmsign-wrap" && $0 != "hsmsign-audit") print obj " " $0 }'
+}

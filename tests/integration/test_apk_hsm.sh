@@ -112,7 +112,8 @@ HSMSIGN_MODULE=$P11SHIM HSMSIGN_SHIM_MODULE=$SOFTHSM_MODULE HSMSIGN_SHIM_COUNTS=
     check "batch of 50 APKs with 3 keys" hs --json sign batch manifest.json
 calls() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['calls'][sys.argv[2]])" counts.json "$1"; }
 assert "batch: exactly 3 unwraps" test "$(calls C_UnwrapKey)" -eq 3
-assert "batch: one C_Sign per scheme per APK (v2+v3: 100)" test "$(calls C_Sign)" -eq 100
+assert "batch: one C_Sign per scheme per APK (v2+v3: 100) and one for the audit checkpoint" \
+    test "$(calls C_Sign)" -eq 101
 assert "batch: one login" test "$(calls C_Login)" -eq 1
 assert "batch: no session left open" \
     python3 -c "import json,sys; c=json.load(open(sys.argv[1])); sys.exit(0 if c['finalized'] and c['sessions_open']==0 and c['sessions_closed_by_finalize']==0 else 1)" counts.json

@@ -84,6 +84,7 @@ expect_fail "a missing .pk8 is named" 8 "nope.pk8" \
     hs key import x --pk8 nope.pk8 --cert rsa.x509.pem
 
 token_objects >objects.txt
-assert "after imports the token holds only the wrap key" test "$(grep -c 'Object;' objects.txt)" -eq 1
+assert "after imports the token holds only the wrap key and the audit key pair" \
+    test "$(grep -c 'Object;' objects.txt)" -eq 3 -a -z "$(token_other_objects)"
 assert "audit log records the imports" test "$(grep -c '"op":"import"' audit/entries.jsonl)" -eq 3
 finish

@@ -40,12 +40,13 @@ head -c 100 big.bin >other.bin
 expect_fail "openssl rejects the signature over other bytes" nonzero "Verification failure|bad signature" \
     openssl dgst -sha256 -verify "$(pubkey k-rsa2048)" -signature big.bin.k-rsa2048.rsa-pkcs1-sha256.sig other.bin
 
-# The token keeps only the wrap key, however many keys exist.
+# The token keeps only the wrap key and the audit key pair, however many
+# signing keys exist.
 token_objects >objects.txt
-assert "the token holds exactly one object after generating and signing" \
-    test "$(grep -c 'Object;' objects.txt)" -eq 1
-assert "that object is the AES wrap key" grep -q "Secret Key Object; AES length 32" objects.txt
-assert "no private key on the token" bash -c "! grep -q 'Private Key Object' objects.txt"
+assert "the token holds exactly three objects after generating and signing" \
+    test "$(grep -c 'Object;' objects.txt)" -eq 3
+assert "one is the AES wrap key" grep -q "Secret Key Object; AES length 32" objects.txt
+assert "no signing key on the token (only hsmsign-wrap and hsmsign-audit)" test -z "$(token_other_objects)"
 
 # Key files hold no plaintext private key, and list/show work without a token.
 assert "key files contain no PEM private key" bash -c "! grep -l 'PRIVATE KEY' keys/*.key"
@@ -76,10 +77,15 @@ check "generate-set again keeps every key" hs key generate-set android --device 
 assert "platform.key untouched by the second run" cmp -s platform.before keys/platform.key
 assert "second run reports 0 generated" grep -q "0 generated, 9 already present" "$WORK/out"
 token_objects >objects2.txt
-assert "still one object on the token after 13 keys" test "$(grep -c 'Object;' objects2.txt)" -eq 1
+assert "still three objects on the token after 13 keys" test "$(grep -c 'Object;' objects2.txt)" -eq 3
+assert "and none of them a signing key" test -z "$(token_other_objects)"
 
 # Every signature and key operation is in the audit log.
 assert "audit log has one entry per raw signature" \
     test "$(grep -c '"purpose":"raw"' audit/entries.jsonl)" -eq 10
 assert "audit log records each generation" test "$(grep -c '"op":"generate"' audit/entries.jsonl)" -eq 13
+# Control: a key left on the token is noticed by the checks above.
+pkcs11-tool --module "$SOFTHSM_MODULE" --login --pin "$HSMSIGN_PIN" --keypairgen \
+    --key-type EC:prime256v1 --label stray >/dev/null 2>&1
+assert "control: token_other_objects lists the stray key" grep -q stray <(token_other_objects)
 finish

@@ -39,7 +39,7 @@ run_counted "key generate" ok hs key generate k2 --algorithm ec-p256
 run_counted "key generate (RSA)" ok hs key generate k3 --algorithm rsa2048
 run_counted "sign raw" ok hs sign raw --key app in.txt s1.sig
 assert "one unwrap for one signature" test "$(counts_field '["calls"]["C_UnwrapKey"]')" -eq 1
-assert "one C_Sign for one signature" test "$(counts_field '["calls"]["C_Sign"]')" -eq 1
+assert "two C_Sign: the signature and the audit checkpoint" test "$(counts_field '["calls"]["C_Sign"]')" -eq 2
 openssl genrsa -out imp.pem 2048 2>/dev/null
 openssl req -new -x509 -key imp.pem -subj /CN=imp -days 10 -out imp.crt
 run_counted "key import" ok hs key import imp --pk8 imp.pem --cert imp.crt

@@ -444,9 +444,12 @@ static void hundred_thousand_leaves_are_fast(void **state)
     print_message("100k leaves: root %.3f s, 20 x (inclusion + consistency + old root) %.3f s\n",
                   root_time, proof_time);
     /* generous bounds (loaded CI machines); a quadratic algorithm would
-     * take minutes */
+     * take minutes. Not in sanitizer builds (make check-asan), which run
+     * many times slower: there only the results above count. */
+#ifndef __SANITIZE_ADDRESS__
     assert_true(root_time < 2.0);
     assert_true(proof_time < 20.0);
+#endif
     free(leaves);
 }
 

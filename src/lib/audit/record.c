@@ -8,20 +8,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "audit/lock.h"
 #include "util/encoding.h"
 #include "util/file.h"
 
 struct hs_audit {
     char *dir;
     char *entries_path;
-    char *lock_path;
     char token_label[64], token_serial[32], batch_id[40];
     char user[64], host[256];
+    size_t appended;
 };
 
 static void fill_operator(hs_audit *a)
@@ -45,8 +45,7 @@ hs_result hs_audit_open(const char *dir, const hs_audit_context *ctx, hs_audit *
     if (a == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
     a->dir = strdup(dir);
-    if (a->dir == NULL || asprintf(&a->entries_path, "%s/" HS_AUDIT_ENTRIES_FILE, dir) < 0 ||
-        asprintf(&a->lock_path, "%s/.lock", dir) < 0) {
+    if (a->dir == NULL || asprintf(&a->entries_path, "%s/" HS_AUDIT_ENTRIES_FILE, dir) < 0) {
         hs_audit_close(a);
         return hs_fail(e, HS_E_NOMEM, "out of memory");
     }
@@ -73,8 +72,17 @@ void hs_audit_close(hs_audit *a)
         return;
     free(a->dir);
     free(a->entries_path);
-    free(a->lock_path);
     free(a);
+}
+
+size_t hs_audit_appended(const hs_audit *a)
+{
+    return a->appended;
+}
+
+const char *hs_audit_dir(const hs_audit *a)
+{
+    return a->dir;
 }
 
 const char *hs_audit_batch_id(const hs_audit *a)
@@ -185,16 +193,12 @@ static char *format_entry(const hs_audit *a, const hs_audit_entry *en, uint64_t 
 
 hs_result hs_audit_append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_out, hs_error *e)
 {
-    int lock = open(a->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (lock < 0)
-        return hs_fail(e, HS_E_AUDIT, "audit log %s: cannot open its lock file: %s", a->dir,
-                       strerror(errno));
-    if (flock(lock, LOCK_EX) != 0) {
-        int err = errno;
-        close(lock);
-        return hs_fail(e, HS_E_AUDIT, "audit log %s: cannot lock: %s", a->dir, strerror(err));
+    int lock;
+    hs_result r = hs_audit_lock(a->dir, &lock, e);
+    if (r != HS_OK) {
+        hs_error_prefix(e, "audit record not written, so the result was discarded: ");
+        return r;
     }
-    hs_result r;
     char *line = NULL;
     bool created = access(a->entries_path, F_OK) != 0;
     int fd = open(a->entries_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -221,14 +225,15 @@ hs_result hs_audit_append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_o
     if (r != HS_OK) {
         e->code = r = HS_E_AUDIT;
         hs_error_prefix(e, "audit record not written, so the result was discarded: ");
-    } else if (seq_out != NULL) {
-        *seq_out = seq;
+    } else {
+        a->appended++;
+        if (seq_out != NULL)
+            *seq_out = seq;
     }
 out:
     if (fd >= 0)
         close(fd);
     free(line);
-    flock(lock, LOCK_UN);
-    close(lock);
+    hs_audit_unlock(lock);
     return r;
 }

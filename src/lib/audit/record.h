@@ -49,5 +49,9 @@ hs_result hs_audit_append(hs_audit *a, const hs_audit_entry *entry, uint64_t *se
                           hs_error *e) HS_MUST_CHECK;
 void hs_audit_close(hs_audit *a);
 const char *hs_audit_batch_id(const hs_audit *a);
+/* Entries this handle appended: a command that appended any ends by
+ * signing a checkpoint (log.h). */
+size_t hs_audit_appended(const hs_audit *a);
+const char *hs_audit_dir(const hs_audit *a);
 
 #endif

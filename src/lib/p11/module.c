@@ -173,10 +173,11 @@ hs_result hs_p11_list_tokens(hs_p11 *p, hs_p11_token_info **out, size_t *n, hs_e
         if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_TOKEN_NOT_RECOGNIZED)
             continue;
         if (rv != CKR_OK) {
+            CK_SLOT_ID failed = slots[i]; /* named in the message after slots is freed */
             free(slots);
             free(list);
             return hs_p11_fail(p, e, rv, "C_GetTokenInfo", "reading slot %lu",
-                               (unsigned long)slots[i]);
+                               (unsigned long)failed);
         }
         fill_info(&list[got++], slots[i], &ti);
     }

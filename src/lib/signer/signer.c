@@ -395,6 +395,15 @@ static hs_result hsm_sign(hs_signer *s, loaded_key *k, const hs_sign_request *re
             r = rv == CKR_OK ? HS_OK : HS_E_P11;
             break;
         }
+        /* A new key exists only in the session the token dropped, so
+         * recovering cannot bring it back: report the token's own error
+         * (function and CKR) rather than a second, vaguer one. */
+        if (k->adopted) {
+            r = hs_error_prefix(e, "token '%s' dropped the session holding new key '%s' before "
+                                   "it was wrapped; nothing was written, run the command again: ",
+                                s->p11->label, k->name);
+            break;
+        }
         /* The token dropped our sessions (idle timeout, re-plug): log in
          * again and unwrap again, once. */
         pthread_mutex_lock(&s->lock);

@@ -1,0 +1,432 @@
+/* The tamper-evident audit log (see log.h). */
+#include "audit/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit/git.h"
+#include "audit/lock.h"
+#include "audit/note.h"
+#include "audit/record.h"
+#include "util/encoding.h"
+#include "util/file.h"
+
+/* Far beyond any real log; bounds what a corrupt file makes us allocate. */
+#define MAX_LOG_BYTES ((size_t)1 << 32)
+#define MAX_NOTE_BYTES 65536u
+
+void hs_auditlog_free(hs_auditlog *log)
+{
+    if (log == NULL)
+        return;
+    free(log->data);
+    free(log->offsets);
+    free(log->leaves);
+    free(log->roots);
+    memset(log, 0, sizeof *log);
+}
+
+const char *hs_auditlog_entry(const hs_auditlog *log, size_t i, size_t *len)
+{
+    *len = log->offsets[i + 1] - log->offsets[i] - 1;
+    return (const char *)log->data + log->offsets[i];
+}
+
+/* The root of every prefix in one pass, so checking a thousand
+ * checkpoints costs a thousand lookups rather than a thousand trees. The
+ * tree of m leaves is made of the complete subtrees given by m's binary
+ * digits, largest first, folded from the right (RFC 6962's split at the
+ * largest power of two below m, applied recursively). */
+static hs_result prefix_roots(hs_auditlog *log, hs_error *e)
+{
+    log->roots = malloc((log->count + 1) * HS_MERKLE_HASH_LEN);
+    if (log->roots == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    hs_result r = hs_merkle_root(log->leaves, 0, log->roots, e);
+    uint8_t stack[64][HS_MERKLE_HASH_LEN], acc[HS_MERKLE_HASH_LEN];
+    size_t depth = 0;
+    for (size_t m = 1; r == HS_OK && m <= log->count; m++) {
+        memcpy(stack[depth++], log->leaves + (m - 1) * HS_MERKLE_HASH_LEN, HS_MERKLE_HASH_LEN);
+        for (size_t t = m; r == HS_OK && (t & 1) == 0; t >>= 1, depth--)
+            r = hs_merkle_node_hash(stack[depth - 2], stack[depth - 1], stack[depth - 2], e);
+        memcpy(acc, stack[depth - 1], sizeof acc);
+        for (size_t i = depth - 1; r == HS_OK && i-- > 0;)
+            r = hs_merkle_node_hash(stack[i], acc, acc, e);
+        memcpy(log->roots + m * HS_MERKLE_HASH_LEN, acc, sizeof acc);
+    }
+    return r;
+}
+
+hs_result hs_auditlog_from_bytes(uint8_t *data, size_t len, hs_auditlog *log, hs_error *e)
+{
+    memset(log, 0, sizeof *log);
+    log->data = data;
+    size_t complete = len;
+    while (complete > 0 && data[complete - 1] != '\n')
+        complete--;
+    log->torn = complete != len;
+    log->len = complete;
+    size_t lines = 0;
+    for (size_t i = 0; i < complete; i++)
+        lines += data[i] == '\n';
+    log->offsets = malloc((lines + 1) * sizeof *log->offsets);
+    log->leaves = malloc(lines * HS_MERKLE_HASH_LEN + 1);
+    if (log->offsets == NULL || log->leaves == NULL) {
+        hs_auditlog_free(log);
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    }
+    size_t start = 0, n = 0;
+    for (size_t i = 0; i < complete; i++) {
+        if (data[i] != '\n')
+            continue;
+        log->offsets[n] = start;
+        hs_result r = hs_merkle_leaf_hash(data + start, i - start,
+                                          log->leaves + n * HS_MERKLE_HASH_LEN, e);
+        if (r != HS_OK) {
+            hs_auditlog_free(log);
+            return r;
+        }
+        n++;
+        start = i + 1;
+    }
+    log->offsets[n] = start;
+    log->count = n;
+    hs_result r = prefix_roots(log, e);
+    if (r != HS_OK)
+        hs_auditlog_free(log);
+    return r;
+}
+
+hs_result hs_auditlog_load(const char *dir, hs_auditlog *log, hs_error *e)
+{
+    memset(log, 0, sizeof *log);
+    char *path;
+    if (asprintf(&path, "%s/" HS_AUDIT_ENTRIES_FILE, dir) < 0)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    uint8_t *data = NULL;
+    size_t len = 0;
+    hs_result r;
+    if (access(path, F_OK) != 0 && errno == ENOENT) {
+        data = malloc(1);
+        r = data != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
+    } else {
+        r = hs_read_file(path, MAX_LOG_BYTES, &data, &len, e);
+    }
+    free(path);
+    if (r != HS_OK)
+        return hs_error_prefix(e, "audit log: ");
+    return hs_auditlog_from_bytes(data, len, log, e);
+}
+
+hs_result hs_auditlog_check_entries(const hs_auditlog *log, hs_error *e)
+{
+    for (size_t i = 0; i < log->count; i++) {
+        size_t len;
+        const char *line = hs_auditlog_entry(log, i, &len);
+        json_error_t jerr;
+        json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+        json_t *seq = json_object_get(o, "seq");
+        bool ok = json_is_object(o) && json_is_integer(seq) &&
+                  json_integer_value(seq) == (json_int_t)i;
+        json_int_t got = json_is_integer(seq) ? json_integer_value(seq) : -1;
+        json_decref(o);
+        if (o == NULL)
+            return hs_fail(e, HS_E_VERIFY, "audit log: entry %zu (line %zu) is not valid JSON: %s",
+                           i, i + 1, jerr.text);
+        if (!ok)
+            return hs_fail(e, HS_E_VERIFY, "audit log: entry at line %zu has sequence number %lld, "
+                                           "expected %zu: entries were removed, inserted or "
+                                           "reordered", i + 1, (long long)got, i);
+    }
+    return HS_OK;
+}
+
+hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note, size_t len,
+                                       EVP_PKEY *pub, hs_checkpoint *cp, hs_error *e)
+{
+    /* The origin names the key, so read it before the signature is checked;
+     * nothing else is trusted until then. */
+    hs_result r = hs_checkpoint_parse(note, len, cp, e);
+    size_t text_len;
+    if (r == HS_OK)
+        r = hs_note_verify(note, len, cp->origin, pub, &text_len, e);
+    if (r == HS_OK)
+        r = hs_checkpoint_parse(note, text_len, cp, e);
+    if (r != HS_OK)
+        return r;
+    if (cp->size > log->count)
+        return hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' covers %llu entries but the log has "
+                                       "only %zu: entries were removed",
+                       cp->origin, (unsigned long long)cp->size, log->count);
+    if (!hs_ct_equal(log->roots + cp->size * HS_MERKLE_HASH_LEN, cp->root, HS_MERKLE_HASH_LEN))
+        return hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' at size %llu does not match the first "
+                                       "%llu entries: an entry was changed, removed or reordered",
+                       cp->origin, (unsigned long long)cp->size, (unsigned long long)cp->size);
+    return HS_OK;
+}
+
+static char *path_in(const char *dir, const char *name)
+{
+    char *p;
+    return asprintf(&p, "%s/%s", dir, name) < 0 ? NULL : p;
+}
+
+/* Reads DIR/name into *note; *found false when it does not exist. */
+static hs_result read_note(const char *dir, const char *name, char **note, size_t *len,
+                           bool *found, hs_error *e)
+{
+    *note = NULL;
+    *found = false;
+    char *path = path_in(dir, name);
+    if (path == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    hs_result r = HS_OK;
+    if (access(path, F_OK) == 0) {
+        *found = true;
+        r = hs_read_file(path, MAX_NOTE_BYTES, (uint8_t **)note, len, e);
+        if (r != HS_OK)
+            hs_error_prefix(e, "audit log: ");
+    }
+    free(path);
+    return r;
+}
+
+static hs_result write_checkpoint(const char *dir, const hs_checkpoint *cp, const char *note,
+                                  hs_error *e)
+{
+    char name[64];
+    snprintf(name, sizeof name, HS_AUDIT_CHECKPOINT_DIR "/%020llu", (unsigned long long)cp->size);
+    char *hist_dir = path_in(dir, HS_AUDIT_CHECKPOINT_DIR), *hist = path_in(dir, name),
+         *latest = path_in(dir, HS_AUDIT_CHECKPOINT_FILE);
+    hs_result r = hist_dir && hist && latest ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
+    /* History first: a crash between the two writes leaves a history entry
+     * the latest file does not yet point at, never the reverse. */
+    if (r == HS_OK)
+        r = hs_mkdir_p(hist_dir, 0755, e);
+    if (r == HS_OK)
+        r = hs_write_file_atomic(hist, note, strlen(note), 0644, false, e);
+    if (r == HS_OK)
+        r = hs_write_file_atomic(latest, note, strlen(note), 0644, false, e);
+    free(hist_dir);
+    free(hist);
+    free(latest);
+    return r;
+}
+
+static hs_result sign_checkpoint(const char *dir, hs_p11 *p, const hs_auditkey *key,
+                                 const hs_auditlog *log, hs_checkpoint_result *res, hs_error *e)
+{
+    hs_result r = HS_OK;
+    memcpy(res->cp.root, log->roots + log->count * HS_MERKLE_HASH_LEN, HS_MERKLE_HASH_LEN);
+    res->cp.size = log->count;
+    char *text = NULL, *note = NULL;
+    uint8_t *sig = NULL;
+    size_t sig_len = 0;
+    if (r == HS_OK)
+        r = hs_checkpoint_format(&res->cp, &text, e);
+    if (r == HS_OK)
+        r = hs_auditkey_sign(p, key, (const uint8_t *)text, strlen(text), &sig, &sig_len, e);
+    if (r == HS_OK)
+        r = hs_note_assemble(text, res->cp.origin, key->public_key, sig, sig_len, &note, e);
+    if (r == HS_OK)
+        r = write_checkpoint(dir, &res->cp, note, e);
+    if (r == HS_OK)
+        res->signed_new = true;
+    free(text);
+    free(sig);
+    free(note);
+    return r;
+}
+
+static hs_result checkpoint_locked(const char *dir, hs_p11 *p, const hs_auditkey *key,
+                                   const char *origin, hs_checkpoint_result *res, hs_error *e)
+{
+    hs_auditlog log;
+    hs_result r = hs_auditlog_load(dir, &log, e);
+    if (r != HS_OK)
+        return r;
+    char *prev = NULL;
+    size_t prev_len = 0;
+    bool have_prev;
+    r = read_note(dir, HS_AUDIT_CHECKPOINT_FILE, &prev, &prev_len, &have_prev, e);
+    snprintf(res->cp.origin, sizeof res->cp.origin, "%s", origin);
+    bool up_to_date = log.count == 0;
+    if (r == HS_OK && have_prev) {
+        hs_checkpoint old;
+        r = hs_auditlog_check_checkpoint(&log, prev, prev_len, key->public_key, &old, e);
+        if (r != HS_OK)
+            hs_error_prefix(e, "audit log %s: refusing to sign a new checkpoint, the previous one "
+                               "does not hold: ", dir);
+        up_to_date = r == HS_OK && old.size == log.count;
+        if (r == HS_OK)
+            res->cp = old; /* keeps the log's origin; size and root are replaced below */
+    }
+    if (r == HS_OK && !up_to_date)
+        r = sign_checkpoint(dir, p, key, &log, res, e);
+    if (r == HS_OK) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "audit: %llu entries", (unsigned long long)res->cp.size);
+        r = hs_auditgit_commit(dir, msg, &res->committed, e);
+    }
+    free(prev);
+    hs_auditlog_free(&log);
+    return r;
+}
+
+hs_result hs_auditlog_checkpoint(const char *dir, hs_p11 *p, const hs_auditkey *key,
+                                 const char *origin, hs_checkpoint_result *res, hs_error *e)
+{
+    memset(res, 0, sizeof *res);
+    int lock;
+    hs_result r = hs_audit_lock(dir, &lock, e);
+    if (r != HS_OK)
+        return r;
+    r = checkpoint_locked(dir, p, key, origin, res, e);
+    hs_audit_unlock(lock);
+    return r;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Checks every file in DIR/checkpoints/, in size order. */
+static hs_result verify_history(const char *dir, const hs_auditlog *log, EVP_PKEY *pub,
+                                hs_auditlog_report *rep, hs_error *e)
+{
+    char *hist = path_in(dir, HS_AUDIT_CHECKPOINT_DIR);
+    if (hist == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    DIR *d = opendir(hist);
+    free(hist);
+    if (d == NULL)
+        return errno == ENOENT ? HS_OK
+                               : hs_fail(e, HS_E_IO, "audit log %s: cannot list checkpoints/: %s",
+                                         dir, strerror(errno));
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    hs_result r = HS_OK;
+    for (struct dirent *de; r == HS_OK && (de = readdir(d)) != NULL;) {
+        if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp.") != NULL)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            char **bigger = realloc(names, cap * sizeof *names);
+            if (bigger == NULL) {
+                r = hs_fail(e, HS_E_NOMEM, "out of memory");
+                break;
+            }
+            names = bigger;
+        }
+        names[n] = path_in(HS_AUDIT_CHECKPOINT_DIR, de->d_name);
+        if (names[n++] == NULL)
+            r = hs_fail(e, HS_E_NOMEM, "out of memory");
+    }
+    closedir(d);
+    if (r == HS_OK && n > 1)
+        qsort(names, n, sizeof *names, compare_names);
+    for (size_t i = 0; r == HS_OK && i < n; i++) {
+        char *note;
+        size_t len;
+        bool found;
+        hs_checkpoint cp;
+        r = read_note(dir, names[i], &note, &len, &found, e);
+        if (r == HS_OK)
+            r = hs_auditlog_check_checkpoint(log, note, len, pub, &cp, e);
+        if (r != HS_OK)
+            hs_error_prefix(e, "audit log %s: %s: ", dir, names[i]);
+        else
+            rep->checkpoints++;
+        free(note);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return r;
+}
+
+/* The auditor's checkpoint OLD: the log must extend it. Proven with an
+ * RFC 9162 consistency proof from OLD to the latest checkpoint, what a
+ * verifier holding only the two checkpoints would be given. */
+static hs_result verify_old(const hs_auditlog *log, const hs_checkpoint *latest,
+                            const char *old_note, size_t old_len, EVP_PKEY *pub,
+                            hs_auditlog_report *rep, hs_error *e)
+{
+    hs_checkpoint old;
+    hs_result r = hs_checkpoint_parse(old_note, old_len, &old, e);
+    size_t text_len;
+    if (r == HS_OK)
+        r = hs_note_verify(old_note, old_len, old.origin, pub, &text_len, e);
+    if (r != HS_OK)
+        return hs_error_prefix(e, "--checkpoint: ");
+    if (strcmp(old.origin, latest->origin) != 0)
+        return hs_fail(e, HS_E_VERIFY, "--checkpoint is for log '%s', this log is '%s'", old.origin,
+                       latest->origin);
+    if (old.size > latest->size)
+        return hs_fail(e, HS_E_VERIFY, "--checkpoint covers %llu entries but the latest checkpoint "
+                                       "only %llu: the log was rolled back",
+                       (unsigned long long)old.size, (unsigned long long)latest->size);
+    uint8_t *proof = malloc(HS_MERKLE_MAX_PROOF * HS_MERKLE_HASH_LEN);
+    if (proof == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    size_t proof_len;
+    r = hs_merkle_consistency_proof(log->leaves, (size_t)old.size, (size_t)latest->size, proof,
+                                    &proof_len, e);
+    if (r == HS_OK)
+        r = hs_merkle_verify_consistency((size_t)old.size, (size_t)latest->size, old.root,
+                                         latest->root, proof, proof_len, e);
+    free(proof);
+    if (r == HS_E_VERIFY)
+        return hs_fail(e, HS_E_VERIFY, "the log is not an append-only extension of --checkpoint "
+                                       "(size %llu): history was rewritten",
+                       (unsigned long long)old.size);
+    rep->old_checked = r == HS_OK;
+    rep->old_size = old.size;
+    return r;
+}
+
+hs_result hs_auditlog_verify(const char *dir, EVP_PKEY *pub, const char *old_note, size_t old_len,
+                             hs_auditlog_report *rep, hs_error *e)
+{
+    memset(rep, 0, sizeof *rep);
+    hs_auditlog log;
+    hs_result r = hs_auditlog_load(dir, &log, e);
+    if (r != HS_OK)
+        return r;
+    rep->entries = log.count;
+    rep->torn = log.torn;
+    r = hs_auditlog_check_entries(&log, e);
+    char *note = NULL;
+    size_t len = 0;
+    bool found = false;
+    hs_checkpoint latest;
+    if (r == HS_OK)
+        r = read_note(dir, HS_AUDIT_CHECKPOINT_FILE, &note, &len, &found, e);
+    if (r == HS_OK && !found)
+        r = hs_fail(e, log.count > 0 ? HS_E_VERIFY : HS_E_NOTFOUND,
+                    "audit log %s has no checkpoint: nothing vouches for its %zu entries", dir,
+                    log.count);
+    if (r == HS_OK) {
+        r = hs_auditlog_check_checkpoint(&log, note, len, pub, &latest, e);
+        if (r != HS_OK)
+            hs_error_prefix(e, "audit log %s: latest checkpoint: ", dir);
+    }
+    if (r == HS_OK) {
+        rep->checkpoints++;
+        rep->checked_size = latest.size;
+        rep->uncovered = log.count - (size_t)latest.size;
+        r = verify_history(dir, &log, pub, rep, e);
+    }
+    if (r == HS_OK && old_note != NULL)
+        r = verify_old(&log, &latest, old_note, old_len, pub, rep, e);
+    free(note);
+    hs_auditlog_free(&log);
+    return r;
+}

@@ -1,0 +1,93 @@
+/* The tamper-evident audit log: the entries of record.h as leaves of an
+ * RFC 6962 Merkle tree (leaf = one entry line without its newline), and
+ * C2SP checkpoints committing to that tree, signed by the HSM-resident
+ * audit key.
+ *
+ * Files in the log directory (docs/audit-log.md):
+ *   entries.jsonl            the entries (record.c appends them)
+ *   checkpoint               the latest signed checkpoint (atomic replace)
+ *   checkpoints/<size>       every checkpoint ever signed, by tree size
+ *
+ * A checkpoint is only signed after the previous one has been checked to
+ * be a prefix of the current tree, so the log never signs two
+ * inconsistent checkpoints, even when someone edited the entries. */
+#ifndef HSMSIGN_AUDIT_LOG_H
+#define HSMSIGN_AUDIT_LOG_H
+
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit/checkpoint.h"
+#include "keystore/auditkey.h"
+#include "util/result.h"
+
+#define HS_AUDIT_CHECKPOINT_FILE "checkpoint"
+#define HS_AUDIT_CHECKPOINT_DIR "checkpoints"
+#define HS_AUDIT_ORIGIN_PREFIX "hsmsign.audit/"
+
+/* A loaded log: complete lines only (a torn last line was never
+ * acknowledged and is not part of the log). */
+typedef struct hs_auditlog {
+    uint8_t *data;
+    size_t len;        /* bytes of the complete lines */
+    bool torn;         /* bytes after the last newline were ignored */
+    size_t count;      /* entries */
+    size_t *offsets;   /* count + 1 offsets: entry i is [offsets[i], offsets[i+1] - 1) */
+    uint8_t *leaves;   /* count leaf hashes */
+    uint8_t *roots;    /* count + 1 roots: roots + 32 * m is the root of the first m */
+} hs_auditlog;
+
+/* Loads DIR/entries.jsonl (absent: an empty log). */
+hs_result hs_auditlog_load(const char *dir, hs_auditlog *log, hs_error *e) HS_MUST_CHECK;
+/* Same over bytes already read; takes ownership of data (malloc'd). */
+hs_result hs_auditlog_from_bytes(uint8_t *data, size_t len, hs_auditlog *log,
+                                 hs_error *e) HS_MUST_CHECK;
+void hs_auditlog_free(hs_auditlog *log);
+/* Entry i's bytes, without the newline. */
+const char *hs_auditlog_entry(const hs_auditlog *log, size_t i, size_t *len);
+/* Each entry is a JSON object whose "seq" is its index (catches entries
+ * removed, duplicated or swapped even before the tree is compared). */
+hs_result hs_auditlog_check_entries(const hs_auditlog *log, hs_error *e) HS_MUST_CHECK;
+
+/* Verifies a signed checkpoint note with the auditor's key (the key name
+ * is the checkpoint's origin) and that it commits to a prefix of log. */
+hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note, size_t len,
+                                       EVP_PKEY *pub, hs_checkpoint *cp,
+                                       hs_error *e) HS_MUST_CHECK;
+
+typedef struct hs_checkpoint_result {
+    hs_checkpoint cp;
+    bool signed_new; /* false: the latest checkpoint already covered the log */
+    bool committed;  /* a git commit was made */
+} hs_checkpoint_result;
+
+/* Under the log's lock: loads the log, checks the previous checkpoint
+ * (signature and prefix), signs a checkpoint for the whole log with the
+ * audit key when it grew, writes it, and commits entries and checkpoints
+ * to the directory's git repository (see git.h). origin is used for the
+ * first checkpoint; later ones keep the log's origin. */
+hs_result hs_auditlog_checkpoint(const char *dir, hs_p11 *p, const hs_auditkey *key,
+                                 const char *origin, hs_checkpoint_result *res,
+                                 hs_error *e) HS_MUST_CHECK;
+
+typedef struct hs_auditlog_report {
+    size_t entries;
+    size_t checkpoints;    /* signatures checked, latest and history */
+    uint64_t checked_size; /* size of the latest checkpoint */
+    size_t uncovered;      /* entries after the latest checkpoint */
+    bool torn;
+    bool old_checked;      /* --checkpoint OLD was proven a prefix */
+    uint64_t old_size;
+} hs_auditlog_report;
+
+/* Recomputes the tree, checks every entry's sequence number, the latest
+ * checkpoint and every one in checkpoints/ (signature with pub, and that
+ * the log extends it), and, when old_note is given, that the log is an
+ * append-only extension of it (consistency proof from it to the latest
+ * checkpoint). HS_E_VERIFY names the first problem. */
+hs_result hs_auditlog_verify(const char *dir, EVP_PKEY *pub, const char *old_note, size_t old_len,
+                             hs_auditlog_report *rep, hs_error *e) HS_MUST_CHECK;
+
+#endif
