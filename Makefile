@@ -4,8 +4,11 @@ BUILD ?= build
 MESON ?= meson
 DESTDIR ?=
 PREFIX ?= /usr/local
+BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build check demo bench install clean
+.PHONY: all deps build check check-asan fuzz fuzz-short demo bench install clean
 
 all: build
 
@@ -22,6 +25,20 @@ build: deps $(BUILD)/build.ninja
 # SoftHSM tokens and real verifiers. Ends with one "N passed, N failed" line.
 check: build
 	@scripts/run-tests $(BUILD)
+
+# The same suite built with AddressSanitizer + UBSan (gcc) in $(BUILD_ASAN);
+# leak suppressions only for third-party libraries (tests/sanitizers/).
+check-asan: deps
+	@scripts/check-asan $(BUILD_ASAN)
+
+# libFuzzer targets for every parser of untrusted bytes (clang, ASan+UBSan),
+# FUZZ_SECONDS each; fuzz-short is the bounded pass for CI. Both replay
+# tests/fuzz/regressions first and print executions and crashes per target.
+fuzz: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(BUILD_FUZZ)
+
+fuzz-short: deps
+	@FUZZ_SECONDS=10 tests/fuzz/run.sh $(BUILD_FUZZ)
 
 demo: build
 	@scripts/demo $(BUILD)

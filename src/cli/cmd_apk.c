@@ -58,6 +58,21 @@ static json_t *report_json(const char *in, const char *out, const char *key, con
                      "v3", rep->v3, "v4", rep->v4, "signatures", rep->signatures, "output_sha256", sha);
 }
 
+typedef struct output_record {
+    hs_signer *signer;
+    const char *key, *in;
+} output_record;
+
+/* The audit entry for the finished APK, made before it is renamed into
+ * place (hs_apk_options.before_commit). */
+static hs_result record_output(void *ctx, const char *out, const hs_apk_report *rep, hs_error *e)
+{
+    (void)out;
+    const output_record *o = ctx;
+    return hs_signer_record_output(o->signer, "apk", o->key, o->in, rep->input_sha256,
+                                   rep->output_sha256, e);
+}
+
 /* Signs one APK; on failure the message is prefixed with the input. */
 static hs_result sign_one(hs_signer *s, const char *key_name, const char *in, const char *out,
                           const hs_apk_options *base, int min_sdk, hs_apk_report *rep, hs_error *e)
@@ -70,6 +85,9 @@ static hs_result sign_one(hs_signer *s, const char *key_name, const char *in, co
         if (min_sdk >= 0)
             opt.min_sdk = min_sdk;
         opt.artifact = in;
+        output_record rec = {s, key_name, in};
+        opt.before_commit = record_output;
+        opt.before_commit_ctx = &rec;
         r = hs_apk_sign_file(in, out, &key, &opt, hs_signer_fn(s), rep, e);
     }
     free(der);

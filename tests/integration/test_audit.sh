@@ -87,11 +87,16 @@ cp signed.apk release/apps/
 cp f1.txt release/raw/f1.txt; cp f1.sig release/raw/f1.txt.sig
 cp f2.txt release/raw/f2.txt; cp f2.sig release/raw/f2.txt.sig
 check "audit check: every signature in the release is logged" hs audit check release
-assert "... 2 raw and 2 APK (v2, v3) signatures by our key" grep -q "4 by our keys, 0 without" "$WORK/out"
+assert "... 2 raw and 3 APK (v1, v2, v3) signatures by our key" grep -q "5 by our keys, 0 without" "$WORK/out"
+assert "the finished APK has an output entry with its SHA-256" \
+    grep -q "\"op\":\"output\".*\"output_sha256\":\"$(sha256sum signed.apk | cut -c1-64)\"" audit/entries.jsonl
 # The same key, used outside hsmsign: apksigner with the imported .pk8, and
 # openssl with its PEM.
-apksigner sign --key rsa.pk8 --cert rsa.crt --v1-signing-enabled false --v2-signing-enabled true \
-    --v3-signing-enabled true --out release/apps/outside.apk "$APK"
+# (an APK with other content: v1 signs the .SF bytes, which for the same
+# content and key would be the very signature already logged)
+cp "$APK" other-content.apk && echo "outside" >extra.txt && zip -q other-content.apk extra.txt
+apksigner sign --key rsa.pk8 --cert rsa.crt --v1-signing-enabled true --v2-signing-enabled true \
+    --v3-signing-enabled true --out release/apps/outside.apk other-content.apk
 openssl dgst -sha256 -sign rsa.pem -out release/raw/f3.txt.sig f3.txt
 cp f3.txt release/raw/
 # And a signature by a key that is not ours, which is none of our business.
@@ -101,11 +106,12 @@ hs audit check release >"$WORK/out" 2>"$WORK/err"
 assert "audit check reports the signatures made outside the log (exit 1)" test $? -eq 1
 assert "... the APK signed by apksigner (v2)" grep -q "NOT IN LOG: release/apps/outside.apk (apk-v2 signature by key 'rel'" "$WORK/out"
 assert "... the APK signed by apksigner (v3)" grep -q "outside.apk (apk-v3" "$WORK/out"
+assert "... the APK signed by apksigner (v1 JAR)" grep -q "outside.apk (jar-sf" "$WORK/out"
 assert "... the raw signature made by openssl" grep -q "NOT IN LOG: release/raw/f3.txt.sig (raw" "$WORK/out"
-assert "... and nothing else" test "$(grep -c "NOT IN LOG" "$WORK/out")" -eq 3
+assert "... and nothing else" test "$(grep -c "NOT IN LOG" "$WORK/out")" -eq 4
 hs --json audit check release >check.json
-assert "audit check --json lists 3 findings" python3 -c "
-import json; assert len(json.load(open('check.json'))['unlogged']) == 3"
+assert "audit check --json lists 4 findings" python3 -c "
+import json; assert len(json.load(open('check.json'))['unlogged']) == 4"
 
 # --- tampering, each on a fresh copy of the log ------------------------------
 cp -a audit pristine
@@ -225,7 +231,8 @@ no_output "log is full (/dev/full): sign raw fails" hs sign raw --key rel f1.txt
 no_output "log is full (/dev/full): sign apk fails" hs sign apk --key rel "$APK" out.apk
 rm -rf blocked
 export HSMSIGN_AUDIT_LOG=$WORK/audit
-# Held for 25 s; hsmsign gives up after 10 s, twice.
+# Held for 25 s; hsmsign gives up after 10 s (default 60 s), twice.
+export HSMSIGN_AUDIT_LOCK_TIMEOUT=10
 flock audit/.lock sleep 25 &
 holder=$!
 sleep 0.5
@@ -235,6 +242,7 @@ assert "the lock error names the log" grep -q "locked by another process" "$WORK
 no_output "log locked by another process: sign apk fails after the timeout" \
     hs sign apk --key rel "$APK" out.apk
 wait "$holder"
+unset HSMSIGN_AUDIT_LOCK_TIMEOUT
 check "signing works again once the lock is free" hs sign raw --key rel f1.txt out.sig
 
 # --- audit policy ---------------------------------------------------------

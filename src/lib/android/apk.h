@@ -18,6 +18,8 @@
 #include "signer/sign_fn.h"
 #include "util/result.h"
 
+struct hs_apk_report;
+
 typedef struct hs_apk_key {
     const char *key_name;          /* passed through to hs_sign_request.key_name */
     const uint8_t *cert_der;       /* signing certificate */
@@ -38,6 +40,13 @@ typedef struct hs_apk_options {
      * aligning it, like zipalign -p. */
     bool alignment_preserved;
     const char *artifact;     /* input path as given, for the audit entry; NULL: the input path */
+    /* Called once the output is complete (rep has its SHA-256) and before
+     * it is renamed into place; an error aborts, leaving no output. The
+     * product records the output in the audit log here, so an APK never
+     * appears without its entries. NULL: none. */
+    hs_result (*before_commit)(void *ctx, const char *out, const struct hs_apk_report *rep,
+                               hs_error *e);
+    void *before_commit_ctx;
 } hs_apk_options;
 
 /* Fills the defaults: min_sdk -1, schemes -1, alignment preserved (so the
@@ -73,6 +82,7 @@ typedef struct hs_apk_verify_report {
      * when absent), what an audit entry records as sig_sha256: lets
      * `audit check` match an APK's signatures with the log. */
     uint8_t v2_sig_sha256[32], v3_sig_sha256[32];
+    uint8_t v1_sig_sha256[32]; /* likewise for the JAR signature block's signature */
 } hs_apk_verify_report;
 
 /* HS_OK when at least one scheme is present and every present scheme

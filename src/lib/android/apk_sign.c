@@ -262,7 +262,11 @@ static hs_result write_v4(sign_job *j, hs_error *e)
  * removed again so the pair is all-or-nothing. */
 static hs_result commit_outputs(sign_job *j, hs_error *e)
 {
-    hs_result r = hs_apk_out_commit(&j->out_file, j->rep.output_sha256, e);
+    hs_result r = hs_apk_out_finish(&j->out_file, j->rep.output_sha256, e);
+    if (r == HS_OK && j->opt->before_commit != NULL)
+        r = j->opt->before_commit(j->opt->before_commit_ctx, j->out, &j->rep, e);
+    if (r == HS_OK)
+        r = hs_apk_out_commit(&j->out_file, e);
     if (r != HS_OK || !j->idsig_open)
         return r;
     r = hs_atomic_commit(&j->idsig, false, e);

@@ -69,13 +69,18 @@ hs_result hs_apk_out_zeros(hs_apk_out *o, size_t len, hs_error *e)
     return HS_OK;
 }
 
-hs_result hs_apk_out_commit(hs_apk_out *o, uint8_t sha256[32], hs_error *e)
+hs_result hs_apk_out_finish(hs_apk_out *o, uint8_t sha256[32], hs_error *e)
 {
     hs_result r = hs_apk_out_flush(o, e);
     if (r != HS_OK)
         return r;
     if (!EVP_DigestFinal_ex(o->sha, sha256, NULL))
         return hs_fail(e, HS_E_CRYPTO, "%s: hashing the output failed", o->af.path);
+    return HS_OK;
+}
+
+hs_result hs_apk_out_commit(hs_apk_out *o, hs_error *e)
+{
     return hs_atomic_commit(&o->af, false, e);
 }
 

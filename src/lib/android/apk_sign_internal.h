@@ -31,7 +31,9 @@ hs_result hs_apk_out_write(hs_apk_out *o, const void *data, size_t len, hs_error
 hs_result hs_apk_out_zeros(hs_apk_out *o, size_t len, hs_error *e) HS_MUST_CHECK;
 /* Pushes buffered bytes to the file so they can be read back with pread. */
 hs_result hs_apk_out_flush(hs_apk_out *o, hs_error *e) HS_MUST_CHECK;
-hs_result hs_apk_out_commit(hs_apk_out *o, uint8_t sha256[32], hs_error *e) HS_MUST_CHECK;
+/* Flushes and finishes the output's SHA-256; then commit renames it. */
+hs_result hs_apk_out_finish(hs_apk_out *o, uint8_t sha256[32], hs_error *e) HS_MUST_CHECK;
+hs_result hs_apk_out_commit(hs_apk_out *o, hs_error *e) HS_MUST_CHECK;
 /* Removes the temporary file unless committed; always safe to call. */
 void hs_apk_out_abort(hs_apk_out *o);
 

@@ -288,6 +288,7 @@ static hs_result run(verify_job *j, hs_error *e)
                         j->path);
         else
             r = keep_cert(j, v1.cert_der, v1.cert_der_len, e);
+        memcpy(j->rep->v1_sig_sha256, v1.sig_sha256, 32);
         free(v1.cert_der);
         if (r != HS_OK)
             return r;

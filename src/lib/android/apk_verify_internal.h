@@ -14,6 +14,7 @@ typedef struct hs_apk_v1_result {
     bool signed_with_v2, signed_with_v3; /* X-Android-APK-Signed */
     uint8_t *cert_der;           /* malloc'd signer certificate */
     size_t cert_der_len;
+    uint8_t sig_sha256[32];      /* SHA-256 of the signer's signature bytes */
 } hs_apk_v1_result;
 
 /* JAR signature: .SF signed by the PKCS#7 block, MANIFEST.MF digest in the

@@ -123,6 +123,11 @@ static hs_result verify_block(v1_job *j, hs_apk_v1_result *out, hs_error *e)
                     j->path);
     else
         out->cert_der_len = (size_t)len;
+    /* The signature value, as the signer's audit entry hashed it. */
+    PKCS7_SIGNER_INFO *si = sk_PKCS7_SIGNER_INFO_value(PKCS7_get_signer_info(p7), 0);
+    if (r == HS_OK && si != NULL && si->enc_digest != NULL)
+        EVP_Digest(ASN1_STRING_get0_data(si->enc_digest), (size_t)ASN1_STRING_length(si->enc_digest),
+                   out->sig_sha256, NULL, EVP_sha256(), NULL);
 out:
     BIO_free(content);
     PKCS7_free(p7);

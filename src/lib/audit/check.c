@@ -133,7 +133,7 @@ static bool cert_fingerprint(const uint8_t *der, size_t len, uint8_t fp[32])
     return true;
 }
 
-/* An APK's v2/v3 signatures. One that does not verify is no signature of
+/* An APK's v1 (JAR), v2 and v3 signatures. One that does not verify is no signature of
  * ours (nobody can make one that does without the key), so it is skipped;
  * `hsmsign verify apk` is the tool for broken APKs. */
 static hs_result check_apk(checker *c, const char *path, hs_error *e)
@@ -146,9 +146,11 @@ static hs_result check_apk(checker *c, const char *path, hs_error *e)
     if (vres == HS_OK && vr.cert_der != NULL && cert_fingerprint(vr.cert_der, vr.cert_der_len, fp))
         k = key_by_fingerprint(c, fp);
     c->rep->files++;
-    c->rep->signatures += (size_t)vr.v2 + (size_t)vr.v3;
+    c->rep->signatures += (size_t)vr.v1 + (size_t)vr.v2 + (size_t)vr.v3;
     hs_result r = HS_OK;
-    if (k != NULL && vr.v2)
+    if (k != NULL && vr.v1)
+        r = found(c, path, "jar-sf", k, vr.v1_sig_sha256, e);
+    if (r == HS_OK && k != NULL && vr.v2)
         r = found(c, path, "apk-v2", k, vr.v2_sig_sha256, e);
     if (r == HS_OK && k != NULL && vr.v3)
         r = found(c, path, "apk-v3", k, vr.v3_sig_sha256, e);

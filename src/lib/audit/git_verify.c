@@ -140,7 +140,7 @@ static hs_result check_step(const char *dir, const char *rev, const state *prev,
                             uint64_t *last_size, EVP_PKEY *pub, hs_error *e)
 {
     if (cur->log.len < prev->log.len ||
-        memcmp(cur->log.data, prev->log.data, prev->log.len) != 0)
+        (prev->log.len > 0 && memcmp(cur->log.data, prev->log.data, prev->log.len) != 0))
         return hs_fail(e, HS_E_VERIFY, "audit log %s: commit %.12s does not extend the entries of "
                                        "its parent: history was rewritten", dir, rev);
     if (cur->note_len == 0)

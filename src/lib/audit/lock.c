@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <time.h>
@@ -29,6 +30,10 @@ hs_result hs_audit_lock(const char *dir, int *fd_out, hs_error *e)
     /* Polling rather than a blocking flock interrupted by an alarm: no
      * signal handler to install in a library. */
     const unsigned step = 50;
+    unsigned timeout = HS_AUDIT_LOCK_TIMEOUT_MS;
+    const char *env = getenv("HSMSIGN_AUDIT_LOCK_TIMEOUT");
+    if (env != NULL && *env >= '0' && *env <= '9' && atoi(env) >= 0 && atoi(env) <= 3600)
+        timeout = (unsigned)atoi(env) * 1000u;
     for (unsigned waited = 0;; waited += step) {
         if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
             *fd_out = fd;
@@ -39,11 +44,11 @@ hs_result hs_audit_lock(const char *dir, int *fd_out, hs_error *e)
             close(fd);
             return hs_fail(e, HS_E_AUDIT, "audit log %s: cannot lock: %s", dir, strerror(err));
         }
-        if (waited >= HS_AUDIT_LOCK_TIMEOUT_MS) {
+        if (waited >= timeout) {
             close(fd);
             return hs_fail(e, HS_E_AUDIT,
                            "audit log %s is locked by another process (%s held for more than "
-                           "%u s)", dir, path, HS_AUDIT_LOCK_TIMEOUT_MS / 1000u);
+                           "%u s)", dir, path, timeout / 1000u);
         }
         sleep_ms(step);
     }

@@ -59,6 +59,13 @@ hs_result hs_signer_record(hs_signer *s, const char *operation, const char *key_
                            const uint8_t *fingerprint, const char *algorithm,
                            hs_error *e) HS_MUST_CHECK;
 
+/* Records a finished output (before it is renamed into place): what was
+ * signed into which file, with the input's and the output's SHA-256, so
+ * the log ties every released artifact to its signatures. */
+hs_result hs_signer_record_output(hs_signer *s, const char *purpose, const char *key_name,
+                                  const char *artifact, const uint8_t input_sha256[32],
+                                  const uint8_t output_sha256[32], hs_error *e) HS_MUST_CHECK;
+
 hs_signer_stats hs_signer_get_stats(const hs_signer *s);
 hs_p11 *hs_signer_p11(hs_signer *s);
 const hs_wrapkey *hs_signer_wrapkey(const hs_signer *s);
