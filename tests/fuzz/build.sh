@@ -33,7 +33,7 @@ for src in tests/fuzz/fuzz_*.c; do
     # shellcheck disable=SC2086
     clang -std=c11 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-        -I src/lib $cflags "$src" "$out/meson/src/lib/libhsmsign.a" $libs -lpthread -ldl \
+        -I src/lib -DFUZZ_VECTORS_DIR="\"$PWD/tests/vectors\"" $cflags "$src" "$out/meson/src/lib/libhsmsign.a" $libs -lpthread -ldl \
         -o "$bin"
 done
 echo "fuzz targets in $out/bin: $(cd "$out/bin" && ls | tr '\n' ' ')"
