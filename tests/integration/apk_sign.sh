@@ -103,7 +103,13 @@ cmp fwv1.ours.apk fwv1.ref.apk || fail "framework-res.apk with v1 differs from a
 /usr/bin/time -f %M -o rss.txt "$APK_TOOL" sign --key rsa.pk8 --cert rsa.crt --v1 1 --v1-name rsa \
   "$FW" fwrss.apk >/dev/null
 rss_kb=$(tail -n 1 rss.txt)
-[ "$rss_kb" -lt 40000 ] || fail "signing framework-res.apk peaked at $rss_kb KB RSS (want < 40000)"; ok
+if [ -n "${HSMSIGN_SANITIZED:-}" ]; then
+  # AddressSanitizer's shadow memory and quarantine inflate RSS: the limit
+  # says nothing there (make check-asan sets HSMSIGN_SANITIZED).
+  echo "skipped: peak RSS limit under a sanitizer build ($rss_kb KB)"
+else
+  [ "$rss_kb" -lt 40000 ] || fail "signing framework-res.apk peaked at $rss_kb KB RSS (want < 40000)"; ok
+fi
 cmp fwrss.apk fwv1.ref.apk || fail "framework-res.apk (memory run) differs from apksigner"; ok
 
 # --- v4 (.idsig): byte equality with apksigner, and apksigner verifies it
