@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 #include <dirent.h>
+#include <sys/stat.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -153,6 +154,75 @@ static void test_v1v2v3_identical_to_apksigner(void **state)
     free(got);
     free(want);
     unlink(tmp("out1.apk"));
+}
+
+static void sha256_of(const char *path, uint8_t sha[32])
+{
+    size_t len;
+    uint8_t *data = slurp(path, &len);
+    EVP_Digest(data, len, sha, NULL, EVP_sha256(), NULL);
+    free(data);
+}
+
+/* Signs in with the given schemes; the report's input and output hashes
+ * must be those of the files (the signer derives the output's from the
+ * prefix it shares with the input, apk_out.c); the output must equal
+ * `want` when given. */
+static void sign_and_check_hashes(const char *in, const char *out, int v1, const char *want)
+{
+    hs_apk_key key = test_key();
+    hs_apk_options opt;
+    hs_apk_options_init(&opt);
+    opt.v1 = v1;
+    opt.v2 = opt.v3 = 1;
+    hs_apk_report rep;
+    hs_error e = {0};
+    if (hs_apk_sign_file(in, out, &key, &opt, soft_signer_fn(&signer), &rep, &e) != HS_OK)
+        fail_msg("%s: %s", in, e.msg);
+    uint8_t sha[32];
+    sha256_of(in, sha);
+    assert_memory_equal(sha, rep.input_sha256, 32);
+    sha256_of(out, sha);
+    assert_memory_equal(sha, rep.output_sha256, 32);
+    expect_verifies(out, v1 != 0, true, true);
+    if (want != NULL) {
+        size_t got_len, want_len;
+        uint8_t *got = slurp(out, &got_len);
+        uint8_t *exp = slurp(want, &want_len);
+        assert_int_equal(got_len, want_len);
+        assert_memory_equal(got, exp, want_len);
+        free(got);
+        free(exp);
+    }
+    unlink(out);
+}
+
+/* Every way the output is assembled: a fresh APK (all of it shared with the
+ * input), re-signing an APK whose v1 files are dropped (the shared prefix
+ * ends before them) or replaced, and an input on another file system, where
+ * copy_file_range refuses (EXDEV) and plain writes take over. */
+static void test_hashes_on_every_copy_path(void **state)
+{
+    (void)state;
+    sign_and_check_hashes(vector("app21.apk"), tmp("h1.apk"), 0,
+                          vector("app21.v2v3.apksigner.apk"));
+    sign_and_check_hashes(vector("app21.v1v2v3.apksigner.apk"), tmp("h2.apk"), 0, NULL);
+    sign_and_check_hashes(vector("app21.v1v2v3.apksigner.apk"), tmp("h3.apk"), 1, NULL);
+    struct stat shm, here;
+    if (stat("/dev/shm", &shm) != 0 || stat(dir, &here) != 0 || shm.st_dev == here.st_dev) {
+        print_message("skipped: the write() fallback needs /dev/shm on another file system\n");
+        return;
+    }
+    char in[64];
+    snprintf(in, sizeof in, "/dev/shm/hsmsign-apk-%d.apk", (int)getpid());
+    size_t len;
+    uint8_t *data = slurp(vector("app21.apk"), &len);
+    hs_error e = {0};
+    if (hs_write_file_atomic(in, data, len, 0644, false, &e) != HS_OK)
+        fail_msg("%s", e.msg);
+    free(data);
+    sign_and_check_hashes(in, tmp("h4.apk"), 0, vector("app21.v2v3.apksigner.apk"));
+    unlink(in);
 }
 
 static void test_verify_apksigner_outputs(void **state)
@@ -398,6 +468,7 @@ int main(void)
         cmocka_unit_test(test_v2v3_identical_to_apksigner),
         cmocka_unit_test(test_v1v2v3_identical_to_apksigner),
         cmocka_unit_test(test_verify_apksigner_outputs),
+        cmocka_unit_test(test_hashes_on_every_copy_path),
         cmocka_unit_test(test_v4_identical_to_apksigner),
         cmocka_unit_test(test_default_schemes_by_min_sdk),
         cmocka_unit_test(test_tampering_detected),

@@ -129,17 +129,24 @@ static unsigned thread_count(uint64_t chunks)
     return n > 0 ? (unsigned)n : 1;
 }
 
-static hs_result run_workers(chunk_job *job, const char *what, hs_error *e)
+/* The calling thread runs the side task (if any) while the workers hash,
+ * then hashes chunks itself until none are left. */
+static hs_result run_workers(chunk_job *job, const hs_apk_side_task *side, const char *what,
+                             hs_error *e)
 {
     pthread_t threads[MAX_THREADS];
     unsigned wanted = thread_count(job->chunk_count), started = 0;
+    if (side != NULL && wanted > 1)
+        wanted--; /* this thread is busy with the side task first */
     for (; started < wanted; started++)
         if (pthread_create(&threads[started], NULL, worker, job) != 0)
             break;
-    if (started == 0)
-        worker(job); /* no threads available: do the work here */
+    bool side_ok = side == NULL || side->run(side->ctx);
+    worker(job);
     for (unsigned i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
+    if (!side_ok)
+        return side->fail(side->ctx, e);
     if (job->failed)
         return job->err ? hs_fail(e, HS_E_IO, "%s: reading for the content digest failed: %s",
                                   what, strerror(job->err))
@@ -166,8 +173,8 @@ static hs_result final_digest(const chunk_job *job, const char *what, uint8_t *o
 }
 
 hs_result hs_apk_content_digest(const EVP_MD *md, const hs_apk_section *sections,
-                                size_t section_count, const char *what, uint8_t *out,
-                                size_t *out_len, hs_error *e)
+                                size_t section_count, const hs_apk_side_task *side,
+                                const char *what, uint8_t *out, size_t *out_len, hs_error *e)
 {
     chunk_job job = {.md = md, .sections = sections, .section_count = section_count,
                      .digest_len = (size_t)EVP_MD_get_size(md)};
@@ -181,7 +188,7 @@ hs_result hs_apk_content_digest(const EVP_MD *md, const hs_apk_section *sections
     if (job.digests == NULL)
         return hs_fail(e, HS_E_NOMEM, "%s: out of memory for chunk digests", what);
     pthread_mutex_init(&job.lock, NULL);
-    hs_result r = run_workers(&job, what, e);
+    hs_result r = run_workers(&job, side, what, e);
     if (r == HS_OK)
         r = final_digest(&job, what, out, out_len, e);
     pthread_mutex_destroy(&job.lock);

@@ -9,6 +9,7 @@
 #ifndef HSMSIGN_ANDROID_APK_DIGEST_H
 #define HSMSIGN_ANDROID_APK_DIGEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,9 +28,21 @@ typedef struct hs_apk_section {
     const uint8_t *mem;
 } hs_apk_section;
 
-/* out must hold EVP_MAX_MD_SIZE bytes; what names the file in errors. */
+/* Work for the calling thread while the workers hash: the signer hashes
+ * the whole input sequentially (its SHA-256) at the same time, so that on
+ * two cores both passes cost the time of one. run returns false on
+ * failure; fail then reports it. */
+typedef struct hs_apk_side_task {
+    bool (*run)(void *ctx);
+    hs_result (*fail)(void *ctx, hs_error *e);
+    void *ctx;
+} hs_apk_side_task;
+
+/* out must hold EVP_MAX_MD_SIZE bytes; what names the file in errors;
+ * side may be NULL. */
 hs_result hs_apk_content_digest(const EVP_MD *md, const hs_apk_section *sections,
-                                size_t section_count, const char *what, uint8_t *out,
-                                size_t *out_len, hs_error *e) HS_MUST_CHECK;
+                                size_t section_count, const hs_apk_side_task *side,
+                                const char *what, uint8_t *out, size_t *out_len,
+                                hs_error *e) HS_MUST_CHECK;
 
 #endif

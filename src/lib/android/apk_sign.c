@@ -6,6 +6,7 @@
  *   hs_sign_fn call each), 7. write the signing block, CD and EOCD. */
 #include "android/apk.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "android/jar_sign.h"
 
 #define SDK_N 24
+#define HASH_STEP (1024u * 1024u)
 
 typedef struct sign_job {
     const char *in, *out;
@@ -38,6 +40,8 @@ typedef struct sign_job {
     hs_apk_sig_algorithm algorithm;
     uint8_t *spki;
     int spki_len;
+    EVP_MD_CTX *shared_prefix; /* SHA-256 state after the prefix output and input share */
+    bool input_hashed;
 } sign_job;
 
 void hs_apk_options_init(hs_apk_options *opt)
@@ -173,6 +177,59 @@ static hs_result build_scheme(sign_job *j, hs_apk_scheme scheme, hs_apk_buf *val
     return r;
 }
 
+/* Read with pread rather than through the map: in a VM a page fault
+ * costs more than copying the page from the page cache, and nothing stays
+ * resident. */
+static bool hash_file_range(EVP_MD_CTX *ctx, const hs_zip *z, uint8_t *buf, uint64_t from,
+                            uint64_t to)
+{
+    for (uint64_t off = from; off < to;) {
+        size_t want = to - off < HASH_STEP ? (size_t)(to - off) : HASH_STEP;
+        ssize_t n = pread(z->fd, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || !EVP_DigestUpdate(ctx, buf, (size_t)n))
+            return false;
+        off += (uint64_t)n;
+    }
+    return true;
+}
+
+/* The input's SHA-256 (the audit log names the artifact by it), keeping
+ * the state at the end of the prefix the output shares with the input:
+ * the output's SHA-256 continues from there (apk_out.c). One pass. */
+static bool hash_input(void *arg)
+{
+    sign_job *j = arg;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    uint8_t *buf = malloc(HASH_STEP);
+    j->shared_prefix = EVP_MD_CTX_new();
+    uint64_t shared = j->out_file.shared_end;
+    bool ok = ctx != NULL && buf != NULL && j->shared_prefix != NULL &&
+              EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+              hash_file_range(ctx, &j->zip, buf, 0, shared) &&
+              EVP_MD_CTX_copy_ex(j->shared_prefix, ctx) &&
+              hash_file_range(ctx, &j->zip, buf, shared, j->zip.size) &&
+              EVP_DigestFinal_ex(ctx, j->rep.input_sha256, NULL);
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    j->input_hashed = ok;
+    return ok;
+}
+
+static hs_result hash_input_failed(void *arg, hs_error *e)
+{
+    const sign_job *j = arg;
+    return hs_fail(e, HS_E_CRYPTO, "%s: hashing the input failed", j->in);
+}
+
+static hs_result hash_input_now(sign_job *j, hs_error *e)
+{
+    if (j->input_hashed)
+        return HS_OK;
+    return hash_input(j) ? HS_OK : hash_input_failed(j, e);
+}
+
 /* Steps 4 to 7: section 1 is complete in the temporary file. */
 static hs_result write_signing_block(sign_job *j, hs_error *e)
 {
@@ -197,8 +254,11 @@ static hs_result write_signing_block(sign_job *j, hs_error *e)
         {.len = j->cd.len, .mem = j->cd.data},
         {.len = j->eocd.len, .mem = eocd_for_digest},
     };
-    r = hs_apk_content_digest(j->algorithm.content_md, sections, 3, j->out,
-                              j->rep.content_digest, &j->rep.content_digest_len, e);
+    hs_apk_out_start_writeback(&j->out_file);
+    hs_apk_side_task side = {.run = hash_input, .fail = hash_input_failed, .ctx = j};
+    r = hs_apk_content_digest(j->algorithm.content_md, sections, 3,
+                              j->input_hashed ? NULL : &side, j->out, j->rep.content_digest,
+                              &j->rep.content_digest_len, e);
     free(eocd_for_digest);
     hs_apk_buf v2 = {0}, v3 = {0}, block = {0};
     hs_apk_block_pair pairs[2];
@@ -262,7 +322,7 @@ static hs_result write_v4(sign_job *j, hs_error *e)
  * removed again so the pair is all-or-nothing. */
 static hs_result commit_outputs(sign_job *j, hs_error *e)
 {
-    hs_result r = hs_apk_out_finish(&j->out_file, j->rep.output_sha256, e);
+    hs_result r = hs_apk_out_finish(&j->out_file, j->shared_prefix, j->rep.output_sha256, e);
     if (r == HS_OK && j->opt->before_commit != NULL)
         r = j->opt->before_commit(j->opt->before_commit_ctx, j->out, &j->rep, e);
     if (r == HS_OK)
@@ -275,24 +335,6 @@ static hs_result commit_outputs(sign_job *j, hs_error *e)
     return r;
 }
 
-/* In steps, each released after hashing: peak RSS stays bounded. */
-static hs_result hash_input(sign_job *j, hs_error *e)
-{
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    bool ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    for (uint64_t off = 0; ok && off < j->zip.size; off += HS_ZIP_RELEASE_STEP) {
-        uint64_t n = j->zip.size - off < HS_ZIP_RELEASE_STEP ? j->zip.size - off
-                                                               : HS_ZIP_RELEASE_STEP;
-        ok = EVP_DigestUpdate(ctx, j->zip.map + off, (size_t)n);
-        hs_zip_release(&j->zip, off, n);
-    }
-    ok = ok && EVP_DigestFinal_ex(ctx, j->rep.input_sha256, NULL);
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
-        return hs_fail(e, HS_E_CRYPTO, "%s: hashing the input failed", j->in);
-    return HS_OK;
-}
-
 static hs_result run(sign_job *j, hs_error *e)
 {
     hs_result r = hs_zip_open(&j->zip, j->in, e);
@@ -301,11 +343,14 @@ static hs_result run(sign_job *j, hs_error *e)
     if (r == HS_OK)
         r = choose_schemes(j, e);
     if (r == HS_OK)
-        r = hash_input(j, e);
-    if (r == HS_OK)
         r = hs_apk_out_open(&j->out_file, j->out, e);
     if (r == HS_OK)
         r = hs_apk_copy_entries(&j->zip, j->opt->alignment_preserved, &j->out_file, &j->copied, e);
+    /* v1 signs before the content digest, and every signature names the
+     * input's hash: hash it now. Otherwise it is hashed alongside the
+     * content digest (write_signing_block). */
+    if (r == HS_OK && j->rep.v1)
+        r = hash_input_now(j, e);
     if (r == HS_OK && j->rep.v1) {
         hs_jar_sign_params p = {.zip = &j->zip, .kept_lfh_offset = j->copied.new_lfh_offset,
                                 .min_sdk = j->rep.min_sdk, .v2 = j->rep.v2, .v3 = j->rep.v3,
@@ -322,6 +367,8 @@ static hs_result run(sign_job *j, hs_error *e)
         r = build_cd_and_eocd(j, e);
     if (r == HS_OK && (j->rep.v2 || j->rep.v3))
         r = write_signing_block(j, e);
+    if (r == HS_OK)
+        r = hash_input_now(j, e);
     if (r == HS_OK)
         r = hs_apk_out_write(&j->out_file, j->cd.data, j->cd.len, e);
     if (r == HS_OK)
@@ -353,6 +400,7 @@ hs_result hs_apk_sign_file(const char *in, const char *out, const hs_apk_key *ke
     hs_apk_buf_free(&j.eocd);
     free(j.copied.new_lfh_offset);
     OPENSSL_free(j.spki);
+    EVP_MD_CTX_free(j.shared_prefix);
     if (rep != NULL)
         *rep = j.rep;
     return r;

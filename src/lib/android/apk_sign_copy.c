@@ -1,4 +1,5 @@
-/* Output writer and the entry copier of the APK signer. */
+/* The entry copier of the APK signer: which entries are kept, where they
+ * go and how stored entries are re-aligned. */
 #include "android/apk_sign_internal.h"
 
 #include <stdlib.h>
@@ -12,106 +13,11 @@
 #define PIN_LIST_ENTRY "pinlist.meta"
 #define SOURCE_STAMP_ENTRY "stamp-cert-sha256"
 
-hs_result hs_apk_out_open(hs_apk_out *o, const char *path, hs_error *e)
-{
-    memset(o, 0, sizeof *o);
-    o->af.fd = -1;
-    o->sha = EVP_MD_CTX_new();
-    o->buf = malloc(HS_APK_OUT_BUF);
-    if (o->sha == NULL || o->buf == NULL || !EVP_DigestInit_ex(o->sha, EVP_sha256(), NULL)) {
-        hs_apk_out_abort(o);
-        return hs_fail(e, HS_E_NOMEM, "%s: out of memory", path);
-    }
-    hs_result r = hs_atomic_open(&o->af, path, 0644, e);
-    if (r != HS_OK) {
-        hs_apk_out_abort(o);
-        return r;
-    }
-    o->open = true;
-    return HS_OK;
-}
-
-hs_result hs_apk_out_flush(hs_apk_out *o, hs_error *e)
-{
-    if (o->buf_len == 0)
-        return HS_OK;
-    hs_result r = hs_atomic_write_all(&o->af, o->buf, o->buf_len, e);
-    o->buf_len = 0;
-    return r;
-}
-
-hs_result hs_apk_out_write(hs_apk_out *o, const void *data, size_t len, hs_error *e)
-{
-    if (!EVP_DigestUpdate(o->sha, data, len))
-        return hs_fail(e, HS_E_CRYPTO, "%s: hashing the output failed", o->af.path);
-    o->pos += len;
-    if (len <= HS_APK_OUT_BUF - o->buf_len) {
-        memcpy(o->buf + o->buf_len, data, len);
-        o->buf_len += len;
-        return HS_OK;
-    }
-    hs_result r = hs_apk_out_flush(o, e);
-    if (r != HS_OK)
-        return r;
-    return hs_atomic_write_all(&o->af, data, len, e);
-}
-
-hs_result hs_apk_out_zeros(hs_apk_out *o, size_t len, hs_error *e)
-{
-    static const uint8_t zeros[4096];
-    while (len > 0) {
-        size_t n = len < sizeof zeros ? len : sizeof zeros;
-        hs_result r = hs_apk_out_write(o, zeros, n, e);
-        if (r != HS_OK)
-            return r;
-        len -= n;
-    }
-    return HS_OK;
-}
-
-hs_result hs_apk_out_finish(hs_apk_out *o, uint8_t sha256[32], hs_error *e)
-{
-    hs_result r = hs_apk_out_flush(o, e);
-    if (r != HS_OK)
-        return r;
-    if (!EVP_DigestFinal_ex(o->sha, sha256, NULL))
-        return hs_fail(e, HS_E_CRYPTO, "%s: hashing the output failed", o->af.path);
-    return HS_OK;
-}
-
-hs_result hs_apk_out_commit(hs_apk_out *o, hs_error *e)
-{
-    return hs_atomic_commit(&o->af, false, e);
-}
-
-void hs_apk_out_abort(hs_apk_out *o)
-{
-    if (o->open)
-        hs_atomic_abort(&o->af);
-    o->open = false;
-    EVP_MD_CTX_free(o->sha);
-    o->sha = NULL;
-    free(o->buf);
-    o->buf = NULL;
-}
-
-/* Bytes of the input map to the output. A large entry (framework-res's
- * 32 MB resources.arsc) goes in steps, each released once written, so that
- * it never becomes resident as a whole. */
+/* Bytes of the input, unchanged, to the output (see apk_out.c). */
 static hs_result copy_from_map(const hs_zip *z, uint64_t off, uint64_t len, hs_apk_out *o,
                                hs_error *e)
 {
-    if (len < HS_ZIP_RELEASE_STEP)
-        return hs_apk_out_write(o, z->map + off, (size_t)len, e);
-    hs_result r = HS_OK;
-    while (len > 0 && r == HS_OK) {
-        uint64_t n = len < HS_ZIP_RELEASE_STEP ? len : HS_ZIP_RELEASE_STEP;
-        r = hs_apk_out_write(o, z->map + off, (size_t)n, e);
-        hs_zip_release(z, off, n);
-        off += n;
-        len -= n;
-    }
-    return r;
+    return hs_apk_out_copy_input(o, z, off, len, e);
 }
 
 static bool ends_with_ci(const char *s, size_t len, const char *suffix)

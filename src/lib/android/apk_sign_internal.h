@@ -15,13 +15,18 @@
 #define HS_APK_OUT_BUF 262144u
 #define HS_APK_DROPPED UINT64_MAX
 
-/* The output APK: a temporary file (hs_atomic_*) written front to back,
- * with the SHA-256 of everything written kept on the way for the report. */
+/* The output APK: a temporary file (hs_atomic_*) written front to back
+ * (apk_out.c). Bytes copied from the input at their own offset, before any
+ * byte of ours, form the prefix shared with the input (shared_end). */
 typedef struct hs_apk_out {
     hs_atomic_file af;
     bool open;
-    EVP_MD_CTX *sha;
-    uint64_t pos;      /* bytes written so far (including buffered) */
+    uint64_t pos;        /* bytes written so far (including buffered) */
+    uint64_t shared_end; /* output[0, shared_end) == input[0, shared_end) */
+    bool diverged;       /* a byte not at its input offset has been written */
+    bool no_copy_range;  /* copy_file_range refused these files: write() */
+    const hs_zip *pend_src; /* input range not yet copied (coalesced) */
+    uint64_t pend_off, pend_len;
     uint8_t *buf;
     size_t buf_len;
 } hs_apk_out;
@@ -29,10 +34,18 @@ typedef struct hs_apk_out {
 hs_result hs_apk_out_open(hs_apk_out *o, const char *path, hs_error *e) HS_MUST_CHECK;
 hs_result hs_apk_out_write(hs_apk_out *o, const void *data, size_t len, hs_error *e) HS_MUST_CHECK;
 hs_result hs_apk_out_zeros(hs_apk_out *o, size_t len, hs_error *e) HS_MUST_CHECK;
+/* Appends input bytes [off, off + len) by copy_file_range (write() where
+ * the kernel cannot), extending the shared prefix when off == pos. */
+hs_result hs_apk_out_copy_input(hs_apk_out *o, const hs_zip *z, uint64_t off, uint64_t len,
+                                hs_error *e) HS_MUST_CHECK;
 /* Pushes buffered bytes to the file so they can be read back with pread. */
 hs_result hs_apk_out_flush(hs_apk_out *o, hs_error *e) HS_MUST_CHECK;
-/* Flushes and finishes the output's SHA-256; then commit renames it. */
-hs_result hs_apk_out_finish(hs_apk_out *o, uint8_t sha256[32], hs_error *e) HS_MUST_CHECK;
+/* Asks the kernel to start writing what is in the file so far. */
+void hs_apk_out_start_writeback(hs_apk_out *o);
+/* Flushes and computes the output's SHA-256: shared_prefix is the SHA-256
+ * state after input[0, shared_end); the rest is read back from the file. */
+hs_result hs_apk_out_finish(hs_apk_out *o, const EVP_MD_CTX *shared_prefix, uint8_t sha256[32],
+                            hs_error *e) HS_MUST_CHECK;
 hs_result hs_apk_out_commit(hs_apk_out *o, hs_error *e) HS_MUST_CHECK;
 /* Removes the temporary file unless committed; always safe to call. */
 void hs_apk_out_abort(hs_apk_out *o);

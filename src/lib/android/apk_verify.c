@@ -76,7 +76,7 @@ static hs_result content_digest(verify_job *j, const EVP_MD *md, const uint8_t *
         {.len = eocd_len, .mem = eocd},
     };
     size_t n = 0;
-    hs_result r = hs_apk_content_digest(md, sections, 3, j->path, slot, &n, e);
+    hs_result r = hs_apk_content_digest(md, sections, 3, NULL, j->path, slot, &n, e);
     free(eocd);
     if (r == HS_OK)
         *have = true;

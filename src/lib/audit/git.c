@@ -175,7 +175,8 @@ static hs_result init_repo(const char *dir, hs_error *e)
     return r;
 }
 
-hs_result hs_auditgit_commit(const char *dir, const char *message, bool *committed, hs_error *e)
+hs_result hs_auditgit_commit(const char *dir, const char *message, bool known_changed,
+                             bool *committed, hs_error *e)
 {
     *committed = false;
     hs_result r = init_repo(dir, e);
@@ -192,17 +193,30 @@ hs_result hs_auditgit_commit(const char *dir, const char *message, bool *committ
     add[n] = NULL;
     if (r == HS_OK && n > 2)
         r = git_ok(dir, add, NULL, NULL, e);
-    int status = 0;
+    const char *commit[] = {"commit", "-q", "-m", message, NULL};
     const char *diff[] = {"diff", "--cached", "--quiet", NULL};
+    int status = 0;
+    if (r == HS_OK && known_changed) {
+        /* Commit straight away; only if that fails ask whether there was
+         * anything to commit (a log restored from a copy can hold exactly
+         * what HEAD holds), which is not an error. */
+        r = run_git(dir, commit, NULL, NULL, &status, e);
+        if (r == HS_OK && status == 0) {
+            *committed = true;
+            return HS_OK;
+        }
+    }
+    int staged = 0;
     if (r == HS_OK)
-        r = run_git(dir, diff, NULL, NULL, &status, e);
-    if (r == HS_OK && status == 1) {
-        const char *commit[] = {"commit", "-q", "-m", message, NULL};
+        r = run_git(dir, diff, NULL, NULL, &staged, e);
+    if (r == HS_OK && staged == 1 && known_changed)
+        r = hs_fail(e, HS_E_AUDIT, "audit log %s: `git commit` failed (exit %d)", dir, status);
+    else if (r == HS_OK && staged == 1) {
         r = git_ok(dir, commit, NULL, NULL, e);
         *committed = r == HS_OK;
-    } else if (r == HS_OK && status != 0) {
+    } else if (r == HS_OK && staged != 0) {
         r = hs_fail(e, HS_E_AUDIT, "audit log %s: `git diff --cached` failed (exit %d)", dir,
-                    status);
+                    staged);
     }
     return r;
 }

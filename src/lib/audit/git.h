@@ -12,10 +12,13 @@
 #include "util/result.h"
 
 /* Creates the repository on first use, stages entries.jsonl, checkpoint
- * and checkpoints/, and commits them when they changed. *committed tells
- * whether a commit was made. */
-hs_result hs_auditgit_commit(const char *dir, const char *message, bool *committed,
-                             hs_error *e) HS_MUST_CHECK;
+ * and checkpoints/, and commits them when they changed. known_changed says
+ * the caller has just written a new checkpoint, so there is something to
+ * commit: the commit is tried first and `git diff --cached` (one process
+ * of three) runs only if it fails.
+ * *committed tells whether a commit was made. */
+hs_result hs_auditgit_commit(const char *dir, const char *message, bool known_changed,
+                             bool *committed, hs_error *e) HS_MUST_CHECK;
 
 /* Walks the first-parent history from the root commit to HEAD, then the
  * working tree: each state's entries file starts with the previous

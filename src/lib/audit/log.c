@@ -272,7 +272,7 @@ static hs_result checkpoint_locked(const char *dir, hs_p11 *p, const hs_auditkey
     if (r == HS_OK) {
         char msg[128];
         snprintf(msg, sizeof msg, "audit: %llu entries", (unsigned long long)res->cp.size);
-        r = hs_auditgit_commit(dir, msg, &res->committed, e);
+        r = hs_auditgit_commit(dir, msg, !up_to_date, &res->committed, e);
     }
     free(prev);
     hs_auditlog_free(&log);
