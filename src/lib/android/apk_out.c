@@ -163,7 +163,8 @@ void hs_apk_out_start_writeback(hs_apk_out *o)
     (void)sync_file_range(o->af.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
-hs_result hs_apk_out_finish(hs_apk_out *o, const EVP_MD_CTX *shared_prefix, uint8_t sha256[32],
+hs_result hs_apk_out_finish(hs_apk_out *o, const EVP_MD_CTX *shared_prefix,
+                            const hs_apk_buf *const *tail, size_t tail_count, uint8_t sha256[32],
                             hs_error *e)
 {
     hs_result r = hs_apk_out_flush(o, e);
@@ -171,8 +172,9 @@ hs_result hs_apk_out_finish(hs_apk_out *o, const EVP_MD_CTX *shared_prefix, uint
         return r;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     bool ok = ctx != NULL && EVP_MD_CTX_copy_ex(ctx, shared_prefix);
-    /* The rest is read back from the file: a few KB to MB in the usual
-     * case, all of it when the output shares no prefix with the input. */
+    /* What follows the prefix in the file is read back: a few KB to MB in
+     * the usual case, all of it when the output shares no prefix with the
+     * input. */
     for (uint64_t off = o->shared_end; ok && off < o->pos;) {
         uint64_t want = o->pos - off < HS_APK_OUT_BUF ? o->pos - off : HS_APK_OUT_BUF;
         ssize_t n = pread(o->af.fd, o->buf, (size_t)want, (off_t)off);
@@ -186,6 +188,8 @@ hs_result hs_apk_out_finish(hs_apk_out *o, const EVP_MD_CTX *shared_prefix, uint
         ok = EVP_DigestUpdate(ctx, o->buf, (size_t)n);
         off += (uint64_t)n;
     }
+    for (size_t i = 0; ok && i < tail_count; i++)
+        ok = EVP_DigestUpdate(ctx, tail[i]->data, tail[i]->len);
     ok = ok && EVP_DigestFinal_ex(ctx, sha256, NULL);
     EVP_MD_CTX_free(ctx);
     if (!ok)
@@ -195,7 +199,8 @@ hs_result hs_apk_out_finish(hs_apk_out *o, const EVP_MD_CTX *shared_prefix, uint
 
 hs_result hs_apk_out_commit(hs_apk_out *o, hs_error *e)
 {
-    return hs_atomic_commit(&o->af, false, e);
+    hs_result r = hs_apk_out_flush(o, e);
+    return r == HS_OK ? hs_atomic_commit(&o->af, false, e) : r;
 }
 
 void hs_apk_out_abort(hs_apk_out *o)

@@ -37,6 +37,8 @@ typedef struct sign_job {
     hs_apk_copy_result copied;
     hs_jar_entries added;      /* v1 files, appended after the copied entries */
     hs_apk_buf cd, eocd;
+    hs_apk_buf block;          /* the signing block, built before it is written */
+    bool tail_written;         /* block, CD and EOCD are in the output file */
     hs_apk_sig_algorithm algorithm;
     uint8_t *spki;
     int spki_len;
@@ -144,7 +146,8 @@ static hs_result sign_signed_data(sign_job *j, const char *operation, const hs_a
     hs_sign_request req = {.key_name = j->key->key_name, .alg = j->algorithm.alg,
                            .operation = operation,
                            .artifact = j->opt->artifact ? j->opt->artifact : j->in,
-                           .artifact_sha256 = j->rep.input_sha256};
+                           .artifact_sha256 = j->rep.input_sha256,
+                           .defer_durability = j->sign.sync != NULL};
     hs_result r = hs_sign_request_hash(&req, digest, tbs->data, tbs->len, e);
     if (r != HS_OK)
         return r;
@@ -230,8 +233,9 @@ static hs_result hash_input_now(sign_job *j, hs_error *e)
     return hash_input(j) ? HS_OK : hash_input_failed(j, e);
 }
 
-/* Steps 4 to 7: section 1 is complete in the temporary file. */
-static hs_result write_signing_block(sign_job *j, hs_error *e)
+/* Steps 4 to 6: section 1 is complete in the temporary file. The block
+ * stays in memory until the signatures in it are on record (commit_outputs). */
+static hs_result build_signing_block(sign_job *j, hs_error *e)
 {
     uint64_t pad = (HS_APK_BLOCK_ALIGNMENT - j->out_file.pos % HS_APK_BLOCK_ALIGNMENT) %
                    HS_APK_BLOCK_ALIGNMENT;
@@ -260,7 +264,7 @@ static hs_result write_signing_block(sign_job *j, hs_error *e)
                               j->input_hashed ? NULL : &side, j->out, j->rep.content_digest,
                               &j->rep.content_digest_len, e);
     free(eocd_for_digest);
-    hs_apk_buf v2 = {0}, v3 = {0}, block = {0};
+    hs_apk_buf v2 = {0}, v3 = {0};
     hs_apk_block_pair pairs[2];
     size_t n = 0;
     if (r == HS_OK && j->rep.v2 && (r = build_scheme(j, HS_APK_SCHEME_V2, &v2, e)) == HS_OK)
@@ -268,16 +272,35 @@ static hs_result write_signing_block(sign_job *j, hs_error *e)
     if (r == HS_OK && j->rep.v3 && (r = build_scheme(j, HS_APK_SCHEME_V3, &v3, e)) == HS_OK)
         pairs[n++] = (hs_apk_block_pair){HS_APK_BLOCK_ID_V3, v3.data, v3.len};
     if (r == HS_OK)
-        r = hs_apk_build_signing_block(pairs, n, &block, e);
-    if (r == HS_OK && block_start + block.len > UINT32_MAX)
+        r = hs_apk_build_signing_block(pairs, n, &j->block, e);
+    if (r == HS_OK && block_start + j->block.len > UINT32_MAX)
         r = hs_fail(e, HS_E_FORMAT, "%s: output would need zip64", j->out);
-    if (r == HS_OK) {
-        hs_put_le32(j->eocd.data + 16, (uint32_t)(block_start + block.len));
-        r = hs_apk_out_write(&j->out_file, block.data, block.len, e);
-    }
+    if (r == HS_OK)
+        hs_put_le32(j->eocd.data + 16, (uint32_t)(block_start + j->block.len));
     hs_apk_buf_free(&v2);
     hs_apk_buf_free(&v3);
-    hs_apk_buf_free(&block);
+    return r;
+}
+
+/* The signer may return signatures whose audit entries are not yet
+ * fsynced (group commit: one fsync for v2, v3 and the output's entry);
+ * they are made durable before any of their bytes is written to a file. */
+static hs_result make_durable(sign_job *j, hs_error *e)
+{
+    return j->sign.sync != NULL ? j->sign.sync(j->sign.ctx, e) : HS_OK;
+}
+
+/* Step 7: signing block, CD and EOCD after section 1. */
+static hs_result write_tail(sign_job *j, hs_error *e)
+{
+    hs_result r = make_durable(j, e);
+    if (r == HS_OK)
+        r = hs_apk_out_write(&j->out_file, j->block.data, j->block.len, e);
+    if (r == HS_OK)
+        r = hs_apk_out_write(&j->out_file, j->cd.data, j->cd.len, e);
+    if (r == HS_OK)
+        r = hs_apk_out_write(&j->out_file, j->eocd.data, j->eocd.len, e);
+    j->tail_written = r == HS_OK;
     return r;
 }
 
@@ -306,6 +329,8 @@ static hs_result write_v4(sign_job *j, hs_error *e)
         r = sign_signed_data(j, "apk-v4", &tbs, &sig, &sig_len, e);
     if (r == HS_OK)
         r = hs_apk_v4_file(&v4, j->algorithm.id, sig, sig_len, &file, e);
+    if (r == HS_OK)
+        r = make_durable(j, e);
     if (r == HS_OK && (r = hs_atomic_open(&j->idsig, path, 0644, e)) == HS_OK) {
         j->idsig_open = true;
         r = hs_atomic_write_all(&j->idsig, file.data, file.len, e);
@@ -318,13 +343,23 @@ static hs_result write_v4(sign_job *j, hs_error *e)
     return r;
 }
 
-/* The APK first, then its .idsig; if the second rename fails the APK is
+/* The output's SHA-256 is taken before the tail is written (it is in
+ * memory), so that before_commit's audit entry for the output, fsynced,
+ * also makes the v2/v3 entries durable: one fsync per APK. Then the tail,
+ * then the APK, then its .idsig; if the second rename fails the APK is
  * removed again so the pair is all-or-nothing. */
 static hs_result commit_outputs(sign_job *j, hs_error *e)
 {
-    hs_result r = hs_apk_out_finish(&j->out_file, j->shared_prefix, j->rep.output_sha256, e);
+    hs_apk_buf none = {0};
+    const hs_apk_buf *tail[3] = {&j->block, &j->cd, &j->eocd};
+    if (j->tail_written)
+        tail[0] = tail[1] = tail[2] = &none;
+    hs_result r = hs_apk_out_finish(&j->out_file, j->shared_prefix, tail, 3,
+                                    j->rep.output_sha256, e);
     if (r == HS_OK && j->opt->before_commit != NULL)
         r = j->opt->before_commit(j->opt->before_commit_ctx, j->out, &j->rep, e);
+    if (r == HS_OK && !j->tail_written)
+        r = write_tail(j, e);
     if (r == HS_OK)
         r = hs_apk_out_commit(&j->out_file, e);
     if (r != HS_OK || !j->idsig_open)
@@ -348,7 +383,7 @@ static hs_result run(sign_job *j, hs_error *e)
         r = hs_apk_copy_entries(&j->zip, j->opt->alignment_preserved, &j->out_file, &j->copied, e);
     /* v1 signs before the content digest, and every signature names the
      * input's hash: hash it now. Otherwise it is hashed alongside the
-     * content digest (write_signing_block). */
+     * content digest (build_signing_block). */
     if (r == HS_OK && j->rep.v1)
         r = hash_input_now(j, e);
     if (r == HS_OK && j->rep.v1) {
@@ -366,13 +401,12 @@ static hs_result run(sign_job *j, hs_error *e)
     if (r == HS_OK)
         r = build_cd_and_eocd(j, e);
     if (r == HS_OK && (j->rep.v2 || j->rep.v3))
-        r = write_signing_block(j, e);
+        r = build_signing_block(j, e);
     if (r == HS_OK)
         r = hash_input_now(j, e);
-    if (r == HS_OK)
-        r = hs_apk_out_write(&j->out_file, j->cd.data, j->cd.len, e);
-    if (r == HS_OK)
-        r = hs_apk_out_write(&j->out_file, j->eocd.data, j->eocd.len, e);
+    /* v4's hash tree covers the finished APK: the tail goes first. */
+    if (r == HS_OK && j->rep.v4)
+        r = write_tail(j, e);
     if (r == HS_OK && j->rep.v4)
         r = write_v4(j, e);
     if (r == HS_OK)
@@ -398,6 +432,7 @@ hs_result hs_apk_sign_file(const char *in, const char *out, const hs_apk_key *ke
     hs_jar_entries_free(&j.added);
     hs_apk_buf_free(&j.cd);
     hs_apk_buf_free(&j.eocd);
+    hs_apk_buf_free(&j.block);
     free(j.copied.new_lfh_offset);
     OPENSSL_free(j.spki);
     EVP_MD_CTX_free(j.shared_prefix);

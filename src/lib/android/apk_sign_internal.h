@@ -8,6 +8,7 @@
 
 #include <openssl/evp.h>
 
+#include "android/apk_buf.h"
 #include "android/zip.h"
 #include "util/file.h"
 #include "util/result.h"
@@ -42,9 +43,11 @@ hs_result hs_apk_out_copy_input(hs_apk_out *o, const hs_zip *z, uint64_t off, ui
 hs_result hs_apk_out_flush(hs_apk_out *o, hs_error *e) HS_MUST_CHECK;
 /* Asks the kernel to start writing what is in the file so far. */
 void hs_apk_out_start_writeback(hs_apk_out *o);
-/* Flushes and computes the output's SHA-256: shared_prefix is the SHA-256
- * state after input[0, shared_end); the rest is read back from the file. */
-hs_result hs_apk_out_finish(hs_apk_out *o, const EVP_MD_CTX *shared_prefix, uint8_t sha256[32],
+/* Flushes and computes the SHA-256 the output will have once `tail` (not
+ * yet written) follows what is in the file: shared_prefix is the SHA-256
+ * state after input[0, shared_end); the rest of the file is read back. */
+hs_result hs_apk_out_finish(hs_apk_out *o, const EVP_MD_CTX *shared_prefix,
+                            const hs_apk_buf *const *tail, size_t tail_count, uint8_t sha256[32],
                             hs_error *e) HS_MUST_CHECK;
 hs_result hs_apk_out_commit(hs_apk_out *o, hs_error *e) HS_MUST_CHECK;
 /* Removes the temporary file unless committed; always safe to call. */

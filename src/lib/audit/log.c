@@ -16,6 +16,7 @@
 #include "audit/record.h"
 #include "util/encoding.h"
 #include "util/file.h"
+#include "util/stale_tmp.h"
 
 /* Far beyond any real log; bounds what a corrupt file makes us allocate. */
 #define MAX_LOG_BYTES ((size_t)1 << 32)
@@ -209,6 +210,13 @@ static hs_result write_checkpoint(const char *dir, const hs_checkpoint *cp, cons
      * the latest file does not yet point at, never the reverse. */
     if (r == HS_OK)
         r = hs_mkdir_p(hist_dir, 0755, e);
+    /* A history file is named by tree size, and the log has usually grown
+     * before the next checkpoint, so the temporary file of one a kill
+     * interrupted is not cleaned by hs_atomic_open of its own path: clean
+     * the whole directory, which holds nothing but hsmsign's checkpoints
+     * (best effort; files of live writers are locked and kept). */
+    if (r == HS_OK)
+        (void)hs_stale_tmp_remove_in_dir(hist_dir);
     if (r == HS_OK)
         r = hs_write_file_atomic(hist, note, strlen(note), 0644, false, e);
     if (r == HS_OK)
@@ -267,6 +275,11 @@ static hs_result checkpoint_locked(const char *dir, hs_p11 *p, const hs_auditkey
         if (r == HS_OK)
             res->cp = old; /* keeps the log's origin; size and root are replaced below */
     }
+    /* Entries appended with hs_audit_append_deferred by any process may
+     * still be only in the page cache: a checkpoint must never outlive, in
+     * a power cut, entries it covers. */
+    if (r == HS_OK && !up_to_date)
+        r = hs_audit_fsync_entries(dir, e);
     if (r == HS_OK && !up_to_date)
         r = sign_checkpoint(dir, p, key, &log, res, e);
     if (r == HS_OK) {
@@ -338,6 +351,10 @@ static hs_result verify_history(const char *dir, const hs_auditlog *log, EVP_PKE
         bool found;
         hs_checkpoint cp;
         r = read_note(dir, names[i], &note, &len, &found, e);
+        /* Listed a moment ago: a checkpoint vanishing while it is being
+         * verified is reported, not read as an empty note. */
+        if (r == HS_OK && !found)
+            r = hs_fail(e, HS_E_AUDIT, "checkpoint removed during verification");
         if (r == HS_OK)
             r = hs_auditlog_check_checkpoint(log, note, len, pub, &cp, e);
         if (r != HS_OK)

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <openssl/rand.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +23,17 @@ struct hs_audit {
     char token_label[64], token_serial[32], batch_id[40];
     char user[64], host[256];
     size_t appended;
+    bool unsynced; /* appended with hs_audit_append_deferred, not yet fsynced */
 };
 
 static void fill_operator(hs_audit *a)
 {
-    struct passwd *pw = getpwuid(geteuid());
+    /* The reentrant form: the library hashes on threads, and getpwuid's
+     * static result could be overwritten by a lookup in another one. */
+    struct passwd pwd, *pw = NULL;
+    char buf[4096];
+    if (getpwuid_r(geteuid(), &pwd, buf, sizeof buf, &pw) != 0)
+        pw = NULL;
     snprintf(a->user, sizeof a->user, "%s", pw != NULL ? pw->pw_name : "?");
     if (gethostname(a->host, sizeof a->host) != 0)
         snprintf(a->host, sizeof a->host, "?");
@@ -70,6 +77,10 @@ void hs_audit_close(hs_audit *a)
 {
     if (a == NULL)
         return;
+    hs_error ignored = {0};
+    if (hs_audit_sync(a, &ignored) != HS_OK) {
+        /* Best effort: nothing these entries cover was released. */
+    }
     free(a->dir);
     free(a->entries_path);
     free(a);
@@ -163,7 +174,8 @@ static char *format_entry(const hs_audit *a, const hs_audit_entry *en, uint64_t 
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    /* Cannot fail: the longest result (a 5+ digit year) is far below 32. */
+    (void)strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_t *o = json_object();
     if (o == NULL)
         return NULL;
@@ -191,7 +203,8 @@ static char *format_entry(const hs_audit *a, const hs_audit_entry *en, uint64_t 
     return text;
 }
 
-hs_result hs_audit_append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_out, hs_error *e)
+static hs_result append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_out, bool sync,
+                        hs_error *e)
 {
     int lock;
     hs_result r = hs_audit_lock(a->dir, &lock, e);
@@ -218,7 +231,8 @@ hs_result hs_audit_append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_o
     size_t n = strlen(line);
     line[n] = '\n'; /* replaces the NUL; written as one write() */
     r = hs_write_fd_all(fd, line, n + 1, a->entries_path, e);
-    if (r == HS_OK && fdatasync(fd) != 0)
+    /* One fdatasync covers every earlier deferred append of the file too. */
+    if (r == HS_OK && (sync || created) && fdatasync(fd) != 0)
         r = hs_fail(e, HS_E_AUDIT, "audit log %s: fsync failed: %s", a->entries_path, strerror(errno));
     if (r == HS_OK && created)
         r = hs_fsync_dir(a->dir, e);
@@ -227,6 +241,7 @@ hs_result hs_audit_append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_o
         hs_error_prefix(e, "audit record not written, so the result was discarded: ");
     } else {
         a->appended++;
+        a->unsynced = !(sync || created);
         if (seq_out != NULL)
             *seq_out = seq;
     }
@@ -235,5 +250,45 @@ out:
         close(fd);
     free(line);
     hs_audit_unlock(lock);
+    return r;
+}
+
+hs_result hs_audit_append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_out, hs_error *e)
+{
+    return append(a, en, seq_out, true, e);
+}
+
+hs_result hs_audit_append_deferred(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_out,
+                                   hs_error *e)
+{
+    return append(a, en, seq_out, false, e);
+}
+
+static hs_result fsync_path(const char *path, hs_error *e)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    hs_result r = HS_OK;
+    if (fd < 0 || fdatasync(fd) != 0)
+        r = hs_fail(e, HS_E_AUDIT, "audit log %s: fsync failed: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return r;
+}
+
+hs_result hs_audit_fsync_entries(const char *dir, hs_error *e)
+{
+    char path[4200];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, HS_AUDIT_ENTRIES_FILE) >= sizeof path)
+        return hs_fail(e, HS_E_AUDIT, "audit log %s: path too long", dir);
+    return fsync_path(path, e);
+}
+
+hs_result hs_audit_sync(hs_audit *a, hs_error *e)
+{
+    if (a == NULL || !a->unsynced)
+        return HS_OK;
+    hs_result r = fsync_path(a->entries_path, e);
+    if (r == HS_OK)
+        a->unsynced = false;
     return r;
 }

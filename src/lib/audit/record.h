@@ -47,6 +47,20 @@ hs_result hs_audit_open(const char *dir, const hs_audit_context *ctx, hs_audit *
  * sequence number (may be NULL). */
 hs_result hs_audit_append(hs_audit *a, const hs_audit_entry *entry, uint64_t *seq,
                           hs_error *e) HS_MUST_CHECK;
+/* Group commit: appends without the fsync. The caller must call
+ * hs_audit_sync before anything the entry is about leaves the process
+ * (the APK signer: before the signature bytes are written to any file).
+ * Several entries then cost one fsync. Any later hs_audit_append or
+ * checkpoint also makes them durable. */
+hs_result hs_audit_append_deferred(hs_audit *a, const hs_audit_entry *entry, uint64_t *seq,
+                                   hs_error *e) HS_MUST_CHECK;
+/* fsyncs the entries file if this handle appended without fsync since the
+ * last one; nothing to do otherwise. */
+hs_result hs_audit_sync(hs_audit *a, hs_error *e) HS_MUST_CHECK;
+/* fsyncs DIR's entries file, whoever appended to it. */
+hs_result hs_audit_fsync_entries(const char *dir, hs_error *e) HS_MUST_CHECK;
+/* Closing syncs deferred entries, best effort (their results were never
+ * released if the caller kept the rule above). */
 void hs_audit_close(hs_audit *a);
 const char *hs_audit_batch_id(const hs_audit *a);
 /* Entries this handle appended: a command that appended any ends by

@@ -6,6 +6,7 @@
 #ifndef HSMSIGN_SIGNER_SIGN_FN_H
 #define HSMSIGN_SIGNER_SIGN_FN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,10 @@ typedef struct hs_sign_request {
     const char *operation;     /* what is being signed: "raw", "apk-v2", "jar-sf", "x509", ... */
     const char *artifact;      /* input path as given, or NULL */
     const uint8_t *artifact_sha256; /* SHA-256 of the whole input, or NULL */
+    /* Group commit: the audit entry may be appended without its fsync; the
+     * caller then calls hs_sign_fn.sync before the signature's bytes leave
+     * the process (are written to any file). Only set when sync != NULL. */
+    bool defer_durability;
 } hs_sign_request;
 
 /* Fills *sig (malloc'd) with the signature: raw bytes for RSA (modulus
@@ -31,6 +36,9 @@ typedef hs_result (*hs_sign_cb)(void *ctx, const hs_sign_request *req, uint8_t *
 typedef struct hs_sign_fn {
     hs_sign_cb sign;
     void *ctx;
+    /* Makes the records of deferred signatures durable; NULL when the
+     * signer keeps no records (test fixtures), and then nothing is deferred. */
+    hs_result (*sync)(void *ctx, hs_error *e);
 } hs_sign_fn;
 
 /* Fills req->digest storage and req->tbs_sha256 from the to-be-signed

@@ -109,7 +109,7 @@ static hs_result add_key(hs_signer *s, loaded_key *k, hs_error *e)
 {
     if (s->n_keys == s->cap_keys) {
         size_t cap = s->cap_keys ? 2 * s->cap_keys : 8;
-        loaded_key **grown = realloc(s->keys, cap * sizeof *grown);
+        loaded_key **grown = realloc(s->keys, cap * sizeof(loaded_key *));
         if (grown == NULL)
             return hs_fail(e, HS_E_NOMEM, "out of memory");
         s->keys = grown;
@@ -450,7 +450,8 @@ hs_result hs_signer_sign(hs_signer *s, const hs_sign_request *req, uint8_t **sig
             .tbs_sha256 = req->tbs_sha256, .sig_sha256 = sig_sha, .artifact = req->artifact,
             .input_sha256 = req->artifact_sha256,
         };
-        r = hs_audit_append(s->audit, &en, NULL, e);
+        r = req->defer_durability ? hs_audit_append_deferred(s->audit, &en, NULL, e)
+                                  : hs_audit_append(s->audit, &en, NULL, e);
     }
     if (r != HS_OK) {
         /* No signature leaves without its audit entry. */
@@ -470,9 +471,17 @@ static hs_result sign_cb(void *ctx, const hs_sign_request *req, uint8_t **sig, s
     return hs_signer_sign(ctx, req, sig, sig_len, e);
 }
 
+static hs_result sync_cb(void *ctx, hs_error *e)
+{
+    hs_signer *s = ctx;
+    hs_result r = hs_audit_sync(s->audit, e);
+    return r == HS_OK ? r : hs_error_prefix(e, "audit record not durable, so the result was "
+                                               "discarded: ");
+}
+
 hs_sign_fn hs_signer_fn(hs_signer *s)
 {
-    hs_sign_fn fn = {sign_cb, s};
+    hs_sign_fn fn = {sign_cb, s, sync_cb};
     return fn;
 }
 

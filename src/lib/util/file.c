@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/secmem.h"
+#include "util/stale_tmp.h"
 
 /* Reads a whole regular file of at most max_len bytes, with a NUL after
  * the last byte, into plain memory or (secret) locked memory. */
@@ -112,6 +114,41 @@ hs_result hs_fsync_dir(const char *dir, hs_error *e)
     return HS_OK;
 }
 
+/* Creates and locks "<path>.tmp.XXXXXX". The lock is what tells a live
+ * temporary file from one left by a killed writer (see stale_tmp.c); it is
+ * held until the file is renamed into place or removed. */
+static hs_result create_locked_tmp(hs_atomic_file *af, size_t n, hs_error *e)
+{
+    /* A cleaner can remove the file between mkstemp and flock (it is not
+     * locked yet); after locking, the name must still be ours, or we start
+     * again with a new name. A cleaner holds a lock only for a few system
+     * calls, so contention is retried with a new name rather than waited
+     * for, and a few attempts are plenty. */
+    for (int attempt = 0; attempt < 16; attempt++) {
+        snprintf(af->tmp_path, n, "%s.tmp.XXXXXX", af->path);
+        af->fd = mkostemp(af->tmp_path, O_CLOEXEC);
+        if (af->fd < 0)
+            return hs_fail(e, HS_E_IO, "%s: cannot create a temporary file beside it: %s",
+                           af->path, strerror(errno));
+        int rc;
+        while ((rc = flock(af->fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
+        }
+        /* A file system without flock support also refuses the cleaner's
+         * lock, so there an unlocked file is never removed: go on without. */
+        bool unsupported = rc != 0 && errno != EWOULDBLOCK;
+        struct stat mine, named;
+        if (unsupported ||
+            (rc == 0 && fstat(af->fd, &mine) == 0 && lstat(af->tmp_path, &named) == 0 &&
+             mine.st_dev == named.st_dev && mine.st_ino == named.st_ino))
+            return HS_OK;
+        /* Lost to a cleaner: the name is no longer ours to unlink. */
+        close(af->fd);
+        af->fd = -1;
+    }
+    return hs_fail(e, HS_E_IO, "%s: cannot create a temporary file beside it: it was removed "
+                               "each time before it could be locked", af->path);
+}
+
 hs_result hs_atomic_open(hs_atomic_file *af, const char *path, mode_t mode, hs_error *e)
 {
     af->fd = -1;
@@ -122,15 +159,15 @@ hs_result hs_atomic_open(hs_atomic_file *af, const char *path, mode_t mode, hs_e
         hs_atomic_abort(af);
         return hs_fail(e, HS_E_NOMEM, "%s: out of memory", path);
     }
-    snprintf(af->tmp_path, n, "%s.tmp.XXXXXX", path);
-    af->fd = mkostemp(af->tmp_path, O_CLOEXEC);
-    if (af->fd < 0) {
-        int err = errno;
+    /* Temporary files of this path left by a killed writer (best effort:
+     * only unlocked regular files, see stale_tmp.h). */
+    (void)hs_stale_tmp_remove(path);
+    hs_result r = create_locked_tmp(af, n, e);
+    if (r != HS_OK) {
         free(af->tmp_path);
         af->tmp_path = NULL;
         hs_atomic_abort(af);
-        return hs_fail(e, HS_E_IO, "%s: cannot create a temporary file beside it: %s", path,
-                       strerror(err));
+        return r;
     }
     if (fchmod(af->fd, mode) != 0) {
         int err = errno;
@@ -149,11 +186,10 @@ hs_result hs_atomic_commit(hs_atomic_file *af, bool no_replace, hs_error *e)
 {
     if (fsync(af->fd) != 0)
         return hs_fail(e, HS_E_IO, "%s: fsync failed: %s", af->path, strerror(errno));
-    if (close(af->fd) != 0) {
-        af->fd = -1;
-        return hs_fail(e, HS_E_IO, "%s: close failed: %s", af->path, strerror(errno));
-    }
-    af->fd = -1;
+    /* The descriptor, and so the lock, stays open until the temporary name
+     * is gone: closed earlier, a concurrent hs_atomic_open of this path
+     * could take the complete file for a stale one and remove it before
+     * the rename. On failure it is left to hs_atomic_abort. */
     if (no_replace) {
         /* link() fails with EEXIST instead of replacing, atomically. */
         if (link(af->tmp_path, af->path) != 0) {
@@ -166,6 +202,11 @@ hs_result hs_atomic_commit(hs_atomic_file *af, bool no_replace, hs_error *e)
     } else if (rename(af->tmp_path, af->path) != 0) {
         return hs_fail(e, HS_E_IO, "%s: cannot rename into place: %s", af->path, strerror(errno));
     }
+    /* After a successful fsync, close cannot lose data (an error from it
+     * would only repeat a write-back error fsync already reported), and the
+     * file is in place: its result does not change the outcome. */
+    (void)close(af->fd);
+    af->fd = -1;
     free(af->tmp_path);
     af->tmp_path = NULL;
     char *dir = dir_of(af->path);
@@ -180,11 +221,14 @@ hs_result hs_atomic_commit(hs_atomic_file *af, bool no_replace, hs_error *e)
 
 void hs_atomic_abort(hs_atomic_file *af)
 {
+    /* Unlink before close: while the lock is held the name is surely ours
+     * (no cleaner removes a locked file, so no one else can have made a
+     * file of that name). */
+    if (af->tmp_path != NULL && af->fd >= 0)
+        unlink(af->tmp_path);
     if (af->fd >= 0)
         close(af->fd);
     af->fd = -1;
-    if (af->tmp_path != NULL)
-        unlink(af->tmp_path);
     free(af->tmp_path);
     af->tmp_path = NULL;
     free(af->path);

@@ -4,7 +4,10 @@
  * written to a temporary file in the destination's directory, fsynced,
  * renamed over the destination and the directory fsynced, so a crash
  * leaves either the old file or the complete new one, never a mix, and a
- * failure leaves no temporary file behind. */
+ * failure leaves no temporary file behind. The temporary file is
+ * "<path>.tmp.XXXXXX", flock'ed by its writer for its whole life; one left
+ * by a killed writer (unlocked) is removed by the next hs_atomic_open of the
+ * same path (see stale_tmp.h). */
 #ifndef HSMSIGN_UTIL_FILE_H
 #define HSMSIGN_UTIL_FILE_H
 
@@ -27,7 +30,8 @@ typedef struct hs_atomic_file {
     char *tmp_path; /* temporary file beside it */
 } hs_atomic_file;
 
-/* Creates the temporary file; mode is the final file's permission bits. */
+/* Removes stale temporary files of path, then creates and locks the
+ * temporary file; mode is the final file's permission bits. */
 hs_result hs_atomic_open(hs_atomic_file *af, const char *path, mode_t mode,
                          hs_error *e) HS_MUST_CHECK;
 hs_result hs_atomic_write_all(hs_atomic_file *af, const void *data, size_t len,

@@ -1,0 +1,105 @@
+#!/bin/bash
+# Group commit of audit entries, watched from outside with strace: the
+# signer may append an APK's v2/v3 entries without fsync and make them
+# durable with one fsync (the output's entry) per APK, but no byte is ever
+# written to an output file, and no output is renamed into place, while
+# the log holds entries that are not yet fsynced. Checked for sign batch
+# (v2+v3), sign apk with v1 (its .SF signature goes into section 1) and
+# with v4 (.idsig written from the finished APK).
+. "$(dirname "$0")/lib.sh"
+if ! command -v strace >/dev/null; then
+    echo "skipped: strace is not installed (scripts/install-deps installs it)"
+    exit 77
+fi
+setup_token
+openssl genrsa -out rsa.pem 2048 2>/dev/null
+openssl pkcs8 -topk8 -nocrypt -in rsa.pem -outform DER -out rsa.pk8
+openssl req -new -x509 -sha256 -key rsa.pem -subj "/CN=durability" -days 3650 -out rsa.crt
+check "import a key" hs key import platform --pk8 rsa.pk8 --cert rsa.crt
+
+APK="$HSMSIGN_VECTORS/apk/app21.apk"
+mkdir -p in signed
+n=6
+for i in $(seq 1 $n); do cp "$APK" "in/a$i.apk"; done
+python3 - "$n" >batch.json <<'PY'
+import json, sys
+n = int(sys.argv[1])
+print(json.dumps([{"input": f"in/a{i}.apk", "output": f"signed/a{i}.apk", "key": "platform"}
+                  for i in range(1, n + 1)]))
+PY
+
+# trace FILE: every write to a file, fsync and rename of one process tree,
+# with file descriptors shown as paths (-y).
+traced() { # trace-file args...
+    local t=$1
+    shift
+    strace -f -y -qq -s 0 -o "$t" \
+        -e trace=write,pwrite64,writev,copy_file_range,fsync,fdatasync,rename,renameat,renameat2 \
+        "$HSMSIGN" "$@"
+}
+
+# The checker: replays the trace in order. The log is dirty from a write to
+# entries.jsonl until an fsync/fdatasync of it; while dirty, no write to an
+# output's temporary file ("<out>.tmp.XXXXXX" outside the audit directory)
+# and no rename may happen. Prints the number of fsyncs of entries.jsonl.
+check_trace() { # trace-file
+    python3 - "$1" "$HSMSIGN_AUDIT_LOG" <<'PY'
+import re, sys
+trace, audit = sys.argv[1], sys.argv[2]
+dirty, syncs, bad, output_writes = False, 0, [], 0
+for line in open(trace):
+    m = re.match(r"\d+\s+(\w+)\((.*)", line)
+    if not m:
+        continue
+    call, args = m.groups()
+    paths = re.findall(r"<([^>]*)>", args)
+    entries = any(p.endswith("/entries.jsonl") for p in paths)
+    outputs = [p for p in paths if ".tmp." in p and not p.startswith(audit)]
+    if call in ("fsync", "fdatasync") and entries:
+        dirty = False
+        syncs += 1
+    elif call in ("write", "pwrite64", "writev") and entries:
+        dirty = True
+    elif call in ("write", "pwrite64", "writev", "copy_file_range") and outputs:
+        output_writes += 1
+        if dirty:
+            bad.append(line.strip())
+    elif call.startswith("rename") and dirty:
+        bad.append(line.strip())
+for b in bad[:5]:
+    print("while the log was not durable:", b, file=sys.stderr)
+print(syncs, output_writes, len(bad))
+PY
+}
+
+check "sign batch of $n APKs under strace" traced batch.trace sign batch \
+    --v1-signing false --v2-signing true --v3-signing true batch.json
+read -r syncs writes bad < <(check_trace batch.trace)
+assert "batch: the trace shows the outputs being written ($writes writes)" test "$writes" -ge "$n"
+assert "batch: nothing written or renamed while the log was not durable ($bad)" test "$bad" = 0
+# One fsync per APK (its output entry makes v2 and v3 durable too), one for
+# the key's unwrap, one before the checkpoint: 3 per APK without grouping.
+assert "batch: $syncs fsyncs of the log for $n APKs (at most $((n + 2)))" test "$syncs" -le $((n + 2))
+# app21.apk says minSdk 21, which would need v1: verify for 24 and up.
+rejected=0
+for i in $(seq 1 $n); do
+    apksigner verify --min-sdk-version 24 "signed/a$i.apk" >/dev/null 2>&1 || rejected=$((rejected + 1))
+done
+assert "apksigner verify accepts all $n outputs ($rejected rejected)" test "$rejected" = 0
+check "audit verify after the batch" hs audit verify
+check "audit check: every signature in the outputs is logged" hs audit check signed
+
+check "sign apk with v1+v2+v3 under strace" traced v1.trace sign apk --key platform \
+    --v1-signing true in/a1.apk v1.apk
+read -r syncs writes bad < <(check_trace v1.trace)
+assert "v1: nothing written or renamed while the log was not durable ($bad)" test "$bad" = 0
+check "apksigner verifies the v1+v2+v3 output" apksigner verify v1.apk
+
+check "sign apk with v4 under strace" traced v4.trace sign apk --key platform \
+    --v1-signing false --v4-signing true in/a1.apk v4.apk
+read -r syncs writes bad < <(check_trace v4.trace)
+assert "v4: nothing written or renamed while the log was not durable ($bad)" test "$bad" = 0
+assert "v4: the .idsig is there" test -s v4.apk.idsig
+check "apksigner verifies the v4 output" apksigner verify --min-sdk-version 24 v4.apk
+check "audit check after all of it" hs audit check .
+finish
