@@ -6,9 +6,10 @@ DESTDIR ?=
 PREFIX ?= /usr/local
 BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
+BUILD_LINT ?= build-lint
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build check check-asan fuzz fuzz-short demo bench install clean
+.PHONY: all deps build check check-asan fuzz fuzz-short lint demo bench install clean
 
 all: build
 
@@ -39,6 +40,11 @@ fuzz: deps
 
 fuzz-short: deps
 	@FUZZ_SECONDS=10 tests/fuzz/run.sh $(BUILD_FUZZ)
+
+# cppcheck and clang-tidy over src/ with the configuration in the repo
+# (.clang-tidy, tests/lint/); fails on any finding, ends with one summary line.
+lint: deps
+	@scripts/lint $(BUILD_LINT)
 
 demo: build
 	@scripts/demo $(BUILD)

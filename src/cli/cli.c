@@ -52,7 +52,8 @@ void cli_print_json(json_t *v)
         return;
     json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     fputc('\n', stdout);
-    fflush(stdout);
+    /* Unchecked here: main() checks stdout's sticky error state at exit. */
+    (void)fflush(stdout);
     json_decref(v);
 }
 
@@ -63,7 +64,8 @@ void cli_progress(const cli_globals *g, size_t done, size_t total, const char *w
     if (g->quiet || !isatty(STDERR_FILENO))
         return;
     fprintf(stderr, "\r\033[K[%zu/%zu] %s", done, total, what);
-    fflush(stderr);
+    /* A progress line that cannot be shown is no reason to stop signing. */
+    (void)fflush(stderr);
     progress_shown = true;
 }
 

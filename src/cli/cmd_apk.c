@@ -1,5 +1,6 @@
 /* hsmsign sign apk, sign batch, verify apk: APK Signature Scheme v2/v3
  * (and v1 JAR, v4) through the signer chokepoint. */
+#include <errno.h>
 #include <libgen.h>
 #include <limits.h>
 #include <openssl/x509.h>
@@ -204,6 +205,8 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv)
         hs_result r = HS_OK;
         if (out_dir != NULL)
             r = output_in_dir(out_dir, in, out, sizeof out, &e);
+        else if (strlen(argv[optind + 1]) >= sizeof out) /* never a shortened path */
+            r = hs_fail(&e, HS_E_USAGE, "%s: path too long", argv[optind + 1]);
         else
             snprintf(out, sizeof out, "%s", argv[optind + 1]);
         cli_progress(g, i + 1, total, in);
@@ -360,8 +363,12 @@ int cli_sign_batch(const cli_globals *g, int argc, char **argv)
             r = hs_apk_verify_file(items[i].output, &vr, &e);
             hs_apk_verify_report_free(&vr);
             if (r != HS_OK) {
-                remove(items[i].output);
-                hs_error_prefix(&e, "%s: self-check failed, output removed: ", items[i].output);
+                /* The message must not claim a removal that did not happen. */
+                if (remove(items[i].output) == 0 || errno == ENOENT)
+                    hs_error_prefix(&e, "%s: self-check failed, output removed: ", items[i].output);
+                else
+                    hs_error_prefix(&e, "%s: self-check failed, and the output could not be "
+                                        "removed (%s): ", items[i].output, strerror(errno));
             }
         }
         if (r == HS_OK) {

@@ -1,4 +1,5 @@
 /* hsmsign key: generate, import, generate-set, list, show. */
+#include <errno.h>
 #include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,7 +322,10 @@ static int write_output(const cli_globals *g, const char *output, const void *da
     hs_error e;
     hs_error_clear(&e);
     if (output == NULL) {
-        fwrite(data, 1, len, stdout);
+        if (fwrite(data, 1, len, stdout) != len) {
+            hs_fail(&e, HS_E_IO, "cannot write to standard output: %s", strerror(errno));
+            return cli_fail(g, &e);
+        }
         return 0;
     }
     if (hs_write_file_atomic(output, data, len, 0644, false, &e) != HS_OK)

@@ -94,7 +94,9 @@ hs_result cli_config_load(cli_globals *g, const char *path, bool must_exist, hs_
     } else {
         free_config_text();
         config_text = text;
-        atexit(free_config_text);
+        /* Only for leak checkers: if atexit fails the text lives until
+         * exit anyway. */
+        (void)atexit(free_config_text);
     }
     return r;
 }

@@ -1,10 +1,12 @@
 /* hsmsign: global options, then one command group. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "config.h"
 #include "keystore/keystore.h"
+#include "util/result.h"
 #include "util/secmem.h"
 
 static const char usage_text[] =
@@ -105,9 +107,8 @@ static int parse_globals(int argc, char **argv, cli_globals *g)
     return -1;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
-    hs_harden_process();
     cli_globals g;
     memset(&g, 0, sizeof g);
     int rc = parse_globals(argc, argv, &g);
@@ -133,4 +134,22 @@ int main(int argc, char **argv)
             return commands[i].run(&g, argc - optind, argv + optind);
     fprintf(stderr, "hsmsign: unknown command '%s' (see `hsmsign --help`)\n", name);
     return 2;
+}
+
+/* What goes to stdout (JSON, public keys, certificates, help) is what
+ * scripts consume, so a failed write (disk full, a closed terminal) must
+ * not end in status 0. Stream errors are sticky: one check here covers
+ * every print before it, which is why the prints themselves go unchecked. */
+static int finish_stdout(int rc)
+{
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return rc;
+    fputs("hsmsign: error writing to standard output\n", stderr);
+    return rc != 0 ? rc : hs_result_exit_code(HS_E_IO);
+}
+
+int main(int argc, char **argv)
+{
+    hs_harden_process();
+    return finish_stdout(run(argc, argv));
 }

@@ -117,6 +117,13 @@ printf '# test config\nkeystore = %s\n' "$WORK/keys" >good.conf
 check "config file sets the key store" env -u HSMSIGN_KEYSTORE "$HSMSIGN" --config good.conf key list
 assert "config key store is used" grep -q "^app " "$WORK/out"
 
+# Output that cannot be written (a full disk): an I/O error, never status 0,
+# whether the failure shows at a write or only when stdout is flushed.
+expect_fail "--version to a full disk" 3 "error writing to standard output" \
+    bash -c "$HSMSIGN --version >/dev/full"
+expect_fail "key list to a full disk" 3 "writing to standard output" \
+    bash -c "$HSMSIGN key list >/dev/full"
+
 # Usage errors.
 expect_fail "unknown command" 2 "unknown command 'frobnicate'" hs frobnicate
 expect_fail "unknown subcommand" 2 "unknown subcommand 'nope'" hs key nope

@@ -24,6 +24,7 @@ static void parses_every_kind(void **state)
     assert_int_equal(s.kind, HS_PIN_FILE);
     assert_int_equal(hs_pin_source_parse("fd:3", &s, &e), HS_OK);
     assert_int_equal(s.kind, HS_PIN_FD);
+    assert_int_equal(s.fd, 3);
     assert_int_equal(hs_pin_source_parse("prompt", &s, &e), HS_OK);
     assert_int_equal(s.kind, HS_PIN_PROMPT);
 }

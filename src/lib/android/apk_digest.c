@@ -29,8 +29,9 @@ static uint64_t chunks_in(uint64_t len)
     return len / HS_APK_CHUNK_SIZE + (len % HS_APK_CHUNK_SIZE != 0);
 }
 
-/* Maps a global chunk index to its section and byte range. */
-static void locate_chunk(const chunk_job *job, uint64_t index, const hs_apk_section **sec,
+/* Maps a global chunk index to its section and byte range; false for an
+ * index past the last chunk (never handed out, but not assumed). */
+static bool locate_chunk(const chunk_job *job, uint64_t index, const hs_apk_section **sec,
                          uint64_t *off, size_t *len)
 {
     for (size_t s = 0; s < job->section_count; s++) {
@@ -40,10 +41,11 @@ static void locate_chunk(const chunk_job *job, uint64_t index, const hs_apk_sect
             *off = index * HS_APK_CHUNK_SIZE;
             uint64_t rest = job->sections[s].len - *off;
             *len = (size_t)(rest < HS_APK_CHUNK_SIZE ? rest : HS_APK_CHUNK_SIZE);
-            return;
+            return true;
         }
         index -= n;
     }
+    return false;
 }
 
 static int pread_all(int fd, uint8_t *buf, size_t len, uint64_t off)
@@ -98,7 +100,10 @@ static void *worker(void *arg)
         const hs_apk_section *sec = NULL;
         uint64_t off = 0;
         size_t len = 0;
-        locate_chunk(job, index, &sec, &off, &len);
+        if (!locate_chunk(job, index, &sec, &off, &len)) {
+            fail_job(job, 0);
+            break;
+        }
         const uint8_t *data = sec->mem != NULL ? sec->mem + off : buf;
         if (sec->mem == NULL) {
             int err = pread_all(sec->fd, buf, len, sec->offset + off);
@@ -134,7 +139,7 @@ static unsigned thread_count(uint64_t chunks)
 static hs_result run_workers(chunk_job *job, const hs_apk_side_task *side, const char *what,
                              hs_error *e)
 {
-    pthread_t threads[MAX_THREADS];
+    pthread_t threads[MAX_THREADS] = {0}; /* only [0, started) are joined */
     unsigned wanted = thread_count(job->chunk_count), started = 0;
     if (side != NULL && wanted > 1)
         wanted--; /* this thread is busy with the side task first */

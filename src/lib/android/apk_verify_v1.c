@@ -253,14 +253,14 @@ static hs_result check_section(void *ctx, const hs_jar_attrs *section, hs_error 
 static hs_result check_manifest(v1_job *j, hs_error *e)
 {
     const hs_zip *z = j->z;
-    j->content = malloc((z->entry_count ? z->entry_count : 1) * sizeof *j->content);
+    j->content = malloc((z->entry_count ? z->entry_count : 1) * sizeof(const hs_zip_entry *));
     j->listed = calloc(z->entry_count ? z->entry_count : 1, sizeof *j->listed);
     if (j->content == NULL || j->listed == NULL)
         return hs_fail(e, HS_E_NOMEM, "%s: out of memory", j->path);
     for (size_t i = 0; i < z->entry_count; i++)
         if (hs_apk_entry_is_signed_content(z->entries[i].name, z->entries[i].name_len))
             j->content[j->content_count++] = &z->entries[i];
-    qsort(j->content, j->content_count, sizeof *j->content, cmp_content);
+    qsort(j->content, j->content_count, sizeof(const hs_zip_entry *), cmp_content);
     hs_result r = hs_jar_manifest_each_section((const char *)j->manifest_data, j->manifest_len,
                                                j->path, check_section, j, e);
     for (size_t i = 0; r == HS_OK && i < j->content_count; i++)

@@ -128,7 +128,7 @@ static unsigned thread_count(uint64_t nblocks)
 static hs_result hash_blocks_parallel(job tmpl, hs_error *e)
 {
     unsigned nt = thread_count(tmpl.nblocks);
-    job jobs[MAX_THREADS];
+    job jobs[MAX_THREADS] = {0}; /* defined even past nt: no reader has to prove nt >= 1 */
     pthread_t tids[MAX_THREADS];
     bool started[MAX_THREADS] = {false};
     uint64_t per = tmpl.nblocks / nt, extra = tmpl.nblocks % nt, first = 0;

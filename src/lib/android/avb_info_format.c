@@ -23,9 +23,10 @@ static void HS_PRINTF(2, 3) put(out_buf *o, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof tmp)
-        o->failed = true; /* every caller formats bounded fields */
-    else if (!o->failed && hs_avb_buf_append(&o->b, tmp, (size_t)n, NULL) != HS_OK)
+    /* Every caller formats bounded fields: one that does not fit is a
+     * failure, never a silently shortened line. */
+    bool fits = n >= 0 && (size_t)n < sizeof tmp;
+    if (!fits || (!o->failed && hs_avb_buf_append(&o->b, tmp, (size_t)n, NULL) != HS_OK))
         o->failed = true;
 }
 

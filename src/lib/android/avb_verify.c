@@ -62,14 +62,13 @@ static char *partition_path(const char *image_path, hs_avb_bytes name)
     const char *base = slash ? slash + 1 : image_path;
     const char *dot = strrchr(base, '.');
     const char *ext = dot ? dot : "";
-    size_t dir_len = (size_t)(base - image_path);
-    size_t len = dir_len + name.len + strlen(ext);
-    char *p = malloc(len + 1);
+    size_t dir_len = (size_t)(base - image_path), ext_len = strlen(ext);
+    char *p = malloc(dir_len + name.len + ext_len + 1);
     if (p == NULL)
         return NULL;
     memcpy(p, image_path, dir_len);
     memcpy(p + dir_len, name.p, name.len);
-    strcpy(p + dir_len + name.len, ext);
+    memcpy(p + dir_len + name.len, ext, ext_len + 1); /* with its NUL */
     return p;
 }
 

@@ -104,7 +104,7 @@ static bool get_string(const axml *x, uint32_t index, char *buf, size_t buf_len)
     size_t copy = 0;
     for (; copy < n && copy < buf_len - 1; copy++) {
         uint16_t c = hs_le16(s + pos + 2 * copy);
-        buf[copy] = c < 0x80 ? (char)c : '?';
+        buf[copy] = (char)(c < 0x80 ? c : '?');
     }
     buf[copy] = 0;
     return true;

@@ -188,7 +188,7 @@ void hs_jar_write_main(hs_apk_buf *b, const hs_jar_attrs *a, const char *first_n
     const char *first = hs_jar_attrs_get(a, first_name);
     if (first != NULL)
         hs_jar_write_attr(b, first_name, first);
-    const hs_jar_attr **sorted = malloc((a->count ? a->count : 1) * sizeof *sorted);
+    const hs_jar_attr **sorted = malloc((a->count ? a->count : 1) * sizeof(const hs_jar_attr *));
     if (sorted == NULL) {
         b->failed = true;
         return;
@@ -197,7 +197,7 @@ void hs_jar_write_main(hs_apk_buf *b, const hs_jar_attrs *a, const char *first_n
     for (size_t i = 0; i < a->count; i++)
         if (strcasecmp(a->items[i].name, first_name) != 0)
             sorted[n++] = &a->items[i];
-    qsort(sorted, n, sizeof *sorted, cmp_attr);
+    qsort(sorted, n, sizeof(const hs_jar_attr *), cmp_attr);
     for (size_t i = 0; i < n; i++)
         hs_jar_write_attr(b, sorted[i]->name, sorted[i]->value);
     free(sorted);

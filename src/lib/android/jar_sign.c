@@ -49,7 +49,7 @@ static void safe_signer_name(const char *in, char out[9])
         if (c >= 'a' && c <= 'z')
             c = (char)(c - 'a' + 'A');
         bool ok = (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-        out[i] = ok ? c : '_';
+        out[i] = (char)(ok ? c : '_'); /* ?: computes in int */
     }
     out[i] = 0;
 }

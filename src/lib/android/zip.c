@@ -240,18 +240,18 @@ static hs_result check_names_and_overlaps(hs_zip *z, hs_error *e)
 {
     if (z->entry_count < 2)
         return HS_OK;
-    hs_zip_entry **order = malloc(z->entry_count * sizeof *order);
+    hs_zip_entry **order = malloc(z->entry_count * sizeof(hs_zip_entry *));
     if (order == NULL)
         return hs_fail(e, HS_E_NOMEM, "%s: out of memory", z->path);
     for (size_t i = 0; i < z->entry_count; i++)
         order[i] = &z->entries[i];
     hs_result r = HS_OK;
-    qsort(order, z->entry_count, sizeof *order, cmp_by_name);
+    qsort(order, z->entry_count, sizeof(hs_zip_entry *), cmp_by_name);
     for (size_t i = 1; i < z->entry_count && r == HS_OK; i++)
         if (cmp_by_name(&order[i - 1], &order[i]) == 0)
             r = hs_fail(e, HS_E_FORMAT, "%s: duplicate entry name %.*s", z->path,
                         (int)order[i]->name_len, order[i]->name);
-    qsort(order, z->entry_count, sizeof *order, cmp_by_offset);
+    qsort(order, z->entry_count, sizeof(hs_zip_entry *), cmp_by_offset);
     for (size_t i = 1; i < z->entry_count && r == HS_OK; i++)
         if (order[i - 1]->record_end > order[i]->lfh_offset)
             r = hs_fail(e, HS_E_FORMAT, "%s: entries %.*s and %.*s overlap", z->path,

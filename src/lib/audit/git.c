@@ -62,12 +62,29 @@ static hs_result slurp(int fd, uint8_t **out, size_t *out_len, hs_error *e)
     return HS_OK;
 }
 
+/* Every path built here is DIR plus at most 40 bytes ("/.git",
+ * "--work-tree=", a file name of the log): checked once, so that no
+ * snprintf below can cut a path short. */
+#define PATH_ROOM 4200
+#define MAX_DIR_LEN (PATH_ROOM - 64)
+
+static hs_result check_dir_len(const char *dir, hs_error *e)
+{
+    if (strlen(dir) > MAX_DIR_LEN)
+        return hs_fail(e, HS_E_USAGE, "audit log %.64s...: path longer than %d bytes", dir,
+                       MAX_DIR_LEN);
+    return HS_OK;
+}
+
 hs_result hs_git_spawn(const char *dir, const char *const *args, int stdin_fd, bool capture,
                        hs_git_proc *proc, hs_error *e)
 {
     proc->pid = -1;
     proc->out_fd = -1;
-    char git_dir[4200], work_tree[4200];
+    hs_result r0 = check_dir_len(dir, e);
+    if (r0 != HS_OK)
+        return r0;
+    char git_dir[PATH_ROOM], work_tree[PATH_ROOM];
     snprintf(git_dir, sizeof git_dir, "--git-dir=%s/.git", dir);
     snprintf(work_tree, sizeof work_tree, "--work-tree=%s", dir);
     /* Explicit repository paths and identity: the operator's environment,
@@ -162,7 +179,10 @@ static hs_result git_ok(const char *dir, const char *const *args, uint8_t **out,
 
 static hs_result init_repo(const char *dir, hs_error *e)
 {
-    char path[4200];
+    hs_result r0 = check_dir_len(dir, e);
+    if (r0 != HS_OK)
+        return r0;
+    char path[PATH_ROOM];
     snprintf(path, sizeof path, "%s/.git", dir);
     struct stat st;
     if (stat(path, &st) == 0)
@@ -185,7 +205,7 @@ hs_result hs_auditgit_commit(const char *dir, const char *message, bool known_ch
                            HS_AUDIT_CHECKPOINT_DIR, ".gitignore"};
     size_t n = 2;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char path[4200];
+        char path[PATH_ROOM]; /* fits: init_repo checked dir's length */
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         if (access(path, F_OK) == 0)
             add[n++] = files[i];

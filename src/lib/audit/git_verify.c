@@ -73,6 +73,22 @@ static hs_result read_line(reader *rd, char *line, size_t cap, hs_error *e)
     return HS_OK;
 }
 
+/* "<oid> blob <size>" into *size. strtoull, unlike sscanf's %llu, reports
+ * overflow and trailing bytes instead of leaving them undefined or ignored. */
+static bool parse_blob_header(const char *line, unsigned long long *size)
+{
+    const char *sp = strchr(line, ' ');
+    if (sp == NULL || strncmp(sp + 1, "blob ", 5) != 0)
+        return false;
+    const char *num = sp + 6;
+    if (*num < '0' || *num > '9')
+        return false;
+    char *end;
+    errno = 0;
+    *size = strtoull(num, &end, 10);
+    return errno == 0 && *end == '\0';
+}
+
 /* One answer of `git cat-file --batch`: "<oid> blob <size>\n<bytes>\n",
  * or "<name> missing\n", which reads as an empty file. */
 static hs_result next_blob(reader *rd, uint8_t **out, size_t *len, hs_error *e)
@@ -85,9 +101,7 @@ static hs_result next_blob(reader *rd, uint8_t **out, size_t *len, hs_error *e)
     size_t n = strlen(line);
     bool missing = n >= 8 && strcmp(line + n - 8, " missing") == 0;
     unsigned long long size = 0;
-    char type[16];
-    if (!missing && (sscanf(line, "%*s %15s %llu", type, &size) != 2 || strcmp(type, "blob") != 0 ||
-                     size > MAX_BLOB))
+    if (!missing && (!parse_blob_header(line, &size) || size > MAX_BLOB))
         return hs_fail(e, HS_E_IO, "git cat-file: unexpected answer '%s'", line);
     *out = malloc((size_t)size + 1);
     if (*out == NULL)
@@ -171,6 +185,7 @@ static hs_result write_requests(char *revs, FILE **out, size_t *count, hs_error 
         if (nl != NULL)
             *nl = '\0';
         if (*p != '\0') {
+            /* Unchecked: a failed write sets f's error flag, tested below. */
             fprintf(f, "%s:" HS_AUDIT_ENTRIES_FILE "\n%s:" HS_AUDIT_CHECKPOINT_FILE "\n", p, p);
             (*count)++;
         }
@@ -178,8 +193,8 @@ static hs_result write_requests(char *revs, FILE **out, size_t *count, hs_error 
             break;
         p = nl + 1;
     }
-    if (fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
+    if (fflush(f) != 0 || ferror(f) || fseek(f, 0, SEEK_SET) != 0) {
+        (void)fclose(f); /* a temporary file being abandoned: nothing to save */
         return hs_fail(e, HS_E_IO, "cannot write a temporary file: %s", strerror(errno));
     }
     *out = f;
@@ -248,7 +263,7 @@ hs_result hs_auditgit_verify(const char *dir, EVP_PKEY *pub, size_t *commits, hs
     state_free(&prev);
     free(rd);
     if (requests != NULL)
-        fclose(requests);
+        (void)fclose(requests); /* only read from: closing loses nothing */
     free(list);
     return r;
 }

@@ -32,8 +32,15 @@ hs_result hs_audit_lock(const char *dir, int *fd_out, hs_error *e)
     const unsigned step = 50;
     unsigned timeout = HS_AUDIT_LOCK_TIMEOUT_MS;
     const char *env = getenv("HSMSIGN_AUDIT_LOCK_TIMEOUT");
-    if (env != NULL && *env >= '0' && *env <= '9' && atoi(env) >= 0 && atoi(env) <= 3600)
-        timeout = (unsigned)atoi(env) * 1000u;
+    if (env != NULL && *env >= '0' && *env <= '9') {
+        /* Seconds, 0 to 3600; anything else (trailing junk, overflow) is
+         * ignored, which atoi could not tell apart from a number. */
+        char *end;
+        errno = 0;
+        unsigned long s = strtoul(env, &end, 10);
+        if (errno == 0 && *end == '\0' && s <= 3600)
+            timeout = (unsigned)s * 1000u;
+    }
     for (unsigned waited = 0;; waited += step) {
         if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
             *fd_out = fd;

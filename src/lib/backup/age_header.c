@@ -49,7 +49,8 @@ hs_result age_stanza_new(age_stanza *s, const char *const *args, const uint8_t *
     size_t n = 0;
     while (args[n] != NULL)
         n++;
-    s->args = calloc(n, sizeof *s->args);
+    /* calloc(0) may return NULL, which would read as out of memory. */
+    s->args = calloc(n > 0 ? n : 1, sizeof *s->args);
     s->body = malloc(body_len > 0 ? body_len : 1);
     if (s->args == NULL || s->body == NULL)
         goto nomem;
@@ -300,7 +301,9 @@ typedef struct buf {
 
 static void buf_put(buf *b, const void *data, size_t n)
 {
-    if (b->failed)
+    /* n == 0 returns too: memcpy into a still-NULL b->p is undefined even
+     * for zero bytes. */
+    if (b->failed || n == 0)
         return;
     if (b->cap - b->len < n) {
         size_t cap = b->cap ? b->cap : 256;

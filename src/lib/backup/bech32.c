@@ -21,14 +21,16 @@ static uint32_t polymod_step(uint32_t chk, uint8_t value)
     return chk;
 }
 
+/* ASCII only (tolower would follow the locale); the arithmetic is on
+ * int, hence the explicit conversion back. */
 static char to_lower(char c)
 {
-    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    return (char)((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
 }
 
 static char to_upper(char c)
 {
-    return (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
+    return (char)((c >= 'a' && c <= 'z') ? c - 'a' + 'A' : c);
 }
 
 /* The checksum covers the expanded lower-case hrp, then the data words. */
@@ -114,7 +116,9 @@ hs_result hs_bech32_encode(const char *hrp, const uint8_t *data, size_t data_len
         for (size_t i = 0; i < pos; i++)
             out[i] = to_upper(out[i]);
     }
-    acc = 0;
+    /* Secret bits passed through acc; a plain `acc = 0` here is a dead
+     * store the compiler drops. */
+    hs_wipe(&acc, sizeof acc);
     return HS_OK;
 }
 
@@ -206,7 +210,7 @@ static hs_result words_to_bytes(const uint8_t *words, size_t n_words, uint8_t *d
     else if ((acc & ((1u << bits) - 1)) != 0)
         rc = hs_fail(e, HS_E_FORMAT, "bech32: non-zero padding bits");
 out:
-    acc = 0;
+    hs_wipe(&acc, sizeof acc); /* as in the encoder: not a droppable store */
     if (rc != HS_OK)
         hs_wipe(data, data_cap);
     else

@@ -125,7 +125,7 @@ static hs_result seal_secret(hs_share *s, const uint8_t *key, const uint8_t *sec
               EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) == 1 &&
               EVP_EncryptUpdate(ctx, s->ciphertext, &outl, secret, (int)secret_len) == 1 &&
               EVP_EncryptFinal_ex(ctx, s->ciphertext + outl, &finl) == 1 &&
-              (size_t)(outl + finl) == secret_len &&
+              (size_t)outl + (size_t)finl == secret_len &&
               EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, HS_SHARE_TAG_LEN, s->tag) == 1;
     EVP_CIPHER_CTX_free(ctx);
     if (!ok)
@@ -151,7 +151,7 @@ static bool open_secret(const hs_share *s, const uint8_t *key, uint8_t *out)
               EVP_DecryptUpdate(ctx, out, &outl, s->ciphertext, (int)s->ciphertext_len) == 1 &&
               EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, HS_SHARE_TAG_LEN, tag) == 1 &&
               EVP_DecryptFinal_ex(ctx, out + outl, &finl) == 1 &&
-              (size_t)(outl + finl) == s->ciphertext_len;
+              (size_t)outl + (size_t)finl == s->ciphertext_len;
     EVP_CIPHER_CTX_free(ctx);
     if (!ok)
         hs_wipe(out, s->ciphertext_len);

@@ -94,7 +94,9 @@ static hs_result parse_holder(json_t *h, size_t i, hs_ceremony_config *c, const 
                               hs_error *e)
 {
     static const char *const keys[] = {"name", "recipient", NULL};
-    char where[48];
+    /* "holders[N] (NAME)" whole, NAME up to HS_SHARE_LABEL_MAX bytes: gcc
+     * -O0 (buildtype=debug, make check-valgrind) rejects a smaller buffer. */
+    char where[32 + HS_SHARE_LABEL_MAX];
     snprintf(where, sizeof where, "holders[%zu].", i);
     if (!json_is_object(h))
         return hs_fail(e, HS_E_FORMAT, "%s: holders[%zu] must be an object with 'name' and "

@@ -81,12 +81,24 @@ static hs_result check_out_dir(const char *dir, hs_error *e)
     return r;
 }
 
+/* dir/rel into path; a path that does not fit is refused, never shortened
+ * into another one. */
+static hs_result out_path(const char *dir, const char *rel, char *path, size_t cap, hs_error *e)
+{
+    int n = snprintf(path, cap, "%s/%s", dir, rel);
+    if (n < 0 || (size_t)n >= cap)
+        return hs_fail(e, HS_E_USAGE, "ceremony directory %s: path too long", dir);
+    return HS_OK;
+}
+
 static hs_result prepare_out_dir(const char *dir, hs_error *e)
 {
     char sub[4096];
-    snprintf(sub, sizeof sub, "%s/shares", dir);
-    hs_result r = hs_mkdir_p(sub, 0755, e);
-    snprintf(sub, sizeof sub, "%s/credentials", dir);
+    hs_result r = out_path(dir, "shares", sub, sizeof sub, e);
+    if (r == HS_OK)
+        r = hs_mkdir_p(sub, 0755, e);
+    if (r == HS_OK)
+        r = out_path(dir, "credentials", sub, sizeof sub, e);
     if (r == HS_OK)
         r = hs_mkdir_p(sub, 0755, e);
     return r;
@@ -162,8 +174,9 @@ static hs_result write_encrypted(const prov *c, const char *const *recipients, s
     if (r != HS_OK)
         return hs_error_prefix(e, "encrypting %s: ", rel);
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", c->o->out_dir, rel);
-    r = hs_write_file_atomic(path, enc, enc_len, 0644, true, e);
+    r = out_path(c->o->out_dir, rel, path, sizeof path, e);
+    if (r == HS_OK)
+        r = hs_write_file_atomic(path, enc, enc_len, 0644, true, e);
     SHA256(enc, enc_len, f->sha256);
     snprintf(f->path, sizeof f->path, "%s", rel);
     free(enc);
@@ -178,7 +191,7 @@ static void file_safe(const char *name, char *out, size_t cap)
         char ch = name[i];
         bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
                   (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_';
-        out[o++] = ok ? ch : '_';
+        out[o++] = (char)(ok ? ch : '_'); /* ?: computes in int */
     }
     out[o] = '\0';
 }
@@ -265,8 +278,9 @@ static hs_result make_audit_key(prov *c, hs_p11 *p, hs_error *e)
     memcpy(c->t->audit_fingerprint, c->audit_fp, 32);
     snprintf(c->t->audit_label, sizeof c->t->audit_label, "%s", HS_AUDITKEY_LABEL);
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", c->o->out_dir, HS_CEREMONY_AUDIT_PEM);
-    r = hs_write_file_atomic(path, pem, strlen(pem), 0644, true, e);
+    r = out_path(c->o->out_dir, HS_CEREMONY_AUDIT_PEM, path, sizeof path, e);
+    if (r == HS_OK)
+        r = hs_write_file_atomic(path, pem, strlen(pem), 0644, true, e);
     SHA256((const uint8_t *)pem, strlen(pem), c->t->audit_pem_file.sha256);
     snprintf(c->t->audit_pem_file.path, sizeof c->t->audit_pem_file.path, "%s",
              HS_CEREMONY_AUDIT_PEM);
@@ -327,14 +341,16 @@ static hs_result provision_token(prov *c, int t, hs_error *e)
 static hs_result write_signed(const prov *c, hs_p11 *p, const hs_auditkey *k, const char *name,
                               const char *text, hs_error *e)
 {
+    char path[4096]; /* before signing: no signature is made for a file never written */
+    hs_result r = out_path(c->o->out_dir, name, path, sizeof path, e);
+    if (r != HS_OK)
+        return r;
     uint8_t *sig;
     size_t sig_len;
     size_t len = strlen(text);
-    hs_result r = hs_auditkey_sign(p, k, (const uint8_t *)text, len, &sig, &sig_len, e);
+    r = hs_auditkey_sign(p, k, (const uint8_t *)text, len, &sig, &sig_len, e);
     if (r != HS_OK)
         return r;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", c->o->out_dir, name);
     uint8_t tbs[32], sh[32];
     SHA256((const uint8_t *)text, len, tbs);
     SHA256(sig, sig_len, sh);
@@ -366,7 +382,8 @@ static hs_result write_transcript(prov *c, hs_error *e)
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
-    strftime(t->date, sizeof t->date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    /* Cannot fail: the result is about 20 bytes, the field larger. */
+    (void)strftime(t->date, sizeof t->date, "%Y-%m-%dT%H:%M:%SZ", &tm);
     char *json = NULL, *text = NULL;
     hs_p11 *p = NULL;
     hs_auditkey k = {0};

@@ -387,7 +387,10 @@ hs_result hs_transcript_load(const char *path, hs_transcript **out, bool *signat
         return r;
     r = hs_transcript_parse((const char *)text, len, path, out, e);
     char sig_path[4096];
-    snprintf(sig_path, sizeof sig_path, "%s.sig", path);
+    int n = snprintf(sig_path, sizeof sig_path, "%s.sig", path);
+    /* A shortened name would look for the signature in another file. */
+    if (r == HS_OK && (n < 0 || (size_t)n >= sizeof sig_path))
+        r = hs_fail(e, HS_E_USAGE, "%s: path too long", path);
     if (r == HS_OK && access(sig_path, F_OK) == 0) {
         r = hs_read_file(sig_path, 1024, &sig, &sig_len, e);
         if (r == HS_OK)

@@ -161,7 +161,6 @@ hs_result hs_cert_self_signed(EVP_PKEY *pub, hs_keyalg alg, const char *subject,
     size_t sig_len = 0;
     hs_sig_alg salg = hs_keyalg_default_sigalg(alg);
     int nid = hs_keyalg_is_rsa(alg) ? NID_sha256WithRSAEncryption : NID_ecdsa_with_SHA256;
-    r = HS_E_CRYPTO;
     if (x == NULL || !X509_set_version(x, 2) || !set_serial(x) || !X509_set_subject_name(x, name) ||
         !X509_set_issuer_name(x, name) || !X509_gmtime_adj(X509_getm_notBefore(x), 0) ||
         !X509_time_adj_ex(X509_getm_notAfter(x), (int)validity_days, 0, NULL) ||

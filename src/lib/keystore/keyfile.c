@@ -215,6 +215,10 @@ static hs_result parse_fields(json_t *root, const char *path, hs_keyfile *kf, hs
     if (strcmp(origin, "generated") != 0 && strcmp(origin, "imported") != 0)
         return hs_fail(e, HS_E_FORMAT, "key file %s: origin must be generated or imported", path);
     snprintf(kf->origin, sizeof kf->origin, "%s", origin);
+    /* Refused rather than shortened: a shortened wrap key label names
+     * another key. */
+    if (strlen(created) >= sizeof kf->created || strlen(wlabel) >= sizeof kf->wrap_label)
+        return hs_fail(e, HS_E_FORMAT, "key file %s: created or wrap key label too long", path);
     snprintf(kf->created, sizeof kf->created, "%s", created);
     snprintf(kf->wrap_label, sizeof kf->wrap_label, "%s", wlabel);
     if (!hs_hex_decode(kcv, kf->wrap_kcv, HS_KCV_LEN))

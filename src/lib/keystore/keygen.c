@@ -31,7 +31,7 @@ static void now_rfc3339(char out[32])
     time_t t = time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    (void)strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm); /* ~20 bytes: cannot fail */
 }
 
 static hs_result check_new_name(hs_signer *s, const char *name, hs_error *e)
@@ -285,6 +285,10 @@ hs_result hs_android_key_set(const char *device, hs_keyalg app_alg, const char *
     static const char *const app_keys[] = {"releasekey", "platform", "shared", "media",
                                            "networkstack", "sdk_sandbox", "bluetooth", "nfc"};
     char avb[HS_KEY_NAME_MAX + 1];
+    /* Two long device names must not share one shortened avb- key. */
+    if (strlen(device) > HS_KEY_NAME_MAX - 4)
+        return hs_fail(e, HS_E_USAGE, "device '%s': name longer than %d characters", device,
+                       HS_KEY_NAME_MAX - 4);
     snprintf(avb, sizeof avb, "avb-%s", device);
     hs_result r = hs_key_name_check(avb, e);
     if (r != HS_OK)
@@ -296,8 +300,11 @@ hs_result hs_android_key_set(const char *device, hs_keyalg app_alg, const char *
         out[i].alg = i < 8 ? app_alg : HS_KEY_RSA4096;
         /* The subject AOSP's make_key suggests, with the device and the
          * key's role so a certificate says what it is for. */
-        snprintf(out[i].subject, sizeof out[i].subject,
-                 "C=US, ST=California, L=Mountain View, O=%s, OU=%s, CN=%s", org, device, name);
+        int n = snprintf(out[i].subject, sizeof out[i].subject,
+                         "C=US, ST=California, L=Mountain View, O=%s, OU=%s, CN=%s", org, device,
+                         name);
+        if (n < 0 || (size_t)n >= sizeof out[i].subject) /* not a shortened certificate subject */
+            return hs_fail(e, HS_E_USAGE, "organization '%s': too long for a subject", org);
     }
     return HS_OK;
 }

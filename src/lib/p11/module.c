@@ -25,8 +25,9 @@ void hs_p11_string(char *dst, size_t dst_len, const CK_UTF8CHAR *src, size_t src
     dst[n] = '\0';
 }
 
-hs_result hs_p11_fail(const hs_p11 *p, hs_error *e, CK_RV rv, const char *function,
-                      const char *doing, ...)
+/* Parenthesized: p11.h defines an hs_p11_fail macro for the static analyzer. */
+hs_result (hs_p11_fail)(const hs_p11 *p, hs_error *e, CK_RV rv, const char *function,
+                        const char *doing, ...)
 {
     char what[512];
     va_list ap;

@@ -81,9 +81,15 @@ hs_result hs_p11_recover(hs_p11 *p, hs_error *e) HS_MUST_CHECK;
 
 /* Fails with a message naming the token, the PKCS#11 function and the
  * return value in words, e.g.
- * "token 'demo': C_Login failed with CKR_PIN_INCORRECT (logging in as user)". */
+ * "token 'demo': C_Login failed with CKR_PIN_INCORRECT (logging in as user)".
+ * Returns HS_E_P11. */
 hs_result hs_p11_fail(const hs_p11 *p, hs_error *e, CK_RV rv, const char *function,
                       const char *doing, ...) HS_PRINTF(5, 6);
+#ifdef __clang_analyzer__
+/* For the static analyzer only, as hs_fail in util/result.h: it does not
+ * look into variadic functions, so it would take HS_OK as a possible result. */
+#define hs_p11_fail(p, e, rv, ...) ((hs_p11_fail)((p), (e), (rv), __VA_ARGS__), HS_E_P11)
+#endif
 
 /* Fails early, in words, when the token lacks a mechanism or a use of it
  * (CKF_SIGN, CKF_WRAP, ...) that hsmsign needs for `purpose`. */

@@ -34,6 +34,7 @@ hs_result hs_pin_source_parse(const char *spec, hs_pin_source *out, hs_error *e)
         if (*end != '\0' || fd < 0 || fd > 65535)
             return hs_fail(e, HS_E_USAGE, "PIN source '%s': fd must be a descriptor number", spec);
         out->kind = HS_PIN_FD;
+        out->fd = (int)fd;
     } else
         goto bad;
     snprintf(out->arg, sizeof out->arg, "%s", arg);
@@ -100,7 +101,7 @@ hs_result hs_pin_read(const hs_pin_source *src, const char *what, char **pin, hs
     case HS_PIN_FD: {
         char label[600];
         snprintf(label, sizeof label, "%s (fd %s)", what, src->arg);
-        r = read_fd_line(atoi(src->arg), buf, HS_PIN_MAX, label, e);
+        r = read_fd_line(src->fd, buf, HS_PIN_MAX, label, e);
         break;
     }
     case HS_PIN_PROMPT:

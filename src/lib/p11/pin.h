@@ -22,6 +22,7 @@ typedef hs_result (*hs_pin_prompt_fn)(const char *prompt, char *buf, size_t cap,
 typedef struct hs_pin_source {
     hs_pin_kind kind;
     char arg[512];            /* variable name, path or fd number */
+    int fd;                   /* HS_PIN_FD: arg as parsed and range-checked */
     hs_pin_prompt_fn prompt;  /* used for HS_PIN_PROMPT */
 } hs_pin_source;
 

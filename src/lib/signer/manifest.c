@@ -36,7 +36,8 @@ static hs_result parse_item(json_t *o, size_t i, const char *path, const char *d
     const char *key;
     json_t *v;
     json_object_foreach(o, key, v) {
-        if (strcmp(key, "input") && strcmp(key, "output") && strcmp(key, "key") && strcmp(key, "min_sdk"))
+        if (strcmp(key, "input") != 0 && strcmp(key, "output") != 0 && strcmp(key, "key") != 0 &&
+            strcmp(key, "min_sdk") != 0)
             return hs_fail(e, HS_E_FORMAT,
                            "manifest %s: entry %zu has unknown field '%s' (known: input, output, key, min_sdk)",
                            path, i + 1, key);

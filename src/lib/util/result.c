@@ -12,7 +12,8 @@ hs_result hs_vfail(hs_error *e, hs_result code, const char *fmt, va_list ap)
     return code;
 }
 
-hs_result hs_fail(hs_error *e, hs_result code, const char *fmt, ...)
+/* Parenthesized: result.h defines an hs_fail macro for the static analyzer. */
+hs_result (hs_fail)(hs_error *e, hs_result code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
