@@ -6,10 +6,11 @@ DESTDIR ?=
 PREFIX ?= /usr/local
 BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
+BUILD_VG ?= build-vg
 BUILD_LINT ?= build-lint
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build check check-asan fuzz fuzz-short lint demo bench install clean
+.PHONY: all deps build check check-asan check-valgrind fuzz fuzz-short lint demo bench install clean
 
 all: build
 
@@ -31,6 +32,11 @@ check: build
 # leak suppressions only for third-party libraries (tests/sanitizers/).
 check-asan: deps
 	@scripts/check-asan $(BUILD_ASAN)
+
+# Integration tests with every hsmsign process under valgrind memcheck (a
+# debug build in $(BUILD_VG)); the subset and why: scripts/check-valgrind.
+check-valgrind: deps
+	@scripts/check-valgrind $(BUILD_VG)
 
 # libFuzzer targets for every parser of untrusted bytes (clang, ASan+UBSan),
 # FUZZ_SECONDS each; fuzz-short is the bounded pass for CI. Both replay

@@ -12,6 +12,21 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/hsmsign-it.XXXXXX")
 trap "rm -rf \"$WORK\"" EXIT
 cd "$WORK" || exit 1
 
+# HSMSIGN_WRAPPER (make check-valgrind: tests/sanitizers/valgrind-hsmsign):
+# every hsmsign process of the test runs under it. $HSMSIGN becomes a script
+# that execs the wrapper, so `$!` and kill -9 still reach the process itself.
+# The wrapper leaves one log per process in $HSMSIGN_WRAPPER_LOGS; finish()
+# fails the test if one reports an error (`$HSMSIGN_WRAPPER --check`).
+# HSMSIGN_BINARY is always the binary itself (e.g. for its checksum).
+export HSMSIGN_BINARY=$HSMSIGN
+if [ -n "${HSMSIGN_WRAPPER:-}" ]; then
+    export HSMSIGN_WRAPPER_LOGS=$WORK/.wrapper-logs
+    mkdir -p "$HSMSIGN_WRAPPER_LOGS"
+    printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$HSMSIGN_WRAPPER" "$HSMSIGN" >"$WORK/.hsmsign-wrapped"
+    chmod +x "$WORK/.hsmsign-wrapped"
+    export HSMSIGN=$WORK/.hsmsign-wrapped
+fi
+
 # Test PINs travel only through the environment, never argv.
 export HSMSIGN_PIN=4711-user HSMSIGN_SO_PIN=4711-security-officer
 export HSMSIGN_KEYSTORE=$WORK/keys HSMSIGN_AUDIT_LOG=$WORK/audit
@@ -67,6 +82,11 @@ token_objects() {
 }
 
 finish() {
+    if [ -n "${HSMSIGN_WRAPPER:-}" ]; then
+        if "$HSMSIGN_WRAPPER" --check "$HSMSIGN_WRAPPER_LOGS"; then
+            pass "no errors reported by $(basename "$HSMSIGN_WRAPPER")"
+        else fail "errors reported by $(basename "$HSMSIGN_WRAPPER") (above)"; fi
+    fi
     echo "$PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
 }

@@ -207,6 +207,9 @@ loop a >loop-a.log 2>&1 &
 loop b >loop-b.log 2>&1 &
 wait
 assert "both loops signed every file" test ! -s loop-a.log -a ! -s loop-b.log
+# What a failing command said (an intermittent failure here under heavy
+# load has not been explained yet: keep the evidence in the test log).
+for l in loop-a.log loop-b.log; do [ -s "$l" ] && sed "s/^/    $l: /" "$l"; done
 after=$(wc -l <audit/entries.jsonl)
 # Each sign raw appends an unwrap and a sign entry.
 assert "40 new entries, none lost ($before -> $after)" test $((after - before)) -eq 40
@@ -231,17 +234,20 @@ no_output "log is full (/dev/full): sign raw fails" hs sign raw --key rel f1.txt
 no_output "log is full (/dev/full): sign apk fails" hs sign apk --key rel "$APK" out.apk
 rm -rf blocked
 export HSMSIGN_AUDIT_LOG=$WORK/audit
-# Held for 25 s; hsmsign gives up after 10 s (default 60 s), twice.
+# Held until both commands below have given up; hsmsign gives up after
+# 10 s (default 60 s). (A lock held for a fixed 25 s was released before
+# the second timeout when a sanitized hsmsign started slowly on a loaded
+# machine.) The holder is sleep itself, so killing it frees the lock.
 export HSMSIGN_AUDIT_LOCK_TIMEOUT=10
-flock audit/.lock sleep 25 &
+(exec 9>>audit/.lock && flock 9 && exec sleep 300) &
 holder=$!
-sleep 0.5
+for _ in $(seq 100); do flock -n audit/.lock true || break; sleep 0.1; done
 no_output "log locked by another process: sign raw fails after the timeout" \
     hs sign raw --key rel f1.txt out.sig
 assert "the lock error names the log" grep -q "locked by another process" "$WORK/err"
 no_output "log locked by another process: sign apk fails after the timeout" \
     hs sign apk --key rel "$APK" out.apk
-wait "$holder"
+kill "$holder"; wait "$holder" 2>/dev/null
 unset HSMSIGN_AUDIT_LOCK_TIMEOUT
 check "signing works again once the lock is free" hs sign raw --key rel f1.txt out.sig
 

@@ -58,7 +58,7 @@ tj() { python3 -c "import json,sys; t=json.load(open('$C/transcript.json')); pri
 assert "transcript: 3 of 5" test "$(tj 't["shares"]["threshold"], t["shares"]["count"]')" = "3 5"
 assert "transcript names both tokens" test "$(tj '" ".join(x["label"] for x in t["tokens"])')" = "primary backup"
 assert "transcript: the tool's own SHA-256" \
-    test "$(tj 't["tool"]["sha256"]')" = "$(sha256sum "$HSMSIGN" | cut -d' ' -f1)"
+    test "$(tj 't["tool"]["sha256"]')" = "$(sha256sum "$HSMSIGN_BINARY" | cut -d' ' -f1)"
 for i in 0 1 2 3 4; do
     f=$(tj "t['shares']['holders'][$i]['file']")
     assert "transcript: SHA-256 of $f" test "$(tj "t['shares']['holders'][$i]['sha256']")" = "$(sha256sum "cer/$f" | cut -d' ' -f1)"
