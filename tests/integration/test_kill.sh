@@ -133,11 +133,13 @@ for run in $(seq 1 "$KILLS"); do
     "$HSMSIGN" sign batch manifest.json >"$WORK/kill.out" 2>"$WORK/kill.err" &
     pid=$!
     # The kill lands at a random point after the batch has logged in and
-    # made its first audit entry, not during SoftHSM's start: SoftHSM
-    # rewrites its token.object in place during C_Login, and a SIGKILL
-    # there can leave it truncated, which destroys the software token
-    # ("no initialized token found" from then on). That is SoftHSM's file
-    # store, not hsmsign; a hardware token keeps its state itself.
+    # made its first audit entry, not during SoftHSM's start: SoftHSM opens
+    # its token.object for writing (and truncates token.lock) during
+    # C_Login (strace), and in CI a SIGKILL 13 ms into a run left the
+    # software token unusable: "no initialized token found" from then on.
+    # That is SoftHSM's file store, not hsmsign; a hardware token keeps its
+    # own state. (With the faster signer a 50-APK batch takes ~0.3 s, so
+    # uniform delays from the start had put most kills in that window.)
     for _ in $(seq 2000); do
         [ "$(wc -l <audit/entries.jsonl)" -gt "$entries_before" ] && break
         kill -0 "$pid" 2>/dev/null || break
