@@ -13,13 +13,6 @@
 #define PIN_LIST_ENTRY "pinlist.meta"
 #define SOURCE_STAMP_ENTRY "stamp-cert-sha256"
 
-/* Bytes of the input, unchanged, to the output (see apk_out.c). */
-static hs_result copy_from_map(const hs_zip *z, uint64_t off, uint64_t len, hs_apk_out *o,
-                               hs_error *e)
-{
-    return hs_apk_out_copy_input(o, z, off, len, e);
-}
-
 static bool ends_with_ci(const char *s, size_t len, const char *suffix)
 {
     size_t n = strlen(suffix);
@@ -125,7 +118,7 @@ static hs_result write_realigned_header(const hs_zip *z, const hs_zip_entry *ent
         r = hs_apk_out_write(o, extra, n, e);
     free(extra);
     if (r == HS_OK)
-        r = copy_from_map(z, ent->data_offset, ent->record_end - ent->data_offset, o, e);
+        r = hs_apk_out_copy_input(o, z, ent->data_offset, ent->record_end - ent->data_offset, e);
     return r;
 }
 
@@ -138,7 +131,7 @@ static hs_result copy_record(const hs_zip *z, const hs_zip_entry *ent, bool pres
                     (preserved && in_off % multiple == out_off % multiple) ||
                     (preserved && ent->data_offset % multiple != 0);
     if (verbatim)
-        return copy_from_map(z, in_off, ent->record_end - in_off, o, e);
+        return hs_apk_out_copy_input(o, z, in_off, ent->record_end - in_off, e);
     return write_realigned_header(z, ent, multiple, o, e);
 }
 
@@ -185,7 +178,7 @@ hs_result hs_apk_copy_entries(const hs_zip *z, bool alignment_preserved, hs_apk_
     for (size_t k = 0; k < count && r == HS_OK; k++) {
         const hs_zip_entry *ent = &z->entries[order[k]];
         if (ent->lfh_offset > in_pos)
-            r = copy_from_map(z, in_pos, ent->lfh_offset - in_pos, o, e);
+            r = hs_apk_out_copy_input(o, z, in_pos, ent->lfh_offset - in_pos, e);
         hs_zip_span_note(z, &read, in_pos, ent->record_end);
         in_pos = ent->record_end;
         if (r != HS_OK || !keep_entry(ent))
@@ -195,7 +188,7 @@ hs_result hs_apk_copy_entries(const hs_zip *z, bool alignment_preserved, hs_apk_
         r = copy_record(z, ent, alignment_preserved, o, e);
     }
     if (r == HS_OK && in_pos < z->entries_end)
-        r = copy_from_map(z, in_pos, z->entries_end - in_pos, o, e);
+        r = hs_apk_out_copy_input(o, z, in_pos, z->entries_end - in_pos, e);
     hs_zip_span_note(z, &read, in_pos, z->entries_end);
     hs_zip_span_flush(z, &read);
     free(order);
