@@ -127,7 +127,7 @@ static int ceremony_provision(const cli_globals *g, int argc, char **argv)
 }
 
 static const char restore_help[] =
-    "usage: hsmsign ceremony restore --token URI --transcript FILE\n"
+    "usage: hsmsign ceremony restore --token URI --transcript FILE [--replace-wrap-key]\n"
     "                                (--share FILE ... [--identity FILE ...] | --share-stdin)\n"
     "\n"
     "Restores the wrap key into a new token from threshold shares: each holder\n"
@@ -137,7 +137,13 @@ static const char restore_help[] =
     "reconstructed in locked memory, checked against the transcript's check value,\n"
     "imported as sensitive and non-extractable, and wiped. The token must be\n"
     "initialized with a user PIN (global --pin-source, default env:HSMSIGN_PIN) and\n"
-    "have no wrap key. Shares that cannot be used are named and set aside.\n";
+    "have no wrap key. Shares that cannot be used are named and set aside.\n"
+    "\n"
+    "  --replace-wrap-key  the token already holds this wrap key, made before\n"
+    "                      hsmsign enforced custody attributes (no unwrap template:\n"
+    "                      a PIN holder could read the signing keys). Imports the\n"
+    "                      same key with them and destroys the old copy; key files\n"
+    "                      stay valid. Safe to run again if interrupted.\n";
 
 static int ceremony_restore(const cli_globals *g, int argc, char **argv)
 {
@@ -155,6 +161,7 @@ static int ceremony_restore(const cli_globals *g, int argc, char **argv)
     local.token = so.token;
     cli_ctx ctx = {0};
     hs_wrapkey wk;
+    size_t replaced = 0;
     if (r == HS_OK && set.count < t->threshold) {
         /* Refuse before touching the token. */
         r = hs_fail(&e, HS_E_VERIFY, "%zu usable share%s, ceremony '%s' needs %u: nothing was "
@@ -168,22 +175,27 @@ static int ceremony_restore(const cli_globals *g, int argc, char **argv)
         return rc;
     }
     if (r == HS_OK)
-        r = hs_ceremony_restore(ctx.p11, t, &set, g->audit_log, &wk, rep, &e);
+        r = hs_ceremony_restore(ctx.p11, t, &set, g->audit_log, so.replace_wrap_key, &wk,
+                                &replaced, rep, &e);
     if (rep != NULL)
         cli_shares_print_report(&set, rep);
     if (r == HS_OK) {
         char kcv[7];
         hs_hex_encode(wk.kcv, sizeof wk.kcv, kcv);
         if (g->json)
-            cli_print_json(json_pack("{s:b, s:s, s:s, s:s, s:s, s:i, s:b}", "ok", 1, "token",
+            cli_print_json(json_pack("{s:b, s:s, s:s, s:s, s:s, s:i, s:b, s:i}", "ok", 1, "token",
                                      ctx.p11->label, "serial", ctx.p11->serial, "wrap_key",
                                      wk.label, "check_value", kcv, "shares_used",
                                      (int)rep->used_count, "shares_set_aside",
-                                     set.set_aside + rep->bad_count > 0));
+                                     set.set_aside + rep->bad_count > 0, "replaced",
+                                     (int)replaced));
         else
             printf("restored wrap key '%s' (check value %s, matches the transcript) into token "
-                   "'%s' (serial %s) from %zu shares\n",
-                   wk.label, kcv, ctx.p11->label, ctx.p11->serial, rep->used_count);
+                   "'%s' (serial %s) from %zu shares%s\n",
+                   wk.label, kcv, ctx.p11->label, ctx.p11->serial, rep->used_count,
+                   so.replace_wrap_key ? ", with its custody attributes; the unprotected copy "
+                                         "is destroyed"
+                                       : "");
     }
     cli_close(&ctx);
     hs_shareset_clear(&set);

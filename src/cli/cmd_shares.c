@@ -21,6 +21,7 @@ int cli_share_opts_parse(const char *cmd, const char *help, bool want_token, int
         {"share", required_argument, NULL, 's'},
         {"identity", required_argument, NULL, 'i'},
         {"share-stdin", no_argument, NULL, 'S'},
+        {"replace-wrap-key", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -44,6 +45,11 @@ int cli_share_opts_parse(const char *cmd, const char *help, bool want_token, int
             break;
         }
         case 'S': so->from_stdin = true; break;
+        case 'R':
+            if (!want_token)
+                return cli_usage(cmd, "--replace-wrap-key is not used here");
+            so->replace_wrap_key = true;
+            break;
         case 'h': fputs(help, stdout); return 0;
         default: return cli_usage(cmd, "unknown option");
         }
@@ -53,7 +59,7 @@ int cli_share_opts_parse(const char *cmd, const char *help, bool want_token, int
     if (so->transcript == NULL)
         return cli_usage(cmd, "--transcript is required");
     if (want_token && so->token == NULL)
-        return cli_usage(cmd, "--token is required (the new token to restore into)");
+        return cli_usage(cmd, "--token is required (the token to restore into)");
     if (so->n_shares == 0 && !so->from_stdin)
         return cli_usage(cmd, "give the shares with --share FILE or --share-stdin");
     return -1;

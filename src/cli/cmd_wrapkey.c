@@ -6,20 +6,31 @@
 #include "keystore/auditkey.h"
 #include "util/encoding.h"
 
-static void print_wrapkey(const cli_globals *g, const cli_ctx *ctx, const char *verb)
+/* custody: NULL after create (checked there), else what show found. */
+static void print_wrapkey(const cli_globals *g, const cli_ctx *ctx, const char *verb,
+                          const hs_custody_report *custody)
 {
     char kcv[7];
     hs_hex_encode(ctx->wrap.kcv, HS_KCV_LEN, kcv);
+    bool protected = custody == NULL || custody->ok;
     if (g->json) {
-        cli_print_json(json_pack("{s:b, s:s, s:s, s:s, s:s, s:b}", "ok", 1, "token",
+        cli_print_json(json_pack("{s:b, s:s, s:s, s:s, s:s, s:b, s:b, s:s}", "ok", 1, "token",
                                  ctx->p11->label, "label", ctx->wrap.label, "check_value", kcv,
-                                 "mechanism", "CKM_AES_KEY_WRAP_PAD", "trusted", ctx->wrap.trusted));
+                                 "mechanism", "CKM_AES_KEY_WRAP_PAD", "trusted", ctx->wrap.trusted,
+                                 "protected", protected,
+                                 "problem", protected ? "" : custody->problem));
         return;
     }
     printf("%s wrap key '%s' on token '%s'\n", verb, ctx->wrap.label, ctx->p11->label);
     printf("  check value: %s\n  trusted:     %s\n", kcv,
            ctx->wrap.trusted ? "yes (keys may be CKA_WRAP_WITH_TRUSTED)"
                              : "no (the token does not let the user set CKA_TRUSTED)");
+    if (protected)
+        printf("  custody:     unwrap template, wrap template and allowed mechanisms in place\n");
+    else
+        printf("  custody:     UNPROTECTED: %s; commands refuse it until it is replaced with "
+               "`hsmsign ceremony restore --replace-wrap-key` (docs/ceremony.md)\n",
+               custody->problem);
 }
 
 /* A development token made without a ceremony still needs an audit key to
@@ -55,7 +66,9 @@ static const char create_help[] =
     "usage: hsmsign wrapkey create\n"
     "\n"
     "Generates the AES-256 wrap key inside the token: sensitive, never\n"
-    "extractable, usable only to wrap and unwrap. Refuses if the token has one.\n"
+    "extractable, usable only to wrap and unwrap, with an unwrap template that\n"
+    "makes every key it unwraps a sensitive, non-extractable, sign-only session\n"
+    "object. Refuses if the token has one, or cannot hold the template.\n"
     "For production, the wrap key comes from `hsmsign ceremony provision`,\n"
     "which also backs it up as k-of-n shares; a key created here has no backup.\n"
     "Also creates the audit key (label hsmsign-audit) that signs the audit\n"
@@ -91,7 +104,7 @@ static int wrapkey_create(const cli_globals *g, int argc, char **argv)
         cli_close(&ctx);
         return cli_fail(g, &e);
     }
-    print_wrapkey(g, &ctx, "created");
+    print_wrapkey(g, &ctx, "created", NULL);
     if (audit_created)
         cli_note(g, "created the audit key '%s' on token '%s'", HS_AUDITKEY_LABEL, ctx.p11->label);
     cli_close(&ctx);
@@ -101,7 +114,10 @@ static int wrapkey_create(const cli_globals *g, int argc, char **argv)
 static int wrapkey_show(const cli_globals *g, int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
-        fputs("usage: hsmsign wrapkey show\n\nShows the token's wrap key: label, check value.\n",
+        fputs("usage: hsmsign wrapkey show\n\nShows the token's wrap key: label, check value, and\n"
+              "whether the token enforces its custody attributes (unwrap template, wrap\n"
+              "template, allowed mechanisms). An unprotected wrap key is shown, with what\n"
+              "it lacks, and every other command refuses it.\n",
               stdout);
         return 0;
     }
@@ -111,11 +127,12 @@ static int wrapkey_show(const cli_globals *g, int argc, char **argv)
         return rc;
     hs_error e;
     hs_error_clear(&e);
-    if (hs_wrapkey_find(ctx.p11, g->wrap_label, &ctx.wrap, &e) != HS_OK) {
+    hs_custody_report custody;
+    if (hs_wrapkey_inspect(ctx.p11, g->wrap_label, &ctx.wrap, &custody, &e) != HS_OK) {
         cli_close(&ctx);
         return cli_fail(g, &e);
     }
-    print_wrapkey(g, &ctx, "found");
+    print_wrapkey(g, &ctx, "found", &custody);
     cli_close(&ctx);
     return 0;
 }

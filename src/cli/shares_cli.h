@@ -14,6 +14,7 @@ typedef struct share_opts {
     const char *shares[CLI_SHARE_FILES_MAX], *identities[CLI_SHARE_FILES_MAX];
     size_t n_shares, n_identities;
     bool from_stdin;
+    bool replace_wrap_key; /* ceremony restore --replace-wrap-key */
 } share_opts;
 
 /* Returns -1 to go on, else the exit status (help printed, usage error). */

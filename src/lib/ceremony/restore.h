@@ -10,9 +10,14 @@
 #include "p11/p11.h"
 
 /* p: a selected, logged-in token without a wrap key of the transcript's
- * label. The import is recorded in the audit log at audit_dir. */
+ * label; or, with replace, one whose wrap key is that same key without
+ * the custody attributes (custody.h): the protected copy is imported and
+ * the old one destroyed (*replaced counts the copies destroyed; may be
+ * NULL without replace). The import is recorded in the audit log at
+ * audit_dir. */
 hs_result hs_ceremony_restore(hs_p11 *p, const hs_transcript *t, hs_shareset *shares,
-                              const char *audit_dir, hs_wrapkey *out, hs_share_report *report,
+                              const char *audit_dir, bool replace, hs_wrapkey *out,
+                              size_t *replaced, hs_share_report *report,
                               hs_error *e) HS_MUST_CHECK;
 
 /* Reconstructs and checks without importing anything (`shares verify`). */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keystore/custody.h"
 #include "p11/objects.h"
 
 /* DER of the OID 1.3.101.112 (id-Ed25519), what SoftHSM and PKCS#11 3.0
@@ -114,27 +115,38 @@ hs_result hs_auditkey_generate(hs_p11 *p, hs_auditkey_alg want, hs_auditkey *out
     if (r != HS_OK)
         return r;
     bool ed = out->alg == HS_AUDITKEY_ED25519;
-    CK_ATTRIBUTE pub_t[] = {
+    CK_ATTRIBUTE pub_t[5 + HS_CUSTODY_AUDITKEY_ATTRS] = {
         {CKA_TOKEN, (void *)&yes, sizeof yes},
         {CKA_PRIVATE, (void *)&no, sizeof no},
-        {CKA_VERIFY, (void *)&yes, sizeof yes},
         {CKA_LABEL, (void *)HS_AUDITKEY_LABEL, strlen(HS_AUDITKEY_LABEL)},
         {CKA_ID, (void *)key_id, sizeof key_id - 1},
         {CKA_EC_PARAMS, ed ? (void *)ed25519_oid_der : (void *)hs_p256_oid_der,
          ed ? sizeof ed25519_oid_der : sizeof hs_p256_oid_der},
     };
-    CK_ATTRIBUTE priv_t[] = {
+    CK_ATTRIBUTE priv_t[6 + HS_CUSTODY_AUDITKEY_ATTRS] = {
         {CKA_TOKEN, (void *)&yes, sizeof yes},
         {CKA_PRIVATE, (void *)&yes, sizeof yes},
         {CKA_SENSITIVE, (void *)&yes, sizeof yes},
         {CKA_EXTRACTABLE, (void *)&no, sizeof no},
-        {CKA_SIGN, (void *)&yes, sizeof yes},
         {CKA_LABEL, (void *)HS_AUDITKEY_LABEL, strlen(HS_AUDITKEY_LABEL)},
         {CKA_ID, (void *)key_id, sizeof key_id - 1},
     };
+    /* Sign-only and verify-only, not modifiable, not destroyable (the
+     * last entry of each, left out for a token older than PKCS#11 2.40). */
+    CK_ULONG n_pub, n_priv;
+    hs_custody_auditkey_public_attrs(&pub_t[5], &n_pub);
+    hs_custody_auditkey_private_attrs(&priv_t[6], &n_priv);
+    n_pub += 5;
+    n_priv += 6;
     CK_MECHANISM m = {ed ? CKM_EC_EDWARDS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN, NULL, 0};
-    CK_RV rv = p->fn->C_GenerateKeyPair(s, &m, pub_t, sizeof pub_t / sizeof pub_t[0], priv_t,
-                                        sizeof priv_t / sizeof priv_t[0], &out->pub, &out->priv);
+    CK_RV rv = CKR_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rv = p->fn->C_GenerateKeyPair(s, &m, pub_t, n_pub, priv_t, n_priv, &out->pub, &out->priv);
+        if (rv == CKR_OK || attempt > 0 || !hs_custody_attr_unknown(rv))
+            break;
+        n_pub--;
+        n_priv--;
+    }
     if (rv != CKR_OK)
         return hs_p11_fail(p, e, rv, "C_GenerateKeyPair", "generating the %s audit key",
                            hs_auditkey_alg_name(out->alg));

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "keystore/custody.h"
 #include "p11/objects.h"
 #include "util/encoding.h"
 
@@ -56,6 +57,65 @@ static hs_result count_existing(hs_p11 *p, CK_SESSION_HANDLE s, const char *labe
     return hs_p11_find(p, s, t, 2, h, 1, n, e);
 }
 
+/* Generates (value NULL) or imports the wrap key with its custody
+ * attributes (custody.h). */
+static hs_result make_key(hs_p11 *p, CK_SESSION_HANDLE s, const char *label, const uint8_t *value,
+                          hs_wrapkey *out, hs_error *e)
+{
+    CK_ULONG value_len = 32;
+    uint8_t id[] = "hsmsign-wrap";
+    CK_ATTRIBUTE t[17 + HS_CUSTODY_WRAPKEY_ATTRS] = {
+        {CKA_CLASS, (void *)&secret_class, sizeof secret_class},
+        {CKA_KEY_TYPE, (void *)&aes_type, sizeof aes_type},
+        {CKA_TOKEN, (void *)&yes, sizeof yes},
+        {CKA_PRIVATE, (void *)&yes, sizeof yes},
+        {CKA_SENSITIVE, (void *)&yes, sizeof yes},
+        {CKA_EXTRACTABLE, (void *)&no, sizeof no},
+        {CKA_MODIFIABLE, (void *)&no, sizeof no},
+        {CKA_WRAP, (void *)&yes, sizeof yes},
+        {CKA_UNWRAP, (void *)&yes, sizeof yes},
+        {CKA_ENCRYPT, (void *)&no, sizeof no},
+        {CKA_DECRYPT, (void *)&no, sizeof no},
+        {CKA_SIGN, (void *)&no, sizeof no},
+        {CKA_VERIFY, (void *)&no, sizeof no},
+        {CKA_DERIVE, (void *)&no, sizeof no},
+        {CKA_LABEL, (void *)label, strlen(label)},
+        {CKA_ID, id, sizeof id - 1},
+        /* CKA_VALUE_LEN when generating, CKA_VALUE when importing. */
+        {CKA_VALUE_LEN, &value_len, sizeof value_len},
+    };
+    if (value != NULL) {
+        t[16].type = CKA_VALUE;
+        t[16].pValue = (void *)value;
+        t[16].ulValueLen = 32;
+    }
+    hs_custody_wrapkey_attrs(&t[17]);
+    CK_ULONG count = sizeof t / sizeof t[0];
+    const char *fn = value == NULL ? "C_GenerateKey" : "C_CreateObject";
+    CK_MECHANISM m = {CKM_AES_KEY_GEN, NULL, 0};
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_RV rv;
+    /* CKA_DESTROYABLE (last) is PKCS#11 2.40: a token that does not know
+     * it is asked once more without it. Nothing else is ever left out. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rv = value == NULL ? p->fn->C_GenerateKey(s, &m, t, count, &h)
+                           : p->fn->C_CreateObject(s, t, count, &h);
+        if (rv == CKR_OK || attempt > 0 || !hs_custody_attr_unknown(rv))
+            break;
+        count--;
+    }
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, fn, "%s wrap key '%s' with its unwrap template (a token "
+                           "that cannot hold CKA_UNWRAP_TEMPLATE cannot keep keys safe)",
+                           value == NULL ? "generating" : "importing", label);
+    hs_result r = describe(p, s, h, label, out, e);
+    if (r == HS_OK)
+        r = hs_custody_check_wrapkey(p, s, h, label, e);
+    if (r != HS_OK) /* a token that took the template but did not keep it */
+        (void)p->fn->C_DestroyObject(s, h);
+    return r;
+}
+
 static hs_result create_common(hs_p11 *p, const char *label, const uint8_t *value, hs_wrapkey *out,
                                hs_error *e)
 {
@@ -78,45 +138,7 @@ static hs_result create_common(hs_p11 *p, const char *label, const uint8_t *valu
                        "token '%s' already has a wrap key labelled '%s'; refusing to create "
                        "another (key files made under the existing one would become unusable)",
                        p->label, label);
-    CK_ULONG value_len = 32;
-    uint8_t id[] = "hsmsign-wrap";
-    CK_ATTRIBUTE t[] = {
-        {CKA_CLASS, (void *)&secret_class, sizeof secret_class},
-        {CKA_KEY_TYPE, (void *)&aes_type, sizeof aes_type},
-        {CKA_TOKEN, (void *)&yes, sizeof yes},
-        {CKA_PRIVATE, (void *)&yes, sizeof yes},
-        {CKA_SENSITIVE, (void *)&yes, sizeof yes},
-        {CKA_EXTRACTABLE, (void *)&no, sizeof no},
-        {CKA_MODIFIABLE, (void *)&no, sizeof no},
-        {CKA_WRAP, (void *)&yes, sizeof yes},
-        {CKA_UNWRAP, (void *)&yes, sizeof yes},
-        {CKA_ENCRYPT, (void *)&no, sizeof no},
-        {CKA_DECRYPT, (void *)&no, sizeof no},
-        {CKA_SIGN, (void *)&no, sizeof no},
-        {CKA_VERIFY, (void *)&no, sizeof no},
-        {CKA_DERIVE, (void *)&no, sizeof no},
-        {CKA_LABEL, (void *)label, strlen(label)},
-        {CKA_ID, id, sizeof id - 1},
-        /* Last, so it can be left out: CKA_VALUE_LEN when generating,
-         * CKA_VALUE when importing. */
-        {CKA_VALUE_LEN, &value_len, sizeof value_len},
-    };
-    CK_ULONG count = sizeof t / sizeof t[0];
-    CK_RV rv;
-    if (value == NULL) {
-        CK_MECHANISM m = {CKM_AES_KEY_GEN, NULL, 0};
-        rv = p->fn->C_GenerateKey(s, &m, t, count, &h);
-        if (rv != CKR_OK)
-            return hs_p11_fail(p, e, rv, "C_GenerateKey", "generating wrap key '%s'", label);
-    } else {
-        t[count - 1].type = CKA_VALUE;
-        t[count - 1].pValue = (void *)value;
-        t[count - 1].ulValueLen = 32;
-        rv = p->fn->C_CreateObject(s, t, count, &h);
-        if (rv != CKR_OK)
-            return hs_p11_fail(p, e, rv, "C_CreateObject", "importing wrap key '%s'", label);
-    }
-    return describe(p, s, h, label, out, e);
+    return make_key(p, s, label, value, out, e);
 }
 
 hs_result hs_wrapkey_create(hs_p11 *p, const char *label, hs_wrapkey *out, hs_error *e)
@@ -137,10 +159,8 @@ hs_result hs_wrapkey_import(hs_p11 *p, const char *label, const uint8_t key[32],
     return r;
 }
 
-hs_result hs_wrapkey_find(hs_p11 *p, const char *label, hs_wrapkey *out, hs_error *e)
+static hs_result find_one(hs_p11 *p, const char *label, hs_wrapkey *out, hs_error *e)
 {
-    if (label == NULL)
-        label = HS_WRAPKEY_DEFAULT_LABEL;
     CK_SESSION_HANDLE s = hs_p11_key_session(p);
     size_t n;
     CK_OBJECT_HANDLE h;
@@ -153,7 +173,120 @@ hs_result hs_wrapkey_find(hs_p11 *p, const char *label, hs_wrapkey *out, hs_erro
                        "wrapkey create`, or restore it with `hsmsign ceremony restore`)",
                        p->label, label);
     if (n > 1)
-        return hs_fail(e, HS_E_P11, "token '%s' has %zu wrap keys labelled '%s'; expected one",
+        return hs_fail(e, HS_E_P11,
+                       "token '%s' has %zu wrap keys labelled '%s'; expected one (an "
+                       "interrupted `ceremony restore --replace-wrap-key` is finished by running "
+                       "it again)",
                        p->label, n, label);
     return describe(p, s, h, label, out, e);
+}
+
+hs_result hs_wrapkey_find(hs_p11 *p, const char *label, hs_wrapkey *out, hs_error *e)
+{
+    if (label == NULL)
+        label = HS_WRAPKEY_DEFAULT_LABEL;
+    hs_result r = find_one(p, label, out, e);
+    if (r == HS_OK)
+        r = hs_custody_check_wrapkey(p, hs_p11_key_session(p), out->handle, label, e);
+    return r;
+}
+
+hs_result hs_wrapkey_inspect(hs_p11 *p, const char *label, hs_wrapkey *out,
+                             hs_custody_report *rep, hs_error *e)
+{
+    if (label == NULL)
+        label = HS_WRAPKEY_DEFAULT_LABEL;
+    hs_result r = find_one(p, label, out, e);
+    if (r == HS_OK)
+        r = hs_custody_inspect_wrapkey(p, hs_p11_key_session(p), out->handle, rep, e);
+    return r;
+}
+
+#define MAX_SAME_LABEL 8
+
+/* The keys labelled `label` with their check values and custody: every
+ * one must hold the same key as `want` (replacing a different key would
+ * orphan the key files made under it). */
+static hs_result list_same_key(hs_p11 *p, CK_SESSION_HANDLE s, const char *label,
+                               const uint8_t want[HS_KCV_LEN], CK_OBJECT_HANDLE *h, bool *strong,
+                               size_t *n, hs_error *e)
+{
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, (void *)&secret_class, sizeof secret_class},
+        {CKA_LABEL, (void *)label, strlen(label)},
+    };
+    hs_result r = hs_p11_find(p, s, t, 2, h, MAX_SAME_LABEL, n, e);
+    if (r == HS_OK && *n > MAX_SAME_LABEL)
+        r = hs_fail(e, HS_E_P11, "token '%s' has %zu keys labelled '%s'", p->label, *n, label);
+    for (size_t i = 0; r == HS_OK && i < *n; i++) {
+        hs_wrapkey k;
+        hs_custody_report rep;
+        r = describe(p, s, h[i], label, &k, e);
+        if (r == HS_OK && !hs_ct_equal(k.kcv, want, HS_KCV_LEN)) {
+            char have_hex[7], want_hex[7];
+            hs_hex_encode(k.kcv, HS_KCV_LEN, have_hex);
+            hs_hex_encode(want, HS_KCV_LEN, want_hex);
+            r = hs_fail(e, HS_E_VERIFY,
+                        "token '%s': wrap key '%s' has check value %s, the shares make %s; "
+                        "refusing to replace a different key",
+                        p->label, label, have_hex, want_hex);
+        }
+        if (r == HS_OK)
+            r = hs_custody_inspect_wrapkey(p, s, h[i], &rep, e);
+        if (r == HS_OK)
+            strong[i] = rep.ok;
+    }
+    return r;
+}
+
+hs_result hs_wrapkey_replace(hs_p11 *p, const char *label, const uint8_t key[32],
+                             hs_wrapkey *out, size_t *replaced, hs_error *e)
+{
+    if (label == NULL)
+        label = HS_WRAPKEY_DEFAULT_LABEL;
+    *replaced = 0;
+    CK_SESSION_HANDLE s = hs_p11_key_session(p);
+    uint8_t want[HS_KCV_LEN];
+    CK_OBJECT_HANDLE h[MAX_SAME_LABEL];
+    bool strong[MAX_SAME_LABEL] = {false};
+    size_t n = 0;
+    hs_result r = hs_wrapkey_kcv_of(key, want, e);
+    if (r == HS_OK)
+        r = list_same_key(p, s, label, want, h, strong, &n, e);
+    if (r != HS_OK)
+        return r;
+    if (n == 0)
+        return hs_fail(e, HS_E_NOTFOUND,
+                       "token '%s' has no wrap key labelled '%s' to replace (restore into it "
+                       "without --replace-wrap-key)",
+                       p->label, label);
+    /* The protected copy first, under the same label: if the process
+     * dies before the old one is gone, the token holds two copies of one
+     * key, commands refuse to pick one, and running this again finishes. */
+    bool have_strong = false;
+    for (size_t i = 0; i < n; i++)
+        have_strong = have_strong || strong[i];
+    if (!have_strong) {
+        r = hs_p11_require_mechanism(p, CKM_AES_KEY_WRAP_PAD, CKF_WRAP | CKF_UNWRAP,
+                                     "storing signing keys wrapped", e);
+        if (r == HS_OK)
+            r = make_key(p, s, label, key, out, e);
+        if (r == HS_OK && !hs_ct_equal(want, out->kcv, HS_KCV_LEN))
+            r = hs_fail(e, HS_E_VERIFY, "token '%s': imported wrap key has an unexpected check "
+                                        "value", p->label);
+        if (r != HS_OK)
+            return r;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strong[i])
+            continue;
+        CK_RV rv = p->fn->C_DestroyObject(s, h[i]);
+        if (rv != CKR_OK)
+            return hs_p11_fail(p, e, rv, "C_DestroyObject",
+                               "removing the unprotected copy of wrap key '%s' (the protected "
+                               "copy is in place; remove the old one as security officer)",
+                               label);
+        (*replaced)++;
+    }
+    return hs_wrapkey_find(p, label, out, e);
 }

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "keystore/custody.h"
 #include "keystore/keyfile.h"
 #include "p11/p11.h"
 
@@ -28,8 +29,24 @@ hs_result hs_wrapkey_create(hs_p11 *p, const char *label, hs_wrapkey *out, hs_er
 hs_result hs_wrapkey_import(hs_p11 *p, const char *label, const uint8_t key[32], hs_wrapkey *out,
                             hs_error *e) HS_MUST_CHECK;
 
-/* Finds the token's wrap key by label (NULL: the default). */
+/* Finds the token's wrap key by label (NULL: the default) and checks its
+ * custody attributes (custody.h): HS_E_VERIFY, saying what to do, when
+ * they are missing or weaker, so no command ever unwraps under a key that
+ * would let a PIN holder read the signing keys. */
 hs_result hs_wrapkey_find(hs_p11 *p, const char *label, hs_wrapkey *out, hs_error *e) HS_MUST_CHECK;
+
+/* Finds the wrap key and reports its custody without refusing a weak one
+ * (`wrapkey show`). */
+hs_result hs_wrapkey_inspect(hs_p11 *p, const char *label, hs_wrapkey *out,
+                             hs_custody_report *rep, hs_error *e) HS_MUST_CHECK;
+
+/* Upgrades a token whose wrap key lacks the custody attributes: imports
+ * the same key (from shares, in host memory) with them under the same
+ * label, then destroys every unprotected copy; *replaced counts those.
+ * Refuses when a key with that label has another check value. Safe to run
+ * again after an interruption. */
+hs_result hs_wrapkey_replace(hs_p11 *p, const char *label, const uint8_t key[32],
+                             hs_wrapkey *out, size_t *replaced, hs_error *e) HS_MUST_CHECK;
 
 /* The check value of a key held in host memory, computed the way tokens
  * compute CKA_CHECK_VALUE, so a restored key can be matched. */

@@ -80,6 +80,64 @@ hs_result hs_p11_get_bool(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
     return HS_OK;
 }
 
+void hs_p11_free_attr_array(CK_ATTRIBUTE *arr, CK_ULONG n)
+{
+    if (arr == NULL)
+        return;
+    for (CK_ULONG i = 0; i < n; i++)
+        free(arr[i].pValue);
+    free(arr);
+}
+
+/* Three calls, as PKCS#11 2.40 section 4.1 describes for arrays of
+ * attributes: the array's size, then each entry's type and size, then the
+ * values. */
+hs_result hs_p11_get_attr_array(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                                CK_ATTRIBUTE_TYPE type, CK_ATTRIBUTE **arr, CK_ULONG *n,
+                                hs_error *e)
+{
+    *arr = NULL;
+    *n = 0;
+    CK_ATTRIBUTE a = {type, NULL, 0};
+    CK_RV rv = p->fn->C_GetAttributeValue(s, o, &a, 1);
+    if (rv == CKR_ATTRIBUTE_TYPE_INVALID || (rv == CKR_OK && a.ulValueLen == 0))
+        return HS_OK;
+    if (rv == CKR_OK && (a.ulValueLen == CK_UNAVAILABLE_INFORMATION ||
+                         a.ulValueLen % sizeof(CK_ATTRIBUTE) != 0))
+        return hs_fail(e, HS_E_P11, "token '%s': attribute 0x%lx is not an array of attributes",
+                       p->label, (unsigned long)type);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_GetAttributeValue", "reading attribute 0x%lx",
+                           (unsigned long)type);
+    CK_ULONG count = a.ulValueLen / sizeof(CK_ATTRIBUTE);
+    CK_ATTRIBUTE *list = calloc(count, sizeof *list);
+    if (list == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    a.pValue = list;
+    rv = p->fn->C_GetAttributeValue(s, o, &a, 1);
+    for (CK_ULONG i = 0; rv == CKR_OK && i < count; i++) {
+        if (list[i].ulValueLen == CK_UNAVAILABLE_INFORMATION || list[i].ulValueLen > 65536) {
+            rv = CKR_GENERAL_ERROR;
+            break;
+        }
+        list[i].pValue = malloc(list[i].ulValueLen + 1);
+        if (list[i].pValue == NULL) {
+            hs_p11_free_attr_array(list, count);
+            return hs_fail(e, HS_E_NOMEM, "out of memory");
+        }
+    }
+    if (rv == CKR_OK)
+        rv = p->fn->C_GetAttributeValue(s, o, &a, 1);
+    if (rv != CKR_OK) {
+        hs_p11_free_attr_array(list, count);
+        return hs_p11_fail(p, e, rv, "C_GetAttributeValue", "reading the entries of attribute 0x%lx",
+                           (unsigned long)type);
+    }
+    *arr = list;
+    *n = count;
+    return HS_OK;
+}
+
 static hs_result rsa_from_parts(const uint8_t *n, size_t nlen, const uint8_t *ex, size_t elen,
                                 EVP_PKEY **out, hs_error *e)
 {

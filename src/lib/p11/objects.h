@@ -24,6 +24,15 @@ hs_result hs_p11_get_attr(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
 hs_result hs_p11_get_bool(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
                           CK_ATTRIBUTE_TYPE type, bool *value, hs_error *e) HS_MUST_CHECK;
 
+/* Reads an attribute whose value is an array of attributes
+ * (CKA_UNWRAP_TEMPLATE, CKA_WRAP_TEMPLATE): *n entries, each pValue
+ * malloc'd. Absent or empty: *arr NULL, *n 0, HS_OK. Free with
+ * hs_p11_free_attr_array. */
+hs_result hs_p11_get_attr_array(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                                CK_ATTRIBUTE_TYPE type, CK_ATTRIBUTE **arr, CK_ULONG *n,
+                                hs_error *e) HS_MUST_CHECK;
+void hs_p11_free_attr_array(CK_ATTRIBUTE *arr, CK_ULONG n);
+
 /* Builds an EVP_PKEY from a public key object (CKK_RSA: modulus and
  * exponent; CKK_EC: P-256 point). */
 hs_result hs_p11_public_key(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub,

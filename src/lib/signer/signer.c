@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keystore/custody.h"
 #include "keystore/keystore.h"
 #include "p11/ckr.h"
 #include "util/encoding.h"
@@ -184,16 +185,15 @@ static hs_result unwrap(hs_signer *s, loaded_key *k, hs_error *e)
     hs_result mr = require_mechanism(s, CKM_AES_KEY_WRAP_PAD, CKF_UNWRAP, "unwrapping signing keys", e);
     if (mr != HS_OK)
         return mr;
-    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    /* The key type and label, then exactly the wrap key's
+     * CKA_UNWRAP_TEMPLATE, last (custody.h): the token refuses any template
+     * that leaves out or contradicts an entry. */
     CK_KEY_TYPE kt = hs_keyalg_is_rsa(k->alg) ? CKK_RSA : CKK_EC;
-    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-    CK_ATTRIBUTE t[] = {
-        {CKA_CLASS, &cls, sizeof cls},       {CKA_KEY_TYPE, &kt, sizeof kt},
-        {CKA_TOKEN, &no, sizeof no},         {CKA_PRIVATE, &yes, sizeof yes},
-        {CKA_SENSITIVE, &yes, sizeof yes},   {CKA_EXTRACTABLE, &no, sizeof no},
-        {CKA_SIGN, &yes, sizeof yes},        {CKA_DECRYPT, &no, sizeof no},
+    CK_ATTRIBUTE t[2 + HS_CUSTODY_UNWRAP_ATTRS] = {
+        {CKA_KEY_TYPE, &kt, sizeof kt},
         {CKA_LABEL, k->name, strlen(k->name)},
     };
+    memcpy(&t[2], hs_custody_unwrap_template(), HS_CUSTODY_UNWRAP_ATTRS * sizeof t[0]);
     CK_MECHANISM m = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
     CK_RV rv = p->fn->C_UnwrapKey(hs_p11_key_session(p), &m, s->wrap.handle, k->kf.wrapped,
                                   k->kf.wrapped_len, t, sizeof t / sizeof t[0], &k->handle);

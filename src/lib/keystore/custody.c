@@ -1,0 +1,259 @@
+/* Custody attributes of the wrap key and the audit key (see custody.h). */
+#include "keystore/custody.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "p11/objects.h"
+
+static const CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+static const CK_OBJECT_CLASS private_class = CKO_PRIVATE_KEY;
+static const CK_MECHANISM_TYPE wrap_mechanism = CKM_AES_KEY_WRAP_PAD;
+
+#define BOOL_ATTR(type, value) {(type), (void *)&(value), sizeof(CK_BBOOL)}
+
+/* What an unwrapped signing key is, whoever asks for it: a private key
+ * living only in the session that unwrapped it, never readable, never
+ * changed or copied into something readable, good for signing alone.
+ * CKA_MODIFIABLE is last: SoftHSM applies a C_UnwrapKey template in order
+ * and refuses every attribute after CKA_MODIFIABLE=false
+ * (CKR_ATTRIBUTE_READ_ONLY). */
+static const CK_ATTRIBUTE unwrap_template[HS_CUSTODY_UNWRAP_ATTRS] = {
+    {CKA_CLASS, (void *)&private_class, sizeof private_class},
+    BOOL_ATTR(CKA_TOKEN, no),
+    BOOL_ATTR(CKA_PRIVATE, yes),
+    BOOL_ATTR(CKA_SENSITIVE, yes),
+    BOOL_ATTR(CKA_EXTRACTABLE, no),
+    BOOL_ATTR(CKA_COPYABLE, no),
+    BOOL_ATTR(CKA_SIGN, yes),
+    BOOL_ATTR(CKA_SIGN_RECOVER, no),
+    BOOL_ATTR(CKA_DECRYPT, no),
+    BOOL_ATTR(CKA_UNWRAP, no),
+    BOOL_ATTR(CKA_DERIVE, no),
+    BOOL_ATTR(CKA_MODIFIABLE, no),
+};
+
+/* The wrap key wraps private keys only (new signing keys, once). */
+static const CK_ATTRIBUTE wrap_template[] = {
+    {CKA_CLASS, (void *)&private_class, sizeof private_class},
+};
+
+const CK_ATTRIBUTE *hs_custody_unwrap_template(void)
+{
+    return unwrap_template;
+}
+
+void hs_custody_wrapkey_attrs(CK_ATTRIBUTE out[HS_CUSTODY_WRAPKEY_ATTRS])
+{
+    const CK_ATTRIBUTE attrs[HS_CUSTODY_WRAPKEY_ATTRS] = {
+        {CKA_UNWRAP_TEMPLATE, (void *)unwrap_template, sizeof unwrap_template},
+        {CKA_WRAP_TEMPLATE, (void *)wrap_template, sizeof wrap_template},
+        {CKA_ALLOWED_MECHANISMS, (void *)&wrap_mechanism, sizeof wrap_mechanism},
+        BOOL_ATTR(CKA_COPYABLE, no),
+        BOOL_ATTR(CKA_DESTROYABLE, no),
+    };
+    memcpy(out, attrs, sizeof attrs);
+}
+
+void hs_custody_auditkey_private_attrs(CK_ATTRIBUTE out[HS_CUSTODY_AUDITKEY_ATTRS], CK_ULONG *n)
+{
+    const CK_ATTRIBUTE attrs[HS_CUSTODY_AUDITKEY_ATTRS] = {
+        BOOL_ATTR(CKA_SIGN, yes),        BOOL_ATTR(CKA_SIGN_RECOVER, no),
+        BOOL_ATTR(CKA_DECRYPT, no),      BOOL_ATTR(CKA_UNWRAP, no),
+        BOOL_ATTR(CKA_DERIVE, no),       BOOL_ATTR(CKA_MODIFIABLE, no),
+        BOOL_ATTR(CKA_COPYABLE, no),     BOOL_ATTR(CKA_DESTROYABLE, no),
+    };
+    memcpy(out, attrs, sizeof attrs);
+    *n = HS_CUSTODY_AUDITKEY_ATTRS;
+}
+
+void hs_custody_auditkey_public_attrs(CK_ATTRIBUTE out[HS_CUSTODY_AUDITKEY_ATTRS], CK_ULONG *n)
+{
+    const CK_ATTRIBUTE attrs[] = {
+        BOOL_ATTR(CKA_VERIFY, yes),  BOOL_ATTR(CKA_VERIFY_RECOVER, no), BOOL_ATTR(CKA_ENCRYPT, no),
+        BOOL_ATTR(CKA_WRAP, no),     BOOL_ATTR(CKA_DERIVE, no),         BOOL_ATTR(CKA_MODIFIABLE, no),
+        BOOL_ATTR(CKA_DESTROYABLE, no),
+    };
+    memcpy(out, attrs, sizeof attrs);
+    *n = sizeof attrs / sizeof attrs[0];
+}
+
+bool hs_custody_attr_unknown(CK_RV rv)
+{
+    return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_TEMPLATE_INCONSISTENT ||
+           rv == CKR_ATTRIBUTE_VALUE_INVALID;
+}
+
+/* --- reading a wrap key back ---------------------------------------------- */
+
+static const char *attr_name(CK_ATTRIBUTE_TYPE t)
+{
+    switch (t) {
+    case CKA_CLASS: return "CKA_CLASS";
+    case CKA_TOKEN: return "CKA_TOKEN";
+    case CKA_PRIVATE: return "CKA_PRIVATE";
+    case CKA_SENSITIVE: return "CKA_SENSITIVE";
+    case CKA_EXTRACTABLE: return "CKA_EXTRACTABLE";
+    case CKA_MODIFIABLE: return "CKA_MODIFIABLE";
+    case CKA_COPYABLE: return "CKA_COPYABLE";
+    case CKA_DESTROYABLE: return "CKA_DESTROYABLE";
+    case CKA_SIGN: return "CKA_SIGN";
+    case CKA_SIGN_RECOVER: return "CKA_SIGN_RECOVER";
+    case CKA_ENCRYPT: return "CKA_ENCRYPT";
+    case CKA_DECRYPT: return "CKA_DECRYPT";
+    case CKA_UNWRAP: return "CKA_UNWRAP";
+    case CKA_DERIVE: return "CKA_DERIVE";
+    default: return "attribute";
+    }
+}
+
+static bool same_value(const CK_ATTRIBUTE *want, const CK_ATTRIBUTE *have)
+{
+    if (want->ulValueLen == sizeof(CK_BBOOL))
+        return have->ulValueLen == sizeof(CK_BBOOL) &&
+               (*(const CK_BBOOL *)want->pValue != CK_FALSE) ==
+                   (*(const CK_BBOOL *)have->pValue != CK_FALSE);
+    return have->ulValueLen == want->ulValueLen &&
+           memcmp(have->pValue, want->pValue, want->ulValueLen) == 0;
+}
+
+/* Every entry of want appears in have with the same value; extra entries
+ * in have only make the template stricter. */
+static bool covers(const CK_ATTRIBUTE *have, CK_ULONG n_have, const CK_ATTRIBUTE *want,
+                   size_t n_want, const CK_ATTRIBUTE **missing)
+{
+    for (size_t i = 0; i < n_want; i++) {
+        bool found = false;
+        for (CK_ULONG j = 0; j < n_have && !found; j++)
+            found = have[j].type == want[i].type && same_value(&want[i], &have[j]);
+        if (!found) {
+            *missing = &want[i];
+            return false;
+        }
+    }
+    return true;
+}
+
+static void weak(hs_custody_report *rep, const char *what)
+{
+    if (!rep->ok)
+        return; /* the first weakness is the one reported */
+    rep->ok = false;
+    snprintf(rep->problem, sizeof rep->problem, "%s", what);
+}
+
+static hs_result check_template(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                                CK_ATTRIBUTE_TYPE type, const CK_ATTRIBUTE *want, size_t n_want,
+                                hs_custody_report *rep, hs_error *e)
+{
+    const char *name = type == CKA_UNWRAP_TEMPLATE ? "CKA_UNWRAP_TEMPLATE" : "CKA_WRAP_TEMPLATE";
+    CK_ATTRIBUTE *have;
+    CK_ULONG n_have;
+    hs_result r = hs_p11_get_attr_array(p, s, h, type, &have, &n_have, e);
+    if (r != HS_OK)
+        return r;
+    const CK_ATTRIBUTE *missing = NULL;
+    char what[160];
+    if (n_have == 0) {
+        snprintf(what, sizeof what, "it has no %s", name);
+        weak(rep, what);
+    } else if (!covers(have, n_have, want, n_want, &missing)) {
+        snprintf(what, sizeof what, "its %s does not force %s", name, attr_name(missing->type));
+        weak(rep, what);
+    }
+    hs_p11_free_attr_array(have, n_have);
+    return HS_OK;
+}
+
+static hs_result check_mechanisms(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                                  hs_custody_report *rep, hs_error *e)
+{
+    uint8_t *v = NULL;
+    size_t len = 0;
+    CK_ATTRIBUTE a = {CKA_ALLOWED_MECHANISMS, NULL, 0};
+    CK_RV rv = p->fn->C_GetAttributeValue(s, h, &a, 1);
+    if (rv == CKR_OK && a.ulValueLen != 0 && a.ulValueLen != CK_UNAVAILABLE_INFORMATION) {
+        hs_result r = hs_p11_get_attr(p, s, h, CKA_ALLOWED_MECHANISMS, &v, &len, e);
+        if (r != HS_OK)
+            return r;
+    }
+    size_t n = len / sizeof(CK_MECHANISM_TYPE);
+    bool only_wrap = n > 0 && len % sizeof(CK_MECHANISM_TYPE) == 0;
+    for (size_t i = 0; i < n && only_wrap; i++) {
+        CK_MECHANISM_TYPE m;
+        memcpy(&m, v + i * sizeof m, sizeof m);
+        only_wrap = m == CKM_AES_KEY_WRAP_PAD;
+    }
+    free(v);
+    if (!only_wrap)
+        weak(rep, "its CKA_ALLOWED_MECHANISMS is not limited to CKM_AES_KEY_WRAP_PAD");
+    return HS_OK;
+}
+
+/* Boolean attributes of the wrap key itself. "unknown" attributes (a
+ * PKCS#11 2.20 token has no CKA_COPYABLE or CKA_DESTROYABLE) pass. */
+static hs_result check_flags(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                             hs_custody_report *rep, hs_error *e)
+{
+    static const struct {
+        CK_ATTRIBUTE_TYPE type;
+        bool want;
+    } flags[] = {
+        {CKA_SENSITIVE, true},  {CKA_EXTRACTABLE, false}, {CKA_MODIFIABLE, false},
+        {CKA_COPYABLE, false},  {CKA_DESTROYABLE, false}, {CKA_ENCRYPT, false},
+        {CKA_DECRYPT, false},   {CKA_SIGN, false},        {CKA_DERIVE, false},
+    };
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        CK_BBOOL b = CK_FALSE;
+        CK_ATTRIBUTE a = {flags[i].type, &b, sizeof b};
+        CK_RV rv = p->fn->C_GetAttributeValue(s, h, &a, 1);
+        if (rv == CKR_ATTRIBUTE_TYPE_INVALID)
+            continue;
+        if (rv != CKR_OK)
+            return hs_p11_fail(p, e, rv, "C_GetAttributeValue", "reading the wrap key's %s",
+                               attr_name(flags[i].type));
+        if ((b != CK_FALSE) != flags[i].want) {
+            char what[64];
+            snprintf(what, sizeof what, "%s is %s", attr_name(flags[i].type),
+                     b != CK_FALSE ? "true" : "false");
+            weak(rep, what);
+        }
+    }
+    return HS_OK;
+}
+
+hs_result hs_custody_inspect_wrapkey(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                                     hs_custody_report *rep, hs_error *e)
+{
+    rep->ok = true;
+    rep->problem[0] = '\0';
+    hs_result r = check_template(p, s, h, CKA_UNWRAP_TEMPLATE, unwrap_template,
+                                 HS_CUSTODY_UNWRAP_ATTRS, rep, e);
+    if (r == HS_OK)
+        r = check_template(p, s, h, CKA_WRAP_TEMPLATE, wrap_template,
+                           sizeof wrap_template / sizeof wrap_template[0], rep, e);
+    if (r == HS_OK)
+        r = check_mechanisms(p, s, h, rep, e);
+    if (r == HS_OK)
+        r = check_flags(p, s, h, rep, e);
+    return r;
+}
+
+hs_result hs_custody_check_wrapkey(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                                   const char *label, hs_error *e)
+{
+    hs_custody_report rep;
+    hs_result r = hs_custody_inspect_wrapkey(p, s, h, &rep, e);
+    if (r != HS_OK)
+        return hs_error_prefix(e, "wrap key '%s': ", label);
+    if (rep.ok)
+        return HS_OK;
+    return hs_fail(e, HS_E_VERIFY,
+                   "token '%s': refusing to use wrap key '%s': %s, so anyone with the user PIN "
+                   "and a key file could make the token unwrap that key as extractable and read "
+                   "it. Put the same wrap key back with the protections, from k shares: "
+                   "`hsmsign ceremony restore --replace-wrap-key --token ... --transcript ... "
+                   "--share ...` (docs/ceremony.md); a wrap key from `wrapkey create` has no "
+                   "shares and cannot be upgraded: make a new token and new keys",
+                   p->label, label, rep.problem);
+}
