@@ -72,10 +72,14 @@ attack_blocked dev devkeys gen ec
 attack_blocked dev devkeys imp rsa
 signs dev devkeys gen
 signs dev devkeys imp
-"$P11_ATTACK" "$SOFTHSM_MODULE" dev attack-audit >"$WORK/attack.out" 2>&1
-rc=$?
-if [ $rc -eq 0 ]; then pass "dev audit key: $(tail -1 "$WORK/attack.out")"; else
-    fail "dev audit key: attack exit $rc"; sed 's/^/    /' "$WORK/attack.out"; fi
+# attack_audit TOKEN: the audit key signs and does nothing else.
+attack_audit() {
+    "$P11_ATTACK" "$SOFTHSM_MODULE" "$1" attack-audit >"$WORK/attack.out" 2>&1
+    local rc=$?
+    if [ $rc -eq 0 ]; then pass "token '$1', audit key: $(tail -1 "$WORK/attack.out")"; else
+        fail "token '$1', audit key: attack exit $rc"; sed 's/^/    /' "$WORK/attack.out"; fi
+}
+attack_audit dev
 check "wrapkey show" hs --token dev wrapkey show
 assert "wrapkey show says the custody attributes are in place" grep -q "custody: *unwrap template" "$WORK/out"
 
@@ -115,6 +119,7 @@ for tok in primary backup; do
     attack_blocked $tok keys imp rsa
     signs $tok keys imp
 done
+HSMSIGN_PIN=$(user_pin primary) attack_audit primary
 
 # --- path 3: ceremony restore -----------------------------------------------------
 export HSMSIGN_PIN=restore-user-4711 HSMSIGN_SO_PIN=restore-so-4711

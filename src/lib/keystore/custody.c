@@ -172,6 +172,11 @@ static hs_result check_mechanisms(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HAND
     size_t len = 0;
     CK_ATTRIBUTE a = {CKA_ALLOWED_MECHANISMS, NULL, 0};
     CK_RV rv = p->fn->C_GetAttributeValue(s, h, &a, 1);
+    /* A token that does not know the attribute leaves every mechanism
+     * allowed: weak. Any other failure is a failure to ask, not an answer. */
+    if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID)
+        return hs_p11_fail(p, e, rv, "C_GetAttributeValue",
+                           "reading the wrap key's CKA_ALLOWED_MECHANISMS");
     if (rv == CKR_OK && a.ulValueLen != 0 && a.ulValueLen != CK_UNAVAILABLE_INFORMATION) {
         hs_result r = hs_p11_get_attr(p, s, h, CKA_ALLOWED_MECHANISMS, &v, &len, e);
         if (r != HS_OK)
