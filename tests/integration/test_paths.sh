@@ -13,6 +13,7 @@ check "a first signature: the log has entries and a checkpoint" hs sign raw --ke
 assert "audit/entries.jsonl and audit/checkpoint exist" test -s audit/entries.jsonl -a -s audit/checkpoint
 cp "$HSMSIGN_VECTORS/apk/app21.apk" app.apk
 check "extract k1's AVB public key" hs avb extract-public-key --key k1 --output k1.avbpubkey
+cp k1.avbpubkey chainkey.avbpubkey
 
 # Every file under audit/ and keys/ (names and bytes, .git included): a
 # refused command changes none of them.
@@ -20,11 +21,16 @@ state() { (cd "$WORK" && find audit keys -print0 | sort -z | xargs -0 sha256sum 
 
 # refused DESCRIPTION PATTERN COMMAND...: fails, says PATTERN (the path and
 # the reason), leaves the log and key store byte-identical, no temp file.
+# A case that damages them is reported and then undone from a copy, so
+# each case is judged on its own (against the old code, the first
+# destroyed log would otherwise fail every later case for that reason).
 refused() {
     local what=$1 pattern=$2 before; shift 2
     before=$(state)
+    rm -rf "$WORK/.snap" && mkdir "$WORK/.snap" && cp -a audit keys "$WORK/.snap/"
     expect_fail "$what" nonzero "$pattern" "$@"
-    assert "$what: audit log and key store unchanged" test "$before" = "$(state)"
+    if [ "$before" = "$(state)" ]; then pass "$what: audit log and key store unchanged"
+    else fail "$what: audit log or key store changed"; rm -rf audit keys; cp -a "$WORK/.snap/audit" "$WORK/.snap/keys" .; fi
     assert "$what: no temporary file left" test -z "$(find "$WORK" -name '*.tmp.*' -print -quit)"
 }
 
@@ -74,10 +80,12 @@ refused "sign raw IN ./IN" "output ./in.txt is the same file as the input in.txt
 cp app.apk app.orig
 refused "sign apk IN sub/../IN" "sub/../app.apk is the same file as the input" \
     hs sign apk --key k1 app.apk sub/../app.apk
-refused "make-vbmeta over its own chain key" "output ./k1.avbpubkey is the same file as the input" \
-    hs avb make-vbmeta --output ./k1.avbpubkey --chain-partition boot:1:k1.avbpubkey
+cp k1.avbpubkey chainkey.orig
+refused "make-vbmeta over its own chain key" "output ./chainkey.avbpubkey is the same file as the input" \
+    hs avb make-vbmeta --output ./chainkey.avbpubkey --chain-partition boot:1:chainkey.avbpubkey
 assert "inputs unchanged" cmp -s in.txt in.orig
 assert "APK input unchanged" cmp -s app.apk app.orig
+assert "AVB key input unchanged" cmp -s chainkey.avbpubkey chainkey.orig
 
 # --- the key store: never replace a key file ------------------------------------
 refused "key generate over an existing key" "key 'k1' already exists" \
@@ -143,7 +151,7 @@ done
 head -c 8192 /dev/urandom >named.img
 cp named.img named.orig
 refused "add-hash-footer --partition-name ../boot" "partition name \"../boot\" is not a plain name" \
-    hs avb add-hash-footer --image named.img --partition-name ../boot --partition-size 65536 --salt 00
+    hs avb add-hash-footer --image named.img --partition-name ../boot --partition-size 131072 --salt 00
 assert "add-hash-footer with a bad name: image unchanged" cmp -s named.img named.orig
 
 # A chained image outside the directory, reached by a descriptor named
