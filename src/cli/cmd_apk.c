@@ -339,7 +339,10 @@ static const char batch_help[] =
     "reported and does not stop or damage the others; the exit status is then\n"
     "non-zero. MANIFEST: [{\"input\": \"a.apk\", \"output\": \"out/a.apk\",\n"
     "\"key\": \"platform\", \"min_sdk\": 21}, ...]; relative paths are relative to\n"
-    "the manifest. --verify re-checks each output with hsmsign's verifier and\n"
+    "the manifest's directory. Before anything is signed, the manifest is refused\n"
+    "when two entries write the same file once paths are resolved (a and ./a),\n"
+    "when an output is an entry's input, or when an output lies in the audit\n"
+    "log or the key store. --verify re-checks each output with hsmsign's verifier and\n"
     "removes an output that does not verify. APK options as for `sign apk`\n"
     "(--v1-signing, --v2-signing, --v3-signing, --v4-signing, --alignment-preserved).\n";
 

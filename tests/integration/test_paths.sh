@@ -75,13 +75,13 @@ assert "ok.sig written" test -s ok.sig
 
 # --- an input is never an output ----------------------------------------------
 cp in.txt in.orig
-refused "sign raw IN ./IN" "output ./in.txt is the same file as the input in.txt" \
+refused "sign raw IN ./IN" "output ./in.txt is the input file in.txt" \
     hs sign raw --key k1 in.txt ./in.txt
 cp app.apk app.orig
-refused "sign apk IN sub/../IN" "sub/../app.apk is the same file as the input" \
+refused "sign apk IN sub/../IN" "sub/../app.apk is the input file" \
     hs sign apk --key k1 app.apk sub/../app.apk
 cp k1.avbpubkey chainkey.orig
-refused "make-vbmeta over its own chain key" "output ./chainkey.avbpubkey is the same file as the input" \
+refused "make-vbmeta over its own chain key" "output ./chainkey.avbpubkey is the input file" \
     hs avb make-vbmeta --output ./chainkey.avbpubkey --chain-partition boot:1:chainkey.avbpubkey
 assert "inputs unchanged" cmp -s in.txt in.orig
 assert "APK input unchanged" cmp -s app.apk app.orig

@@ -290,7 +290,7 @@ hs_result hs_outpath_not_input(const char *output, const char *input, const char
     bool same;
     hs_result r = hs_path_same(output, input, &same, e);
     if (r == HS_OK && same)
-        r = hs_fail(e, HS_E_USAGE, "output %s is the same file as the %s %s; an input is never "
+        r = hs_fail(e, HS_E_USAGE, "output %s is the %s file %s; an input is never "
                                    "overwritten (choose another output path)",
                     output, role, input);
     return r;

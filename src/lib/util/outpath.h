@@ -43,8 +43,8 @@ hs_result hs_outpath_check(const char *path, const hs_protected_dir *dirs, size_
 hs_result hs_path_same(const char *a, const char *b, bool *same, hs_error *e) HS_MUST_CHECK;
 
 /* HS_E_USAGE when output names the same file as input: an input is never
- * replaced by an output. `role` names the input in the message ("input",
- * "included image"). */
+ * replaced by an output. `role` names the input in the message: "output X
+ * is the <role> file Y". */
 hs_result hs_outpath_not_input(const char *output, const char *input, const char *role,
                                hs_error *e) HS_MUST_CHECK;
 
