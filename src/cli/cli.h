@@ -58,6 +58,16 @@ int cli_usage(const char *command, const char *fmt, ...) HS_PRINTF(2, 3);
 hs_result cli_pin_source(const char *spec, const char *default_env, hs_pin_source *out,
                          hs_error *e);
 
+/* Refuses an output path inside the audit log or the key store (however
+ * it is spelled: symlinks, "..", hard links) or naming the same file as one
+ * of inputs (NULL entries skipped). Returns 0, or the exit status after
+ * printing the reason. Call it before cli_open, so nothing is signed. */
+int cli_check_output(const cli_globals *g, const char *output, const char *const *inputs,
+                     size_t n_inputs);
+/* The same check, as a result for callers that add context. */
+hs_result cli_output_ok(const cli_globals *g, const char *output, const char *const *inputs,
+                        size_t n_inputs, hs_error *e) HS_MUST_CHECK;
+
 /* Prints a JSON value to stdout (and frees it). */
 void cli_print_json(json_t *v);
 

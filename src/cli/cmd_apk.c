@@ -176,6 +176,32 @@ static hs_result output_in_dir(const char *dir, const char *in, char *out, size_
     return n > 0 && (size_t)n < cap ? HS_OK : hs_fail(e, HS_E_USAGE, "%s: path too long", in);
 }
 
+/* OUT of `sign apk IN OUT`, or DIR/<input name> with --out-dir. */
+static hs_result out_path(const char *out_dir, const char *in, const char *out_arg, char *out,
+                          size_t cap, hs_error *e)
+{
+    if (out_dir != NULL)
+        return output_in_dir(out_dir, in, out, cap, e);
+    if (strlen(out_arg) >= cap) /* never a shortened path */
+        return hs_fail(e, HS_E_USAGE, "%s: path too long", out_arg);
+    snprintf(out, cap, "%s", out_arg);
+    return HS_OK;
+}
+
+/* Output i, checked: not in the audit log or key store, not one of the
+ * inputs. Returns 0 or the exit status after printing why. */
+static int apk_output(const cli_globals *g, const char *out_dir, char **argv, int first, size_t i,
+                      int nargs, char *out, size_t cap)
+{
+    hs_error e;
+    hs_error_clear(&e);
+    if (out_path(out_dir, argv[first + (int)i], argv[first + 1], out, cap, &e) != HS_OK)
+        return cli_fail(g, &e);
+    /* With --out-dir every argument is an input; without, only the first. */
+    size_t n_inputs = out_dir != NULL ? (size_t)nargs : 1;
+    return cli_check_output(g, out, (const char *const *)&argv[first], n_inputs);
+}
+
 int cli_sign_apk(const cli_globals *g, int argc, char **argv)
 {
     const char *key = NULL, *out_dir = NULL;
@@ -190,6 +216,14 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv)
         return cli_usage("sign apk", "give IN OUT, or --out-dir DIR with one or more inputs");
     if (out_dir != NULL && nargs < 1)
         return cli_usage("sign apk", "--out-dir needs at least one input");
+    size_t total = out_dir != NULL ? (size_t)nargs : 1;
+    /* Every output is checked before anything is signed. */
+    for (size_t i = 0; i < total; i++) {
+        char out[PATH_MAX];
+        rc = apk_output(g, out_dir, argv, optind, i, nargs, out, sizeof out);
+        if (rc != 0)
+            return rc;
+    }
     cli_ctx ctx;
     rc = cli_open(g, CLI_SIGNER, &ctx);
     if (rc != 0)
@@ -198,17 +232,10 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv)
     hs_error_clear(&e);
     json_t *results = json_array();
     int worst = 0;
-    size_t total = out_dir != NULL ? (size_t)nargs : 1;
     for (size_t i = 0; i < total; i++) {
         const char *in = argv[optind + (int)i];
         char out[PATH_MAX];
-        hs_result r = HS_OK;
-        if (out_dir != NULL)
-            r = output_in_dir(out_dir, in, out, sizeof out, &e);
-        else if (strlen(argv[optind + 1]) >= sizeof out) /* never a shortened path */
-            r = hs_fail(&e, HS_E_USAGE, "%s: path too long", argv[optind + 1]);
-        else
-            snprintf(out, sizeof out, "%s", argv[optind + 1]);
+        hs_result r = out_path(out_dir, in, argv[optind + 1], out, sizeof out, &e);
         cli_progress(g, i + 1, total, in);
         hs_apk_report rep;
         if (r == HS_OK)
@@ -312,7 +339,10 @@ static const char batch_help[] =
     "reported and does not stop or damage the others; the exit status is then\n"
     "non-zero. MANIFEST: [{\"input\": \"a.apk\", \"output\": \"out/a.apk\",\n"
     "\"key\": \"platform\", \"min_sdk\": 21}, ...]; relative paths are relative to\n"
-    "the manifest. --verify re-checks each output with hsmsign's verifier and\n"
+    "the manifest's directory. Before anything is signed, the manifest is refused\n"
+    "when two entries write the same file once paths are resolved (a and ./a),\n"
+    "when an output is an entry's input, or when an output lies in the audit\n"
+    "log or the key store. --verify re-checks each output with hsmsign's verifier and\n"
     "removes an output that does not verify. APK options as for `sign apk`\n"
     "(--v1-signing, --v2-signing, --v3-signing, --v4-signing, --alignment-preserved).\n";
 
@@ -344,6 +374,16 @@ int cli_sign_batch(const cli_globals *g, int argc, char **argv)
     size_t n;
     if (hs_batch_manifest_load(argv[optind], &items, &n, &e) != HS_OK)
         return cli_fail(g, &e);
+    /* Every output is checked before anything is signed (inputs were
+     * checked against outputs by the manifest loader). */
+    for (size_t i = 0; i < n; i++) {
+        if (cli_output_ok(g, items[i].output, NULL, 0, &e) != HS_OK) {
+            hs_error_prefix(&e, "manifest %s: entry %zu (key '%s'): ", argv[optind], i + 1,
+                            items[i].key);
+            hs_batch_items_free(items, n);
+            return cli_fail(g, &e);
+        }
+    }
     cli_ctx ctx;
     rc = cli_open(g, CLI_SIGNER, &ctx);
     if (rc != 0) {

@@ -351,6 +351,8 @@ static int avb_extract(const cli_globals *g, int argc, char **argv)
         fputs(extract_help, stdout);
     else if (rc == 0 && (a.key == NULL || a.output == NULL || a.positional != NULL))
         rc = cli_usage("avb extract-public-key", "--key NAME and --output FILE are required");
+    if (rc == 0 && !a.help)
+        rc = cli_check_output(g, a.output, NULL, 0);
     if (rc != 0 || a.help) {
         args_free(&a);
         return rc;
@@ -392,6 +394,41 @@ static const char vbmeta_help[] =
     "unsigned). PUBKEY is an .avbpubkey file (see extract-public-key). Flags\n"
     "may also be spelled as avbtool does (--include_descriptors_from_image).\n";
 
+/* After the n-th colon of spec (the file of NAME:LOCATION:PUBKEY or
+ * KEY:PATH), or NULL. */
+static const char *after_colons(const char *spec, int n)
+{
+    for (; spec != NULL && n > 0; n--)
+        if ((spec = strchr(spec, ':')) != NULL)
+            spec++;
+    return spec;
+}
+
+/* make-vbmeta's output: outside the audit log and key store, and none of
+ * the files it reads (included images, chain keys, property files, key
+ * metadata): an input is never replaced. */
+static int check_vbmeta_output(const cli_globals *g, const avb_args *a)
+{
+    size_t n = a->includes.n + a->chains.n + a->props_from_file.n + 1;
+    const char **in = calloc(n, sizeof *in);
+    if (in == NULL) {
+        hs_error e;
+        hs_fail(&e, HS_E_NOMEM, "out of memory");
+        return cli_fail(g, &e);
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < a->includes.n; i++)
+        in[k++] = a->includes.v[i];
+    for (size_t i = 0; i < a->chains.n; i++)
+        in[k++] = after_colons(a->chains.v[i], 2);
+    for (size_t i = 0; i < a->props_from_file.n; i++)
+        in[k++] = after_colons(a->props_from_file.v[i], 1);
+    in[k++] = a->public_key_metadata;
+    int rc = cli_check_output(g, a->output, in, k);
+    free(in);
+    return rc;
+}
+
 static int avb_make_vbmeta(const cli_globals *g, int argc, char **argv)
 {
     const char *cmd = "avb make-vbmeta";
@@ -403,6 +440,8 @@ static int avb_make_vbmeta(const cli_globals *g, int argc, char **argv)
         rc = cli_usage(cmd, "--output FILE is required (and no other arguments)");
     if (rc == 0 && !a.help)
         rc = check_key_and_algorithm(g, cmd, &a);
+    if (rc == 0 && !a.help)
+        rc = check_vbmeta_output(g, &a);
     if (rc != 0 || a.help) {
         args_free(&a);
         return rc;
@@ -463,6 +502,10 @@ static int footer_command(const cli_globals *g, int argc, char **argv, bool hash
         rc = cli_usage(cmd, "--image, --partition-name and --partition-size are required");
     if (rc == 0 && !a.help)
         rc = check_key_and_algorithm(g, cmd, &a);
+    /* The image is changed in place by design (as avbtool does), but never
+     * one inside the audit log or key store. */
+    if (rc == 0 && !a.help)
+        rc = cli_check_output(g, a.image, NULL, 0);
     if (rc != 0 || a.help) {
         args_free(&a);
         return rc;

@@ -244,7 +244,11 @@ int cmd_avb_signing_helper_with_files(const cli_globals *g, int argc, char **arg
     size_t len = 0, sig_len = 0;
     hs_error e;
     hs_error_clear(&e);
-    hs_result r = hs_read_file(file, MAX_BLOCK, &block, &len, &e);
+    /* FILE is written in place (avbtool's temporary file), so it is
+     * checked before anything is signed. */
+    hs_result r = cli_output_ok(g, file, NULL, 0, &e);
+    if (r == HS_OK)
+        r = hs_read_file(file, MAX_BLOCK, &block, &len, &e);
     if (r == HS_OK)
         r = sign_block(g, argv[1], argv[2], block, len, &sig, &sig_len, &e);
     if (r == HS_OK)

@@ -328,7 +328,8 @@ static int write_output(const cli_globals *g, const char *output, const void *da
         }
         return 0;
     }
-    if (hs_write_file_atomic(output, data, len, 0644, false, &e) != HS_OK)
+    if (cli_output_ok(g, output, NULL, 0, &e) != HS_OK ||
+        hs_write_file_atomic(output, data, len, 0644, false, &e) != HS_OK)
         return cli_fail(g, &e);
     return 0;
 }

@@ -43,8 +43,11 @@ static int sign_raw(const cli_globals *g, int argc, char **argv)
                          "rsa-pss-sha256, rsa-pss-sha512, rsa-pkcs1-sha1 or ecdsa-p256-sha256)",
                          alg_name);
     const char *in = argv[optind], *out = argv[optind + 1];
+    int rc = cli_check_output(g, out, &in, 1);
+    if (rc != 0)
+        return rc;
     cli_ctx ctx;
-    int rc = cli_open(g, CLI_SIGNER, &ctx);
+    rc = cli_open(g, CLI_SIGNER, &ctx);
     if (rc != 0)
         return rc;
     hs_error e;

@@ -1,5 +1,6 @@
 #include "android/avb_desc.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* Appends the 16-byte descriptor header for a body of body_len bytes
@@ -56,6 +57,48 @@ hs_result hs_avb_desc_kernel_cmdline(hs_avb_buf *out, uint32_t flags, const char
     return hs_avb_buf_pad(out, 8, e);
 }
 
+#define MAX_PARTITION_NAME 128
+
+/* The name for a message: printable bytes as they are, others as \xNN,
+ * cut to fit. */
+static void shown_name(const uint8_t *name, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 5 < cap; i++) {
+        if (name[i] >= 0x20 && name[i] < 0x7f && name[i] != '\\')
+            out[o++] = (char)name[i];
+        else
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", name[i]);
+    }
+    out[o] = '\0';
+}
+
+hs_result hs_avb_partition_name_check(const uint8_t *name, size_t len, bool allow_empty,
+                                      const char *where, hs_error *e)
+{
+    const char *why = NULL;
+    if (len == 0)
+        why = allow_empty ? NULL : "it is empty";
+    else if (len > MAX_PARTITION_NAME)
+        why = "it is longer than 128 bytes";
+    else if (memchr(name, '/', len) != NULL)
+        why = "it contains '/'";
+    for (size_t i = 0; why == NULL && i < len; i++) {
+        if (name[i] < 0x20 || name[i] >= 0x7f)
+            why = "it contains a control or non-ASCII byte";
+        else if (name[i] == '.' && i + 1 < len && name[i + 1] == '.')
+            why = "it contains \"..\"";
+    }
+    if (why == NULL)
+        return HS_OK;
+    char shown[MAX_PARTITION_NAME + 32];
+    shown_name(name, len, shown, sizeof shown);
+    return hs_fail(e, HS_E_FORMAT,
+                   "%s: partition name \"%s\" is not a plain name (%s); partition images are "
+                   "found by name beside the image",
+                   where, shown, why);
+}
+
 hs_result hs_avb_desc_chain(hs_avb_buf *out, const char *partition_name,
                             uint32_t rollback_index_location, const uint8_t *pubkey,
                             size_t pubkey_len, uint32_t flags, hs_error *e)
@@ -63,7 +106,9 @@ hs_result hs_avb_desc_chain(hs_avb_buf *out, const char *partition_name,
     size_t nlen = strlen(partition_name);
     uint8_t fixed[76];
     hs_result r;
-    if ((r = check_u32(nlen, "partition name", e)) != HS_OK ||
+    if ((r = hs_avb_partition_name_check((const uint8_t *)partition_name, nlen, false,
+                                         "chain partition descriptor", e)) != HS_OK ||
+        (r = check_u32(nlen, "partition name", e)) != HS_OK ||
         (r = check_u32(pubkey_len, "public key", e)) != HS_OK)
         return r;
     memset(fixed, 0, sizeof fixed);

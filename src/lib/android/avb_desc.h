@@ -4,6 +4,7 @@
 #ifndef HSMSIGN_ANDROID_AVB_DESC_H
 #define HSMSIGN_ANDROID_AVB_DESC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +16,15 @@ hs_result hs_avb_desc_property(hs_avb_buf *out, const char *key, size_t key_len,
 
 hs_result hs_avb_desc_kernel_cmdline(hs_avb_buf *out, uint32_t flags, const char *cmdline,
                                      hs_error *e) HS_MUST_CHECK;
+
+/* Partition names are file names: verification finds a partition's image
+ * as NAME + the vbmeta image's extension beside it, so a name is a plain
+ * name: 1 to 128 bytes of printable ASCII, no '/', no "..". `where` (the
+ * image or option the name came from) starts the message, which shows the
+ * name with control bytes escaped. An empty name is accepted only when
+ * allow_empty (hash and hashtree descriptors of the image itself). */
+hs_result hs_avb_partition_name_check(const uint8_t *name, size_t len, bool allow_empty,
+                                      const char *where, hs_error *e) HS_MUST_CHECK;
 
 hs_result hs_avb_desc_chain(hs_avb_buf *out, const char *partition_name,
                             uint32_t rollback_index_location, const uint8_t *pubkey,

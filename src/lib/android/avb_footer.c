@@ -33,7 +33,7 @@ static hs_result open_input(const char *path, input_image *in, hs_error *e)
 {
     struct stat st;
     memset(in, 0, sizeof *in);
-    in->fd = open(path, O_RDONLY | O_CLOEXEC);
+    in->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO fails below, never blocks */
     if (in->fd < 0)
         return hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: cannot open: %s", path,
                        strerror(errno));
@@ -92,7 +92,8 @@ static hs_result resolve_md(const hs_avb_footer_opts *o, const char *def, const 
                        *name);
     if (o->partition_name == NULL)
         return hs_fail(e, HS_E_USAGE, "a partition name is required");
-    return HS_OK;
+    return hs_avb_partition_name_check((const uint8_t *)o->partition_name,
+                                       strlen(o->partition_name), false, "--partition-name", e);
 }
 
 /* Copies data_size bytes of the input to the temporary file while hashing

@@ -399,17 +399,40 @@ static hs_result load_vbmeta_at(int fd, const char *path, uint64_t off, uint64_t
     return r;
 }
 
-hs_result hs_avb_image_load(const char *path, hs_avb_image *out, hs_error *e)
+hs_result hs_avb_open_regular(const char *path, bool follow_symlink, int *fd, hs_error *e)
+{
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+     * writer forever; a regular file ignores the flag. */
+    int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (follow_symlink ? 0 : O_NOFOLLOW);
+    *fd = open(path, flags);
+    if (*fd < 0) {
+        int err = errno;
+        if (err == ELOOP && !follow_symlink)
+            return hs_fail(e, HS_E_IO, "%s: is a symbolic link; partition images named by a "
+                                       "descriptor are opened only as regular files", path);
+        return hs_fail(e, err == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: cannot open: %s", path,
+                       strerror(err));
+    }
+    struct stat st;
+    if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return hs_fail(e, HS_E_IO, "%s: not a readable regular file", path);
+    }
+    return HS_OK;
+}
+
+static hs_result image_load(const char *path, bool follow_symlink, hs_avb_image *out,
+                            hs_error *e)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: cannot open: %s", path,
-                       strerror(errno));
+    int fd;
+    hs_result r = hs_avb_open_regular(path, follow_symlink, &fd, e);
+    if (r != HS_OK)
+        return r;
     struct stat st;
-    hs_result r;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        r = hs_fail(e, HS_E_IO, "%s: not a readable regular file", path);
+    if (fstat(fd, &st) != 0) {
+        r = hs_fail(e, HS_E_IO, "%s: cannot stat: %s", path, strerror(errno));
         goto out;
     }
     out->image_size = (uint64_t)st.st_size;
@@ -428,6 +451,16 @@ out:
     if (r != HS_OK)
         hs_avb_image_free(out);
     return r;
+}
+
+hs_result hs_avb_image_load(const char *path, hs_avb_image *out, hs_error *e)
+{
+    return image_load(path, true, out, e);
+}
+
+hs_result hs_avb_partition_image_load(const char *path, hs_avb_image *out, hs_error *e)
+{
+    return image_load(path, false, out, e);
 }
 
 void hs_avb_image_free(hs_avb_image *img)

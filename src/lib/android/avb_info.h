@@ -93,6 +93,14 @@ hs_result hs_avb_image_read_footer(int fd, const char *path, uint64_t file_size,
 
 /* Loads a vbmeta image or a partition image with a footer. */
 hs_result hs_avb_image_load(const char *path, hs_avb_image *out, hs_error *e) HS_MUST_CHECK;
+/* Like hs_avb_image_load, but a symlink at path is refused: for chained
+ * images, whose name came from a descriptor. */
+hs_result hs_avb_partition_image_load(const char *path, hs_avb_image *out,
+                                      hs_error *e) HS_MUST_CHECK;
+/* Opens path for reading as a regular file only: never blocks on a FIFO
+ * or device, and without follow_symlink refuses a symlink. */
+hs_result hs_avb_open_regular(const char *path, bool follow_symlink, int *fd,
+                              hs_error *e) HS_MUST_CHECK;
 void hs_avb_image_free(hs_avb_image *img);
 
 /* `avbtool info_image` output for img, as a malloc'd NUL-terminated string. */

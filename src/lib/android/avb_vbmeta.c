@@ -58,12 +58,17 @@ static hs_result add_chain(hs_avb_buf *out, const char *spec, uint32_t *used, si
                        "chain partition \"%s\": rollback index location must be 1 or larger", spec);
     used[(*n_used)++] = loc;
     size_t nlen = (size_t)(c1 - spec);
+    char where[64 + 32];
+    snprintf(where, sizeof where, "chain partition \"%.64s\"", spec);
+    hs_result r = hs_avb_partition_name_check((const uint8_t *)spec, nlen, false, where, e);
+    if (r != HS_OK)
+        return r;
     char *name = strndup(spec, nlen);
     if (name == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
     uint8_t *key;
     size_t key_len;
-    hs_result r = hs_avb_pubkey_read(c2 + 1, &key, &key_len, e);
+    r = hs_avb_pubkey_read(c2 + 1, &key, &key_len, e);
     if (r == HS_OK) {
         r = hs_avb_desc_chain(out, name, loc, key, key_len, 0, e);
         free(key);
@@ -181,6 +186,18 @@ static hs_result keyed_put(keyed_desc **arr, size_t *n, const hs_avb_desc *d, hs
     return hs_avb_desc_copy(&slot->enc, d, e);
 }
 
+/* Descriptors copied from another image carry their partition names
+ * into ours, where `avb verify` opens files by them: the same rule as for
+ * names given on the command line. */
+static hs_result named_desc_ok(const hs_avb_desc *d, const char *image, hs_error *e)
+{
+    if (d->tag != HS_AVB_DESC_HASH && d->tag != HS_AVB_DESC_HASHTREE &&
+        d->tag != HS_AVB_DESC_CHAIN_PARTITION)
+        return HS_OK;
+    return hs_avb_partition_name_check(d->partition_name.p, d->partition_name.len,
+                                       d->tag != HS_AVB_DESC_CHAIN_PARTITION, image, e);
+}
+
 static hs_result add_included(const hs_avb_vbmeta_opts *o, hs_avb_buf *out, uint32_t *minor,
                               hs_error *e)
 {
@@ -196,7 +213,9 @@ static hs_result add_included(const hs_avb_vbmeta_opts *o, hs_avb_buf *out, uint
             *minor = img.vbmeta.required_minor;
         for (size_t j = 0; j < img.vbmeta.n_descs && r == HS_OK; j++) {
             const hs_avb_desc *d = &img.vbmeta.descs[j];
-            r = class_name(d->tag) ? keyed_put(&arr, &n, d, e) : hs_avb_desc_copy(out, d, e);
+            r = named_desc_ok(d, img.path, e);
+            if (r == HS_OK)
+                r = class_name(d->tag) ? keyed_put(&arr, &n, d, e) : hs_avb_desc_copy(out, d, e);
         }
         hs_avb_image_free(&img);
     }

@@ -9,6 +9,7 @@
 #include <openssl/rsa.h>
 
 #include "android/avb_bytes.h"
+#include "android/avb_desc.h"
 #include "android/avb_hashtree.h"
 #include "android/avb_pubkey.h"
 #include "util/encoding.h"
@@ -72,25 +73,31 @@ static char *partition_path(const char *image_path, hs_avb_bytes name)
     return p;
 }
 
+/* The image of a hash or hashtree descriptor's partition: a plain name
+ * beside the image (or, with no name, the image itself), opened only as a
+ * regular file that is not a symlink, and without blocking (a FIFO named
+ * like a partition used to hang verification). */
 static hs_result open_partition(const hs_avb_image *img, const hs_avb_desc *d, char **path, int *fd,
                                 hs_error *e)
 {
-    if (memchr(d->partition_name.p, '/', d->partition_name.len) != NULL ||
-        memchr(d->partition_name.p, 0, d->partition_name.len) != NULL)
-        return hs_fail(e, HS_E_FORMAT, "%s: partition name contains '/' or NUL", img->path);
-    *path =
-        d->partition_name.len ? partition_path(img->path, d->partition_name) : strdup(img->path);
+    hs_result r = hs_avb_partition_name_check(d->partition_name.p, d->partition_name.len, true,
+                                              img->path, e);
+    if (r != HS_OK)
+        return r;
+    *path = d->partition_name.len ? partition_path(img->path, d->partition_name)
+                                  : strdup(img->path);
     if (*path == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
-    *fd = open(*path, O_RDONLY | O_CLOEXEC);
-    if (*fd < 0) {
-        hs_result r = hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO,
-                              "%s: cannot open partition image: %s", *path, strerror(errno));
+    /* The image being verified (a footer's own hash descriptor) was named
+     * by the caller, or already opened without following a link. */
+    bool self = strcmp(*path, img->path) == 0;
+    r = hs_avb_open_regular(*path, self, fd, e);
+    if (r != HS_OK) {
+        hs_error_prefix(e, "partition image: ");
         free(*path);
         *path = NULL;
-        return r;
     }
-    return HS_OK;
+    return r;
 }
 
 static hs_result hash_file_prefix(int fd, const char *path, const EVP_MD *md, hs_avb_bytes salt,
@@ -201,6 +208,12 @@ static hs_result verify_chain(const hs_avb_image *img, const hs_avb_desc *d,
                               const hs_avb_verify_opts *o, int depth, hs_avb_verify_report *rep,
                               hs_error *e)
 {
+    /* Before anything else: the name is untrusted until the signature of
+     * the chained image is checked, and it names the file to open. */
+    hs_result r = hs_avb_partition_name_check(d->partition_name.p, d->partition_name.len, false,
+                                              img->path, e);
+    if (r != HS_OK)
+        return r;
     const hs_avb_expected_chain *x = find_chain(o, d->partition_name);
     int nlen = (int)d->partition_name.len;
     if (x != NULL) {
@@ -226,7 +239,7 @@ static hs_result verify_chain(const hs_avb_image *img, const hs_avb_desc *d,
     char *path = partition_path(img->path, d->partition_name);
     if (path == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
-    hs_result r = verify_path(path, &d->public_key, o, depth + 1, rep, e);
+    r = verify_path(path, &d->public_key, o, depth + 1, rep, e);
     free(path);
     return r;
 }
@@ -262,7 +275,9 @@ static hs_result verify_path(const char *path, const hs_avb_bytes *expected_key,
     if (depth > MAX_CHAIN_DEPTH)
         return hs_fail(e, HS_E_FORMAT, "%s: chain partitions nested too deeply", path);
     hs_avb_image img;
-    hs_result r = hs_avb_image_load(path, &img, e);
+    /* Chained images (depth > 0) are named by a descriptor: no symlinks. */
+    hs_result r = depth == 0 ? hs_avb_image_load(path, &img, e)
+                             : hs_avb_partition_image_load(path, &img, e);
     if (r != HS_OK)
         return r;
     r = hs_avb_vbmeta_verify_signature(&img.vbmeta, path, e);

@@ -263,7 +263,7 @@ static hs_result check_names_and_overlaps(hs_zip *z, hs_error *e)
 
 static hs_result map_file(hs_zip *z, hs_error *e)
 {
-    z->fd = open(z->path, O_RDONLY | O_CLOEXEC);
+    z->fd = open(z->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO fails below, never blocks */
     if (z->fd < 0)
         return hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: cannot open: %s",
                        z->path, strerror(errno));

@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "util/file.h"
+#include "util/outpath.h"
 
 #define MANIFEST_MAX (16 * 1024 * 1024)
 
@@ -64,6 +66,75 @@ static hs_result parse_item(json_t *o, size_t i, const char *path, const char *d
     return HS_OK;
 }
 
+/* A manifest path as the file system sees it: resolved (util/outpath.h),
+ * and its device+inode when it exists, so `a`, `./a`, `sub/../a`, a
+ * symlink to a and a hard link of a are all one file. */
+typedef struct file_id {
+    char *resolved;
+    bool exists;
+    dev_t dev;
+    ino_t ino;
+} file_id;
+
+static hs_result identify(const char *p, file_id *id, hs_error *e)
+{
+    struct stat st;
+    hs_result r = hs_path_resolve(p, &id->resolved, e);
+    id->exists = r == HS_OK && stat(id->resolved, &st) == 0;
+    if (id->exists) {
+        id->dev = st.st_dev;
+        id->ino = st.st_ino;
+    }
+    return r;
+}
+
+static bool same_id(const file_id *a, const file_id *b)
+{
+    return strcmp(a->resolved, b->resolved) == 0 ||
+           (a->exists && b->exists && a->dev == b->dev && a->ino == b->ino);
+}
+
+/* Two entries writing one file, or an entry writing a file some entry
+ * reads, are refused before anything is signed: the second write would
+ * silently replace the first, and an input is never changed. */
+static hs_result check_collisions(const char *path, const hs_batch_item *items, size_t n,
+                                  hs_error *e)
+{
+    file_id *in = calloc(n, sizeof *in), *out = calloc(n, sizeof *out);
+    hs_result r = in != NULL && out != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n && r == HS_OK; i++) {
+        r = identify(items[i].input, &in[i], e);
+        if (r == HS_OK)
+            r = identify(items[i].output, &out[i], e);
+        if (r != HS_OK)
+            hs_error_prefix(e, "manifest %s: entry %zu: ", path, i + 1);
+    }
+    for (size_t i = 0; i < n && r == HS_OK; i++) {
+        for (size_t j = i + 1; j < n && r == HS_OK; j++)
+            if (same_id(&out[i], &out[j]))
+                r = hs_fail(e, HS_E_FORMAT,
+                            "manifest %s: entries %zu and %zu write the same output (%s and %s "
+                            "are both %s)",
+                            path, i + 1, j + 1, items[i].output, items[j].output,
+                            out[i].resolved);
+        for (size_t j = 0; j < n && r == HS_OK; j++)
+            if (same_id(&out[i], &in[j]))
+                r = hs_fail(e, HS_E_FORMAT,
+                            "manifest %s: the output %s of entry %zu is the input %s of entry "
+                            "%zu; an input is never overwritten",
+                            path, items[i].output, i + 1, items[j].input, j + 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (in != NULL)
+            free(in[i].resolved);
+        if (out != NULL)
+            free(out[i].resolved);
+    }
+    free(in);
+    free(out);
+    return r;
+}
+
 hs_result hs_batch_manifest_load(const char *path, hs_batch_item **items, size_t *n, hs_error *e)
 {
     *items = NULL;
@@ -99,11 +170,8 @@ hs_result hs_batch_manifest_load(const char *path, hs_batch_item **items, size_t
     r = out != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < count && r == HS_OK; i++)
         r = parse_item(json_array_get(list, i), i, path, dir, &out[i], e);
-    for (size_t i = 0; i < count && r == HS_OK; i++)
-        for (size_t j = i + 1; j < count && r == HS_OK; j++)
-            if (strcmp(out[i].output, out[j].output) == 0)
-                r = hs_fail(e, HS_E_FORMAT, "manifest %s: entries %zu and %zu write the same output %s",
-                            path, i + 1, j + 1, out[i].output);
+    if (r == HS_OK)
+        r = check_collisions(path, out, count, e);
     free(copy);
     json_decref(root);
     if (r != HS_OK) {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/sha.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,10 +15,18 @@
 hs_result hs_hash_file(const char *path, const EVP_MD *md, uint8_t *digest, unsigned *digest_len,
                        uint8_t sha256[32], uint64_t *size, hs_error *e)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Regular files only, opened without blocking: a FIFO with no writer
+     * used to hang here, and with one it would be signed as whatever
+     * happened to be written, which no one can hash again to check. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: cannot open: %s", path,
                        strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return hs_fail(e, HS_E_IO, "%s: not a regular file", path);
+    }
     EVP_MD_CTX *a = EVP_MD_CTX_new(), *b = EVP_MD_CTX_new();
     uint8_t *buf = malloc(CHUNK);
     hs_result r = HS_OK;

@@ -20,7 +20,9 @@ static hs_result read_whole(const char *path, size_t max_len, bool secret, uint8
 {
     *out = NULL;
     *out_len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO given as a file fails below (not a regular
+     * file) instead of waiting for a writer forever. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: cannot open: %s", path,
                        strerror(errno));
@@ -182,6 +184,36 @@ hs_result hs_atomic_write_all(hs_atomic_file *af, const void *data, size_t len, 
     return hs_write_fd_all(af->fd, data, len, af->path, e);
 }
 
+/* Gives the temporary file its final name only if that name is free,
+ * atomically: renameat2(RENAME_NOREPLACE), or on a file system without it
+ * (EINVAL: e.g. some network and FUSE file systems) link() + unlink of
+ * the temporary name, which also fails with EEXIST rather than replace.
+ * There is no third way that is both atomic and non-replacing, so a file
+ * system with neither is an error that says so. */
+static hs_result place_no_replace(hs_atomic_file *af, hs_error *e)
+{
+    int err = 0;
+    if (renameat2(AT_FDCWD, af->tmp_path, AT_FDCWD, af->path, RENAME_NOREPLACE) == 0)
+        return HS_OK;
+    err = errno;
+    if (err == EINVAL || err == ENOSYS || err == EOPNOTSUPP) {
+        if (link(af->tmp_path, af->path) == 0) {
+            unlink(af->tmp_path);
+            return HS_OK;
+        }
+        err = errno;
+        if (err == EPERM || err == EOPNOTSUPP || err == ENOSYS)
+            return hs_fail(e, HS_E_IO,
+                           "%s: the file system supports neither rename without replacing nor "
+                           "hard links (%s), so the file cannot be written without risking "
+                           "replacing an existing one",
+                           af->path, strerror(err));
+    }
+    if (err == EEXIST)
+        return hs_fail(e, HS_E_EXISTS, "%s: already exists; refusing to overwrite", af->path);
+    return hs_fail(e, HS_E_IO, "%s: cannot move into place: %s", af->path, strerror(err));
+}
+
 hs_result hs_atomic_commit(hs_atomic_file *af, bool no_replace, hs_error *e)
 {
     if (fsync(af->fd) != 0)
@@ -191,14 +223,9 @@ hs_result hs_atomic_commit(hs_atomic_file *af, bool no_replace, hs_error *e)
      * could take the complete file for a stale one and remove it before
      * the rename. On failure it is left to hs_atomic_abort. */
     if (no_replace) {
-        /* link() fails with EEXIST instead of replacing, atomically. */
-        if (link(af->tmp_path, af->path) != 0) {
-            int err = errno;
-            return hs_fail(e, err == EEXIST ? HS_E_EXISTS : HS_E_IO, "%s: %s", af->path,
-                           err == EEXIST ? "already exists; refusing to overwrite"
-                                         : strerror(err));
-        }
-        unlink(af->tmp_path);
+        hs_result r = place_no_replace(af, e);
+        if (r != HS_OK)
+            return r;
     } else if (rename(af->tmp_path, af->path) != 0) {
         return hs_fail(e, HS_E_IO, "%s: cannot rename into place: %s", af->path, strerror(errno));
     }
