@@ -54,8 +54,14 @@ hs_result hs_audit_open(const char *dir, const hs_audit_context *ctx, hs_audit *
                        "`hsmsign wrapkey create` on a development token)",
                        dir, ctx != NULL && ctx->token_label ? ctx->token_label : "?");
     struct stat st;
+    bool exists = stat(dir, &st) == 0;
+    if (!exists && errno != ENOENT)
+        return hs_fail(e, HS_E_AUDIT, "audit log %s: %s", dir, strerror(errno));
+    if (exists && !S_ISDIR(st.st_mode))
+        return hs_fail(e, HS_E_AUDIT, "audit log %s: not a directory", dir);
+    /* Only a directory that does not exist is created implicitly. */
     hs_result r = HS_OK;
-    if (stat(dir, &st) != 0 && errno == ENOENT)
+    if (!exists)
         r = ctx->p11 != NULL ? hs_auditlog_init(dir, ctx->p11, ctx->audit_key, e)
                              : hs_fail(e, HS_E_AUDIT, "audit log %s does not exist", dir);
     if (r != HS_OK) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "audit/log.h"
 #include "audit/record.h"
@@ -81,6 +82,19 @@ static hs_result check_out_dir(const char *dir, hs_error *e)
     }
     closedir(d); /* after the message: de points into d */
     return r;
+}
+
+/* The ceremony generates a new audit key, and a log belongs to the key
+ * that signed its checkpoints: it starts a new log, so the directory must
+ * not exist yet. Checked before any token is touched. */
+static hs_result check_audit_dir(const char *dir, hs_error *e)
+{
+    if (access(dir, F_OK) != 0 && errno == ENOENT)
+        return HS_OK;
+    return hs_fail(e, HS_E_EXISTS,
+                   "audit log %s already exists: the ceremony makes a new audit key, which "
+                   "starts a new log; give --audit-log a directory that does not exist (the "
+                   "old log is kept as it is)", dir);
 }
 
 /* dir/rel into path; a path that does not fit is refused, never shortened
@@ -464,6 +478,8 @@ hs_result hs_ceremony_provision(const hs_ceremony_config *cfg, const hs_provisio
     hs_result r = check_out_dir(o->out_dir, e);
     if (r == HS_OK)
         r = probe_tokens(&c, e);
+    if (r == HS_OK)
+        r = check_audit_dir(o->audit_dir, e);
     if (r == HS_OK)
         r = prepare_out_dir(o->out_dir, e);
     if (r == HS_OK) {
