@@ -178,9 +178,8 @@ int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
     }
     if (r == HS_OK && (what & CLI_SIGNER)) {
         r = hs_wrapkey_find(ctx->p11, g->wrap_label, &ctx->wrap, &e);
-        hs_audit_context ac = {ctx->p11->label, ctx->p11->serial, getenv("HSMSIGN_BATCH_ID")};
         if (r == HS_OK)
-            r = hs_audit_open(g->audit_log, &ac, &ctx->audit, &e);
+            r = cli_open_audit(ctx, &e);
         if (r == HS_OK)
             r = hs_signer_new(ctx->p11, &ctx->wrap, g->keystore, ctx->audit, &ctx->signer, &e);
     }
@@ -191,6 +190,21 @@ int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
     return 0;
 }
 
+hs_result cli_open_audit(cli_ctx *ctx, hs_error *e)
+{
+    if (ctx->audit_key.public_key == NULL) {
+        hs_result r = hs_auditkey_find(ctx->p11, &ctx->audit_key, e);
+        if (r == HS_E_NOTFOUND)
+            hs_error_clear(e); /* hs_audit_open says what to do, in words */
+        else if (r != HS_OK)
+            return r;
+    }
+    hs_audit_context ac = {.token_label = ctx->p11->label, .token_serial = ctx->p11->serial,
+                           .batch_id = getenv("HSMSIGN_BATCH_ID"),
+                           .audit_key = &ctx->audit_key, .p11 = ctx->p11};
+    return hs_audit_open(ctx->g->audit_log, &ac, &ctx->audit, e);
+}
+
 void cli_close(cli_ctx *ctx)
 {
     cli_audit_checkpoint(ctx);
@@ -198,6 +212,7 @@ void cli_close(cli_ctx *ctx)
     ctx->signer = NULL;
     hs_audit_close(ctx->audit);
     ctx->audit = NULL;
+    hs_auditkey_clear(&ctx->audit_key);
     hs_p11_close(ctx->p11);
     ctx->p11 = NULL;
 }

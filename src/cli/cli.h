@@ -40,12 +40,22 @@ typedef struct cli_ctx {
     hs_p11 *p11;
     hs_wrapkey wrap;
     hs_audit *audit;
+    hs_auditkey audit_key; /* empty when the token has none */
     hs_signer *signer;
 } cli_ctx;
 
 /* Returns 0, or the exit status after printing the error. */
 int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx);
 void cli_close(cli_ctx *ctx);
+/* Finds the token's audit key (ctx->audit_key stays empty when there is
+ * none) and opens the audit log with it: created when the directory does
+ * not exist, refused (HS_E_AUDIT) without an audit key. */
+hs_result cli_open_audit(cli_ctx *ctx, hs_error *e) HS_MUST_CHECK;
+/* Finds the token's audit key into ctx->audit_key, generating it when the
+ * token has none (*created); cli_record_audit_key records the creation
+ * once the log is open (cmd_wrapkey.c). */
+hs_result cli_ensure_audit_key(cli_ctx *ctx, bool *created, hs_error *e) HS_MUST_CHECK;
+hs_result cli_record_audit_key(cli_ctx *ctx, hs_error *e) HS_MUST_CHECK;
 
 /* Prints "hsmsign: <message>" (or a JSON error object with --json) and
  * returns the exit status for e->code. */

@@ -9,6 +9,7 @@
 #include "audit/log.h"
 #include "audit/policy.h"
 #include "audit/proof.h"
+#include "audit/restart.h"
 #include "cli.h"
 #include "signer/raw.h"
 #include "util/encoding.h"
@@ -18,33 +19,18 @@
 
 /* Called by cli_close: the entries are already durable, so a checkpoint
  * that cannot be signed does not undo the command; it is reported, and the
- * next command's checkpoint covers these entries too. */
+ * next command's gate accepts these entries as an extension of the latest
+ * checkpoint, whose own checkpoint then covers them too. */
 void cli_audit_checkpoint(cli_ctx *ctx)
 {
-    if (ctx->audit == NULL || ctx->p11 == NULL || hs_audit_appended(ctx->audit) == 0)
+    if (ctx->audit == NULL || ctx->p11 == NULL || hs_audit_appended(ctx->audit) == 0 ||
+        ctx->audit_key.public_key == NULL)
         return;
     const char *dir = hs_audit_dir(ctx->audit);
     hs_error e;
     hs_error_clear(&e);
-    hs_auditkey key;
-    hs_result r = hs_auditkey_find(ctx->p11, &key, &e);
-    if (r == HS_E_NOTFOUND) {
-        fprintf(stderr, "hsmsign: audit log %s: no checkpoint signed: token '%s' has no audit key "
-                        "('%s'); create it with `hsmsign ceremony provision` (or `hsmsign wrapkey "
-                        "create` on a development token). The entries are recorded.\n",
-                dir, ctx->p11->label, HS_AUDITKEY_LABEL);
-        return;
-    }
-    char origin[HS_CHECKPOINT_ORIGIN_MAX];
-    snprintf(origin, sizeof origin, HS_AUDIT_ORIGIN_PREFIX "%s",
-             ctx->p11->serial[0] ? ctx->p11->serial : "token");
-    for (char *c = origin; *c; c++)
-        if (*c == ' ' || *c == '+')
-            *c = '_';
     hs_checkpoint_result res;
-    if (r == HS_OK)
-        r = hs_auditlog_checkpoint(dir, ctx->p11, &key, origin, &res, &e);
-    hs_auditkey_clear(&key);
+    hs_result r = hs_auditlog_checkpoint(dir, ctx->p11, &ctx->audit_key, &res, &e);
     if (r != HS_OK)
         fprintf(stderr, "hsmsign: audit log %s: no checkpoint signed (the entries are recorded): "
                         "%s\n", dir, e.msg);
@@ -83,18 +69,13 @@ static int auditor_key(const cli_globals *g, const char *pem_path, EVP_PKEY **pu
     if (pem_path != NULL)
         return load_public_key(pem_path, pub, &e) == HS_OK ? 0 : cli_fail(g, &e);
     cli_ctx ctx;
-    int rc = cli_open(g, CLI_LOGIN, &ctx);
+    int rc = cli_open(g, CLI_TOKEN, &ctx);
     if (rc != 0)
         return rc;
-    hs_auditkey key;
-    hs_result r = hs_auditkey_find(ctx.p11, &key, &e);
+    /* The public object is CKA_PRIVATE=false: no PIN is needed to read it. */
+    hs_result r = hs_auditkey_find_public(ctx.p11, pub, &e);
     cli_close(&ctx);
-    if (r != HS_OK)
-        return cli_fail(g, &e);
-    *pub = key.public_key;
-    key.public_key = NULL;
-    hs_auditkey_clear(&key);
-    return 0;
+    return r == HS_OK ? 0 : cli_fail(g, &e);
 }
 
 static const char show_help[] =
@@ -401,6 +382,105 @@ static int audit_verify_proof(const cli_globals *g, int argc, char **argv)
     return 0;
 }
 
+static const char init_help[] =
+    "usage: hsmsign audit init\n"
+    "\n"
+    "Creates the audit log (--audit-log DIR): the directory and its git\n"
+    "repository, an empty entries.jsonl, and a checkpoint of size 0 signed by\n"
+    "the token's audit key (created, and recorded, when the token has none).\n"
+    "The first command on a directory that does not exist does the same. An\n"
+    "existing log is never replaced: refused (exit 9); see `audit restart`.\n";
+
+/* The audit log's creation needs the audit key, so a token restored from
+ * shares (which holds none) gets one here, recorded in the new log. */
+static int audit_create(const cli_globals *g, const char *reason)
+{
+    cli_ctx ctx;
+    int rc = cli_open(g, CLI_LOGIN, &ctx);
+    if (rc != 0)
+        return rc;
+    hs_error e;
+    hs_error_clear(&e);
+    bool created = false;
+    hs_audit_restart_result res;
+    memset(&res, 0, sizeof res);
+    hs_result r = cli_ensure_audit_key(&ctx, &created, &e);
+    hs_audit_context ac = {.token_label = ctx.p11->label, .token_serial = ctx.p11->serial,
+                           .batch_id = getenv("HSMSIGN_BATCH_ID"),
+                           .audit_key = &ctx.audit_key, .p11 = ctx.p11};
+    if (r == HS_OK)
+        r = reason != NULL ? hs_auditlog_restart(g->audit_log, &ac, reason, &res, &e)
+                           : hs_auditlog_init(g->audit_log, ctx.p11, &ctx.audit_key, &e);
+    if (r == HS_OK && created)
+        r = cli_open_audit(&ctx, &e);
+    if (r == HS_OK && created)
+        r = cli_record_audit_key(&ctx, &e);
+    if (r != HS_OK) {
+        cli_close(&ctx);
+        return cli_fail(g, &e);
+    }
+    if (created)
+        cli_note(g, "created the audit key '%s' on token '%s'", HS_AUDITKEY_LABEL, ctx.p11->label);
+    if (reason == NULL)
+        cli_note(g, "audit log %s created (checkpoint of size 0 signed)", g->audit_log);
+    else
+        cli_note(g, "audit log %s started over: the old log (%zu entries, %s) is kept in %s; "
+                    "the new log records the restart as entry 0", g->audit_log, res.old_entries,
+                 !res.old_checkpoint ? "no checkpoint"
+                 : res.old_verified  ? "its checkpoint verifies with this audit key"
+                                     : "its checkpoint does NOT verify with this audit key",
+                 res.old_dir);
+    cli_close(&ctx);
+    return 0;
+}
+
+static int audit_init(const cli_globals *g, int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        fputs(init_help, stdout);
+        return 0;
+    }
+    if (argc != 1)
+        return cli_usage("audit init", "no arguments are taken");
+    return audit_create(g, NULL);
+}
+
+static const char restart_help[] =
+    "usage: hsmsign audit restart --reason TEXT\n"
+    "\n"
+    "Disaster recovery: starts the audit log over when it cannot be continued\n"
+    "(its audit key was lost with a token, its files were damaged). The old\n"
+    "directory is kept, renamed to DIR.before-restart-<UTC time>, never\n"
+    "deleted. The new log's first entry records the event: the reason, the\n"
+    "old log's entry count and the SHA-256 of its entries file, its latest\n"
+    "checkpoint's size and root hash (and whether it verifies with the audit\n"
+    "key); the new log's first checkpoint signs it. Creates the audit key when\n"
+    "the token has none.\n";
+
+static int audit_restart(const cli_globals *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"reason", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *reason = NULL;
+    int c;
+    cli_reset_getopt();
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': reason = optarg; break;
+        case 'h': fputs(restart_help, stdout); return 0;
+        default: return cli_usage("audit restart", "unknown option");
+        }
+    }
+    if (optind != argc)
+        return cli_usage("audit restart", "no positional arguments are taken");
+    if (reason == NULL || reason[0] == '\0')
+        return cli_usage("audit restart", "--reason TEXT is required: it is recorded in the new log");
+    return audit_create(g, reason);
+}
+
 static int audit_key(const cli_globals *g, int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
@@ -532,6 +612,8 @@ static int audit_policy(const cli_globals *g, int argc, char **argv)
 int cmd_audit(const cli_globals *g, int argc, char **argv)
 {
     static const cli_subcommand subs[] = {
+        {"init", audit_init, "create the audit log (signed checkpoint of size 0)"},
+        {"restart", audit_restart, "disaster recovery: start over, keeping the old log"},
         {"show", audit_show, "list the entries"},
         {"verify", audit_verify, "check the tree, checkpoints, git history"},
         {"prove", audit_prove, "inclusion proof for an artifact's entry"},

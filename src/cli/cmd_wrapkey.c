@@ -33,32 +33,33 @@ static void print_wrapkey(const cli_globals *g, const cli_ctx *ctx, const char *
                custody->problem);
 }
 
-/* A development token made without a ceremony still needs an audit key to
- * sign the log's checkpoints: create one, recorded like any key. */
-static hs_result ensure_audit_key(cli_ctx *ctx, bool *created, hs_error *e)
+/* A development token made without a ceremony still needs an audit key:
+ * the log is checked with it before anything is recorded, and a new log
+ * starts with a checkpoint it signs. So it comes first, and is recorded
+ * once the log is open. */
+hs_result cli_ensure_audit_key(cli_ctx *ctx, bool *created, hs_error *e)
 {
     *created = false;
-    hs_auditkey key;
-    hs_result r = hs_auditkey_find(ctx->p11, &key, e);
-    if (r != HS_E_NOTFOUND) {
-        hs_auditkey_clear(&key);
+    hs_result r = hs_auditkey_find(ctx->p11, &ctx->audit_key, e);
+    if (r != HS_E_NOTFOUND)
         return r;
-    }
     hs_error_clear(e);
-    r = hs_auditkey_generate(ctx->p11, HS_AUDITKEY_AUTO, &key, e);
+    r = hs_auditkey_generate(ctx->p11, HS_AUDITKEY_AUTO, &ctx->audit_key, e);
+    *created = r == HS_OK;
+    return r;
+}
+
+hs_result cli_record_audit_key(cli_ctx *ctx, hs_error *e)
+{
     char *pem = NULL;
     uint8_t fp[32];
+    hs_result r = hs_auditkey_public_pem(ctx->audit_key.public_key, &pem, fp, e);
+    hs_audit_entry en = {.operation = "auditkey-create", .key_name = HS_AUDITKEY_LABEL,
+                         .key_fingerprint = fp,
+                         .algorithm = hs_auditkey_alg_name(ctx->audit_key.alg)};
     if (r == HS_OK)
-        r = hs_auditkey_public_pem(key.public_key, &pem, fp, e);
-    if (r == HS_OK) {
-        hs_audit_entry en = {.operation = "auditkey-create",
-                             .key_name = HS_AUDITKEY_LABEL, .key_fingerprint = fp,
-                             .algorithm = hs_auditkey_alg_name(key.alg)};
         r = hs_audit_append(ctx->audit, &en, NULL, e);
-    }
-    *created = r == HS_OK;
     free(pem);
-    hs_auditkey_clear(&key);
     return r;
 }
 
@@ -88,8 +89,12 @@ static int wrapkey_create(const cli_globals *g, int argc, char **argv)
         return rc;
     hs_error e;
     hs_error_clear(&e);
-    hs_audit_context ac = {ctx.p11->label, ctx.p11->serial, NULL};
-    hs_result r = hs_audit_open(g->audit_log, &ac, &ctx.audit, &e);
+    bool audit_created = false;
+    hs_result r = cli_ensure_audit_key(&ctx, &audit_created, &e);
+    if (r == HS_OK)
+        r = cli_open_audit(&ctx, &e);
+    if (r == HS_OK && audit_created)
+        r = cli_record_audit_key(&ctx, &e);
     if (r == HS_OK)
         r = hs_wrapkey_create(ctx.p11, g->wrap_label, &ctx.wrap, &e);
     if (r == HS_OK) {
@@ -97,9 +102,6 @@ static int wrapkey_create(const cli_globals *g, int argc, char **argv)
                              .algorithm = "aes256"};
         r = hs_audit_append(ctx.audit, &en, NULL, &e);
     }
-    bool audit_created = false;
-    if (r == HS_OK)
-        r = ensure_audit_key(&ctx, &audit_created, &e);
     if (r != HS_OK) {
         cli_close(&ctx);
         return cli_fail(g, &e);

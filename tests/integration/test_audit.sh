@@ -275,17 +275,19 @@ expect_fail "policy: an unknown version is refused" 5 "unknown policy version" h
 # --- never two inconsistent checkpoints -----------------------------------
 cp -a audit edited
 sed -i '2s/"v":1}$/"v":2}/' edited/entries.jsonl
-HSMSIGN_AUDIT_LOG=$WORK/edited hs sign raw --key rel f1.txt edited.sig 2>"$WORK/err"
-assert "after an edit, no new checkpoint is signed" grep -q "refusing to sign a new checkpoint" "$WORK/err"
+expect_fail "after an edit, signing is refused (the gate), naming the check" 7 \
+    "does not hold.*does not match the first" \
+    env HSMSIGN_AUDIT_LOG="$WORK/edited" "$HSMSIGN" sign raw --key rel f1.txt edited.sig
+assert "... no signature is written" test ! -e edited.sig
 assert "... and the old checkpoint is left alone" cmp -s edited/checkpoint audit/checkpoint
 
-# --- a token without an audit key: a clear message -----------------------
+# --- a token without an audit key: refused, with what to do ---------------
 pkcs11-tool --module "$SOFTHSM_MODULE" --login --pin "$HSMSIGN_PIN" --delete-object \
     --type privkey --label hsmsign-audit >/dev/null 2>&1
-check "signing still works without an audit key (the entry is recorded)" \
-    hs sign raw --key rel f1.txt nokey.sig
-assert "... and says that no checkpoint was signed and how to fix it" \
-    grep -q "has no audit key.*ceremony provision" "$WORK/err"
-expect_fail "audit verify without --public-key needs the token's audit key" 8 "audit key" \
-    hs audit verify
+n_before=$(wc -l <audit/entries.jsonl)
+expect_fail "signing without an audit key is refused (exit 7) and says how to create one" 7 \
+    "has no audit key.*ceremony provision" hs sign raw --key rel f1.txt nokey.sig
+assert "... no signature is written" test ! -e nokey.sig
+assert "... and nothing is recorded" test "$(wc -l <audit/entries.jsonl)" -eq "$n_before"
+check "audit verify without --public-key needs only the token's public audit key" hs audit verify
 finish

@@ -114,9 +114,20 @@ hs key show plat --public-key >plat.pem
 check "sign on the primary" hs --token pkcs11:token=primary sign raw --key app data.txt p.sig
 check "openssl verifies the primary's signature" openssl dgst -sha256 -verify app.pem -signature p.sig data.txt
 export HSMSIGN_PIN=${PIN[backup-user]}
+# The backup holds no audit key: it cannot vouch for the primary's log, so
+# it signs nothing until it has an audit key and a log of its own.
+n_log=$(wc -l <audit/entries.jsonl)
+expect_fail "the backup, without an audit key, is refused (exit 7) and told how to get one" 7 \
+    "token 'backup' has no audit key.*audit init" hs --token backup sign raw --key app data.txt b.sig
+assert "... it wrote no signature and no entry" \
+    test ! -e b.sig -a "$(wc -l <audit/entries.jsonl)" -eq "$n_log"
+check "audit init gives the backup its own audit key and log" \
+    hs --token backup --audit-log audit-backup audit init
+export HSMSIGN_AUDIT_LOG=$WORK/audit-backup
 check "the same key file signs on the backup" hs --token backup sign raw --key app data.txt b.sig
 check "openssl verifies the backup's signature" openssl dgst -sha256 -verify app.pem -signature b.sig data.txt
 check "rsa2048 signs on the backup" hs --token backup sign raw --key plat data.txt b2.sig
+export HSMSIGN_AUDIT_LOG=$WORK/audit
 check "openssl verifies the backup's RSA signature" openssl dgst -sha256 -verify plat.pem -signature b2.sig data.txt
 
 # --- no secret in any file the ceremony or the tokens wrote -----------------
@@ -211,7 +222,12 @@ expect_fail "--force-reset needs the current SO PIN" 2 "current SO PIN" \
 SO2=$(age -d -i ids/admin.txt cer2/credentials/primary-so-pin.age)
 SO2B=$(age -d -i ids/admin.txt cer2/credentials/backup-so-pin.age)
 export CUR_SO=$SO2 CUR_SO_B=$SO2B
-check "--force-reset erases SoftHSM tokens and provisions again" hs --audit-log audit2 ceremony provision \
+expect_fail "a ceremony onto an existing audit log is refused before touching the tokens" 9 \
+    "audit log audit2 already exists.*new audit key" hs --audit-log audit2 ceremony provision \
+    other.json --out-dir cer6 --force-reset --current-so-pin-source env:CUR_SO \
+    --backup-current-so-pin-source env:CUR_SO_B
+assert "... it wrote no ceremony directory" test ! -e cer6
+check "--force-reset erases SoftHSM tokens and provisions again" hs --audit-log audit4 ceremony provision \
     other.json --out-dir cer4 --force-reset --current-so-pin-source env:CUR_SO \
     --backup-current-so-pin-source env:CUR_SO_B
 assert "the re-provisioned token has a new wrap key" \
@@ -255,6 +271,21 @@ cp cer/transcript.json bad-transcript.json && cp cer/transcript.json.sig bad-tra
 sed -i 's/"threshold": 3/"threshold": 2/' bad-transcript.json
 expect_fail "restore refuses a transcript whose signature does not verify" 1 "signature" \
     hs ceremony restore --token restored --transcript bad-transcript.json --share "$(share alice)" $ids3
+# The audit key was lost with the primary: its log cannot be continued.
+expect_fail "restore into a token without an audit key is refused before touching it" 7 \
+    "token 'restored' has no audit key.*nothing was restored.*audit restart" \
+    hs ceremony restore --token restored --transcript cer/transcript.json --share "$(share alice)" \
+    --share "$(share bob)" --share "$(share carol)" $ids3
+n_old=$(wc -l <audit/entries.jsonl)
+check "audit restart starts a new log with a new audit key on the new token" \
+    hs --token restored audit restart --reason "primary token destroyed"
+old_log=$(ls -d "$WORK"/audit.before-restart-* | head -1)
+assert "... the old log is kept aside, whole" test "$(wc -l <"$old_log/entries.jsonl")" -eq "$n_old"
+assert "... the new log's entry 0 records the restart, the reason and the old log" python3 -c "
+import json; e = json.loads(open('audit/entries.jsonl').readline()); p = e['prior_log']
+assert e['op'] == 'audit-restart' and e['reason'] == 'primary token destroyed', e
+assert p['entries'] == $n_old and p['dir'] == '$old_log' and len(p['entries_sha256']) == 64, p
+assert p['checkpoint_verified'] is False and p['checkpoint_size'] > 0, p  # the old key is gone"
 check "restore from 3 shares decrypted by the age CLI, piped in" bash -c \
     "{ age -d -i ids/carol.txt $(share carol); age -d -i ids/erin.txt $(share erin); age -d -i ids/bob.txt $(share bob); } | \"$HSMSIGN\" ceremony restore --token pkcs11:token=restored --transcript cer/transcript.json --share-stdin"
 assert "restore says the check value matches" grep -q "matches the transcript" "$WORK/out"
@@ -269,15 +300,23 @@ expect_fail "restoring twice into one token is refused" 9 "already has a wrap ke
     --share "$(share bob)" --share "$(share carol)" $ids3
 
 check "initialize a second new token" hs token init --label restored2
+export HSMSIGN_AUDIT_LOG=$WORK/audit-r2
+check "restored2 gets its own log and audit key" hs --token restored2 audit init
 check "restore with --identity (4 shares, one flipped: named, the rest restore)" hs ceremony restore \
     --token restored2 --transcript cer/transcript.json --share "$(share alice)" --share flipped.age \
     --share "$(share bob)" --share "$(share dave)" $ids3 --identity ids/dave.txt
 assert "the flipped share is named" grep -q "flipped.age: set aside" "$WORK/err"
 check "restored2 signs" hs --token restored2 sign raw --key app data.txt r3.sig
 check "openssl verifies restored2's signature" openssl dgst -sha256 -verify app.pem -signature r3.sig data.txt
-assert "the audit log records the restores" test "$(grep -c '"purpose":"ceremony-restore"' audit/entries.jsonl)" -eq 2
-assert "the audit log records the transcript signatures" \
-    test "$(grep -c '"purpose":"ceremony-transcript"' audit/entries.jsonl)" -eq 2
+export HSMSIGN_AUDIT_LOG=$WORK/audit
+assert "the audit logs record the restores" \
+    test "$(cat audit/entries.jsonl audit-r2/entries.jsonl | grep -c '"purpose":"ceremony-restore"')" -eq 2
+assert "the old audit log records the transcript signatures" \
+    test "$(grep -c '"purpose":"ceremony-transcript"' "$old_log/entries.jsonl")" -eq 2
+check "the old log still verifies with the ceremony's audit public key" \
+    hs --audit-log "$old_log" audit verify --public-key cer/audit-key.pem --git
+check "the restarted log verifies" hs --token restored audit verify --git
+check "restored2's log verifies" hs --token restored2 --audit-log audit-r2 audit verify --git
 
 # Sessions are closed on every path (counted by the shim), success and failure.
 if [ -n "${P11SHIM:-}" ]; then
@@ -291,6 +330,8 @@ if [ -n "${P11SHIM:-}" ]; then
         assert "$what: every session closed" python3 -c \
             "import json; c=json.load(open('counts.json')); exit(0 if c['finalized'] and c['sessions_open']==0 and c['sessions_closed_by_finalize']==0 else 1)"
     }
+    hs --token restored3 --audit-log audit-r3 audit init >/dev/null 2>&1
+    export HSMSIGN_AUDIT_LOG=$WORK/audit-r3
     counted 0 "restore through the shim" hs ceremony restore --token restored3 \
         --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" --share "$(share carol)" $ids3
     HSMSIGN_PIN=0000 counted 1 "restore with a wrong PIN through the shim" hs ceremony restore --token restored4 \

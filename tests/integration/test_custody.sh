@@ -49,8 +49,8 @@ attack_blocked() {
 # signs TOKEN KEYSTORE NAME: hsmsign still signs with the key file, openssl verifies.
 signs() {
     local token=$1 ks=$2 name=$3
-    check "token '$token': hsmsign signs with key '$name'" \
-        hs --token "$token" --keystore "$ks" sign raw --key "$name" data.txt "sig-$token-$name"
+    check "token '$token': hsmsign signs with key '$name'" hs --token "$token" --keystore "$ks" \
+        --audit-log "$WORK/audit-$token" sign raw --key "$name" data.txt "sig-$token-$name"
     hs --keystore "$ks" key show "$name" --public-key >"$WORK/$name.pub.pem"
     check "openssl verifies that signature" \
         openssl dgst -sha256 -verify "$WORK/$name.pub.pem" -signature "sig-$token-$name" data.txt
@@ -112,8 +112,13 @@ for tok in primary backup; do
     export HSMSIGN_PIN
     HSMSIGN_PIN=$(user_pin $tok)
     if [ $tok = primary ]; then
-        check "key generate on the primary" hs --token primary --keystore keys key generate gen --algorithm ec-p256
-        check "key import on the primary" hs --token primary --keystore keys key import imp --pk8 imp.pk8 --cert imp.x509.pem
+        check "key generate on the primary" hs --token primary --audit-log audit-primary --keystore keys \
+            key generate gen --algorithm ec-p256
+        check "key import on the primary" hs --token primary --audit-log audit-primary --keystore keys \
+            key import imp --pk8 imp.pk8 --cert imp.x509.pem
+    else
+        # Each log belongs to one token's audit key; the backup has none yet.
+        check "an audit key and log for the backup" hs --token backup --audit-log audit-backup audit init
     fi
     attack_blocked $tok keys gen ec
     attack_blocked $tok keys imp rsa
@@ -124,7 +129,8 @@ HSMSIGN_PIN=$(user_pin primary) attack_audit primary
 # --- path 3: ceremony restore -----------------------------------------------------
 export HSMSIGN_PIN=restore-user-4711 HSMSIGN_SO_PIN=restore-so-4711
 check "a new token" hs token init --label restored
-check "ceremony restore" hs --audit-log audit2 ceremony restore --token restored --transcript cer/transcript.json \
+check "its audit key and log" hs --token restored --audit-log audit-restored audit init
+check "ceremony restore" hs --audit-log audit-restored ceremony restore --token restored --transcript cer/transcript.json \
     --share "$(share alice)" --share "$(share carol)" --identity ids/alice.txt --identity ids/carol.txt
 attack_blocked restored keys gen ec
 attack_blocked restored keys imp rsa
@@ -141,6 +147,7 @@ wrap_hex=$(python3 "$SHARES_PY" recover plain/alice.share plain/bob.share)
 assert "the wrap key rebuilt from two shares" test ${#wrap_hex} -eq 64
 export HSMSIGN_PIN=legacy-user-4711 HSMSIGN_SO_PIN=legacy-so-4711
 check "a token for the old deployment" hs token init --label legacy
+check "its audit key and log" hs --token legacy --audit-log audit-legacy audit init
 check "an old-style wrap key (no unwrap template)" \
     "$P11_ATTACK" "$SOFTHSM_MODULE" legacy make-weak-wrapkey hsmsign-wrap "$wrap_hex"
 unset wrap_hex
@@ -163,18 +170,18 @@ grep '^LEAK' "$WORK/attack.out" | sed 's/^/    /'
 
 expect_fail "hsmsign refuses to sign under the old wrap key" 1 \
     "refusing to use wrap key 'hsmsign-wrap': it has no CKA_UNWRAP_TEMPLATE.*--replace-wrap-key" \
-    hs --token legacy --keystore keys sign raw --key imp data.txt refused.sig
+    hs --token legacy --audit-log audit-legacy --keystore keys sign raw --key imp data.txt refused.sig
 assert "... and writes no signature" test ! -e refused.sig
 check "wrapkey show still shows it" hs --token legacy wrapkey show
 assert "... as UNPROTECTED" grep -q "custody: *UNPROTECTED: it has no CKA_UNWRAP_TEMPLATE" "$WORK/out"
 expect_fail "a plain restore into the legacy token is refused (it has a wrap key)" 9 "already has a wrap key" \
-    hs --audit-log audit2 ceremony restore --token legacy --transcript cer/transcript.json \
+    hs --audit-log audit-legacy ceremony restore --token legacy --transcript cer/transcript.json \
     --share "$(share alice)" --share "$(share bob)" --identity ids/alice.txt --identity ids/bob.txt
-check "ceremony restore --replace-wrap-key" hs --audit-log audit2 ceremony restore --replace-wrap-key \
+check "ceremony restore --replace-wrap-key" hs --audit-log audit-legacy ceremony restore --replace-wrap-key \
     --token legacy --transcript cer/transcript.json \
     --share "$(share alice)" --share "$(share bob)" --identity ids/alice.txt --identity ids/bob.txt
 assert "... says the unprotected copy is destroyed" grep -q "unprotected copy is destroyed" "$WORK/out"
-check "... running it again changes nothing" hs --audit-log audit2 ceremony restore --replace-wrap-key \
+check "... running it again changes nothing" hs --audit-log audit-legacy ceremony restore --replace-wrap-key \
     --token legacy --transcript cer/transcript.json \
     --share "$(share alice)" --share "$(share bob)" --identity ids/alice.txt --identity ids/bob.txt
 check "wrapkey show after the upgrade" hs --token legacy wrapkey show
@@ -186,12 +193,13 @@ attack_blocked legacy keys imp rsa
 attack_blocked legacy keys gen ec
 signs legacy keys imp
 signs legacy keys gen
-assert "the audit log records the replacement" grep -q '"purpose":"ceremony-replace-wrap-key"' audit2/entries.jsonl
+assert "the audit log records the replacement" grep -q '"purpose":"ceremony-replace-wrap-key"' audit-legacy/entries.jsonl
 
 # A key with another check value is never replaced.
 check "another token with an unrelated old-style wrap key" hs token init --label other
+check "its audit key and log" hs --token other --audit-log audit-other audit init
 check "... made" "$P11_ATTACK" "$SOFTHSM_MODULE" other make-weak-wrapkey hsmsign-wrap "$(openssl rand -hex 32)"
 expect_fail "--replace-wrap-key refuses a different key" 1 "refusing to replace a different key" \
-    hs --audit-log audit2 ceremony restore --replace-wrap-key --token other --transcript cer/transcript.json \
+    hs --audit-log audit-other ceremony restore --replace-wrap-key --token other --transcript cer/transcript.json \
     --share "$(share alice)" --share "$(share bob)" --identity ids/alice.txt --identity ids/bob.txt
 finish

@@ -79,7 +79,9 @@ cp app.good keys/app.key
 
 # A key file made under another token's wrap key.
 keystore_a=$HSMSIGN_KEYSTORE conf_a=$SOFTHSM2_CONF
-setup_token tok2 other
+# Its own log: a log belongs to one token's audit key (the shared one
+# would refuse the second token's wrapkey create).
+HSMSIGN_AUDIT_LOG=$WORK/audit-other setup_token tok2 other
 expect_fail "key file from another wrap key" 1 \
     "key 'app' .* was made under another wrap key \\(check value [0-9a-f]{6}\\); token 'other' has wrap key 'hsmsign-wrap' with check value [0-9a-f]{6}" \
     sign
@@ -99,12 +101,19 @@ assert "input unchanged after output=input" cmp -s in.txt in.orig
 expect_fail "output directory missing" 3 "/nonexistent/dir/out.sig" hs sign raw --key app in.txt /nonexistent/dir/out.sig
 
 # The audit record cannot be written: no signature leaves.
+# A full disk: the log holds (the gate passes) but the entry's write fails,
+# here with EFBIG from a file size limit below the entries file's size.
+assert "the entries file is over 1 KiB (for the limit below)" \
+    test "$(wc -c <audit/entries.jsonl)" -gt 1024
+expect_fail "audit log on a full disk" 7 "audit record not written, so the result was discarded" \
+    bash -c "trap '' XFSZ; ulimit -f 1; $(declare -f hs sign); sign"
+no_output "audit log full"
 mv audit audit.real
 mkdir audit && ln -s /dev/full audit/entries.jsonl
-expect_fail "audit log on a full disk" 7 "audit record not written, so the result was discarded" sign
-no_output "audit log full"
+expect_fail "entries file is not a regular file: the gate refuses" 7 "audit log .*audit.*not a regular file" sign
+no_output "entries file is /dev/full"
 rm -rf audit && echo "not a directory" >audit
-expect_fail "audit log path is a file" 7 "audit log: .*audit" sign
+expect_fail "audit log path is a file" 7 "audit log .*audit.*not a directory" sign
 no_output "audit log path is a file"
 rm -f audit && mv audit.real audit
 

@@ -3,6 +3,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
+#include <libgen.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,10 +140,10 @@ hs_result hs_auditlog_check_entries(const hs_auditlog *log, hs_error *e)
         json_int_t got = json_is_integer(seq) ? json_integer_value(seq) : -1;
         json_decref(o);
         if (o == NULL)
-            return hs_fail(e, HS_E_VERIFY, "audit log: entry %zu (line %zu) is not valid JSON: %s",
+            return hs_fail(e, HS_E_VERIFY, HS_AUDIT_ENTRIES_FILE ": entry %zu (line %zu) is not valid JSON: %s",
                            i, i + 1, jerr.text);
         if (!ok)
-            return hs_fail(e, HS_E_VERIFY, "audit log: entry at line %zu has sequence number %lld, "
+            return hs_fail(e, HS_E_VERIFY, HS_AUDIT_ENTRIES_FILE ": entry at line %zu has sequence number %lld, "
                                            "expected %zu: entries were removed, inserted or "
                                            "reordered", i + 1, (long long)got, i);
     }
@@ -252,34 +254,107 @@ static hs_result sign_checkpoint(const char *dir, hs_p11 *p, const hs_auditkey *
     return r;
 }
 
-static hs_result checkpoint_locked(const char *dir, hs_p11 *p, const hs_auditkey *key,
-                                   const char *origin, hs_checkpoint_result *res, hs_error *e)
+/* Wraps a failed check of the gate into the audit error every caller
+ * reports (exit 7), keeping what failed. */
+static hs_result refuse(const char *dir, hs_result r, hs_error *e)
+{
+    if (r == HS_E_NOMEM)
+        return r;
+    e->code = HS_E_AUDIT;
+    hs_error_prefix(e, "audit log %s does not hold, refusing to use it: ", dir);
+    return HS_E_AUDIT;
+}
+
+/* The latest checkpoint must also be in checkpoints/, byte for byte: the
+ * history is written first, so a missing or different copy means someone
+ * removed or replaced it (a kill between the two writes leaves the latest
+ * file one checkpoint behind, whose history copy exists). */
+static hs_result check_history_copy(const char *dir, const hs_checkpoint *latest,
+                                    const char *note, size_t len, hs_error *e)
+{
+    char name[64];
+    snprintf(name, sizeof name, HS_AUDIT_CHECKPOINT_DIR "/%020llu",
+             (unsigned long long)latest->size);
+    char *copy = NULL;
+    size_t copy_len = 0;
+    bool found;
+    hs_result r = read_note(dir, name, &copy, &copy_len, &found, e);
+    if (r == HS_OK && !found)
+        r = hs_fail(e, HS_E_VERIFY, "%s (the history copy of the latest checkpoint, size %llu) is "
+                                    "missing: the checkpoint history was removed",
+                    name, (unsigned long long)latest->size);
+    if (r == HS_OK && (copy_len != len || memcmp(copy, note, len) != 0))
+        r = hs_fail(e, HS_E_VERIFY, "%s differs from " HS_AUDIT_CHECKPOINT_FILE
+                                    ": the checkpoint history was rewritten", name);
+    free(copy);
+    return r;
+}
+
+/* The gate itself, under the lock: *log and *latest are the loaded log and
+ * its verified latest checkpoint (both valid only on success). */
+static hs_result gate_locked(const char *dir, EVP_PKEY *pub, hs_auditlog *log,
+                             hs_checkpoint *latest, hs_error *e)
+{
+    hs_result r = hs_auditlog_load(dir, log, e);
+    if (r != HS_OK)
+        return refuse(dir, r, e);
+    char *note = NULL;
+    size_t len = 0;
+    bool found = false;
+    r = hs_auditlog_check_entries(log, e);
+    if (r == HS_OK)
+        r = read_note(dir, HS_AUDIT_CHECKPOINT_FILE, &note, &len, &found, e);
+    if (r == HS_OK && !found && log->count > 0)
+        r = hs_fail(e, HS_E_AUDIT,
+                    "audit log %s: " HS_AUDIT_ENTRIES_FILE " holds %zu entries but there is no "
+                    HS_AUDIT_CHECKPOINT_FILE " file: nothing vouches for them, refusing to use "
+                    "the log (to start over deliberately, see `hsmsign audit restart`)",
+                    dir, log->count);
+    else if (r == HS_OK && !found)
+        r = hs_fail(e, HS_E_AUDIT,
+                    "%s is not an initialized audit log (no " HS_AUDIT_CHECKPOINT_FILE "): create "
+                    "one with `hsmsign audit init`, or to start over on a lost log, `hsmsign audit "
+                    "restart`", dir);
+    if (r == HS_OK) {
+        r = hs_auditlog_check_checkpoint(log, note, len, pub, latest, e);
+        if (r != HS_OK)
+            hs_error_prefix(e, HS_AUDIT_CHECKPOINT_FILE " (%zu entries in "
+                               HS_AUDIT_ENTRIES_FILE "): ", log->count);
+    }
+    if (r == HS_OK)
+        r = check_history_copy(dir, latest, note, len, e);
+    free(note);
+    if (r != HS_OK) {
+        hs_auditlog_free(log);
+        return r == HS_E_AUDIT || r == HS_E_NOMEM ? r : refuse(dir, r, e);
+    }
+    return HS_OK;
+}
+
+hs_result hs_auditlog_gate(const char *dir, EVP_PKEY *pub, hs_error *e)
 {
     hs_auditlog log;
-    hs_result r = hs_auditlog_load(dir, &log, e);
+    hs_checkpoint latest;
+    hs_result r = gate_locked(dir, pub, &log, &latest, e);
+    if (r == HS_OK)
+        hs_auditlog_free(&log);
+    return r;
+}
+
+static hs_result checkpoint_locked(const char *dir, hs_p11 *p, const hs_auditkey *key,
+                                   hs_checkpoint_result *res, hs_error *e)
+{
+    hs_auditlog log;
+    hs_result r = gate_locked(dir, key->public_key, &log, &res->cp, e);
     if (r != HS_OK)
-        return r;
-    char *prev = NULL;
-    size_t prev_len = 0;
-    bool have_prev;
-    r = read_note(dir, HS_AUDIT_CHECKPOINT_FILE, &prev, &prev_len, &have_prev, e);
-    snprintf(res->cp.origin, sizeof res->cp.origin, "%s", origin);
-    bool up_to_date = log.count == 0;
-    if (r == HS_OK && have_prev) {
-        hs_checkpoint old;
-        r = hs_auditlog_check_checkpoint(&log, prev, prev_len, key->public_key, &old, e);
-        if (r != HS_OK)
-            hs_error_prefix(e, "audit log %s: refusing to sign a new checkpoint, the previous one "
-                               "does not hold: ", dir);
-        up_to_date = r == HS_OK && old.size == log.count;
-        if (r == HS_OK)
-            res->cp = old; /* keeps the log's origin; size and root are replaced below */
-    }
+        return hs_error_prefix(e, "refusing to sign a new checkpoint: ");
+    bool up_to_date = res->cp.size == log.count;
     /* Entries appended with hs_audit_append_deferred by any process may
      * still be only in the page cache: a checkpoint must never outlive, in
      * a power cut, entries it covers. */
-    if (r == HS_OK && !up_to_date)
+    if (!up_to_date)
         r = hs_audit_fsync_entries(dir, e);
+    /* Keeps the log's origin; size and root are replaced. */
     if (r == HS_OK && !up_to_date)
         r = sign_checkpoint(dir, p, key, &log, res, e);
     if (r == HS_OK) {
@@ -287,20 +362,164 @@ static hs_result checkpoint_locked(const char *dir, hs_p11 *p, const hs_auditkey
         snprintf(msg, sizeof msg, "audit: %llu entries", (unsigned long long)res->cp.size);
         r = hs_auditgit_commit(dir, msg, !up_to_date, &res->committed, e);
     }
-    free(prev);
     hs_auditlog_free(&log);
     return r;
 }
 
 hs_result hs_auditlog_checkpoint(const char *dir, hs_p11 *p, const hs_auditkey *key,
-                                 const char *origin, hs_checkpoint_result *res, hs_error *e)
+                                 hs_checkpoint_result *res, hs_error *e)
 {
     memset(res, 0, sizeof *res);
     int lock;
     hs_result r = hs_audit_lock(dir, &lock, e);
     if (r != HS_OK)
         return r;
-    r = checkpoint_locked(dir, p, key, origin, res, e);
+    r = checkpoint_locked(dir, p, key, res, e);
+    hs_audit_unlock(lock);
+    return r;
+}
+
+void hs_auditlog_origin(const char *serial, char origin[HS_CHECKPOINT_ORIGIN_MAX])
+{
+    snprintf(origin, HS_CHECKPOINT_ORIGIN_MAX, HS_AUDIT_ORIGIN_PREFIX "%s",
+             serial != NULL && serial[0] ? serial : "token");
+    for (char *c = origin; *c; c++)
+        if (*c == ' ' || *c == '+')
+            *c = '_';
+}
+
+/* Fills an empty directory with a log: an empty entries file, the signed
+ * checkpoint of size 0 (history copy first, as always) and the first git
+ * commit. From then on the log always has a checkpoint to check. */
+static hs_result create_in(const char *dir, hs_p11 *p, const hs_auditkey *key, hs_error *e)
+{
+    hs_checkpoint_result res;
+    memset(&res, 0, sizeof res);
+    hs_auditlog_origin(p->serial, res.cp.origin);
+    hs_auditlog log;
+    memset(&log, 0, sizeof log);
+    char *entries = path_in(dir, HS_AUDIT_ENTRIES_FILE);
+    uint8_t *none = malloc(1);
+    hs_result r = entries != NULL && none != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
+    if (r == HS_OK)
+        r = hs_write_file_atomic(entries, "", 0, 0644, false, e);
+    if (r == HS_OK) {
+        r = hs_auditlog_from_bytes(none, 0, &log, e);
+        none = NULL;
+    }
+    if (r == HS_OK)
+        r = sign_checkpoint(dir, p, key, &log, &res, e);
+    bool committed;
+    if (r == HS_OK)
+        r = hs_auditgit_commit(dir, "audit: log created", true, &committed, e);
+    if (r == HS_OK)
+        r = hs_fsync_dir(dir, e);
+    hs_auditlog_free(&log);
+    free(none);
+    free(entries);
+    return r;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 ? 0 : -1;
+}
+
+/* A directory that does not exist yet: built under a temporary name next
+ * to it and renamed into place, so a kill at any point leaves either no
+ * log (the next command creates it) or a complete one, never a directory
+ * that exists without its checkpoint. */
+static hs_result create_missing(const char *dir, hs_p11 *p, const hs_auditkey *key, hs_error *e)
+{
+    char *base = strdup(dir), *parent = strdup(dir), *tmp = NULL;
+    hs_result r = base != NULL && parent != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
+    for (size_t n = base != NULL ? strlen(base) : 0; n > 1 && base[n - 1] == '/'; n--)
+        base[n - 1] = '\0';
+    if (r == HS_OK)
+        r = hs_mkdir_p(dirname(parent), 0755, e);
+    if (r == HS_OK && asprintf(&tmp, "%s.init-XXXXXX", base) < 0) {
+        tmp = NULL;
+        r = hs_fail(e, HS_E_NOMEM, "out of memory");
+    }
+    bool made = false;
+    if (r == HS_OK && mkdtemp(tmp) == NULL)
+        r = hs_fail(e, HS_E_AUDIT, "audit log %s: cannot create %s: %s", dir, tmp, strerror(errno));
+    else if (r == HS_OK)
+        made = true;
+    /* mkdtemp's 0700 would hide the log from its auditors. */
+    if (made && chmod(tmp, 0755) != 0)
+        r = hs_fail(e, HS_E_AUDIT, "audit log %s: chmod %s: %s", dir, tmp, strerror(errno));
+    if (r == HS_OK)
+        r = create_in(tmp, p, key, e);
+    bool placed = false;
+    if (r == HS_OK && rename(tmp, base) == 0)
+        placed = true;
+    else if (r == HS_OK && errno != ENOTEMPTY && errno != EEXIST)
+        r = hs_fail(e, HS_E_AUDIT, "audit log %s: cannot rename %s into place: %s", dir, tmp,
+                    strerror(errno));
+    /* Otherwise another process created the log first: use that one. */
+    if (r == HS_OK && placed)
+        r = hs_fsync_dir(parent, e);
+    if (made && !placed)
+        (void)nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(base);
+    free(parent);
+    free(tmp);
+    return r;
+}
+
+/* An existing directory may become a log only while it holds nothing of
+ * one: no entry, no checkpoint, no checkpoint history beyond the size-0
+ * checkpoint an interrupted `audit init` may have left. */
+static hs_result check_unused(const char *dir, hs_error *e)
+{
+    hs_auditlog log;
+    hs_result r = hs_auditlog_load(dir, &log, e);
+    if (r != HS_OK)
+        return r;
+    size_t count = log.count;
+    hs_auditlog_free(&log);
+    char *latest = path_in(dir, HS_AUDIT_CHECKPOINT_FILE), *hist = path_in(dir, HS_AUDIT_CHECKPOINT_DIR);
+    if (latest == NULL || hist == NULL)
+        r = hs_fail(e, HS_E_NOMEM, "out of memory");
+    else if (count > 0 || access(latest, F_OK) == 0)
+        r = hs_fail(e, HS_E_EXISTS, "%s is already an audit log (%zu entries%s): refusing to "
+                                    "create a new one over it; to start over deliberately, use "
+                                    "`hsmsign audit restart --reason TEXT`",
+                    dir, count, access(latest, F_OK) == 0 ? ", signed checkpoint" : ", no checkpoint");
+    DIR *d = r == HS_OK ? opendir(hist) : NULL;
+    for (struct dirent *de; d != NULL && r == HS_OK && (de = readdir(d)) != NULL;)
+        if (de->d_name[0] != '.' && strstr(de->d_name, ".tmp.") == NULL &&
+            strcmp(de->d_name, "00000000000000000000") != 0)
+            r = hs_fail(e, HS_E_EXISTS, "%s/%s/%s: the directory holds the checkpoint history of "
+                                        "an earlier log: refusing to create a new one over it; "
+                                        "see `hsmsign audit restart`",
+                        dir, HS_AUDIT_CHECKPOINT_DIR, de->d_name);
+    if (d != NULL)
+        closedir(d);
+    free(latest);
+    free(hist);
+    return r;
+}
+
+hs_result hs_auditlog_init(const char *dir, hs_p11 *p, const hs_auditkey *key, hs_error *e)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return errno == ENOENT ? create_missing(dir, p, key, e)
+                               : hs_fail(e, HS_E_AUDIT, "audit log %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return hs_fail(e, HS_E_AUDIT, "audit log %s: not a directory", dir);
+    int lock;
+    hs_result r = hs_audit_lock(dir, &lock, e);
+    if (r != HS_OK)
+        return r;
+    r = check_unused(dir, e);
+    if (r == HS_OK)
+        r = create_in(dir, p, key, e);
     hs_audit_unlock(lock);
     return r;
 }

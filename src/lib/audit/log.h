@@ -57,20 +57,43 @@ hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note,
                                        EVP_PKEY *pub, hs_checkpoint *cp,
                                        hs_error *e) HS_MUST_CHECK;
 
+/* "hsmsign.audit/<token serial>", the origin of a new log's checkpoints. */
+void hs_auditlog_origin(const char *serial, char origin[HS_CHECKPOINT_ORIGIN_MAX]);
+
+/* Creates the log explicitly (`hsmsign audit init`, and hs_audit_open for
+ * a directory that does not exist): the directory, its git repository, an
+ * empty entries file and a checkpoint of size 0 signed with the audit key,
+ * so that a log always has a checkpoint to check. A missing directory is
+ * built under DIR.init-XXXXXX and renamed into place (a kill leaves no
+ * log or a whole one). An existing directory is accepted only while it
+ * holds no entries and no checkpoint; otherwise HS_E_EXISTS, naming
+ * `audit restart`. */
+hs_result hs_auditlog_init(const char *dir, hs_p11 *p, const hs_auditkey *key,
+                           hs_error *e) HS_MUST_CHECK;
+
+/* The consistency gate, run with the log's lock held before the first
+ * entry of a process is appended (record.c), so before any signature is
+ * released: the latest checkpoint exists and verifies with pub, every
+ * entry's seq is its index, the entries hash to the checkpoint's root as
+ * a prefix (entries after it are those of commands that ended before
+ * their checkpoint), and checkpoints/ holds the same checkpoint. Costs one
+ * load of the log and one signature verification. HS_E_AUDIT naming the
+ * file and the check that failed. */
+hs_result hs_auditlog_gate(const char *dir, EVP_PKEY *pub, hs_error *e) HS_MUST_CHECK;
+
 typedef struct hs_checkpoint_result {
     hs_checkpoint cp;
     bool signed_new; /* false: the latest checkpoint already covered the log */
     bool committed;  /* a git commit was made */
 } hs_checkpoint_result;
 
-/* Under the log's lock: loads the log, checks the previous checkpoint
- * (signature and prefix), signs a checkpoint for the whole log with the
- * audit key when it grew, writes it, and commits entries and checkpoints
- * to the directory's git repository (see git.h). origin is used for the
- * first checkpoint; later ones keep the log's origin. */
+/* Under the log's lock: runs the gate (hs_auditlog_gate; a log without a
+ * checkpoint is refused, never given a fresh one), signs a checkpoint for
+ * the whole log with the audit key when it grew, keeping the log's origin,
+ * writes it (checkpoints/<size> first, then checkpoint), and commits
+ * entries and checkpoints to the directory's git repository (git.h). */
 hs_result hs_auditlog_checkpoint(const char *dir, hs_p11 *p, const hs_auditkey *key,
-                                 const char *origin, hs_checkpoint_result *res,
-                                 hs_error *e) HS_MUST_CHECK;
+                                 hs_checkpoint_result *res, hs_error *e) HS_MUST_CHECK;
 
 typedef struct hs_auditlog_report {
     size_t entries;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "audit/lock.h"
+#include "audit/log.h"
 #include "util/encoding.h"
 #include "util/file.h"
 
@@ -22,7 +23,9 @@ struct hs_audit {
     char *entries_path;
     char token_label[64], token_serial[32], batch_id[40];
     char user[64], host[256];
+    const hs_auditkey *key;
     size_t appended;
+    bool gated;    /* the gate passed under the lock of an earlier append */
     bool unsynced; /* appended with hs_audit_append_deferred, not yet fsynced */
 };
 
@@ -43,22 +46,41 @@ static void fill_operator(hs_audit *a)
 hs_result hs_audit_open(const char *dir, const hs_audit_context *ctx, hs_audit **out, hs_error *e)
 {
     *out = NULL;
-    hs_result r = hs_mkdir_p(dir, 0755, e);
+    if (ctx == NULL || ctx->audit_key == NULL || ctx->audit_key->public_key == NULL)
+        return hs_fail(e, HS_E_AUDIT,
+                       "audit log %s: token '%s' has no audit key ('" HS_AUDITKEY_LABEL "') to "
+                       "check and sign the log, so nothing is signed; create it with `hsmsign "
+                       "ceremony provision`, `hsmsign audit init` or `hsmsign audit restart` (or "
+                       "`hsmsign wrapkey create` on a development token)",
+                       dir, ctx != NULL && ctx->token_label ? ctx->token_label : "?");
+    struct stat st;
+    bool exists = stat(dir, &st) == 0;
+    if (!exists && errno != ENOENT)
+        return hs_fail(e, HS_E_AUDIT, "audit log %s: %s", dir, strerror(errno));
+    if (exists && !S_ISDIR(st.st_mode))
+        return hs_fail(e, HS_E_AUDIT, "audit log %s: not a directory", dir);
+    /* Only a directory that does not exist is created implicitly. */
+    hs_result r = HS_OK;
+    if (!exists)
+        r = ctx->p11 != NULL ? hs_auditlog_init(dir, ctx->p11, ctx->audit_key, e)
+                             : hs_fail(e, HS_E_AUDIT, "audit log %s does not exist", dir);
     if (r != HS_OK) {
-        e->code = HS_E_AUDIT;
-        return hs_error_prefix(e, "audit log: ");
+        if (r != HS_E_NOMEM)
+            e->code = r = HS_E_AUDIT;
+        return hs_error_prefix(e, "audit log %s: cannot create it: ", dir);
     }
     hs_audit *a = calloc(1, sizeof *a);
     if (a == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
+    a->key = ctx->audit_key;
     a->dir = strdup(dir);
     if (a->dir == NULL || asprintf(&a->entries_path, "%s/" HS_AUDIT_ENTRIES_FILE, dir) < 0) {
         hs_audit_close(a);
         return hs_fail(e, HS_E_NOMEM, "out of memory");
     }
-    snprintf(a->token_label, sizeof a->token_label, "%s", ctx && ctx->token_label ? ctx->token_label : "");
-    snprintf(a->token_serial, sizeof a->token_serial, "%s", ctx && ctx->token_serial ? ctx->token_serial : "");
-    if (ctx != NULL && ctx->batch_id != NULL) {
+    snprintf(a->token_label, sizeof a->token_label, "%s", ctx->token_label ? ctx->token_label : "");
+    snprintf(a->token_serial, sizeof a->token_serial, "%s", ctx->token_serial ? ctx->token_serial : "");
+    if (ctx->batch_id != NULL) {
         snprintf(a->batch_id, sizeof a->batch_id, "%s", ctx->batch_id);
     } else {
         uint8_t id[16];
@@ -168,6 +190,22 @@ static hs_result next_seq(hs_audit *a, int fd, uint64_t *seq, hs_error *e)
     return r;
 }
 
+static json_t *prior_json(const hs_audit_prior *p)
+{
+    json_t *o = json_object();
+    if (o == NULL)
+        return NULL;
+    set_str(o, "dir", p->dir);
+    json_object_set_new(o, "entries", json_integer((json_int_t)p->entries));
+    set_hex(o, "entries_sha256", p->entries_sha256);
+    if (p->has_checkpoint) {
+        json_object_set_new(o, "checkpoint_size", json_integer((json_int_t)p->checkpoint_size));
+        set_hex(o, "checkpoint_root", p->checkpoint_root);
+        json_object_set_new(o, "checkpoint_verified", json_boolean(p->checkpoint_verified));
+    }
+    return o;
+}
+
 static char *format_entry(const hs_audit *a, const hs_audit_entry *en, uint64_t seq)
 {
     char when[32];
@@ -198,9 +236,32 @@ static char *format_entry(const hs_audit *a, const hs_audit_entry *en, uint64_t 
     set_str(o, "token", a->token_label);
     set_str(o, "token_serial", a->token_serial);
     set_str(o, "tool", "hsmsign " HSMSIGN_VERSION);
+    set_str(o, "reason", en->reason);
+    if (en->prior != NULL)
+        json_object_set_new(o, "prior_log", prior_json(en->prior));
     char *text = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(o);
     return text;
+}
+
+static hs_result gate(hs_audit *a, hs_error *e)
+{
+    if (a->gated)
+        return HS_OK;
+    hs_result r = hs_auditlog_gate(a->dir, a->key->public_key, e);
+    a->gated = r == HS_OK;
+    return r;
+}
+
+hs_result hs_audit_check(hs_audit *a, hs_error *e)
+{
+    int lock;
+    hs_result r = hs_audit_lock(a->dir, &lock, e);
+    if (r != HS_OK)
+        return r;
+    r = gate(a, e);
+    hs_audit_unlock(lock);
+    return r;
 }
 
 static hs_result append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_out, bool sync,
@@ -213,8 +274,16 @@ static hs_result append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_out
         return r;
     }
     char *line = NULL;
+    int fd = -1;
+    /* Once per handle, under this lock: nothing is appended to, and so no
+     * signature released over, a log that does not hold. */
+    r = gate(a, e);
+    if (r != HS_OK) {
+        hs_error_prefix(e, "nothing recorded, so nothing is released: ");
+        goto out;
+    }
     bool created = access(a->entries_path, F_OK) != 0;
-    int fd = open(a->entries_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    fd = open(a->entries_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
         r = hs_fail(e, HS_E_AUDIT, "audit log %s: cannot open: %s", a->entries_path, strerror(errno));
         goto out;

@@ -10,8 +10,11 @@
 #ifndef HSMSIGN_AUDIT_RECORD_H
 #define HSMSIGN_AUDIT_RECORD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "keystore/auditkey.h"
+#include "p11/p11.h"
 #include "util/result.h"
 
 #define HS_AUDIT_DEFAULT_DIR "./audit"
@@ -19,6 +22,18 @@
 #define HS_AUDIT_FORMAT_VERSION 1
 
 typedef struct hs_audit hs_audit;
+
+/* The log an `audit restart` set aside, recorded in the new log's first
+ * entry. */
+typedef struct hs_audit_prior {
+    const char *dir;               /* where the old log now is */
+    size_t entries;                /* its complete entries */
+    const uint8_t *entries_sha256; /* SHA-256 of its whole entries file */
+    bool has_checkpoint;           /* a checkpoint file could be parsed */
+    bool checkpoint_verified;      /* ... and verifies with the new log's audit key */
+    uint64_t checkpoint_size;
+    const uint8_t *checkpoint_root; /* 32 bytes, when has_checkpoint */
+} hs_audit_prior;
 
 typedef struct hs_audit_entry {
     const char *operation;        /* "sign", "unwrap", "generate", "import", "wrapkey-create" */
@@ -31,17 +46,33 @@ typedef struct hs_audit_entry {
     const char *artifact;         /* path as given, or NULL */
     const uint8_t *input_sha256;  /* or NULL */
     const uint8_t *output_sha256; /* or NULL */
+    const char *reason;           /* why ("audit-restart"), or NULL */
+    const hs_audit_prior *prior;  /* the log set aside ("audit-restart"), or NULL */
 } hs_audit_entry;
 
 typedef struct hs_audit_context {
     const char *token_label;
     const char *token_serial;
     const char *batch_id; /* one id per hsmsign process unless given */
+    /* The log's audit key (borrowed; must outlive the handle): its public
+     * key checks the log before the first append (the gate, log.h), and
+     * with p11 (logged in) it signs the size-0 checkpoint of a log that
+     * does not exist yet. p11 may be NULL when the log must exist. */
+    const hs_auditkey *audit_key;
+    hs_p11 *p11;
 } hs_audit_context;
 
-/* Creates the directory if needed; does not take the lock yet. */
+/* Opens the log DIR. A directory that does not exist is created as a new
+ * log (hs_auditlog_init); an existing one is checked by the gate under the
+ * lock before this handle's first entry is appended, and an append fails
+ * with HS_E_AUDIT, appending nothing, when it does not hold. Without an
+ * audit key the log cannot be checked: HS_E_AUDIT. */
 hs_result hs_audit_open(const char *dir, const hs_audit_context *ctx, hs_audit **out,
                         hs_error *e) HS_MUST_CHECK;
+/* Runs the gate now (it runs anyway before the first append): for a
+ * command that changes the token before its first entry, so that it
+ * refuses before touching anything. HS_E_AUDIT when the log does not hold. */
+hs_result hs_audit_check(hs_audit *a, hs_error *e) HS_MUST_CHECK;
 /* Appends and fsyncs; on any failure nothing is acknowledged and the
  * caller must discard what the entry was about. *seq gets the entry's
  * sequence number (may be NULL). */

@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "audit/log.h"
 #include "audit/record.h"
 #include "backup/age.h"
 #include "keystore/auditkey.h"
@@ -37,6 +39,7 @@ typedef struct prov {
     uint8_t *key;         /* the wrap key, secure memory */
     hs_share *shares;     /* secure array of n */
     uint8_t audit_fp[32];
+    hs_auditkey audit_key; /* the primary's, from its generation on */
     char batch[33]; /* one audit batch id for the whole ceremony */
 } prov;
 
@@ -79,6 +82,19 @@ static hs_result check_out_dir(const char *dir, hs_error *e)
     }
     closedir(d); /* after the message: de points into d */
     return r;
+}
+
+/* The ceremony generates a new audit key, and a log belongs to the key
+ * that signed its checkpoints: it starts a new log, so the directory must
+ * not exist yet. Checked before any token is touched. */
+static hs_result check_audit_dir(const char *dir, hs_error *e)
+{
+    if (access(dir, F_OK) != 0 && errno == ENOENT)
+        return HS_OK;
+    return hs_fail(e, HS_E_EXISTS,
+                   "audit log %s already exists: the ceremony makes a new audit key, which "
+                   "starts a new log; give --audit-log a directory that does not exist (the "
+                   "old log is kept as it is)", dir);
 }
 
 /* dir/rel into path; a path that does not fit is refused, never shortened
@@ -251,10 +267,16 @@ static hs_result write_credentials(prov *c, hs_error *e)
     return r;
 }
 
-static hs_result record(const prov *c, hs_p11 *p, const hs_audit_entry *en, hs_error *e)
+/* Every entry of the ceremony is checked and signed for with the primary's
+ * audit key. signing is the primary's session, which creates the log when
+ * the directory does not exist yet; NULL for the backup token's entries
+ * (the log exists by then). */
+static hs_result record(const prov *c, hs_p11 *p, const hs_auditkey *key, hs_p11 *signing,
+                        const hs_audit_entry *en, hs_error *e)
 {
-    hs_audit *a;
-    hs_audit_context ac = {p->label, p->serial, c->batch};
+    hs_audit *a = NULL;
+    hs_audit_context ac = {.token_label = p->label, .token_serial = p->serial,
+                           .batch_id = c->batch, .audit_key = key, .p11 = signing};
     hs_result r = hs_audit_open(c->o->audit_dir, &ac, &a, e);
     if (r == HS_OK)
         r = hs_audit_append(a, en, NULL, e);
@@ -264,14 +286,13 @@ static hs_result record(const prov *c, hs_p11 *p, const hs_audit_entry *en, hs_e
 
 static hs_result make_audit_key(prov *c, hs_p11 *p, hs_error *e)
 {
-    hs_auditkey k;
-    hs_result r = hs_auditkey_generate(p, c->cfg->audit_alg, &k, e);
+    hs_auditkey *k = &c->audit_key;
+    hs_result r = hs_auditkey_generate(p, c->cfg->audit_alg, k, e);
     if (r != HS_OK)
         return r;
     char *pem = NULL;
-    r = hs_auditkey_public_pem(k.public_key, &pem, c->audit_fp, e);
-    snprintf(c->t->audit_alg, sizeof c->t->audit_alg, "%s", hs_auditkey_alg_name(k.alg));
-    hs_auditkey_clear(&k);
+    r = hs_auditkey_public_pem(k->public_key, &pem, c->audit_fp, e);
+    snprintf(c->t->audit_alg, sizeof c->t->audit_alg, "%s", hs_auditkey_alg_name(k->alg));
     if (r != HS_OK)
         return r;
     c->t->audit_pem = pem;
@@ -288,7 +309,7 @@ static hs_result make_audit_key(prov *c, hs_p11 *p, hs_error *e)
                          .key_name = HS_AUDITKEY_LABEL, .key_fingerprint = c->audit_fp,
                          .algorithm = c->t->audit_alg};
     if (r == HS_OK)
-        r = record(c, p, &en, e);
+        r = record(c, p, k, p, &en, e);
     return r;
 }
 
@@ -307,6 +328,12 @@ static hs_result provision_token(prov *c, int t, hs_error *e)
                                    c->pins[t][SO], c->pins[t][USER], c->o->force_reset, e);
     if (r == HS_OK)
         r = hs_p11_login_with_pin(p, c->pins[t][USER], e);
+    /* The audit key first: the log is created with, and checked by, it
+     * before the ceremony's first entry. */
+    if (r == HS_OK && t == PRIMARY) {
+        step(c, "primary token: generating the audit key");
+        r = make_audit_key(c, p, e);
+    }
     if (r == HS_OK) {
         snprintf(msg, sizeof msg, "%s token '%s' (serial %s): importing the wrap key",
                  token_role[t], p->label, p->serial);
@@ -326,11 +353,7 @@ static hs_result provision_token(prov *c, int t, hs_error *e)
         memcpy(tt->manufacturer, p->manufacturer, sizeof tt->manufacturer);
         hs_audit_entry en = {.operation = "wrapkey-import", .purpose = "ceremony-provision",
                              .key_name = c->cfg->wrap_label, .algorithm = "aes-256"};
-        r = record(c, p, &en, e);
-    }
-    if (r == HS_OK && t == PRIMARY) {
-        step(c, "primary token: generating the audit key");
-        r = make_audit_key(c, p, e);
+        r = record(c, p, &c->audit_key, t == PRIMARY ? p : NULL, &en, e);
     }
     hs_p11_close(p);
     if (r != HS_OK)
@@ -359,7 +382,7 @@ static hs_result write_signed(const prov *c, hs_p11 *p, const hs_auditkey *k, co
                          .algorithm = hs_auditkey_alg_name(k->alg), .tbs_sha256 = tbs,
                          .sig_sha256 = sh, .artifact = name};
     /* Recorded before the signature is released, as for every signature. */
-    r = record(c, p, &en, e);
+    r = record(c, p, k, p, &en, e);
     if (r == HS_OK)
         r = hs_write_file_atomic(path, text, len, 0644, true, e);
     if (r == HS_OK) {
@@ -404,6 +427,9 @@ static hs_result write_transcript(prov *c, hs_error *e)
         r = write_signed(c, p, &k, HS_CEREMONY_TRANSCRIPT_JSON, json, e);
     if (r == HS_OK)
         r = write_signed(c, p, &k, HS_CEREMONY_TRANSCRIPT_TEXT, text, e);
+    hs_checkpoint_result cp;
+    if (r == HS_OK)
+        r = hs_auditlog_checkpoint(c->o->audit_dir, p, &k, &cp, e);
     hs_auditkey_clear(&k);
     hs_p11_close(p);
     free(json);
@@ -424,6 +450,7 @@ static void wipe_all(prov *c)
     c->key = NULL;
     c->shares = NULL;
     memset(c->pins, 0, sizeof c->pins);
+    hs_auditkey_clear(&c->audit_key);
 }
 
 hs_result hs_ceremony_provision(const hs_ceremony_config *cfg, const hs_provision_options *o,
@@ -451,6 +478,8 @@ hs_result hs_ceremony_provision(const hs_ceremony_config *cfg, const hs_provisio
     hs_result r = check_out_dir(o->out_dir, e);
     if (r == HS_OK)
         r = probe_tokens(&c, e);
+    if (r == HS_OK)
+        r = check_audit_dir(o->audit_dir, e);
     if (r == HS_OK)
         r = prepare_out_dir(o->out_dir, e);
     if (r == HS_OK) {

@@ -160,6 +160,21 @@ hs_result hs_auditkey_generate(hs_p11 *p, hs_auditkey_alg want, hs_auditkey *out
     return r;
 }
 
+/* The key type and public key of a found pair (out->pub set). */
+static hs_result load_found(hs_p11 *p, CK_SESSION_HANDLE s, hs_auditkey *out, hs_error *e)
+{
+    CK_KEY_TYPE kt = 0;
+    CK_ATTRIBUTE a = {CKA_KEY_TYPE, &kt, sizeof kt};
+    CK_RV rv = p->fn->C_GetAttributeValue(s, out->pub, &a, 1);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_GetAttributeValue", "reading the audit key's type");
+    out->alg = kt == CKK_EC_EDWARDS ? HS_AUDITKEY_ED25519 : HS_AUDITKEY_P256;
+    hs_result r = load_public(p, s, out, e);
+    if (r != HS_OK)
+        hs_auditkey_clear(out);
+    return r;
+}
+
 hs_result hs_auditkey_find(hs_p11 *p, hs_auditkey *out, hs_error *e)
 {
     memset(out, 0, sizeof *out);
@@ -172,17 +187,41 @@ hs_result hs_auditkey_find(hs_p11 *p, hs_auditkey *out, hs_error *e)
         return hs_fail(e, n == 0 ? HS_E_NOTFOUND : HS_E_P11,
                        "token '%s' has %zu audit keys labelled '%s'; expected one", p->label, n,
                        HS_AUDITKEY_LABEL);
-    CK_KEY_TYPE kt = 0;
-    CK_ATTRIBUTE a = {CKA_KEY_TYPE, &kt, sizeof kt};
-    CK_RV rv = p->fn->C_GetAttributeValue(s, out->pub, &a, 1);
-    if (rv != CKR_OK)
-        return hs_p11_fail(p, e, rv, "C_GetAttributeValue", "reading the audit key's type");
-    out->alg = kt == CKK_EC_EDWARDS ? HS_AUDITKEY_ED25519 : HS_AUDITKEY_P256;
-    r = load_public(p, s, out, e);
+    return load_found(p, s, out, e);
+}
+
+hs_result hs_auditkey_find_public(hs_p11 *p, EVP_PKEY **pub, hs_error *e)
+{
+    *pub = NULL;
+    hs_auditkey k;
+    memset(&k, 0, sizeof k);
+    /* A work session: the key session exists only after login. */
+    CK_SESSION_HANDLE s;
+    hs_result r = hs_p11_session_acquire(p, &s, e);
     if (r != HS_OK)
-        hs_auditkey_clear(out);
+        return r;
+    CK_OBJECT_CLASS cpub = CKO_PUBLIC_KEY;
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cpub, sizeof cpub},
+        {CKA_LABEL, (void *)HS_AUDITKEY_LABEL, strlen(HS_AUDITKEY_LABEL)},
+    };
+    size_t n;
+    r = hs_p11_find(p, s, t, 2, &k.pub, 1, &n, e);
+    if (r == HS_OK && n != 1)
+        r = hs_fail(e, n == 0 ? HS_E_NOTFOUND : HS_E_P11,
+                    "token '%s' has %zu audit public keys labelled '%s'; expected one", p->label,
+                    n, HS_AUDITKEY_LABEL);
+    if (r == HS_OK)
+        r = load_found(p, s, &k, e);
+    hs_p11_session_release(p, s, false);
+    if (r == HS_OK) {
+        *pub = k.public_key;
+        k.public_key = NULL;
+    }
+    hs_auditkey_clear(&k);
     return r;
 }
+
 
 /* r||s (64 bytes) to the DER ECDSA-Sig-Value openssl expects. */
 static hs_result ecdsa_to_der(const uint8_t rs[64], uint8_t **der, size_t *der_len, hs_error *e)

@@ -36,6 +36,10 @@ hs_result hs_auditkey_generate(hs_p11 *p, hs_auditkey_alg want, hs_auditkey *out
 /* Finds the token's audit key. */
 hs_result hs_auditkey_find(hs_p11 *p, hs_auditkey *out, hs_error *e) HS_MUST_CHECK;
 
+/* The audit public key alone (*pub owned by the caller): the public
+ * object is CKA_PRIVATE=false, so no login is needed. */
+hs_result hs_auditkey_find_public(hs_p11 *p, EVP_PKEY **pub, hs_error *e) HS_MUST_CHECK;
+
 /* Signs msg: Ed25519 over the message itself (64 raw bytes); P-256 ECDSA
  * over SHA-256(msg), DER-encoded as `openssl dgst -verify` expects. The
  * signature is verified with the public key before it is returned.
