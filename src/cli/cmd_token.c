@@ -17,8 +17,10 @@ static const char init_help[] =
     "Initializes a token with LABEL. With --dir (SoftHSMv2), the token lives in\n"
     "DIR/tokens with its own DIR/softhsm2.conf; later commands need\n"
     "SOFTHSM2_CONF=DIR/softhsm2.conf in their environment.\n"
-    "The user PIN comes from the global --pin-source (default env:HSMSIGN_PIN),\n"
-    "the security officer PIN from --so-pin-source (default env:HSMSIGN_SO_PIN).\n";
+    "The user PIN comes from the global --pin-source (default env:HSMSIGN_PIN if\n"
+    "set), the security officer PIN from --so-pin-source (default\n"
+    "env:HSMSIGN_SO_PIN if set); else each is asked for on the terminal. A failure\n"
+    "leaves no directory, token or config file behind.\n";
 
 /* What `token init --dir` made, so a failure can take it all back: the
  * topmost directory it created (NULL when DIR existed), else the tokens
