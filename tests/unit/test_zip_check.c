@@ -174,7 +174,8 @@ static void test_damaged_entries_are_named(void **state)
     sp[1].extra_tail = 3;
     expect_refused(sp, 2, "assets/text.txt", "bytes follow the end of its deflate stream");
     sp[1].extra_tail = -5;
-    expect_refused(sp, 2, "assets/text.txt", "its deflate data ends before the deflate stream does");
+    expect_refused(sp, 2, "assets/text.txt",
+                   "its deflate data ends before the deflate stream does");
     sp[1].extra_tail = 0;
     sp[1].size_delta = 1;
     expect_refused(sp, 2, "assets/text.txt", "inflates to fewer bytes than its declared size");

@@ -25,14 +25,6 @@ struct hs_zip_check {
     uint8_t *window;      /* inflated bytes, only for the CRC */
 };
 
-static int cmp_lfh(const void *a, const void *b, void *ctx)
-{
-    const hs_zip *z = ctx;
-    uint64_t x = z->entries[*(const size_t *)a].lfh_offset;
-    uint64_t y = z->entries[*(const size_t *)b].lfh_offset;
-    return x < y ? -1 : x > y;
-}
-
 static bool fail_entry(hs_zip_check *c, const hs_zip_entry *ent, const char *reason)
 {
     if (!c->failed)
@@ -46,20 +38,17 @@ static bool fail_entry(hs_zip_check *c, const hs_zip_entry *ent, const char *rea
 hs_result hs_zip_check_new(const hs_zip *z, hs_zip_check **out, hs_error *e)
 {
     hs_zip_check *c = calloc(1, sizeof *c);
-    size_t n = z->entry_count ? z->entry_count : 1;
     if (c == NULL)
         return hs_fail(e, HS_E_NOMEM, "%s: out of memory", z->path);
     c->z = z;
-    c->order = malloc(n * sizeof *c->order);
+    c->order = hs_zip_file_order(z);
     c->window = malloc(OUT_WINDOW);
-    c->inf_ready = c->order != NULL && c->window != NULL && inflateInit2(&c->inf, -MAX_WBITS) == Z_OK;
+    c->inf_ready = c->order != NULL && c->window != NULL &&
+                   inflateInit2(&c->inf, -MAX_WBITS) == Z_OK;
     if (!c->inf_ready) {
         hs_zip_check_free(c);
         return hs_fail(e, HS_E_NOMEM, "%s: out of memory for the entry check", z->path);
     }
-    for (size_t i = 0; i < z->entry_count; i++)
-        c->order[i] = i;
-    qsort_r(c->order, z->entry_count, sizeof *c->order, cmp_lfh, (void *)z);
     *out = c;
     return HS_OK;
 }
