@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#define ZLIB_CONST
 #include <zlib.h>
 
 #include "android/zip.h"
@@ -39,7 +40,7 @@ static size_t deflate_raw(const uint8_t *in, size_t len, uint8_t *out, size_t ca
     z_stream s;
     memset(&s, 0, sizeof s);
     assert_int_equal(deflateInit2(&s, 9, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
-    s.next_in = (Bytef *)(uintptr_t)in;
+    s.next_in = in;
     s.avail_in = (uInt)len;
     s.next_out = out;
     s.avail_out = (uInt)cap;
@@ -88,7 +89,8 @@ static void build(const spec *sp, size_t n)
         offsets[i] = (uint32_t)pos;
         put_header(buf + pos, false, &sp[i], csizes[i], crcs[i], 0);
         memcpy(buf + pos + 30, sp[i].name, nl);
-        memcpy(buf + pos + 30 + nl, cdata, clen);
+        if (clen > 0)
+            memcpy(buf + pos + 30 + nl, cdata, clen);
         pos += 30 + nl + clen;
     }
     size_t cd = pos;

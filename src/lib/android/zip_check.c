@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* next_in is const: zlib only reads the input. */
+#define ZLIB_CONST
 #include <zlib.h>
 
 #include "android/zip_inflate.h"
@@ -61,7 +63,7 @@ static bool inflate_piece(hs_zip_check *c, const hs_zip_entry *ent, const uint8_
 {
     if (c->stream_end)
         return len == 0 || fail_entry(c, ent, "bytes follow the end of its deflate stream");
-    c->inf.next_in = (Bytef *)(uintptr_t)data;
+    c->inf.next_in = data;
     c->inf.avail_in = (uInt)len;
     do {
         c->inf.next_out = c->window;
