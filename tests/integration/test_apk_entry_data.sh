@@ -1,9 +1,10 @@
 #!/bin/bash
-# `sign apk` and `sign batch` check every entry's data before signing
+# `sign apk`, `sign batch` and `verify apk` check every entry's data
 # (issue 11): a v2/v3 signature covers the compressed bytes, so an APK with
 # a corrupt entry used to be signed, and `verify apk` said verified, while
-# apksigner rejects it. Each damaged input is refused with exit 5, the APK
-# and the entry named, no output and no signature on record.
+# apksigner rejects it. Each damaged input is refused (sign: exit 5, no
+# output and no signature on record; verify: exit 1), the APK and the entry
+# named.
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 FW=/usr/share/android-framework-res/framework-res.apk
@@ -39,7 +40,7 @@ check "apksigner verify accepts it" apksigner verify good.signed.apk
 refused() {
     local name=$1 entry=$2 reason=$3
     expect_fail "$name: sign apk refuses it, naming the entry" 5 \
-        "$name\\.apk: entry $entry: ($reason)" \
+        "$name\\.apk: entry $entry: ($reason).*nothing was signed" \
         hs sign apk --key app --min-sdk 29 "$name.apk" "$name.signed.apk"
     assert "$name: no output" test ! -e "$name.signed.apk"
 }
@@ -61,6 +62,21 @@ expect_fail "v1+v2+v3: the damaged manifest is refused" 5 "entry AndroidManifest
 # The reference tool: apksigner refuses to sign the same damaged manifest.
 expect_fail "apksigner sign refuses the damaged manifest too" nonzero "Data of entry AndroidManifest.xml malformed" \
     apksigner sign --key rsa.pk8 --cert rsa.crt --min-sdk-version 29 --out ref.apk bad-manifest.apk
+
+# apksigner signs a damaged stored entry (its v2/v3 digest covers the
+# bytes as they are) and its verify accepts the result; `verify apk` names
+# the entry instead, as it does for the damaged manifest's CRC.
+for name in bad-stored bad-crc; do
+    check "$name: apksigner sign (v2+v3) accepts it (no data check)" \
+        apksigner sign --key rsa.pk8 --cert rsa.crt --min-sdk-version 29 --v1-signing-enabled false \
+        --out "ref-$name.apk" "$name.apk"
+    check "$name: apksigner verify accepts apksigner's output" apksigner verify "ref-$name.apk"
+done
+expect_fail "verify apk refuses apksigner's signed damaged stored entry" 1 \
+    "ref-bad-stored\.apk: entry raw.bin: CRC-32 does not match" hs verify apk ref-bad-stored.apk
+expect_fail "verify apk refuses apksigner's signed damaged CRC field" 1 \
+    "ref-bad-crc\.apk: entry AndroidManifest.xml: CRC-32 does not match" hs verify apk ref-bad-crc.apk
+check "verify apk accepts the undamaged signed APK" hs verify apk good.signed.apk
 
 # A batch reports the damaged APK and signs the others.
 mkdir batch-out

@@ -232,10 +232,8 @@ static bool hash_input(void *arg)
 static hs_result hash_input_failed(void *arg, hs_error *e)
 {
     const sign_job *j = arg;
-    if (j->check_err.code != HS_OK) {
-        *e = j->check_err;
-        return e->code;
-    }
+    if (j->check_err.code != HS_OK)
+        return hs_fail(e, j->check_err.code, "%s; nothing was signed", j->check_err.msg);
     return hs_fail(e, HS_E_CRYPTO, "%s: hashing the input failed", j->in);
 }
 

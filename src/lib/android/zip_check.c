@@ -1,7 +1,9 @@
 #include "android/zip_check.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* next_in is const: zlib only reads the input. */
 #define ZLIB_CONST
@@ -10,6 +12,7 @@
 #include "android/zip_inflate.h"
 
 #define OUT_WINDOW (64u * 1024u)
+#define FILE_STEP (1024u * 1024u)
 #define METHOD_DEFLATED 8u
 
 struct hs_zip_check {
@@ -30,8 +33,7 @@ struct hs_zip_check {
 static bool fail_entry(hs_zip_check *c, const hs_zip_entry *ent, const char *reason)
 {
     if (!c->failed)
-        hs_fail(&c->err, HS_E_FORMAT,
-                "%s: entry %.*s: %s; the APK's data is corrupt, nothing was signed", c->z->path,
+        hs_fail(&c->err, HS_E_FORMAT, "%s: entry %.*s: %s (its data is corrupt)", c->z->path,
                 (int)ent->name_len, ent->name, reason);
     c->failed = true;
     return false;
@@ -163,4 +165,30 @@ void hs_zip_check_free(hs_zip_check *c)
     free(c->order);
     free(c->window);
     free(c);
+}
+
+hs_result hs_zip_check_file(const hs_zip *z, hs_error *e)
+{
+    hs_zip_check *c = NULL;
+    uint8_t *buf = malloc(FILE_STEP);
+    hs_result r = buf != NULL ? hs_zip_check_new(z, &c, e)
+                              : hs_fail(e, HS_E_NOMEM, "%s: out of memory", z->path);
+    bool fed = true;
+    for (uint64_t off = 0; r == HS_OK && fed && off < z->entries_end;) {
+        size_t want = z->entries_end - off < FILE_STEP ? (size_t)(z->entries_end - off) : FILE_STEP;
+        ssize_t n = pread(z->fd, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            r = hs_fail(e, HS_E_IO, "%s: read failed: %s", z->path,
+                        n < 0 ? strerror(errno) : "unexpected end of file");
+        else
+            fed = hs_zip_check_feed(c, off, buf, (size_t)n);
+        off += n > 0 ? (uint64_t)n : 0;
+    }
+    if (r == HS_OK)
+        r = hs_zip_check_end(c, e);
+    hs_zip_check_free(c);
+    free(buf);
+    return r;
 }
