@@ -1,7 +1,12 @@
 /* hsmsign token: init (SoftHSM convenience), list. */
+#include <fcntl.h>
+#include <ftw.h>
+#include <libgen.h>
 #include <limits.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "util/file.h"
@@ -12,22 +17,91 @@ static const char init_help[] =
     "Initializes a token with LABEL. With --dir (SoftHSMv2), the token lives in\n"
     "DIR/tokens with its own DIR/softhsm2.conf; later commands need\n"
     "SOFTHSM2_CONF=DIR/softhsm2.conf in their environment.\n"
-    "The user PIN comes from the global --pin-source (default env:HSMSIGN_PIN),\n"
-    "the security officer PIN from --so-pin-source (default env:HSMSIGN_SO_PIN).\n";
+    "The user PIN comes from the global --pin-source (default env:HSMSIGN_PIN if\n"
+    "set), the security officer PIN from --so-pin-source (default\n"
+    "env:HSMSIGN_SO_PIN if set); else each is asked for on the terminal. A failure\n"
+    "leaves no directory, token or config file behind.\n";
 
-static hs_result write_softhsm_conf(const char *dir, char *conf_path, size_t cap, hs_error *e)
+/* What `token init --dir` made, so a failure can take it all back: the
+ * topmost directory it created (NULL when DIR existed), else the tokens
+ * directory and the config file if they are new. A half-made token
+ * directory would make the next `token init --dir` or SOFTHSM2_CONF point
+ * at a token that has no PINs. */
+typedef struct softhsm_dir {
+    char *created_root;
+    char tokens[PATH_MAX + 16];
+    bool created_tokens;
+    char conf[PATH_MAX + 32];
+    bool created_conf;
+} softhsm_dir;
+
+/* The first directory of dir's path that does not exist yet, or NULL. */
+static char *first_missing_dir(const char *dir)
 {
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        return NULL;
+    char *top = strdup(dir);
+    if (top == NULL)
+        return NULL;
+    for (;;) {
+        char *copy = strdup(top);
+        if (copy == NULL)
+            return top;
+        char *parent = dirname(copy);
+        bool stop = strcmp(parent, top) == 0 || stat(parent, &st) == 0;
+        if (!stop)
+            snprintf(top, strlen(top) + 1, "%s", parent);
+        free(copy);
+        if (stop)
+            return top;
+    }
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void remove_tree(const char *path)
+{
+    /* Best effort on an error path: what cannot be removed stays. */
+    (void)nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void softhsm_dir_undo(softhsm_dir *d)
+{
+    if (d->created_root != NULL) {
+        remove_tree(d->created_root);
+    } else {
+        if (d->created_conf)
+            (void)unlink(d->conf);
+        if (d->created_tokens)
+            remove_tree(d->tokens);
+    }
+    free(d->created_root);
+    memset(d, 0, sizeof *d);
+}
+
+static hs_result write_softhsm_conf(const char *dir, softhsm_dir *d, hs_error *e)
+{
+    struct stat st;
+    char abs[PATH_MAX];
+    d->created_root = first_missing_dir(dir);
     hs_result r = hs_mkdir_p(dir, 0700, e);
-    char abs[PATH_MAX], tokens[PATH_MAX + 16];
     if (r != HS_OK)
         return r;
     if (realpath(dir, abs) == NULL)
         return hs_fail(e, HS_E_IO, "%s: cannot resolve path", dir);
-    snprintf(tokens, sizeof tokens, "%s/tokens", abs);
-    r = hs_mkdir_p(tokens, 0700, e);
+    snprintf(d->tokens, sizeof d->tokens, "%s/tokens", abs);
+    d->created_tokens = stat(d->tokens, &st) != 0;
+    r = hs_mkdir_p(d->tokens, 0700, e);
     if (r != HS_OK)
         return r;
-    snprintf(conf_path, cap, "%s/softhsm2.conf", abs);
+    snprintf(d->conf, sizeof d->conf, "%s/softhsm2.conf", abs);
+    d->created_conf = stat(d->conf, &st) != 0;
     char text[PATH_MAX + 256];
     int n = snprintf(text, sizeof text,
                      "# SoftHSMv2 configuration written by `hsmsign token init`\n"
@@ -35,10 +109,38 @@ static hs_result write_softhsm_conf(const char *dir, char *conf_path, size_t cap
                      "objectstore.backend = file\n"
                      "log.level = ERROR\n"
                      "slots.removable = false\n",
-                     tokens);
-    r = hs_write_file_atomic(conf_path, text, (size_t)n, 0644, false, e);
-    if (r == HS_OK && setenv("SOFTHSM2_CONF", conf_path, 1) != 0)
+                     d->tokens);
+    r = hs_write_file_atomic(d->conf, text, (size_t)n, 0644, false, e);
+    if (r == HS_OK && setenv("SOFTHSM2_CONF", d->conf, 1) != 0)
         r = hs_fail(e, HS_E_INTERNAL, "cannot set SOFTHSM2_CONF");
+    return r;
+}
+
+/* True when a PIN prompt could be shown (a controlling terminal). */
+static bool have_terminal(void)
+{
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
+/* Reads one of the new token's PINs. With no source given, no default
+ * variable set and no terminal to prompt on, the message names this PIN's
+ * option and variable (the prompt's own message only knows --pin-source). */
+static hs_result read_init_pin(const char *spec, const char *var, const char *option,
+                               const char *what, char **pin, hs_error *e)
+{
+    if (spec == NULL && getenv(var) == NULL && !have_terminal())
+        return hs_fail(e, HS_E_USAGE,
+                       "token init needs the %s: set %s or give %s env:VAR, file:PATH or fd:N "
+                       "(no terminal to prompt on)",
+                       what, var, option);
+    hs_pin_source src;
+    hs_result r = cli_pin_source(spec, var, &src, e);
+    if (r == HS_OK)
+        r = hs_pin_read(&src, what, pin, e);
     return r;
 }
 
@@ -67,21 +169,20 @@ static int token_init(const cli_globals *g, int argc, char **argv)
         return cli_usage("token init", "--label is required and no arguments are taken");
     hs_error e;
     hs_error_clear(&e);
-    char conf[PATH_MAX + 32] = "";
-    hs_pin_source so_src, user_src;
+    softhsm_dir made;
+    memset(&made, 0, sizeof made);
     char *so_pin = NULL, *user_pin = NULL;
     hs_p11 *p = NULL;
-    hs_result r = HS_OK;
-    if (dir != NULL)
-        r = write_softhsm_conf(dir, conf, sizeof conf, &e);
+    int rc = 0;
+    /* Both PINs first: a missing one is the commonest failure, and it
+     * must not leave a directory behind. */
+    hs_result r = read_init_pin(so_spec, "HSMSIGN_SO_PIN", "--so-pin-source",
+                                "security officer PIN for the new token", &so_pin, &e);
     if (r == HS_OK)
-        r = cli_pin_source(so_spec, "HSMSIGN_SO_PIN", &so_src, &e);
-    if (r == HS_OK)
-        r = cli_pin_source(g->pin_source, "HSMSIGN_PIN", &user_src, &e);
-    if (r == HS_OK)
-        r = hs_pin_read(&so_src, "security officer PIN for the new token", &so_pin, &e);
-    if (r == HS_OK)
-        r = hs_pin_read(&user_src, "user PIN for the new token", &user_pin, &e);
+        r = read_init_pin(g->pin_source, "HSMSIGN_PIN", "--pin-source",
+                          "user PIN for the new token", &user_pin, &e);
+    if (r == HS_OK && dir != NULL)
+        r = write_softhsm_conf(dir, &made, &e);
     if (r == HS_OK)
         r = hs_p11_open(g->module, &p, &e);
     if (r == HS_OK)
@@ -89,22 +190,28 @@ static int token_init(const cli_globals *g, int argc, char **argv)
     hs_pin_free(so_pin);
     hs_pin_free(user_pin);
     if (r != HS_OK) {
+        /* Unload the module before removing the files it may hold open. */
         hs_p11_close(p);
-        return cli_fail(g, &e);
+        p = NULL;
+        softhsm_dir_undo(&made);
+        rc = cli_fail(g, &e);
+        goto out;
     }
     if (g->json) {
         json_t *o = json_pack("{s:b, s:s, s:s, s:s}", "ok", 1, "label", p->label, "serial",
                               p->serial, "model", p->model);
-        if (conf[0])
-            json_object_set_new(o, "softhsm2_conf", json_string(conf));
+        if (made.conf[0])
+            json_object_set_new(o, "softhsm2_conf", json_string(made.conf));
         cli_print_json(o);
     } else {
         printf("initialized token '%s' (serial %s)\n", p->label, p->serial);
-        if (conf[0])
-            printf("export SOFTHSM2_CONF=%s\n", conf);
+        if (made.conf[0])
+            printf("export SOFTHSM2_CONF=%s\n", made.conf);
     }
+out:
     hs_p11_close(p);
-    return 0;
+    free(made.created_root);
+    return rc;
 }
 
 static const char list_help[] =

@@ -24,6 +24,7 @@ static const char usage_text[] =
     "  ceremony   provision two HSMs with a wrap key split into shares; restore one\n"
     "  shares     verify backup shares against a ceremony transcript\n"
     "  audit      the signed audit log: show, verify, prove, verify-proof, check, policy\n"
+    "  help       this text; `hsmsign help COMMAND [SUBCOMMAND]` is COMMAND's --help\n"
     "\n"
     "Global options (each also settable by environment variable and config file):\n"
     "  --module PATH        PKCS#11 module [HSMSIGN_MODULE; default SoftHSMv2]\n"
@@ -107,6 +108,41 @@ static int parse_globals(int argc, char **argv, cli_globals *g)
     return -1;
 }
 
+static int find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* `hsmsign help [COMMAND [SUBCOMMAND...]]`: the same text as --help at
+ * that level (argv[0] is "help"). */
+static int help_command(const cli_globals *g, int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    int i = find_command(argv[1]);
+    if (i < 0) {
+        fprintf(stderr, "hsmsign help: unknown command '%s' (see `hsmsign help`)\n", argv[1]);
+        return 2;
+    }
+    /* COMMAND [SUBCOMMAND...] --help, NULL-terminated like argv. */
+    char help_opt[] = "--help";
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    if (args == NULL) {
+        fputs("hsmsign: out of memory\n", stderr);
+        return hs_result_exit_code(HS_E_NOMEM);
+    }
+    memcpy(args, argv + 1, ((size_t)argc - 1) * sizeof *args);
+    args[argc - 1] = help_opt;
+    int rc = commands[i].run(g, argc, args);
+    free(args);
+    return rc;
+}
+
 static int run(int argc, char **argv)
 {
     cli_globals g;
@@ -118,6 +154,8 @@ static int run(int argc, char **argv)
         fputs(usage_text, stderr);
         return 2;
     }
+    if (strcmp(argv[optind], "help") == 0)
+        return help_command(&g, argc - optind, argv + optind);
     cli_config_env(&g);
     hs_error e;
     hs_error_clear(&e);
@@ -129,9 +167,9 @@ static int run(int argc, char **argv)
     if (g.audit_log == NULL)
         g.audit_log = HS_AUDIT_DEFAULT_DIR;
     const char *name = argv[optind];
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(commands[i].name, name) == 0)
-            return commands[i].run(&g, argc - optind, argv + optind);
+    int i = find_command(name);
+    if (i >= 0)
+        return commands[i].run(&g, argc - optind, argv + optind);
     fprintf(stderr, "hsmsign: unknown command '%s' (see `hsmsign --help`)\n", name);
     return 2;
 }

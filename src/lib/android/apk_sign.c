@@ -20,6 +20,7 @@
 #include "android/apk_v4.h"
 #include "android/axml.h"
 #include "android/jar_sign.h"
+#include "android/zip_check.h"
 
 #define SDK_N 24
 #define HASH_STEP (1024u * 1024u)
@@ -44,6 +45,8 @@ typedef struct sign_job {
     int spki_len;
     EVP_MD_CTX *shared_prefix; /* SHA-256 state after the prefix output and input share */
     bool input_hashed;
+    hs_zip_check *check;       /* every entry's data, checked in the input hash's pass */
+    hs_error check_err;        /* why the input was refused, when check failed */
 } sign_job;
 
 void hs_apk_options_init(hs_apk_options *opt)
@@ -182,16 +185,18 @@ static hs_result build_scheme(sign_job *j, hs_apk_scheme scheme, hs_apk_buf *val
 
 /* Read with pread rather than through the map: in a VM a page fault
  * costs more than copying the page from the page cache, and nothing stays
- * resident. */
-static bool hash_file_range(EVP_MD_CTX *ctx, const hs_zip *z, uint8_t *buf, uint64_t from,
+ * resident. Each piece read also goes to the entry data check (zip_check.h)
+ * while it is in the cache. */
+static bool hash_file_range(EVP_MD_CTX *ctx, sign_job *j, uint8_t *buf, uint64_t from,
                             uint64_t to)
 {
     for (uint64_t off = from; off < to;) {
         size_t want = to - off < HASH_STEP ? (size_t)(to - off) : HASH_STEP;
-        ssize_t n = pread(z->fd, buf, want, (off_t)off);
+        ssize_t n = pread(j->zip.fd, buf, want, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0 || !EVP_DigestUpdate(ctx, buf, (size_t)n))
+        if (n <= 0 || !EVP_DigestUpdate(ctx, buf, (size_t)n) ||
+            !hs_zip_check_feed(j->check, off, buf, (size_t)n))
             return false;
         off += (uint64_t)n;
     }
@@ -200,7 +205,8 @@ static bool hash_file_range(EVP_MD_CTX *ctx, const hs_zip *z, uint8_t *buf, uint
 
 /* The input's SHA-256 (the audit log names the artifact by it), keeping
  * the state at the end of the prefix the output shares with the input:
- * the output's SHA-256 continues from there (apk_out.c). One pass. */
+ * the output's SHA-256 continues from there (apk_out.c). One pass, which
+ * also checks every entry's data: nothing is signed over corrupt data. */
 static bool hash_input(void *arg)
 {
     sign_job *j = arg;
@@ -209,11 +215,14 @@ static bool hash_input(void *arg)
     j->shared_prefix = EVP_MD_CTX_new();
     uint64_t shared = j->out_file.shared_end;
     bool ok = ctx != NULL && buf != NULL && j->shared_prefix != NULL &&
+              hs_zip_check_new(&j->zip, &j->check, &j->check_err) == HS_OK &&
               EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-              hash_file_range(ctx, &j->zip, buf, 0, shared) &&
+              hash_file_range(ctx, j, buf, 0, shared) &&
               EVP_MD_CTX_copy_ex(j->shared_prefix, ctx) &&
-              hash_file_range(ctx, &j->zip, buf, shared, j->zip.size) &&
+              hash_file_range(ctx, j, buf, shared, j->zip.size) &&
               EVP_DigestFinal_ex(ctx, j->rep.input_sha256, NULL);
+    if (j->check != NULL && hs_zip_check_end(j->check, &j->check_err) != HS_OK)
+        ok = false;
     EVP_MD_CTX_free(ctx);
     free(buf);
     j->input_hashed = ok;
@@ -223,6 +232,8 @@ static bool hash_input(void *arg)
 static hs_result hash_input_failed(void *arg, hs_error *e)
 {
     const sign_job *j = arg;
+    if (j->check_err.code != HS_OK)
+        return hs_fail(e, j->check_err.code, "%s; nothing was signed", j->check_err.msg);
     return hs_fail(e, HS_E_CRYPTO, "%s: hashing the input failed", j->in);
 }
 
@@ -436,6 +447,7 @@ hs_result hs_apk_sign_file(const char *in, const char *out, const hs_apk_key *ke
     free(j.copied.new_lfh_offset);
     OPENSSL_free(j.spki);
     EVP_MD_CTX_free(j.shared_prefix);
+    hs_zip_check_free(j.check);
     if (rep != NULL)
         *rep = j.rep;
     return r;

@@ -135,14 +135,6 @@ static hs_result copy_record(const hs_zip *z, const hs_zip_entry *ent, bool pres
     return write_realigned_header(z, ent, multiple, o, e);
 }
 
-static int cmp_lfh(const void *a, const void *b, void *ctx)
-{
-    const hs_zip *z = ctx;
-    uint64_t x = z->entries[*(const size_t *)a].lfh_offset;
-    uint64_t y = z->entries[*(const size_t *)b].lfh_offset;
-    return x < y ? -1 : x > y;
-}
-
 static void note_newest(hs_apk_copy_result *res, const hs_zip_entry *ent, bool *any)
 {
     if (!*any || ent->mod_date > res->newest_date ||
@@ -158,16 +150,13 @@ hs_result hs_apk_copy_entries(const hs_zip *z, bool alignment_preserved, hs_apk_
 {
     size_t count = z->entry_count;
     res->new_lfh_offset = malloc((count ? count : 1) * sizeof *res->new_lfh_offset);
-    size_t *order = malloc((count ? count : 1) * sizeof *order);
+    size_t *order = hs_zip_file_order(z);
     if (res->new_lfh_offset == NULL || order == NULL) {
         free(order);
         return hs_fail(e, HS_E_NOMEM, "%s: out of memory", z->path);
     }
-    for (size_t i = 0; i < count; i++) {
-        order[i] = i;
+    for (size_t i = 0; i < count; i++)
         res->new_lfh_offset[i] = HS_APK_DROPPED;
-    }
-    qsort_r(order, count, sizeof *order, cmp_lfh, (void *)z);
     /* No kept entry: apksig dates new entries 2009-01-01 00:00 (DOS). */
     res->newest_date = 0x3a21;
     res->newest_time = 0;

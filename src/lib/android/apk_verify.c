@@ -14,6 +14,7 @@
 #include "android/apk_verify_internal.h"
 #include "android/axml.h"
 #include "android/zip.h"
+#include "android/zip_check.h"
 #include "util/encoding.h"
 
 typedef struct lp_reader {
@@ -52,7 +53,37 @@ typedef struct verify_job {
     /* content digests by hash, computed on first use */
     uint8_t digest256[32], digest512[64];
     bool have256, have512;
+    /* every entry's data (zip_check.h), checked beside the first digest
+     * and reported after the signatures: a tampered APK is first of all
+     * one whose digest does not match */
+    bool data_checked, data_ok;
+    hs_error data_err;
 } verify_job;
+
+static bool check_data(void *arg)
+{
+    verify_job *j = arg;
+    j->data_checked = true;
+    j->data_ok = hs_zip_check_file(&j->zip, &j->data_err) == HS_OK;
+    return true;
+}
+
+static hs_result check_data_failed(void *arg, hs_error *e)
+{
+    const verify_job *j = arg;
+    return hs_fail(e, HS_E_INTERNAL, "%s: the entry data check did not run", j->path);
+}
+
+/* Signatures verified: the APK still does not verify if an entry's data is
+ * corrupt (apksigner verify and devices read the entries). */
+static hs_result data_result(verify_job *j, hs_error *e)
+{
+    if (!j->data_checked)
+        check_data(j);
+    if (j->data_ok)
+        return HS_OK;
+    return hs_fail(e, HS_E_VERIFY, "%s", j->data_err.msg);
+}
 
 static hs_result content_digest(verify_job *j, const EVP_MD *md, const uint8_t **out,
                                 hs_error *e)
@@ -76,7 +107,9 @@ static hs_result content_digest(verify_job *j, const EVP_MD *md, const uint8_t *
         {.len = eocd_len, .mem = eocd},
     };
     size_t n = 0;
-    hs_result r = hs_apk_content_digest(md, sections, 3, NULL, j->path, slot, &n, e);
+    hs_apk_side_task side = {.run = check_data, .fail = check_data_failed, .ctx = j};
+    hs_result r = hs_apk_content_digest(md, sections, 3, j->data_checked ? NULL : &side, j->path,
+                                        slot, &n, e);
     free(eocd);
     if (r == HS_OK)
         *have = true;
@@ -296,7 +329,7 @@ static hs_result run(verify_job *j, hs_error *e)
     }
     if (!j->rep->v1_present && !j->rep->v2_present && !j->rep->v3_present)
         return hs_fail(e, HS_E_VERIFY, "%s: not signed (no v1, v2 or v3 signature)", j->path);
-    return HS_OK;
+    return data_result(j, e);
 }
 
 hs_result hs_apk_verify_file(const char *path, hs_apk_verify_report *rep, hs_error *e)

@@ -220,6 +220,25 @@ static hs_result parse_local_header(hs_zip *z, hs_zip_entry *ent, hs_error *e)
     return HS_OK;
 }
 
+static int cmp_lfh(const void *a, const void *b, void *ctx)
+{
+    const hs_zip *z = ctx;
+    uint64_t x = z->entries[*(const size_t *)a].lfh_offset;
+    uint64_t y = z->entries[*(const size_t *)b].lfh_offset;
+    return x < y ? -1 : x > y;
+}
+
+size_t *hs_zip_file_order(const hs_zip *z)
+{
+    size_t *order = malloc((z->entry_count ? z->entry_count : 1) * sizeof *order);
+    if (order == NULL)
+        return NULL;
+    for (size_t i = 0; i < z->entry_count; i++)
+        order[i] = i;
+    qsort_r(order, z->entry_count, sizeof *order, cmp_lfh, (void *)z);
+    return order;
+}
+
 static int cmp_by_name(const void *a, const void *b)
 {
     const hs_zip_entry *x = *(const hs_zip_entry *const *)a;

@@ -72,6 +72,11 @@ typedef struct hs_zip_span {
 void hs_zip_span_note(const hs_zip *z, hs_zip_span *s, uint64_t lo, uint64_t hi);
 void hs_zip_span_flush(const hs_zip *z, hs_zip_span *s);
 
+/* The entries' indexes in file order (by local header offset), malloc'd
+ * (at least one slot, so an empty archive is not NULL); NULL when out of
+ * memory. */
+size_t *hs_zip_file_order(const hs_zip *z);
+
 /* Index of the entry with this exact name, or -1. */
 long hs_zip_find(const hs_zip *z, const char *name);
 bool hs_zip_entry_name_is(const hs_zip_entry *ent, const char *name);

@@ -1,33 +1,19 @@
 #include "android/zip_inflate.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <zlib.h>
 
 #define MAX_BITS 15
 #define MAX_LIT_CODES 288
 #define MAX_DIST_CODES 30
 
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void init_crc_table(void)
-{
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
-        crc_table[n] = c;
-    }
-}
-
+/* zlib's CRC-32 (several GB/s): every byte of an APK being signed passes
+ * through it (zip_check.c). */
 uint32_t hs_crc32_update(uint32_t crc, const uint8_t *data, size_t len)
 {
-    pthread_once(&crc_once, init_crc_table);
-    crc = ~crc;
-    for (size_t i = 0; i < len; i++)
-        crc = crc_table[(crc ^ data[i]) & 0xffu] ^ (crc >> 8);
-    return ~crc;
+    return (uint32_t)crc32_z(crc, data, len);
 }
 
 typedef struct bit_reader {

@@ -1,5 +1,5 @@
-/* Raw DEFLATE (RFC 1951) decoder and CRC-32, for reading compressed ZIP
- * entries (AndroidManifest.xml, v1 entry digests) without linking zlib.
+/* Raw DEFLATE (RFC 1951) decoder and CRC-32 (zlib's), for reading
+ * compressed ZIP entries whole (AndroidManifest.xml, v1 entry digests).
  * Output is bounded by the size the central directory declares, and the
  * CRC-32 is checked. */
 #ifndef HSMSIGN_ANDROID_ZIP_INFLATE_H
