@@ -302,19 +302,19 @@ static void refuses_encrypted_keys(void **state)
                                              (void *)"pass"), 1);
     char *p;
     long n = BIO_get_mem_data(bio, &p);
-    refused((const uint8_t *)p, (size_t)n, HS_E_FORMAT, "encrypted");
+    refused((const uint8_t *)p, (size_t)n, HS_E_FORMAT, "it is encrypted");
     (void)BIO_reset(bio);
     assert_int_equal(PEM_write_bio_PKCS8PrivateKey(bio, ec_key, EVP_aes_128_cbc(), NULL, 0, NULL,
                                                    (void *)"pass"), 1);
     n = BIO_get_mem_data(bio, &p);
-    refused((const uint8_t *)p, (size_t)n, HS_E_FORMAT, "encrypted");
+    refused((const uint8_t *)p, (size_t)n, HS_E_FORMAT, "it is encrypted");
     (void)BIO_reset(bio);
     /* Traditional PEM encryption: Proc-Type / DEK-Info headers. */
     assert_int_equal(PEM_write_bio_PrivateKey_traditional(bio, rsa_key, EVP_aes_128_cbc(),
                                                           (unsigned char *)"pass", 4, NULL, NULL),
                      1);
     n = BIO_get_mem_data(bio, &p);
-    refused((const uint8_t *)p, (size_t)n, HS_E_FORMAT, "encrypted");
+    refused((const uint8_t *)p, (size_t)n, HS_E_FORMAT, "it is encrypted");
     BIO_free(bio);
 }
 
