@@ -34,11 +34,9 @@ static const char **slot_for(cli_globals *g, const char *key)
     if (strlen(key) >= sizeof dashed)
         return NULL;
     /* audit_log is audit-log: the spelling other config formats use. */
-    for (size_t i = 0;; i++) {
-        dashed[i] = key[i] == '_' ? '-' : key[i];
-        if (key[i] == '\0')
-            break;
-    }
+    snprintf(dashed, sizeof dashed, "%s", key);
+    for (char *u = strchr(dashed, '_'); u != NULL; u = strchr(u, '_'))
+        *u = '-';
     key = dashed;
     if (strcmp(key, "module") == 0) return &g->module;
     if (strcmp(key, "token") == 0) return &g->token;

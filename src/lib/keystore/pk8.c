@@ -145,7 +145,7 @@ static hs_result der_end(const parse *ps, const hs_pk8_span *seq)
 /* RSAPrivateKey (RFC 8017 A.1.2), two-prime. */
 static hs_result parse_rsa(const parse *ps, hs_pk8_span in, hs_pk8_key *k)
 {
-    hs_pk8_span seq, v;
+    hs_pk8_span seq = {NULL, 0}, v = {NULL, 0};
     hs_result r = der_only_sequence(ps, in, &seq);
     if (r == HS_OK)
         r = der_uint(ps, &seq, &v);
@@ -177,7 +177,7 @@ static hs_result parse_curve(const parse *ps, hs_pk8_span *in)
  * compared with the certificate, and the scalar never meets OpenSSL. */
 static hs_result parse_ec(const parse *ps, hs_pk8_span in, bool need_curve, hs_pk8_key *k)
 {
-    hs_pk8_span seq, params, pub;
+    hs_pk8_span seq = {NULL, 0}, params = {NULL, 0}, pub = {NULL, 0};
     bool have_curve = false;
     k->rsa = false;
     hs_result r = der_only_sequence(ps, in, &seq);
@@ -218,7 +218,8 @@ static hs_result parse_ec(const parse *ps, hs_pk8_span in, bool need_curve, hs_p
 /* PrivateKeyInfo (RFC 5208), version 0, attributes ignored. */
 static hs_result parse_pkcs8(const parse *ps, hs_pk8_span in, hs_pk8_key *k)
 {
-    hs_pk8_span seq, alg, oid = {NULL, 0}, key, null = {NULL, 0}, attrs;
+    hs_pk8_span seq = {NULL, 0}, alg = {NULL, 0}, oid = {NULL, 0}, key = {NULL, 0},
+                null = {NULL, 0}, attrs;
     hs_result r = der_only_sequence(ps, in, &seq);
     if (r == HS_OK)
         r = der_version(ps, &seq, 0);
@@ -352,7 +353,7 @@ static hs_result decode_body(const parse *ps, hs_pk8_span text, const char *labe
                        : bad(ps, "PEM headers are not supported");
         if (line.len == 0)
             continue;
-        if (padded || line.len % 4 != 0 || line.len > 76)
+        if (padded || line.len % 4 != 0)
             return bad(ps, "malformed base64 in the PEM block");
         /* EVP_DecodeBlock allocates nothing: it decodes straight into the
          * locked buffer. It counts '=' as zero bytes, removed below. */
