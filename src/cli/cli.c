@@ -150,7 +150,7 @@ hs_result cli_pin_source(const char *spec, const char *default_env, hs_pin_sourc
     hs_result r;
     if (spec != NULL) {
         r = hs_pin_source_parse(spec, out, e);
-    } else if (getenv(default_env) != NULL) {
+    } else if (hs_pin_env_available(default_env)) {
         char def[64];
         snprintf(def, sizeof def, "env:%s", default_env);
         r = hs_pin_source_parse(def, out, e);

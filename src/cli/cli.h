@@ -22,7 +22,7 @@ typedef struct cli_globals {
     const char *keystore;   /* --keystore, HSMSIGN_KEYSTORE, config "keystore" */
     const char *audit_log;  /* --audit-log, HSMSIGN_AUDIT_LOG, config "audit-log" */
     const char *wrap_label; /* --wrap-key-label, HSMSIGN_WRAP_KEY_LABEL, config "wrap-key-label" */
-    const char *config;     /* --config, HSMSIGN_CONFIG, ./hsmsign.conf */
+    const char *config;     /* --config (else HSMSIGN_CONFIG, per-user, system: config.h) */
     bool json;
     bool quiet;
     int verbose;

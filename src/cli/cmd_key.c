@@ -95,10 +95,12 @@ static int key_generate(const cli_globals *g, int argc, char **argv)
 static const char import_help[] =
     "usage: hsmsign key import NAME --pk8 KEY.pk8 --cert CERT.x509.pem\n"
     "\n"
-    "Brings an existing key (AOSP .pk8 = unencrypted PKCS#8 DER, or PEM) under the\n"
-    "wrap key, for keys devices already trust. The plaintext key passes through\n"
-    "locked memory into the HSM and leaves only wrapped; the certificate is kept\n"
-    "as it is. Afterwards, destroy the plaintext file.\n";
+    "Brings an existing key (AOSP .pk8 = unencrypted PKCS#8 DER; also PKCS#1 or\n"
+    "SEC1, DER or PEM; RSA 2048-8192 or EC P-256) under the wrap key, for keys\n"
+    "devices already trust. The plaintext key is read and parsed in locked memory\n"
+    "only and goes from there into the HSM, leaving only wrapped; the certificate\n"
+    "(which must be for this key) is kept as it is. Afterwards, destroy the\n"
+    "plaintext file.\n";
 
 static hs_result load_cert(const char *path, X509 **out, hs_error *e)
 {

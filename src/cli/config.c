@@ -1,12 +1,19 @@
 /* The config file: `key = value` lines, '#' comments. Keys are the long
  * names of the global options (module, token, pin-source, keystore,
- * audit-log, wrap-key-label). Precedence: command line, then environment,
- * then config file, then defaults. */
+ * audit-log, wrap-key-label), with '_' accepted for '-'. Precedence:
+ * command line, then environment, then config file, then defaults.
+ *
+ * A config file names the PKCS#11 module hsmsign loads (code that runs
+ * with the PIN at hand) and where the audit log goes, so it is never taken
+ * from the working directory (a build tree anyone may have written), and
+ * only from a file no other user can write (hs_read_trusted_file). */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/file.h"
@@ -23,6 +30,14 @@ static char *trim(char *s)
 
 static const char **slot_for(cli_globals *g, const char *key)
 {
+    char dashed[32];
+    if (strlen(key) >= sizeof dashed)
+        return NULL;
+    /* audit_log is audit-log: the spelling other config formats use. */
+    snprintf(dashed, sizeof dashed, "%s", key);
+    for (char *u = strchr(dashed, '_'); u != NULL; u = strchr(u, '_'))
+        *u = '-';
+    key = dashed;
     if (strcmp(key, "module") == 0) return &g->module;
     if (strcmp(key, "token") == 0) return &g->token;
     if (strcmp(key, "pin-source") == 0) return &g->pin_source;
@@ -47,9 +62,12 @@ hs_result cli_config_load(cli_globals *g, const char *path, bool must_exist, hs_
 {
     uint8_t *text;
     size_t len;
-    if (!must_exist && access(path, F_OK) != 0)
+    struct stat st;
+    /* A file that is not there is skipped; anything else there (a FIFO, a
+     * dangling link's target aside) is read, and so checked and refused. */
+    if (!must_exist && stat(path, &st) != 0 && errno == ENOENT)
         return HS_OK;
-    hs_result r = hs_read_file(path, 65536, &text, &len, e);
+    hs_result r = hs_read_trusted_file(path, 65536, &text, &len, e);
     if (r != HS_OK)
         return hs_error_prefix(e, "config file: ");
     char *save = NULL;
@@ -80,7 +98,7 @@ hs_result cli_config_load(cli_globals *g, const char *path, bool must_exist, hs_
         if (slot == NULL) {
             r = hs_fail(e, HS_E_USAGE,
                         "config file %s: unknown key '%s' (known: module, token, pin-source, "
-                        "keystore, audit-log, wrap-key-label)",
+                        "keystore, audit-log, wrap-key-label; '_' may stand for '-')",
                         path, key);
             break;
         }
@@ -116,4 +134,33 @@ void cli_config_env(cli_globals *g)
         if (*slot == NULL && v != NULL && *v != '\0')
             *slot = v;
     }
+}
+
+/* Where the config file is looked for when neither --config nor
+ * HSMSIGN_CONFIG names one: the user's, then the system's; the first that
+ * exists is the only one read. $XDG_CONFIG_HOME counts only when absolute,
+ * as the XDG base directory specification says. */
+static hs_result load_default(cli_globals *g, hs_error *e)
+{
+    char user[4096];
+    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+    int n = -1;
+    if (xdg != NULL && xdg[0] == '/')
+        n = snprintf(user, sizeof user, "%s/hsmsign/config", xdg);
+    else if (home != NULL && home[0] == '/')
+        n = snprintf(user, sizeof user, "%s/.config/hsmsign/config", home);
+    struct stat st;
+    if (n > 0 && (size_t)n < sizeof user && (stat(user, &st) == 0 || errno != ENOENT))
+        return cli_config_load(g, user, true, e);
+    return cli_config_load(g, CLI_CONFIG_SYSTEM, false, e);
+}
+
+hs_result cli_config_find(cli_globals *g, hs_error *e)
+{
+    if (g->config != NULL)
+        return cli_config_load(g, g->config, true, e);
+    const char *env = getenv("HSMSIGN_CONFIG");
+    if (env != NULL && env[0] != '\0')
+        return cli_config_load(g, env, true, e);
+    return load_default(g, e);
 }

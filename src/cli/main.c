@@ -34,7 +34,8 @@ static const char usage_text[] =
     "  --keystore DIR       key files [HSMSIGN_KEYSTORE; default ./keys]\n"
     "  --audit-log DIR      audit log [HSMSIGN_AUDIT_LOG; default ./audit]\n"
     "  --wrap-key-label L   wrap key label [HSMSIGN_WRAP_KEY_LABEL; default hsmsign-wrap]\n"
-    "  --config FILE        config file [HSMSIGN_CONFIG; default ./hsmsign.conf if present]\n"
+    "  --config FILE        config file [HSMSIGN_CONFIG; default ~/.config/hsmsign/config,\n"
+    "                       else /etc/hsmsign/config; never one in the working directory]\n"
     "  --json               machine-readable output on stdout\n"
     "  -q, --quiet          no progress or notes on stderr\n"
     "  -v, --verbose        more detail\n"
@@ -159,8 +160,7 @@ static int run(int argc, char **argv)
     cli_config_env(&g);
     hs_error e;
     hs_error_clear(&e);
-    const char *config = g.config != NULL ? g.config : getenv("HSMSIGN_CONFIG");
-    if (cli_config_load(&g, config != NULL ? config : "hsmsign.conf", config != NULL, &e) != HS_OK)
+    if (cli_config_find(&g, &e) != HS_OK)
         return cli_fail(&g, &e);
     if (g.keystore == NULL)
         g.keystore = HS_KEYSTORE_DEFAULT_DIR;

@@ -31,6 +31,8 @@ fi
 export HSMSIGN_PIN=4711-user HSMSIGN_SO_PIN=4711-security-officer
 export HSMSIGN_KEYSTORE=$WORK/keys HSMSIGN_AUDIT_LOG=$WORK/audit
 unset HSMSIGN_MODULE HSMSIGN_TOKEN HSMSIGN_PIN_SOURCE HSMSIGN_CONFIG
+# The tester's own ~/.config/hsmsign/config must not reach the tests.
+export XDG_CONFIG_HOME=$WORK/.config
 
 pass() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
 fail() { FAILED=$((FAILED + 1)); echo "FAIL - $*"; }

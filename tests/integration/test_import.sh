@@ -72,6 +72,34 @@ print("FOUND", *found) if found else print("clean", len(needles), "needles")
 PY
 assert "no plaintext key bytes in keys/, audit/ or the token directory" grep -q "^clean" secrets.check
 
+# The other encodings hsmsign has always accepted, now read by its own
+# parser (keystore/pk8.c): PKCS#1 and SEC1, in PEM and DER.
+openssl rsa -in rsa.pem -traditional -out rsa.trad.pem 2>/dev/null
+openssl rsa -in rsa.pem -traditional -outform DER -out rsa.pkcs1.der 2>/dev/null
+openssl ec -in ec.pem -outform DER -out ec.sec1.der 2>/dev/null
+assert "ec.pem is SEC1 (EC PRIVATE KEY)" grep -q "BEGIN EC PRIVATE KEY" ec.pem
+assert "rsa.trad.pem is PKCS#1 (RSA PRIVATE KEY)" grep -q "BEGIN RSA PRIVATE KEY" rsa.trad.pem
+check "import PKCS#1 PEM" hs key import rsaTrad --pk8 rsa.trad.pem --cert rsa.x509.pem
+check "import PKCS#1 DER" hs key import rsaDer --pk8 rsa.pkcs1.der --cert rsa.x509.pem
+check "import SEC1 PEM" hs key import ecSec1 --pk8 ec.pem --cert ec.x509.pem
+check "import SEC1 DER" hs key import ecSec1Der --pk8 ec.sec1.der --cert ec.x509.pem
+check "sign with the key imported from PKCS#1 PEM" hs sign raw --key rsaTrad data.txt data.trad.sig
+assert "same signature as openssl's with the original key" cmp -s data.trad.sig data.openssl.sig
+check "sign with the key imported from SEC1 PEM" hs sign raw --key ecSec1 data.txt data.sec1.sig
+check "openssl verifies it" \
+    openssl dgst -sha256 -verify <(openssl x509 -in ec.x509.pem -pubkey -noout) -signature data.sec1.sig data.txt
+
+openssl pkcs8 -topk8 -in ec.pem -outform DER -passout pass:pw -out ec.enc.pk8 2>/dev/null
+expect_fail "an encrypted PKCS#8 is refused" 5 "ec.enc.pk8: .*it is encrypted" \
+    hs key import encrypted --pk8 ec.enc.pk8 --cert ec.x509.pem
+cat rsa.pk8 - <<<"trailing" >trailing.pk8
+expect_fail "a .pk8 with data after the key is refused" 5 "trailing.pk8: .*data after the key" \
+    hs key import trailing --pk8 trailing.pk8 --cert rsa.x509.pem
+openssl genpkey -algorithm ed25519 -out ed.pem 2>/dev/null
+openssl req -new -x509 -key ed.pem -days 1 -subj "/CN=ed" -out ed.x509.pem 2>/dev/null
+expect_fail "an Ed25519 key is refused as unsupported" 2 "ed.pem: key type not supported" \
+    hs key import ed --pk8 ed.pem --cert ed.x509.pem
+
 expect_fail "a certificate for another key is refused" 1 "certificate is for a different key" \
     hs key import mismatch --pk8 other.pk8 --cert rsa.x509.pem
 assert "no key file is left for the refused import" test ! -e keys/mismatch.key
@@ -86,5 +114,5 @@ expect_fail "a missing .pk8 is named" 8 "nope.pk8" \
 token_objects >objects.txt
 assert "after imports the token holds only the wrap key and the audit key pair" \
     test "$(grep -c 'Object;' objects.txt)" -eq 3 -a -z "$(token_other_objects)"
-assert "audit log records the imports" test "$(grep -c '"op":"import"' audit/entries.jsonl)" -eq 3
+assert "audit log records the imports" test "$(grep -c '"op":"import"' audit/entries.jsonl)" -eq 7
 finish

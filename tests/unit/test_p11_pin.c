@@ -78,6 +78,54 @@ static void reads_env_file_and_fd(void **state)
     unlink(path);
 }
 
+/* env:VAR takes the PIN out of the environment: the entry is gone (a child
+ * would not inherit it) and its bytes, which for the initial environment
+ * are what /proc/PID/environ shows, are wiped in place. A second read of
+ * the same variable still gets the PIN. */
+static void env_pin_is_taken_out_of_the_environment(void **state)
+{
+    (void)state;
+    hs_pin_source s;
+    hs_error e;
+    char *pin;
+    /* putenv: the entry is this buffer, as an inherited one is the stack's. */
+    static char entry[] = "TEST_TAKEN_PIN=wipe-me-1234";
+    static char dup[] = "TEST_TAKEN_PIN=second-copy";
+    assert_int_equal(putenv(entry), 0);
+    extern char **environ;
+    /* A second entry of the same name (possible through execve) goes too. */
+    size_t n = 0;
+    while (environ[n] != NULL)
+        n++;
+    char **env2 = calloc(n + 2, sizeof *env2);
+    assert_non_null(env2);
+    memcpy(env2, environ, n * sizeof *env2);
+    env2[n] = dup;
+    environ = env2;
+    assert_int_equal(hs_pin_source_parse("env:TEST_TAKEN_PIN", &s, &e), HS_OK);
+    assert_int_equal(hs_pin_read(&s, "user PIN", &pin, &e), HS_OK);
+    assert_string_equal(pin, "wipe-me-1234");
+    hs_pin_free(pin);
+    assert_null(getenv("TEST_TAKEN_PIN"));
+    for (size_t i = 0; environ[i] != NULL; i++)
+        assert_null(strstr(environ[i], "TEST_TAKEN_PIN"));
+    for (size_t i = 0; i < sizeof entry; i++)
+        assert_int_equal(entry[i], 0);
+    for (size_t i = 0; i < sizeof dup; i++)
+        assert_int_equal(dup[i], 0);
+    assert_true(hs_pin_env_available("TEST_TAKEN_PIN"));
+    assert_int_equal(hs_pin_read(&s, "SO PIN", &pin, &e), HS_OK);
+    assert_string_equal(pin, "wipe-me-1234");
+    hs_pin_free(pin);
+    /* A value set again later wins over the kept copy. */
+    setenv("TEST_TAKEN_PIN", "newer", 1);
+    assert_int_equal(hs_pin_read(&s, "user PIN", &pin, &e), HS_OK);
+    assert_string_equal(pin, "newer");
+    hs_pin_free(pin);
+    assert_null(getenv("TEST_TAKEN_PIN"));
+    assert_false(hs_pin_env_available("TEST_NEVER_SET_PIN"));
+}
+
 static void read_errors_are_clear(void **state)
 {
     (void)state;
@@ -106,6 +154,7 @@ int main(void)
         cmocka_unit_test(parses_every_kind),
         cmocka_unit_test(refuses_a_literal_pin),
         cmocka_unit_test(reads_env_file_and_fd),
+        cmocka_unit_test(env_pin_is_taken_out_of_the_environment),
         cmocka_unit_test(read_errors_are_clear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,13 +1,12 @@
 #include "keystore/keygen.h"
 
-#include <openssl/core_names.h>
-#include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "keystore/cert.h"
 #include "keystore/keystore.h"
+#include "keystore/pk8.h"
 #include "p11/objects.h"
 #include "util/secmem.h"
 
@@ -160,81 +159,57 @@ hs_result hs_key_generate(hs_signer *s, const hs_keygen_params *kp, hs_error *e)
     return r;
 }
 
-/* RSA components in the order PKCS#11 names them. */
-static const struct {
-    CK_ATTRIBUTE_TYPE type;
-    const char *param;
-} rsa_parts[] = {
-    {CKA_MODULUS, OSSL_PKEY_PARAM_RSA_N},          {CKA_PUBLIC_EXPONENT, OSSL_PKEY_PARAM_RSA_E},
-    {CKA_PRIVATE_EXPONENT, OSSL_PKEY_PARAM_RSA_D}, {CKA_PRIME_1, OSSL_PKEY_PARAM_RSA_FACTOR1},
-    {CKA_PRIME_2, OSSL_PKEY_PARAM_RSA_FACTOR2},    {CKA_EXPONENT_1, OSSL_PKEY_PARAM_RSA_EXPONENT1},
-    {CKA_EXPONENT_2, OSSL_PKEY_PARAM_RSA_EXPONENT2}, {CKA_COEFFICIENT, OSSL_PKEY_PARAM_RSA_COEFFICIENT1},
+/* PKCS#11 attributes of the RSA components, in hs_pk8_key's order. */
+static const CK_ATTRIBUTE_TYPE rsa_attrs[HS_PK8_RSA_PARTS] = {
+    CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT, CKA_PRIME_1,
+    CKA_PRIME_2, CKA_EXPONENT_1,      CKA_EXPONENT_2,       CKA_COEFFICIENT,
 };
-#define N_RSA_PARTS (sizeof rsa_parts / sizeof rsa_parts[0])
-#define PART_MAX 1100 /* an RSA-8192 modulus is 1024 bytes */
 
-/* Creates the private key as a session object from host memory. Every
- * component lives in locked memory and is wiped before return. */
-static hs_result create_private(hs_p11 *p, EVP_PKEY *pk, hs_keyalg alg, const char *name,
+/* Creates the private key as a session object from host memory. The
+ * template points straight into the parsed key file, which is locked
+ * memory (keystore/pk8.h): no component is copied anywhere else on the host. */
+static hs_result create_private(hs_p11 *p, const hs_pk8_key *k, const char *name,
                                 CK_OBJECT_HANDLE *out, hs_error *e)
 {
-    bool rsa = hs_keyalg_is_rsa(alg);
-    size_t n_parts = rsa ? N_RSA_PARTS : 1;
-    uint8_t *secret = hs_secure_alloc(N_RSA_PARTS * PART_MAX);
-    if (secret == NULL)
-        return hs_fail(e, HS_E_NOMEM, "cannot allocate secure memory for key '%s'", name);
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-    CK_KEY_TYPE kt = rsa ? CKK_RSA : CKK_EC;
+    CK_KEY_TYPE kt = k->rsa ? CKK_RSA : CKK_EC;
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-    CK_ATTRIBUTE t[8 + N_RSA_PARTS + 1] = {
+    CK_ATTRIBUTE t[8 + HS_PK8_RSA_PARTS] = {
         {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &kt, sizeof kt},
         {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
         {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &yes, sizeof yes},
         {CKA_SIGN, &yes, sizeof yes},      {CKA_LABEL, (void *)name, strlen(name)},
     };
     CK_ULONG n = 8;
-    hs_result r = HS_OK;
-    for (size_t i = 0; i < n_parts && r == HS_OK; i++) {
-        BIGNUM *bn = NULL;
-        const char *param = rsa ? rsa_parts[i].param : OSSL_PKEY_PARAM_PRIV_KEY;
-        uint8_t *dst = secret + i * PART_MAX;
-        int len = -1;
-        if (EVP_PKEY_get_bn_param(pk, param, &bn) && BN_num_bytes(bn) <= PART_MAX)
-            len = rsa ? BN_bn2bin(bn, dst) : BN_bn2binpad(bn, dst, 32);
-        BN_clear_free(bn);
-        if (len <= 0)
-            r = hs_fail(e, HS_E_FORMAT, "key '%s': cannot read private key component %s", name, param);
-        t[n].type = rsa ? rsa_parts[i].type : CKA_VALUE;
-        t[n].pValue = dst;
-        t[n].ulValueLen = (CK_ULONG)(len > 0 ? len : 0);
-        n++;
+    if (k->rsa) {
+        for (size_t i = 0; i < HS_PK8_RSA_PARTS; i++)
+            t[n++] = (CK_ATTRIBUTE){rsa_attrs[i], (void *)k->rsa_parts[i].p,
+                                    (CK_ULONG)k->rsa_parts[i].len};
+    } else {
+        t[n++] = (CK_ATTRIBUTE){CKA_VALUE, (void *)k->ec_scalar.p, (CK_ULONG)k->ec_scalar.len};
+        t[n++] = (CK_ATTRIBUTE){CKA_EC_PARAMS, (void *)hs_p256_oid_der, sizeof hs_p256_oid_der};
     }
-    if (!rsa) {
-        t[n].type = CKA_EC_PARAMS;
-        t[n].pValue = (void *)hs_p256_oid_der;
-        t[n].ulValueLen = sizeof hs_p256_oid_der;
-        n++;
-    }
-    if (r == HS_OK) {
-        CK_RV rv = p->fn->C_CreateObject(hs_p11_key_session(p), t, n, out);
-        if (rv != CKR_OK)
-            r = hs_p11_fail(p, e, rv, "C_CreateObject", "loading key '%s' into the token to wrap it",
-                            name);
-    }
-    hs_secure_free(secret, N_RSA_PARTS * PART_MAX);
-    return r;
+    CK_RV rv = p->fn->C_CreateObject(hs_p11_key_session(p), t, n, out);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_CreateObject", "loading key '%s' into the token to wrap it",
+                           name);
+    return HS_OK;
 }
 
-static EVP_PKEY *parse_private(const uint8_t *bytes, size_t len)
+/* The public half of the key file: its algorithm, and that the certificate
+ * is for it. */
+static hs_result check_public(const hs_pk8_key *k, const char *key_path, EVP_PKEY *cert_pub,
+                              hs_keyalg *alg, hs_error *e)
 {
-    const unsigned char *q = bytes;
-    EVP_PKEY *pk = d2i_AutoPrivateKey(NULL, &q, (long)len);
-    if (pk != NULL)
-        return pk;
-    BIO *b = BIO_new_mem_buf(bytes, (int)len);
-    pk = b != NULL ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
-    BIO_free(b);
-    return pk;
+    EVP_PKEY *pub = NULL;
+    hs_result r = hs_pk8_public(k, key_path, &pub, e);
+    if (r == HS_OK && !hs_keyalg_of_pkey(pub, alg))
+        r = hs_fail(e, HS_E_USAGE, "%s: key type not supported (RSA 2048/3072/4096/8192 or EC P-256)",
+                    key_path);
+    else if (r == HS_OK && (cert_pub == NULL || EVP_PKEY_eq(pub, cert_pub) != 1))
+        r = hs_fail(e, HS_E_VERIFY, "%s: the certificate is for a different key", key_path);
+    EVP_PKEY_free(pub);
+    return r;
 }
 
 hs_result hs_key_import(hs_signer *s, const char *name, const uint8_t *key_bytes, size_t key_len,
@@ -245,24 +220,19 @@ hs_result hs_key_import(hs_signer *s, const char *name, const uint8_t *key_bytes
     hs_keyfile kf;
     memset(&kf, 0, sizeof kf);
     hs_keyalg alg;
-    hs_result r = check_new_name(s, name, e);
-    if (r != HS_OK)
-        return r;
-    EVP_PKEY *pk = parse_private(key_bytes, key_len);
-    if (pk == NULL)
-        return hs_fail(e, HS_E_FORMAT,
-                       "%s: not an unencrypted PKCS#8 (.pk8) or PEM private key", key_path);
+    hs_pk8_key pk8;
+    memset(&pk8, 0, sizeof pk8);
     EVP_PKEY *cert_pub = X509_get0_pubkey(cert);
-    if (!hs_keyalg_of_pkey(pk, &alg))
-        r = hs_fail(e, HS_E_USAGE, "%s: key type not supported (RSA 2048/3072/4096/8192 or EC P-256)",
-                    key_path);
-    else if (cert_pub == NULL || EVP_PKEY_eq(pk, cert_pub) != 1)
-        r = hs_fail(e, HS_E_VERIFY, "%s: the certificate is for a different key", key_path);
+    hs_result r = check_new_name(s, name, e);
+    if (r == HS_OK)
+        r = hs_pk8_parse(key_bytes, key_len, key_path, &pk8, e);
+    if (r == HS_OK)
+        r = check_public(&pk8, key_path, cert_pub, &alg, e);
     if (r == HS_OK)
         r = hs_p11_require_mechanism(p, CKM_AES_KEY_WRAP_PAD, CKF_WRAP, "wrapping imported keys", e);
     if (r == HS_OK)
-        r = create_private(p, pk, alg, name, &o.priv, e);
-    EVP_PKEY_free(pk); /* OpenSSL clears private key memory on free */
+        r = create_private(p, &pk8, name, &o.priv, e);
+    hs_pk8_free(&pk8);
     if (r == HS_OK)
         r = start_keyfile(&kf, s, name, alg, "imported", cert_pub, e);
     if (r == HS_OK)

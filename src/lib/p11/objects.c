@@ -138,16 +138,16 @@ hs_result hs_p11_get_attr_array(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE
     return HS_OK;
 }
 
-static hs_result rsa_from_parts(const uint8_t *n, size_t nlen, const uint8_t *ex, size_t elen,
-                                EVP_PKEY **out, hs_error *e)
+hs_result hs_rsa_public_from_parts(const uint8_t *n, size_t nlen, const uint8_t *ex, size_t elen,
+                                   const char *what, EVP_PKEY **out, hs_error *e)
 {
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     BIGNUM *bn = BN_bin2bn(n, (int)nlen, NULL), *be = BN_bin2bn(ex, (int)elen, NULL);
     OSSL_PARAM *params = NULL;
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
     hs_result r = HS_E_CRYPTO;
-    if (bld != NULL && bn != NULL && be != NULL && ctx != NULL &&
-        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) &&
+    if (nlen <= INT32_MAX && elen <= INT32_MAX && bld != NULL && bn != NULL && be != NULL &&
+        ctx != NULL && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) &&
         OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be) &&
         (params = OSSL_PARAM_BLD_to_param(bld)) != NULL && EVP_PKEY_fromdata_init(ctx) > 0 &&
         EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) > 0)
@@ -157,7 +157,22 @@ static hs_result rsa_from_parts(const uint8_t *n, size_t nlen, const uint8_t *ex
     BN_free(bn);
     BN_free(be);
     EVP_PKEY_CTX_free(ctx);
-    return r == HS_OK ? HS_OK : hs_fail(e, r, "cannot build an RSA public key from the token's attributes");
+    return r == HS_OK ? HS_OK : hs_fail(e, r, "cannot build an RSA public key from %s", what);
+}
+
+hs_result hs_p256_public_from_point(const uint8_t *pt, size_t len, const char *what,
+                                    EVP_PKEY **out, hs_error *e)
+{
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pt, len),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    bool ok = ctx != NULL && EVP_PKEY_fromdata_init(ctx) > 0 &&
+              EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) > 0;
+    EVP_PKEY_CTX_free(ctx);
+    return ok ? HS_OK : hs_fail(e, HS_E_CRYPTO, "cannot build a P-256 public key from %s", what);
 }
 
 static hs_result ec_from_point(const uint8_t *ec_point, size_t len, EVP_PKEY **out, hs_error *e)
@@ -172,16 +187,7 @@ static hs_result ec_from_point(const uint8_t *ec_point, size_t len, EVP_PKEY **o
     }
     if (pt_len != 65 || pt[0] != 0x04)
         return hs_fail(e, HS_E_P11, "token returned an EC point that is not an uncompressed P-256 point");
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0),
-        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pt, pt_len),
-        OSSL_PARAM_construct_end(),
-    };
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    bool ok = ctx != NULL && EVP_PKEY_fromdata_init(ctx) > 0 &&
-              EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) > 0;
-    EVP_PKEY_CTX_free(ctx);
-    return ok ? HS_OK : hs_fail(e, HS_E_CRYPTO, "cannot build a P-256 public key from the token's point");
+    return hs_p256_public_from_point(pt, pt_len, "the token's point", out, e);
 }
 
 hs_result hs_p11_public_key(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub, EVP_PKEY **out,
@@ -201,7 +207,7 @@ hs_result hs_p11_public_key(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub
         if (r == HS_OK)
             r = hs_p11_get_attr(p, s, pub, CKA_PUBLIC_EXPONENT, &y, &yl, e);
         if (r == HS_OK)
-            r = rsa_from_parts(x, xl, y, yl, out, e);
+            r = hs_rsa_public_from_parts(x, xl, y, yl, "the token's attributes", out, e);
     } else if (kt == CKK_EC) {
         r = hs_p11_get_attr(p, s, pub, CKA_EC_POINT, &x, &xl, e);
         if (r == HS_OK)

@@ -38,6 +38,14 @@ void hs_p11_free_attr_array(CK_ATTRIBUTE *arr, CK_ULONG n);
 hs_result hs_p11_public_key(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub,
                             EVP_PKEY **out, hs_error *e) HS_MUST_CHECK;
 
+/* Public keys from their parts (public data only): an RSA modulus and
+ * exponent (big-endian), a P-256 point (SEC1 encoding). what names where
+ * they come from in messages ("the token's attributes"). */
+hs_result hs_rsa_public_from_parts(const uint8_t *n, size_t nlen, const uint8_t *ex, size_t elen,
+                                   const char *what, EVP_PKEY **out, hs_error *e) HS_MUST_CHECK;
+hs_result hs_p256_public_from_point(const uint8_t *pt, size_t len, const char *what,
+                                    EVP_PKEY **out, hs_error *e) HS_MUST_CHECK;
+
 /* DER of the P-256 curve OID, for CKA_EC_PARAMS. */
 extern const uint8_t hs_p256_oid_der[10];
 

@@ -4,6 +4,7 @@
 #ifndef HSMSIGN_P11_PIN_H
 #define HSMSIGN_P11_PIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "util/result.h"
@@ -33,9 +34,17 @@ hs_result hs_pin_source_parse(const char *spec, hs_pin_source *out, hs_error *e)
 
 /* Reads the PIN. *pin is hs_secure_alloc'd (HS_PIN_MAX bytes), NUL-
  * terminated, with a trailing newline removed; free with hs_pin_free.
- * what names the PIN in messages ("user PIN of token 'demo'"). */
+ * what names the PIN in messages ("user PIN of token 'demo'").
+ * env:VAR takes the variable out of the environment: it is unset and its
+ * bytes (NAME=VALUE) wiped in place, so that children, /proc/PID/environ
+ * and core dumps never show it; a later read of the same variable in this
+ * process gets a copy kept in locked memory. */
 hs_result hs_pin_read(const hs_pin_source *src, const char *what, char **pin,
                       hs_error *e) HS_MUST_CHECK;
 void hs_pin_free(char *pin);
+
+/* Whether env:name would find a PIN: set in the environment, or already
+ * taken out of it by hs_pin_read. */
+bool hs_pin_env_available(const char *name);
 
 #endif

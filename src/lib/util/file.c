@@ -13,15 +13,76 @@
 #include "util/secmem.h"
 #include "util/stale_tmp.h"
 
+enum {
+    READ_SECRET = 1,  /* into locked memory */
+    READ_TRUSTED = 2, /* only a file no other user can write (hs_read_trusted_file) */
+};
+
+static char *dir_of(const char *path);
+
+/* Owned by the real user or root, and not writable by group or others:
+ * nobody else can have chosen what it says. Writes the reason it is not
+ * into why. */
+static bool untrusted(const struct stat *st, char *why, size_t cap)
+{
+    if (st->st_uid != getuid() && st->st_uid != 0)
+        snprintf(why, cap, "owned by another user (uid %ju)", (uintmax_t)st->st_uid);
+    else if (st->st_mode & (S_IWGRP | S_IWOTH))
+        snprintf(why, cap, "writable by group or others (mode %04o)",
+                 (unsigned)(st->st_mode & 07777));
+    else
+        return false;
+    return true;
+}
+
+/* The directory of path must be trusted too, or another user could replace
+ * the file (or the link) between two runs. */
+static hs_result check_dir_trusted(const char *file, const char *path, hs_error *e)
+{
+    char *dir = dir_of(path);
+    if (dir == NULL)
+        return hs_fail(e, HS_E_NOMEM, "%s: out of memory", file);
+    struct stat st;
+    char why[96];
+    hs_result r = HS_OK;
+    if (stat(dir, &st) != 0)
+        r = hs_fail(e, HS_E_IO, "%s: cannot stat its directory %s: %s", file, dir, strerror(errno));
+    else if (untrusted(&st, why, sizeof why))
+        r = hs_fail(e, HS_E_USAGE, "%s: refused: its directory %s is %s", file, dir, why);
+    free(dir);
+    return r;
+}
+
+/* Checks the opened file (fstat: no race with a rename), its directory
+ * and, when path is a symbolic link, the directory of the final target. */
+static hs_result check_trusted(const char *path, const struct stat *st, hs_error *e)
+{
+    char why[96];
+    if (!S_ISREG(st->st_mode))
+        return hs_fail(e, HS_E_USAGE, "%s: refused: not a regular file", path);
+    if (untrusted(st, why, sizeof why))
+        return hs_fail(e, HS_E_USAGE, "%s: refused: it is %s", path, why);
+    hs_result r = check_dir_trusted(path, path, e);
+    char *target = r == HS_OK ? realpath(path, NULL) : NULL;
+    if (r == HS_OK && target == NULL)
+        r = hs_fail(e, HS_E_IO, "%s: cannot resolve: %s", path, strerror(errno));
+    if (r == HS_OK)
+        r = check_dir_trusted(path, target, e);
+    free(target);
+    return r;
+}
+
 /* Reads a whole regular file of at most max_len bytes, with a NUL after
- * the last byte, into plain memory or (secret) locked memory. */
-static hs_result read_whole(const char *path, size_t max_len, bool secret, uint8_t **out,
+ * the last byte, into plain memory or (READ_SECRET) locked memory. */
+static hs_result read_whole(const char *path, size_t max_len, unsigned flags, uint8_t **out,
                             size_t *out_len, hs_error *e)
 {
     *out = NULL;
     *out_len = 0;
+    bool secret = flags & READ_SECRET;
     /* O_NONBLOCK: a FIFO given as a file fails below (not a regular
-     * file) instead of waiting for a writer forever. */
+     * file) instead of waiting for a writer forever; it changes nothing
+     * for a regular file. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: cannot open: %s", path,
@@ -30,6 +91,8 @@ static hs_result read_whole(const char *path, size_t max_len, bool secret, uint8
     hs_result r = HS_OK;
     if (fstat(fd, &st) != 0)
         r = hs_fail(e, HS_E_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if ((flags & READ_TRUSTED) && (r = check_trusted(path, &st, e)) != HS_OK)
+        ;
     else if (!S_ISREG(st.st_mode))
         r = hs_fail(e, HS_E_IO, "%s: not a regular file", path);
     else if ((uintmax_t)st.st_size > max_len)
@@ -73,7 +136,7 @@ static hs_result read_whole(const char *path, size_t max_len, bool secret, uint8
 hs_result hs_read_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len,
                        hs_error *e)
 {
-    return read_whole(path, max_len, false, out, out_len, e);
+    return read_whole(path, max_len, 0, out, out_len, e);
 }
 
 hs_result hs_write_fd_all(int fd, const void *data, size_t len, const char *what, hs_error *e)
@@ -315,5 +378,11 @@ bool hs_same_file(const char *a, const char *b)
 hs_result hs_read_secret_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len,
                               hs_error *e)
 {
-    return read_whole(path, max_len, true, out, out_len, e);
+    return read_whole(path, max_len, READ_SECRET, out, out_len, e);
+}
+
+hs_result hs_read_trusted_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len,
+                               hs_error *e)
+{
+    return read_whole(path, max_len, READ_TRUSTED, out, out_len, e);
 }

@@ -66,4 +66,13 @@ bool hs_same_file(const char *a, const char *b);
  * a .pk8 being imported. */
 hs_result hs_read_secret_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len,
                               hs_error *e) HS_MUST_CHECK;
+
+/* Like hs_read_file, for files that decide what hsmsign loads and where it
+ * writes (the config file): refused (HS_E_USAGE, naming the file and the
+ * reason) unless it is a regular file (symbolic links are followed; a FIFO
+ * is refused without blocking), owned by the real user or root and not
+ * writable by group or others, and the same holds for its directory and
+ * for the directory of the link's final target. */
+hs_result hs_read_trusted_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len,
+                               hs_error *e) HS_MUST_CHECK;
 #endif
