@@ -249,9 +249,8 @@ static hs_result commit_tree(const char *dir, git_repository *repo, const git_oi
     hs_result r = HS_OK;
     git_oid head_id, id;
     int rc = git_reference_name_to_id(&head_id, repo, "HEAD");
-    if (rc == 0 && git_commit_lookup(&parent, repo, &head_id) != 0)
-        r = hs_git_fail(e, dir, "reading HEAD");
-    else if (rc != 0 && rc != GIT_ENOTFOUND && rc != GIT_EUNBORNBRANCH)
+    bool unborn = rc == GIT_ENOTFOUND || rc == GIT_EUNBORNBRANCH; /* no commit yet */
+    if ((rc != 0 && !unborn) || (rc == 0 && git_commit_lookup(&parent, repo, &head_id) != 0))
         r = hs_git_fail(e, dir, "reading HEAD");
     if (r != HS_OK || (parent != NULL ? git_oid_equal(git_commit_tree_id(parent), tree_id)
                                       : entries == 0))
