@@ -93,30 +93,29 @@ expect_fail "auditlog (no separator) is an unknown key, the known ones listed" 2
     hs --config conf/nodash.conf key list
 
 # (d) The PIN leaves the environment once read. sign raw logs in, then
-# opens its input: with the input a FIFO, our open of its write end returns
-# exactly when hsmsign is past the login, and hsmsign then waits for data.
-# A fake git on PATH records the environment of any child hsmsign starts.
+# takes the audit log's lock before its first entry: with the lock held
+# here, hsmsign waits there, past the login, until we let it go. Its
+# environment is read once it has the lock file open (a condition, not a
+# time). A fake git on PATH records the environment of any child hsmsign
+# starts (it starts none: git is libgit2 in process).
 mkdir bin
 printf '#!/bin/sh\nenv >>"%s/child.env"\nexec %s "$@"\n' "$WORK" "$(command -v git)" >bin/git
 chmod +x bin/git
-mkfifo in.fifo
+(exec 9>>audit/.lock && flock 9 && exec sleep 300) &
+holder=$!
+until ! flock -n audit/.lock true; do kill -0 "$holder" 2>/dev/null || break; sleep 0.05; done
 env -u HSMSIGN_SO_PIN PATH="$WORK/bin:$PATH" HSMSIGN_PIN=4711-user \
-    "$HSMSIGN" sign raw --key k in.fifo d.sig 2>d.err &
+    "$HSMSIGN" sign raw --key k data.txt d.sig 2>d.err &
 pid=$!
-# If hsmsign fails before opening the FIFO, this releases our open below
-# (a read-write open of a FIFO does not block).
-(tail --pid="$pid" -f /dev/null; : <>in.fifo) &
-watchdog=$!
-exec 3>in.fifo
+until ls -l "/proc/$pid/fd" 2>/dev/null | grep -q 'audit/\.lock'; do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+done
 cp "/proc/$pid/environ" running.environ 2>/dev/null || : >running.environ
-trap '' PIPE # if hsmsign is gone, the write fails instead of killing the test
-echo "data" >&3
-exec 3>&-
-trap - PIPE
+kill "$holder"
 wait "$pid"
 rc=$?
-wait "$watchdog"
-assert "hsmsign signed the FIFO's data (exit $rc)" test "$rc" -eq 0
+assert "hsmsign signed once the lock was free (exit $rc)" test "$rc" -eq 0
 assert "  ... the signature verifies" openssl dgst -sha256 -verify "$pub" -signature d.sig data.txt
 assert "/proc/PID/environ was read while hsmsign ran" test -s running.environ
 # Control: the same search finds a PIN that is there.

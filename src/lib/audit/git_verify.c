@@ -1,124 +1,20 @@
 /* `audit verify --git`: the log's git history was only appended to (see
- * git.h). Every commit's entries and checkpoint are read through one
- * `git cat-file --batch` process rather than two processes per commit. */
-#include <errno.h>
+ * git.h). The commits and blobs are read with libgit2 in this process (see
+ * git_lib.h): no git command runs. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "audit/checkpoint.h"
 #include "audit/git.h"
-#include "audit/git_run.h"
+#include "audit/git_lib.h"
 #include "audit/log.h"
 #include "audit/record.h"
 
 #define MAX_BLOB ((size_t)1 << 32)
-
-/* Buffered reads of cat-file's output. */
-typedef struct reader {
-    int fd;
-    uint8_t buf[65536];
-    size_t pos, len;
-} reader;
-
-static hs_result fill(reader *rd, hs_error *e)
-{
-    for (;;) {
-        ssize_t n = read(rd->fd, rd->buf, sizeof rd->buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return hs_fail(e, HS_E_IO, "git cat-file: %s", strerror(errno));
-        if (n == 0)
-            return hs_fail(e, HS_E_IO, "git cat-file: output ended early");
-        rd->pos = 0;
-        rd->len = (size_t)n;
-        return HS_OK;
-    }
-}
-
-static hs_result read_exact(reader *rd, uint8_t *out, size_t n, hs_error *e)
-{
-    while (n > 0) {
-        if (rd->pos == rd->len) {
-            hs_result r = fill(rd, e);
-            if (r != HS_OK)
-                return r;
-        }
-        size_t take = rd->len - rd->pos < n ? rd->len - rd->pos : n;
-        memcpy(out, rd->buf + rd->pos, take);
-        rd->pos += take;
-        out += take;
-        n -= take;
-    }
-    return HS_OK;
-}
-
-static hs_result read_line(reader *rd, char *line, size_t cap, hs_error *e)
-{
-    size_t n = 0;
-    for (;;) {
-        uint8_t c;
-        hs_result r = read_exact(rd, &c, 1, e);
-        if (r != HS_OK)
-            return r;
-        if (c == '\n')
-            break;
-        if (n + 1 >= cap)
-            return hs_fail(e, HS_E_IO, "git cat-file: header line too long");
-        line[n++] = (char)c;
-    }
-    line[n] = '\0';
-    return HS_OK;
-}
-
-/* "<oid> blob <size>" into *size. strtoull, unlike sscanf's %llu, reports
- * overflow and trailing bytes instead of leaving them undefined or ignored. */
-static bool parse_blob_header(const char *line, unsigned long long *size)
-{
-    const char *sp = strchr(line, ' ');
-    if (sp == NULL || strncmp(sp + 1, "blob ", 5) != 0)
-        return false;
-    const char *num = sp + 6;
-    if (*num < '0' || *num > '9')
-        return false;
-    char *end;
-    errno = 0;
-    *size = strtoull(num, &end, 10);
-    return errno == 0 && *end == '\0';
-}
-
-/* One answer of `git cat-file --batch`: "<oid> blob <size>\n<bytes>\n",
- * or "<name> missing\n", which reads as an empty file. */
-static hs_result next_blob(reader *rd, uint8_t **out, size_t *len, hs_error *e)
-{
-    char line[512];
-    hs_result r = read_line(rd, line, sizeof line, e);
-    if (r != HS_OK)
-        return r;
-    *len = 0;
-    size_t n = strlen(line);
-    bool missing = n >= 8 && strcmp(line + n - 8, " missing") == 0;
-    unsigned long long size = 0;
-    if (!missing && (!parse_blob_header(line, &size) || size > MAX_BLOB))
-        return hs_fail(e, HS_E_IO, "git cat-file: unexpected answer '%s'", line);
-    *out = malloc((size_t)size + 1);
-    if (*out == NULL)
-        return hs_fail(e, HS_E_NOMEM, "out of memory");
-    uint8_t nl;
-    r = missing ? HS_OK : read_exact(rd, *out, (size_t)size, e);
-    if (r == HS_OK && !missing)
-        r = read_exact(rd, &nl, 1, e);
-    if (r != HS_OK) {
-        free(*out);
-        *out = NULL;
-        return r;
-    }
-    (*out)[size] = '\0';
-    *len = (size_t)size;
-    return HS_OK;
-}
+/* A history longer than this is not one hsmsign wrote (one commit per
+ * command). */
+#define MAX_COMMITS ((size_t)1 << 28)
 
 /* One state of the log: a commit, or the working tree. */
 typedef struct state {
@@ -132,21 +28,6 @@ static void state_free(state *s)
     hs_auditlog_free(&s->log);
     free(s->note);
     memset(s, 0, sizeof *s);
-}
-
-static hs_result load_state(reader *rd, state *s, hs_error *e)
-{
-    memset(s, 0, sizeof *s);
-    uint8_t *entries;
-    size_t len;
-    hs_result r = next_blob(rd, &entries, &len, e);
-    if (r == HS_OK)
-        r = hs_auditlog_from_bytes(entries, len, &s->log, e);
-    if (r == HS_OK)
-        r = next_blob(rd, &s->note, &s->note_len, e);
-    if (r != HS_OK)
-        state_free(s);
-    return r;
 }
 
 /* cur must extend prev: byte prefix, and a checkpoint no smaller. */
@@ -172,84 +53,148 @@ static hs_result check_step(const char *dir, const char *rev, const state *prev,
     return HS_OK;
 }
 
-/* The requests for cat-file, two per commit, in a temporary file: writing
- * them to a pipe while reading the answers would need two threads. */
-static hs_result write_requests(char *revs, FILE **out, size_t *count, hs_error *e)
+/* The bytes of path in tree, NUL-terminated and malloc'd; a path the
+ * commit does not have reads as an empty file (the first commits may have
+ * no checkpoint). */
+static hs_result read_blob(const char *dir, git_repository *repo, const git_tree *tree,
+                           const char *path, uint8_t **out, size_t *len, hs_error *e)
 {
-    *count = 0;
-    FILE *f = tmpfile();
-    if (f == NULL)
-        return hs_fail(e, HS_E_IO, "cannot create a temporary file: %s", strerror(errno));
-    for (char *p = revs; *p;) {
-        char *nl = strchr(p, '\n');
-        if (nl != NULL)
-            *nl = '\0';
-        if (*p != '\0') {
-            /* Unchecked: a failed write sets f's error flag, tested below. */
-            fprintf(f, "%s:" HS_AUDIT_ENTRIES_FILE "\n%s:" HS_AUDIT_CHECKPOINT_FILE "\n", p, p);
-            (*count)++;
-        }
-        if (nl == NULL)
-            break;
-        p = nl + 1;
+    *out = NULL;
+    *len = 0;
+    git_tree_entry *te = NULL;
+    git_blob *blob = NULL;
+    hs_result r = HS_OK;
+    int rc = git_tree_entry_bypath(&te, tree, path);
+    if (rc == GIT_ENOTFOUND) {
+        *out = calloc(1, 1);
+        return *out != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
     }
-    if (fflush(f) != 0 || ferror(f) || fseek(f, 0, SEEK_SET) != 0) {
-        (void)fclose(f); /* a temporary file being abandoned: nothing to save */
-        return hs_fail(e, HS_E_IO, "cannot write a temporary file: %s", strerror(errno));
+    if (rc != 0 || git_tree_entry_type(te) != GIT_OBJECT_BLOB ||
+        git_blob_lookup(&blob, repo, git_tree_entry_id(te)) != 0) {
+        r = rc == 0 && git_tree_entry_type(te) != GIT_OBJECT_BLOB
+                ? hs_fail(e, HS_E_VERIFY, "audit log %s: git: %s is not a file", dir, path)
+                : hs_git_fail(e, dir, path);
+        goto out;
     }
-    *out = f;
-    return HS_OK;
+    git_object_size_t size = git_blob_rawsize(blob);
+    if (size > MAX_BLOB) {
+        r = hs_fail(e, HS_E_IO, "audit log %s: git: %s is too large", dir, path);
+        goto out;
+    }
+    *out = malloc((size_t)size + 1);
+    if (*out == NULL) {
+        r = hs_fail(e, HS_E_NOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(*out, git_blob_rawcontent(blob), (size_t)size);
+    (*out)[size] = '\0';
+    *len = (size_t)size;
+out:
+    git_blob_free(blob);
+    git_tree_entry_free(te);
+    return r;
 }
 
-static hs_result walk_commits(const char *dir, char *revs, size_t count, reader *rd,
-                              EVP_PKEY *pub, state *prev, uint64_t *last_size, size_t *commits,
-                              hs_error *e)
+static hs_result load_state(const char *dir, git_repository *repo, const git_oid *id, state *s,
+                            hs_error *e)
 {
+    memset(s, 0, sizeof *s);
+    git_commit *commit = NULL;
+    git_tree *tree = NULL;
+    uint8_t *entries = NULL;
+    size_t len;
     hs_result r = HS_OK;
-    const char *rev = revs;
-    for (size_t i = 0; r == HS_OK && i < count; i++) {
-        state cur;
-        r = load_state(rd, &cur, e);
-        if (r == HS_OK)
-            r = check_step(dir, rev, prev, &cur, last_size, pub, e);
-        state_free(prev);
-        *prev = cur;
-        if (r == HS_OK)
-            (*commits)++;
-        rev += strlen(rev) + 1;
-    }
+    if (git_commit_lookup(&commit, repo, id) != 0 || git_commit_tree(&tree, commit) != 0)
+        r = hs_git_fail(e, dir, "reading a commit");
+    if (r == HS_OK)
+        r = read_blob(dir, repo, tree, HS_AUDIT_ENTRIES_FILE, &entries, &len, e);
+    if (r == HS_OK)
+        r = hs_auditlog_from_bytes(entries, len, &s->log, e);
+    if (r == HS_OK)
+        r = read_blob(dir, repo, tree, HS_AUDIT_CHECKPOINT_FILE, &s->note, &s->note_len, e);
+    if (r != HS_OK)
+        state_free(s);
+    git_tree_free(tree);
+    git_commit_free(commit);
     return r;
+}
+
+/* HEAD's first-parent chain, root first. */
+static hs_result first_parents(const char *dir, git_repository *repo, git_oid **out,
+                               size_t *count, hs_error *e)
+{
+    *out = NULL;
+    *count = 0;
+    git_oid id;
+    if (git_reference_name_to_id(&id, repo, "HEAD") != 0)
+        return hs_git_fail(e, dir, "HEAD");
+    git_oid *ids = NULL;
+    size_t n = 0, cap = 0;
+    hs_result r = HS_OK;
+    for (bool more = true; r == HS_OK && more;) {
+        if (n == cap) {
+            size_t bigger = cap == 0 ? 64 : cap * 2;
+            git_oid *grown = bigger <= MAX_COMMITS ? realloc(ids, bigger * sizeof *ids) : NULL;
+            if (grown == NULL) {
+                r = hs_fail(e, HS_E_NOMEM, "audit log %s: git: history too long", dir);
+                break;
+            }
+            ids = grown;
+            cap = bigger;
+        }
+        ids[n++] = id;
+        git_commit *c = NULL;
+        if (git_commit_lookup(&c, repo, &id) != 0) {
+            r = hs_git_fail(e, dir, "reading a commit");
+            break;
+        }
+        more = git_commit_parentcount(c) > 0;
+        if (more)
+            id = *git_commit_parent_id(c, 0);
+        git_commit_free(c);
+    }
+    if (r != HS_OK) {
+        free(ids);
+        return r;
+    }
+    for (size_t i = 0; i < n / 2; i++) {
+        git_oid t = ids[i];
+        ids[i] = ids[n - 1 - i];
+        ids[n - 1 - i] = t;
+    }
+    *out = ids;
+    *count = n;
+    return HS_OK;
 }
 
 hs_result hs_auditgit_verify(const char *dir, EVP_PKEY *pub, size_t *commits, hs_error *e)
 {
     *commits = 0;
-    uint8_t *list;
-    size_t list_len, count = 0;
-    const char *revs[] = {"rev-list", "--reverse", "--first-parent", "HEAD", NULL};
-    hs_result r = hs_git_run(dir, revs, &list, &list_len, e);
-    if (r != HS_OK)
-        return hs_error_prefix(e, "no git history to verify: ");
-    FILE *requests = NULL;
-    r = write_requests((char *)list, &requests, &count, e);
-    hs_git_proc proc = {-1, -1};
-    const char *batch[] = {"cat-file", "--batch", NULL};
+    git_repository *repo = NULL;
+    git_oid *ids = NULL;
+    size_t count = 0;
+    hs_result r = hs_git_open(dir, false, &repo, e);
     if (r == HS_OK)
-        r = hs_git_spawn(dir, batch, fileno(requests), true, &proc, e);
+        r = first_parents(dir, repo, &ids, &count, e);
+    if (r != HS_OK) {
+        git_repository_free(repo);
+        return hs_error_prefix(e, "no git history to verify: ");
+    }
     state prev;
     memset(&prev, 0, sizeof prev);
     uint64_t last_size = 0;
-    reader *rd = malloc(sizeof *rd);
-    if (r == HS_OK && rd == NULL)
-        r = hs_fail(e, HS_E_NOMEM, "out of memory");
-    if (r == HS_OK) {
-        rd->fd = proc.out_fd;
-        rd->pos = rd->len = 0;
-        r = walk_commits(dir, (char *)list, count, rd, pub, &prev, &last_size, commits, e);
+    for (size_t i = 0; r == HS_OK && i < count; i++) {
+        char rev[GIT_OID_HEXSZ + 1];
+        git_oid_tostr(rev, sizeof rev, &ids[i]);
+        state cur;
+        r = load_state(dir, repo, &ids[i], &cur, e);
+        if (r == HS_OK)
+            r = check_step(dir, rev, &prev, &cur, &last_size, pub, e);
+        state_free(&prev);
+        prev = cur; /* zeroed by load_state on failure */
+        if (r == HS_OK)
+            (*commits)++;
     }
-    int status = hs_git_wait(&proc);
-    if (r == HS_OK && status != 0)
-        r = hs_fail(e, HS_E_AUDIT, "audit log %s: `git cat-file` failed (exit %d)", dir, status);
     /* The working tree may hold entries appended since the last commit,
      * never fewer. */
     if (r == HS_OK) {
@@ -261,9 +206,7 @@ hs_result hs_auditgit_verify(const char *dir, EVP_PKEY *pub, size_t *commits, hs
         state_free(&cur);
     }
     state_free(&prev);
-    free(rd);
-    if (requests != NULL)
-        (void)fclose(requests); /* only read from: closing loses nothing */
-    free(list);
+    free(ids);
+    git_repository_free(repo);
     return r;
 }
