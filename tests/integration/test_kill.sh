@@ -140,9 +140,9 @@ for run in $(seq 1 "$KILLS"); do
     # That is SoftHSM's file store, not hsmsign; a hardware token keeps its
     # own state. (With the faster signer a 50-APK batch takes ~0.3 s, so
     # uniform delays from the start had put most kills in that window.)
-    for _ in $(seq 2000); do
-        [ "$(wc -l <audit/entries.jsonl)" -gt "$entries_before" ] && break
-        kill -0 "$pid" 2>/dev/null || break
+    # Waited for as a condition, not a number of polls: on a loaded machine a
+    # bounded wait could run out first and put the kill back into C_Login.
+    while [ "$(wc -l <audit/entries.jsonl)" -le "$entries_before" ] && kill -0 "$pid" 2>/dev/null; do
         sleep 0.002
     done
     sleep "$delay"

@@ -13,10 +13,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -296,46 +296,87 @@ static void whole_directory_variant(void **state)
 /* Cleaners running flat out against a writer of the same path never make
  * it fail or lose an output: the writer's lock covers its file from just
  * after mkstemp (a file removed before the lock is detected and replaced)
- * until the rename. */
+ * until the rename.
+ *
+ * No time window: the writes start once every cleaner has made a pass
+ * (each says so on a pipe), and go on until there were at least
+ * MIN_WRITES of them and every cleaner made MIN_PASSES more passes
+ * meanwhile, counted in shared memory. A loaded machine makes the test
+ * slower, never wrong (meson's timeout bounds it). */
+enum { CLEANERS = 3, MIN_WRITES = 200, MIN_PASSES = 50 };
+
+static bool cleaners_kept_up(const unsigned long *passes, const unsigned long *at_start)
+{
+    for (int i = 0; i < CLEANERS; i++)
+        if (__atomic_load_n(&passes[i], __ATOMIC_RELAXED) - at_start[i] < MIN_PASSES)
+            return false;
+    return true;
+}
+
+/* One atomic write and its read-back; false (and the first message in
+ * msg) on any difference. */
+static bool write_and_check(const char *path, int n, char *msg, size_t cap)
+{
+    hs_error e;
+    char data[32];
+    int len = snprintf(data, sizeof data, "write %d", n);
+    if (hs_write_file_atomic(path, data, (size_t)len, 0644, false, &e) != HS_OK) {
+        if (msg[0] == '\0')
+            snprintf(msg, cap, "%s", e.msg);
+        return false;
+    }
+    uint8_t *buf;
+    size_t got;
+    bool same = hs_read_file(path, 100, &buf, &got, &e) == HS_OK && got == (size_t)len &&
+                memcmp(buf, data, got) == 0;
+    free(buf); /* NULL on failure */
+    return same;
+}
+
 static void concurrent_cleaners_never_break_a_writer(void **state)
 {
     (void)state;
     char path[1024];
     snprintf(path, sizeof path, "%s", in_dir("busy.out"));
-    pid_t parent = getpid(), cleaners[3];
-    for (int i = 0; i < 3; i++) {
+    unsigned long *passes = mmap(NULL, CLEANERS * sizeof *passes, PROT_READ | PROT_WRITE,
+                                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(passes != MAP_FAILED);
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t parent = getpid(), cleaners[CLEANERS];
+    for (int i = 0; i < CLEANERS; i++) {
         cleaners[i] = fork();
         assert_true(cleaners[i] >= 0);
-        if (cleaners[i] == 0)
-            for (die_with_parent(parent);;)
+        if (cleaners[i] == 0) {
+            die_with_parent(parent);
+            close(ready[0]);
+            for (;;) {
                 (void)hs_stale_tmp_remove(path);
+                if (__atomic_fetch_add(&passes[i], 1, __ATOMIC_RELAXED) == 0 &&
+                    write(ready[1], "r", 1) != 1)
+                    _exit(1);
+            }
+        }
     }
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    close(ready[1]);
+    for (int i = 0; i < CLEANERS; i++) {
+        char c;
+        assert_int_equal(read(ready[0], &c, 1), 1); /* blocks until cleaner i runs */
+    }
+    close(ready[0]);
+    unsigned long at_start[CLEANERS];
+    for (int i = 0; i < CLEANERS; i++)
+        at_start[i] = __atomic_load_n(&passes[i], __ATOMIC_RELAXED);
     int writes = 0, failures = 0;
     char msg[sizeof ((hs_error *)0)->msg] = "";
-    do {
-        hs_error e;
-        char data[32];
-        int len = snprintf(data, sizeof data, "write %d", writes);
-        if (hs_write_file_atomic(path, data, (size_t)len, 0644, false, &e) != HS_OK) {
-            if (failures++ == 0)
-                snprintf(msg, sizeof msg, "%s", e.msg);
-        } else {
-            uint8_t *buf;
-            size_t got;
-            if (hs_read_file(path, 100, &buf, &got, &e) != HS_OK || got != (size_t)len ||
-                memcmp(buf, data, got) != 0)
-                failures++;
-            free(buf); /* NULL on failure */
-        }
-        writes++;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-    } while (now.tv_sec - start.tv_sec < 2);
-    for (int i = 0; i < 3; i++)
+    while (writes < MIN_WRITES || !cleaners_kept_up(passes, at_start))
+        failures += !write_and_check(path, writes++, msg, sizeof msg);
+    for (int i = 0; i < CLEANERS; i++)
         kill_writer(cleaners[i]);
-    print_message("# %d writes against 3 cleaners, %d failures %s\n", writes, failures, msg);
-    assert_true(writes >= 20);
+    print_message("# %d writes against %d cleaners (%lu, %lu, %lu passes), %d failures %s\n",
+                  writes, CLEANERS, passes[0] - at_start[0], passes[1] - at_start[1],
+                  passes[2] - at_start[2], failures, msg);
+    munmap(passes, CLEANERS * sizeof *passes);
     assert_int_equal(failures, 0);
     assert_int_equal(count_entries(), 1);
 }

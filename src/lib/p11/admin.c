@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "p11/ckr.h"
+#include "p11/token_lock.h"
 #include "util/secmem.h"
 
 const char *hs_token_state_name(hs_token_state s)
@@ -217,9 +218,9 @@ static hs_result reinit(hs_p11 *p, const char *spec, const char *current_so_pin,
     return HS_OK;
 }
 
-hs_result hs_p11_take_over_token(hs_p11 *p, const char *spec, hs_token_state state,
-                                 const char *current_so_pin, const char *so_pin,
-                                 const char *user_pin, bool erase, hs_error *e)
+static hs_result take_over_locked(hs_p11 *p, const char *spec, hs_token_state state,
+                                  const char *current_so_pin, const char *so_pin,
+                                  const char *user_pin, bool erase, hs_error *e)
 {
     char label[33];
     hs_result r = hs_p11_spec_label(spec, label, sizeof label, e);
@@ -248,6 +249,20 @@ hs_result hs_p11_take_over_token(hs_p11 *p, const char *spec, hs_token_state sta
         r = set_pins(p, current_so_pin, so_pin, user_pin, e);
     if (r == HS_OK)
         r = hs_p11_select_token(p, label, e); /* refresh the flags */
+    return r;
+}
+
+/* C_InitToken, C_SetPIN and C_InitPIN rewrite the token's files: the
+ * whole take-over runs under the token lock (see token_lock.h). */
+hs_result hs_p11_take_over_token(hs_p11 *p, const char *spec, hs_token_state state,
+                                 const char *current_so_pin, const char *so_pin,
+                                 const char *user_pin, bool erase, hs_error *e)
+{
+    hs_result r = hs_p11_token_lock(p, e);
+    if (r != HS_OK)
+        return r;
+    r = take_over_locked(p, spec, state, current_so_pin, so_pin, user_pin, erase, e);
+    hs_p11_token_unlock(p);
     return r;
 }
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "p11/ckr.h"
+#include "p11/token_lock.h"
 #include "util/secmem.h"
 
 #ifndef HSMSIGN_DEFAULT_MODULE
@@ -45,6 +46,19 @@ hs_result (hs_p11_fail)(const hs_p11 *p, hs_error *e, CK_RV rv, const char *func
     return HS_E_P11;
 }
 
+/* C_Initialize under the token lock: SoftHSM reads every token file of its
+ * directory here. */
+static CK_RV initialize_locked_once(hs_p11 *p, hs_error *e)
+{
+    if (hs_p11_token_lock(p, e) != HS_OK)
+        return CKR_CANT_LOCK;
+    CK_RV rv = p11_kit_module_initialize(p->fn);
+    hs_p11_token_unlock(p);
+    if (rv != CKR_OK)
+        hs_p11_fail(p, e, rv, "C_Initialize", "initializing the module");
+    return rv;
+}
+
 hs_result hs_p11_open(const char *module_path, hs_p11 **out, hs_error *e)
 {
     *out = NULL;
@@ -60,6 +74,12 @@ hs_result hs_p11_open(const char *module_path, hs_p11 **out, hs_error *e)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
     snprintf(p->module_path, sizeof p->module_path, "%s", module_path);
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&p->token_mutex, &attr);
+    pthread_mutexattr_destroy(&attr);
+    p->token_lock_fd = -1;
     p->key_session = CK_INVALID_HANDLE;
     p->max_sessions = 4;
 
@@ -74,11 +94,20 @@ hs_result hs_p11_open(const char *module_path, hs_p11 **out, hs_error *e)
         hs_p11_close(p);
         return HS_E_P11;
     }
-    CK_RV rv = p11_kit_module_initialize(p->fn);
-    if (rv != CKR_OK) {
-        hs_p11_fail(p, e, rv, "C_Initialize", "initializing the module");
+    hs_result r = hs_p11_token_lock_open(p, e);
+    if (r != HS_OK) {
         hs_p11_close(p);
-        return HS_E_P11;
+        return r;
+    }
+    hs_p11_retry rt;
+    hs_p11_retry_start(&rt);
+    CK_RV rv;
+    while ((rv = initialize_locked_once(p, e)) != CKR_OK &&
+           hs_p11_retry_again(&rt, hs_p11_rv_transient(rv), e)) {
+    }
+    if (rv != CKR_OK) {
+        hs_p11_close(p);
+        return e != NULL && e->code != HS_OK ? e->code : HS_E_P11;
     }
     p->initialized = true;
     *out = p;
@@ -116,6 +145,8 @@ void hs_p11_close(hs_p11 *p)
     }
     if (p->pin != NULL)
         hs_pin_free(p->pin);
+    hs_p11_token_lock_close(p);
+    pthread_mutex_destroy(&p->token_mutex);
     pthread_mutex_destroy(&p->lock);
     hs_wipe(p, sizeof *p);
     free(p);
@@ -153,7 +184,7 @@ static void fill_info(hs_p11_token_info *t, CK_SLOT_ID slot, const CK_TOKEN_INFO
     t->login_required = (ti->flags & CKF_LOGIN_REQUIRED) != 0;
 }
 
-hs_result hs_p11_list_tokens(hs_p11 *p, hs_p11_token_info **out, size_t *n, hs_error *e)
+static hs_result list_once(hs_p11 *p, hs_p11_token_info **out, size_t *n, hs_error *e)
 {
     CK_SLOT_ID *slots;
     CK_ULONG count;
@@ -188,6 +219,79 @@ hs_result hs_p11_list_tokens(hs_p11 *p, hs_p11_token_info **out, size_t *n, hs_e
     return HS_OK;
 }
 
+/* Starts the module over, so that a SoftHSM that could not read a token
+ * file in C_Initialize loads its tokens again. Only while no session is
+ * open (before login), as C_Finalize closes them all. */
+static hs_result reinitialize(hs_p11 *p, hs_error *e)
+{
+    if (p->key_session != CK_INVALID_HANDLE || p->pool_len > 0)
+        return HS_OK;
+    (void)p11_kit_module_finalize(p->fn);
+    CK_RV rv = p11_kit_module_initialize(p->fn);
+    if (rv != CKR_OK) {
+        p->initialized = false;
+        return hs_p11_fail(p, e, rv, "C_Initialize", "initializing the module again");
+    }
+    return HS_OK;
+}
+
+/* Whether a failed attempt at enumerating tokens may succeed later: a
+ * transient return value, or (SoftHSM) fewer initialized tokens than
+ * token directories, one of which could not be read just now. */
+static bool enumeration_transient(const hs_p11 *p, hs_result r, const hs_error *e,
+                                  size_t initialized)
+{
+    if (r == HS_E_P11)
+        return e != NULL && hs_p11_rv_transient(e->ckr);
+    return r == HS_E_NOTFOUND && hs_p11_softhsm_token_dirs(p) > initialized;
+}
+
+/* Runs one enumeration attempt (list or select) under the token lock,
+ * with retries; between attempts the module starts over. */
+typedef hs_result (*enumerate_fn)(hs_p11 *p, const void *arg, size_t *initialized, hs_error *e);
+
+static hs_result enumerate(hs_p11 *p, enumerate_fn fn, const void *arg, hs_error *e)
+{
+    hs_result r = hs_p11_token_lock(p, e);
+    if (r != HS_OK)
+        return r;
+    hs_p11_retry rt;
+    hs_p11_retry_start(&rt);
+    for (;;) {
+        size_t initialized = 0;
+        r = fn(p, arg, &initialized, e);
+        if (r == HS_OK || !hs_p11_retry_again(&rt, enumeration_transient(p, r, e, initialized), e))
+            break;
+        hs_result rr = reinitialize(p, e);
+        if (rr != HS_OK) {
+            r = rr;
+            break;
+        }
+    }
+    hs_p11_token_unlock(p);
+    return r;
+}
+
+struct list_args {
+    hs_p11_token_info **out;
+    size_t *n;
+};
+
+static hs_result list_attempt(hs_p11 *p, const void *arg, size_t *initialized, hs_error *e)
+{
+    const struct list_args *a = arg;
+    hs_result r = list_once(p, a->out, a->n, e);
+    for (size_t i = 0; r == HS_OK && i < *a->n; i++)
+        *initialized += (*a->out)[i].initialized;
+    return r;
+}
+
+hs_result hs_p11_list_tokens(hs_p11 *p, hs_p11_token_info **out, size_t *n, hs_error *e)
+{
+    struct list_args a = {out, n};
+    return enumerate(p, list_attempt, &a, e);
+}
+
 static void adopt_token(hs_p11 *p, const hs_p11_token_info *t, CK_FLAGS flags)
 {
     p->have_token = true;
@@ -217,13 +321,29 @@ static void describe_tokens(const hs_p11_token_info *list, size_t n, char *buf, 
         snprintf(buf, cap, "none");
 }
 
-hs_result hs_p11_select_token(hs_p11 *p, const char *spec, hs_error *e)
+/* Why no token may have been found: SoftHSM read another configuration
+ * than the caller meant, or could not read a token file just now. */
+static void not_found_hint(const hs_p11 *p, size_t initialized, char *buf, size_t cap)
 {
+    hs_p11_softhsm_hint(p, buf, cap);
+    size_t dirs = hs_p11_softhsm_token_dirs(p), used = strlen(buf);
+    if (dirs > initialized)
+        snprintf(buf + used, cap - used,
+                 " (SoftHSM's token directory %s holds %zu token(s) but the module read only "
+                 "%zu: another process may be rewriting a token file)",
+                 p->softhsm_tokendir, dirs, initialized);
+}
+
+static hs_result select_attempt(hs_p11 *p, const void *arg, size_t *initialized, hs_error *e)
+{
+    const char *spec = arg;
     hs_p11_token_info *list;
     size_t n;
-    hs_result r = hs_p11_list_tokens(p, &list, &n, e);
+    hs_result r = list_once(p, &list, &n, e);
     if (r != HS_OK)
         return r;
+    for (size_t i = 0; i < n; i++)
+        *initialized += list[i].initialized;
     P11KitUri *uri = NULL;
     if (spec != NULL && strncmp(spec, "pkcs11:", 7) == 0) {
         uri = p11_kit_uri_new();
@@ -257,9 +377,12 @@ hs_result hs_p11_select_token(hs_p11 *p, const char *spec, hs_error *e)
     char names[600];
     describe_tokens(list, n, names, sizeof names);
     if (matches == 0) {
-        r = hs_fail(e, HS_E_NOTFOUND, "no initialized token %s%s%s in module %s; tokens present: %s",
+        char hint[2600];
+        not_found_hint(p, *initialized, hint, sizeof hint);
+        r = hs_fail(e, HS_E_NOTFOUND,
+                    "no initialized token %s%s%s in module %s; tokens present: %s%s",
                     spec ? "matches '" : "found", spec ? spec : "", spec ? "'" : "",
-                    p->module_path, names);
+                    p->module_path, names, hint);
     } else if (matches > 1) {
         r = hs_fail(e, HS_E_USAGE,
                     "%d tokens match '%s' in module %s (%s); choose one with --token "
@@ -277,8 +400,13 @@ hs_result hs_p11_select_token(hs_p11 *p, const char *spec, hs_error *e)
     return r;
 }
 
-hs_result hs_p11_init_token(hs_p11 *p, const char *label, const char *so_pin,
-                            const char *user_pin, hs_error *e)
+hs_result hs_p11_select_token(hs_p11 *p, const char *spec, hs_error *e)
+{
+    return enumerate(p, select_attempt, spec, e);
+}
+
+static hs_result init_token_locked(hs_p11 *p, const char *label, const char *so_pin,
+                                   const char *user_pin, hs_error *e)
 {
     hs_p11_token_info *list;
     size_t n;
@@ -334,4 +462,16 @@ hs_result hs_p11_init_token(hs_p11 *p, const char *label, const char *so_pin,
     }
     (void)p->fn->C_CloseSession(s);
     return rv == CKR_OK ? HS_OK : HS_E_P11;
+}
+
+/* C_InitToken and C_InitPIN rewrite the token's files: under the lock. */
+hs_result hs_p11_init_token(hs_p11 *p, const char *label, const char *so_pin,
+                            const char *user_pin, hs_error *e)
+{
+    hs_result r = hs_p11_token_lock(p, e);
+    if (r != HS_OK)
+        return r;
+    r = init_token_locked(p, label, so_pin, user_pin, e);
+    hs_p11_token_unlock(p);
+    return r;
 }

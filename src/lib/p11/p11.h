@@ -42,10 +42,21 @@ typedef struct hs_p11 {
     unsigned max_sessions; /* work sessions, 1..HS_P11_POOL_MAX */
     unsigned generation;   /* bumped by every recovery */
     unsigned recoveries;
+
+    /* The inter-process token lock (p11/token_lock.h). token_mutex is
+     * recursive and held with the flock, so nested locking in one thread
+     * counts and other threads wait. */
+    pthread_mutex_t token_mutex;
+    unsigned token_lock_depth;
+    int token_lock_fd; /* -1 when not open */
+    char token_lock_path[1100];
+    char softhsm_conf[1024], softhsm_tokendir[1024]; /* "" unless the module is SoftHSM */
 } hs_p11;
 
 /* Loads the module (NULL: the default SoftHSMv2 path) through p11-kit and
- * calls C_Initialize. */
+ * calls C_Initialize. Token enumeration, login and C_OpenSession below run
+ * under an inter-process token lock and retry transient failures (see
+ * p11/token_lock.h), so parallel hsmsign processes can share one token. */
 hs_result hs_p11_open(const char *module_path, hs_p11 **out, hs_error *e) HS_MUST_CHECK;
 
 /* Closes every session, logs out, calls C_Finalize, unloads the module and

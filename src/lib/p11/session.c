@@ -1,11 +1,11 @@
 /* Login, the session pool, and transparent recovery from dropped sessions. */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "p11/ckr.h"
 #include "p11/p11.h"
+#include "p11/token_lock.h"
+#include "util/flock.h"
 #include "util/secmem.h"
 
 /* Back-off for CKR_SESSION_COUNT: another process (or our own pool on a
@@ -13,11 +13,15 @@
 #define OPEN_RETRIES 6
 #define OPEN_FIRST_DELAY_MS 25
 
-static void sleep_ms(unsigned ms)
+/* SoftHSM reads the token's token.object in C_OpenSession: under the
+ * token lock, which is not held while waiting for a free session. */
+static CK_RV open_session_once(hs_p11 *p, CK_SESSION_HANDLE *s, hs_error *e)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    if (hs_p11_token_lock(p, e) != HS_OK)
+        return CKR_CANT_LOCK;
+    CK_RV rv = p->fn->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, s);
+    hs_p11_token_unlock(p);
+    return rv;
 }
 
 static hs_result open_session(hs_p11 *p, CK_SESSION_HANDLE *s, const char *why, hs_error *e)
@@ -25,10 +29,14 @@ static hs_result open_session(hs_p11 *p, CK_SESSION_HANDLE *s, const char *why, 
     unsigned delay = OPEN_FIRST_DELAY_MS;
     CK_RV rv = CKR_OK;
     for (int attempt = 0; attempt < OPEN_RETRIES; attempt++) {
-        rv = p->fn->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, s);
+        rv = open_session_once(p, s, e);
+        if (rv == CKR_CANT_LOCK) {
+            *s = CK_INVALID_HANDLE;
+            return e != NULL ? e->code : HS_E_P11;
+        }
         if (rv != CKR_SESSION_COUNT)
             break;
-        sleep_ms(delay);
+        hs_sleep_ms(delay);
         delay *= 2;
     }
     if (rv != CKR_OK) {
@@ -38,7 +46,7 @@ static hs_result open_session(hs_p11 *p, CK_SESSION_HANDLE *s, const char *why, 
     return HS_OK;
 }
 
-static hs_result login_locked(hs_p11 *p, hs_error *e)
+static hs_result login_once(hs_p11 *p, hs_error *e)
 {
     hs_result r;
     if (p->key_session == CK_INVALID_HANDLE) {
@@ -55,6 +63,24 @@ static hs_result login_locked(hs_p11 *p, hs_error *e)
     }
     p->logged_in = true;
     return HS_OK;
+}
+
+/* Opens the key session and logs in, under the token lock (SoftHSM
+ * rewrites token.object in every C_Login, see token_lock.h), retrying
+ * CKR_GENERAL_ERROR and CKR_DEVICE_ERROR with a fresh session. Never a
+ * wrong PIN: that is not transient, and a retry would burn a PIN try. */
+static hs_result login_locked(hs_p11 *p, hs_error *e)
+{
+    hs_result r = hs_p11_token_lock(p, e);
+    if (r != HS_OK)
+        return r;
+    hs_p11_retry rt;
+    hs_p11_retry_start(&rt);
+    while ((r = login_once(p, e)) != HS_OK &&
+           hs_p11_retry_again(&rt, r == HS_E_P11 && hs_p11_rv_transient(e->ckr), e)) {
+    }
+    hs_p11_token_unlock(p);
+    return r;
 }
 
 hs_result hs_p11_login(hs_p11 *p, const hs_pin_source *src, hs_error *e)
