@@ -98,3 +98,39 @@ finish() {
 token_other_objects() {
     token_objects | awk '/Object;/ { obj = $0 } /label:/ { sub(/^ *label: */, ""); if ($0 != "hsmsign-wrap" && $0 != "hsmsign-audit") print obj " " $0 }'
 }
+
+# One SoftHSM token directory, with its config exported, for every token a
+# test initializes itself (ceremonies: several tokens in one module).
+shared_softhsm() {
+    mkdir -p "$WORK/hsm/tokens"
+    printf 'directories.tokendir = %s/hsm/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
+        "$WORK" >"$WORK/hsm/softhsm2.conf"
+    export SOFTHSM2_CONF=$WORK/hsm/softhsm2.conf
+}
+
+# ceremony_config FILE NAME PRIMARY BACKUP THRESHOLD HOLDER...: a
+# provisioning config (docs/ceremony.md) whose holders and roles (admin,
+# operator, auditor) have age identities in ids/NAME.txt, made here when
+# missing. CEREMONY_EXTRA, if set, is more JSON members, e.g.
+# '"audit-key-algorithm": "ecdsa-p256"'.
+ceremony_config() {
+    local file=$1 name=$2 primary=$3 backup=$4 k=$5 h
+    shift 5
+    mkdir -p ids
+    for h in "$@" admin operator auditor; do
+        [ -f "ids/$h.txt" ] || age-keygen -o "ids/$h.txt" 2>/dev/null
+    done
+    python3 - "$file" "$name" "$primary" "$backup" "$k" "${CEREMONY_EXTRA:-}" "$@" <<'PY'
+import json, subprocess, sys
+file, name, primary, backup, k, extra = sys.argv[1:7]
+rcpt = lambda h: subprocess.run(["age-keygen", "-y", f"ids/{h}.txt"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+cfg = {"version": 1, "name": name, "tokens": {"primary": primary, "backup": backup},
+       "threshold": int(k),
+       "holders": [{"name": h, "recipient": rcpt(h)} for h in sys.argv[7:]],
+       "roles": {r: [rcpt(r)] for r in ("admin", "operator", "auditor")}}
+if extra:
+    cfg.update(json.loads("{" + extra + "}"))
+json.dump(cfg, open(file, "w"), indent=2)
+PY
+}

@@ -5,28 +5,9 @@
 # -verify` against the public key the ceremony exported.
 . "$(dirname "$0")/lib.sh"
 unset HSMSIGN_PIN HSMSIGN_SO_PIN
-mkdir -p hsm/tokens ids
-printf 'directories.tokendir = %s/hsm/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
-    "$WORK" >hsm/softhsm2.conf
-export SOFTHSM2_CONF=$WORK/hsm/softhsm2.conf
-for h in h1 h2 h3 admin operator auditor; do age-keygen -o "ids/$h.txt" 2>/dev/null; done
-rcpt() { age-keygen -y "ids/$1.txt"; }
-cat >ceremony.json <<JSON
-{
-  "version": 1,
-  "name": "audit p256",
-  "tokens": {"primary": "pkcs11:token=primary", "backup": "backup"},
-  "threshold": 2,
-  "holders": [
-    {"name": "h1", "recipient": "$(rcpt h1)"},
-    {"name": "h2", "recipient": "$(rcpt h2)"},
-    {"name": "h3", "recipient": "$(rcpt h3)"}
-  ],
-  "roles": {"admin": ["$(rcpt admin)"], "operator": ["$(rcpt operator)"],
-            "auditor": ["$(rcpt auditor)"]},
-  "audit-key-algorithm": "ecdsa-p256"
-}
-JSON
+shared_softhsm
+CEREMONY_EXTRA='"audit-key-algorithm": "ecdsa-p256"' \
+    ceremony_config ceremony.json "audit p256" pkcs11:token=primary backup 2 h1 h2 h3
 check "provision with a P-256 audit key" hs ceremony provision ceremony.json --out-dir cer
 export HSMSIGN_PIN=$(age -d -i ids/operator.txt cer/credentials/primary-user-pin.age)
 export HSMSIGN_TOKEN=primary

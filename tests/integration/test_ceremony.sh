@@ -10,39 +10,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 SHARES_PY=$HERE/ceremony_shares.py
 unset HSMSIGN_PIN HSMSIGN_SO_PIN
 
-# One SoftHSM token directory for every token of the test.
-mkdir -p hsm/tokens
-printf 'directories.tokendir = %s/hsm/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
-    "$WORK" >hsm/softhsm2.conf
-export SOFTHSM2_CONF=$WORK/hsm/softhsm2.conf
-
-mkdir -p ids
-for h in alice bob carol dave erin admin operator auditor mallory; do
-    age-keygen -o "ids/$h.txt" 2>/dev/null
-done
-rcpt() { age-keygen -y "ids/$1.txt"; }
+shared_softhsm
 write_config() { # FILE NAME PRIMARY BACKUP
-    cat >"$1" <<JSON
-{
-  "version": 1,
-  "name": "$2",
-  "tokens": {"primary": "pkcs11:token=$3", "backup": "$4"},
-  "threshold": 3,
-  "holders": [
-    {"name": "alice", "recipient": "$(rcpt alice)"},
-    {"name": "bob", "recipient": "$(rcpt bob)"},
-    {"name": "carol", "recipient": "$(rcpt carol)"},
-    {"name": "dave", "recipient": "$(rcpt dave)"},
-    {"name": "erin", "recipient": "$(rcpt erin)"}
-  ],
-  "roles": {
-    "admin": ["$(rcpt admin)"],
-    "operator": ["$(rcpt operator)"],
-    "auditor": ["$(rcpt auditor)"]
-  }
+    ceremony_config "$1" "$2" "pkcs11:token=$3" "$4" 3 alice bob carol dave erin
 }
-JSON
-}
+mkdir -p ids && age-keygen -o ids/mallory.txt 2>/dev/null   # holds no share
 write_config ceremony.json "Example OS 2026" primary backup
 
 # --- provisioning -----------------------------------------------------------

@@ -19,10 +19,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 SHARES_PY=$HERE/ceremony_shares.py
 unset HSMSIGN_PIN HSMSIGN_SO_PIN
 
-mkdir -p hsm/tokens
-printf 'directories.tokendir = %s/hsm/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
-    "$WORK" >hsm/softhsm2.conf
-export SOFTHSM2_CONF=$WORK/hsm/softhsm2.conf
+shared_softhsm
 
 # blob KEYSTORE NAME: the key file's wrapped private key, raw.
 blob() {
@@ -84,27 +81,7 @@ check "wrapkey show" hs --token dev wrapkey show
 assert "wrapkey show says the custody attributes are in place" grep -q "custody: *unwrap template" "$WORK/out"
 
 # --- path 2: ceremony provision -------------------------------------------------
-mkdir -p ids
-for h in alice bob carol admin operator auditor; do age-keygen -o "ids/$h.txt" 2>/dev/null; done
-rcpt() { age-keygen -y "ids/$1.txt"; }
-cat >ceremony.json <<JSON
-{
-  "version": 1,
-  "name": "Custody test",
-  "tokens": {"primary": "pkcs11:token=primary", "backup": "pkcs11:token=backup"},
-  "threshold": 2,
-  "holders": [
-    {"name": "alice", "recipient": "$(rcpt alice)"},
-    {"name": "bob", "recipient": "$(rcpt bob)"},
-    {"name": "carol", "recipient": "$(rcpt carol)"}
-  ],
-  "roles": {
-    "admin": ["$(rcpt admin)"],
-    "operator": ["$(rcpt operator)"],
-    "auditor": ["$(rcpt auditor)"]
-  }
-}
-JSON
+ceremony_config ceremony.json "Custody test" pkcs11:token=primary pkcs11:token=backup 2 alice bob carol
 check "provision a primary and a backup" hs --audit-log audit2 ceremony provision ceremony.json --out-dir cer
 user_pin() { age -d -i ids/operator.txt "cer/credentials/$1-user-pin.age"; }
 share() { ls cer/shares/*-"$1".share.age; }
