@@ -80,7 +80,7 @@ pubkey() { "$HSMSIGN" key show "$1" --public-key >"$WORK/$1.pub.pem" && echo "$W
 
 # Objects on the token, as pkcs11-tool (OpenSC) lists them after logging in.
 token_objects() {
-    pkcs11-tool --module "$SOFTHSM_MODULE" --login --pin "$HSMSIGN_PIN" --list-objects 2>/dev/null
+    pkcs11-tool --module "$SOFTHSM_MODULE" --login --pin env:HSMSIGN_PIN --list-objects 2>/dev/null
 }
 
 finish() {

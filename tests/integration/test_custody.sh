@@ -164,7 +164,7 @@ check "... running it again changes nothing" hs --audit-log audit-legacy ceremon
 check "wrapkey show after the upgrade" hs --token legacy wrapkey show
 assert "... protected" grep -q "custody: *unwrap template" "$WORK/out"
 assert "... one wrap key on the token" test "$(pkcs11-tool --module "$SOFTHSM_MODULE" --token-label legacy \
-    --login --pin "$HSMSIGN_PIN" --list-objects --type secrkey 2>/dev/null | grep -c 'label: *hsmsign-wrap')" -eq 1
+    --login --pin env:HSMSIGN_PIN --list-objects --type secrkey 2>/dev/null | grep -c 'label: *hsmsign-wrap')" -eq 1
 rm -rf loot-legacy && mkdir loot-legacy
 attack_blocked legacy keys imp rsa
 attack_blocked legacy keys gen ec

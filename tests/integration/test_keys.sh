@@ -85,7 +85,7 @@ assert "audit log has one entry per raw signature" \
     test "$(grep -c '"purpose":"raw"' audit/entries.jsonl)" -eq 10
 assert "audit log records each generation" test "$(grep -c '"op":"generate"' audit/entries.jsonl)" -eq 13
 # Control: a key left on the token is noticed by the checks above.
-pkcs11-tool --module "$SOFTHSM_MODULE" --login --pin "$HSMSIGN_PIN" --keypairgen \
+pkcs11-tool --module "$SOFTHSM_MODULE" --login --pin env:HSMSIGN_PIN --keypairgen \
     --key-type EC:prime256v1 --label stray >/dev/null 2>&1
 assert "control: token_other_objects lists the stray key" grep -q stray <(token_other_objects)
 finish
