@@ -36,6 +36,18 @@ typedef hs_result (*hs_jar_section_fn)(void *ctx, const hs_jar_attrs *section, h
 hs_result hs_jar_manifest_each_section(const char *text, size_t len, const char *what,
                                        hs_jar_section_fn fn, void *ctx, hs_error *e) HS_MUST_CHECK;
 
+/* Every section (the main one first) with its byte range in text: from
+ * its first line to the end of the blank line closing it, what JAR
+ * signature files hash. Sections without attributes are left out, except
+ * the main one. Free with hs_jar_sections_free. */
+typedef struct hs_jar_section {
+    hs_jar_attrs attrs;
+    size_t start, len;
+} hs_jar_section;
+hs_result hs_jar_manifest_sections(const char *text, size_t len, const char *what,
+                                   hs_jar_section **out, size_t *count, hs_error *e) HS_MUST_CHECK;
+void hs_jar_sections_free(hs_jar_section *s, size_t count);
+
 /* "name: value" wrapped at 70 bytes, CRLF. */
 void hs_jar_write_attr(hs_apk_buf *b, const char *name, const char *value);
 /* A main section: first_name's attribute first, then the others sorted by
