@@ -123,11 +123,24 @@ hs_result hs_apk_lineage_parse(const uint8_t *p, size_t len, hs_apk_lineage_form
 {
     memset(out, 0, sizeof *out);
     rd all = {p, len, 0};
-    uint32_t magic = HS_APK_LINEAGE_MAGIC, version = 0;
-    if ((fmt == HS_APK_LINEAGE_FILE && !rd_u32(&all, &magic)) || !rd_u32(&all, &version))
+    uint32_t version = 0;
+    if (fmt == HS_APK_LINEAGE_FILE) {
+        /* magic, version, then the v3 attribute form length-prefixed */
+        uint32_t magic = 0, outer = 0;
+        rd inner;
+        if (!rd_u32(&all, &magic) || !rd_u32(&all, &outer))
+            return hs_fail(e, HS_E_FORMAT, "%s: lineage is truncated", what);
+        if (magic != HS_APK_LINEAGE_MAGIC)
+            return hs_fail(e, HS_E_FORMAT, "%s: not a signing certificate lineage (bad magic)",
+                           what);
+        if (outer != HS_APK_LINEAGE_VERSION)
+            return hs_fail(e, HS_E_FORMAT, "%s: lineage version %u is not supported", what, outer);
+        if (!rd_lp(&all, &inner) || all.pos != all.len)
+            return hs_fail(e, HS_E_FORMAT, "%s: lineage is truncated or has trailing bytes", what);
+        all = inner;
+    }
+    if (!rd_u32(&all, &version))
         return hs_fail(e, HS_E_FORMAT, "%s: lineage is truncated", what);
-    if (magic != HS_APK_LINEAGE_MAGIC)
-        return hs_fail(e, HS_E_FORMAT, "%s: not a signing certificate lineage (bad magic)", what);
     if (version != HS_APK_LINEAGE_VERSION)
         return hs_fail(e, HS_E_FORMAT, "%s: lineage version %u is not supported", what, version);
     size_t cap = 0;

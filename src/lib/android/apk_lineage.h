@@ -1,8 +1,8 @@
 /* Signing certificate lineage (APK Signature Scheme v3 key rotation), in
  * apksig's SigningCertificateLineage format:
  *
- *   [u32 magic 0x3eff39d1, only in a lineage file] u32 version (1)
- *   then nodes, each u32-length-prefixed:
+ *   lineage file: u32 magic 0x3eff39d1, u32 version (1), u32 length, then
+ *   the v3 attribute form: u32 version (1), then nodes, each u32-length-prefixed:
  *     lp(signed data: lp(certificate DER) u32 algorithm-the-parent-signed-with)
  *     u32 flags (capabilities granted to this certificate)
  *     u32 algorithm this certificate signs its child with

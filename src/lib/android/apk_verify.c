@@ -165,7 +165,9 @@ static hs_result run_block_schemes(verify_job *j, hs_error *e)
     if (j->max < HS_SDK_N)
         return HS_OK;
     if (j->max >= HS_SDK_T) {
-        r = run_scheme(j, HS_APK_BLOCK_ID_V31, max_int(j->min, HS_SDK_T), 0, &j->v31, &found, e);
+        /* v3.1 may start above 13 (v3 covers the rest): apksig checks it
+         * for the top of the range only. */
+        r = run_scheme(j, HS_APK_BLOCK_ID_V31, j->max, 0, &j->v31, &found, e);
         j->rep->v31_present = found;
         if (r != HS_OK)
             return r;
@@ -346,7 +348,7 @@ static void fill_sigs(verify_job *j)
 
 static hs_result run(verify_job *j, const hs_apk_verify_options *opt, hs_error *e)
 {
-    hs_result r = hs_zip_open(&j->zip, j->path, e);
+    hs_result r = hs_zip_open_flags(&j->zip, j->path, HS_ZIP_ALLOW_NUL_NAMES, e);
     if (r != HS_OK)
         return r;
     j->digests.zip = &j->zip;

@@ -21,8 +21,9 @@
 #define HS_SDK_R 30
 #define HS_SDK_T 33
 #define HS_SDK_LATEST 0x7fffffff
-/* No limit on the number of signers: apksigner 31 (the reference) has
- * none; newer apksig refuses more than 10 (see docs/apk.md). */
+/* apksig's Constants.MAX_APK_SIGNERS (and Android 13+'s): more signers
+ * than this is refused. apksigner 31 had no limit (docs/apk.md). */
+#define HS_APK_MAX_SIGNERS 10
 
 /* Content digests of the APK, computed on first use. */
 typedef struct hs_apk_digests {

@@ -162,29 +162,49 @@ static hs_result find_signers(v1_job *j, hs_error *e)
 
 static hs_result read_meta(v1_job *j, long index, uint8_t **data, size_t *len, hs_error *e)
 {
-    return hs_zip_read_entry(j->z, &j->z->entries[index], MAX_META_FILE, data, len, e);
+    hs_result r = hs_zip_read_entry(j->z, &j->z->entries[index], MAX_META_FILE, data, len, e);
+    return r == HS_E_FORMAT ? HS_E_VERIFY : r;
 }
 
-static const hs_jar_section *find_section(const hs_jar_section *secs, size_t count,
-                                          const char *name)
+/* The section named name (name_len bytes, which may include a NUL). */
+static const hs_jar_section *find_section_n(const hs_jar_section *secs, size_t count,
+                                            const char *name, size_t name_len)
 {
     for (size_t i = 1; i < count; i++) {
-        const char *n = hs_jar_attrs_get(&secs[i].attrs, "Name");
-        if (n != NULL && strcmp(n, name) == 0)
+        size_t n_len = 0;
+        const char *n = hs_jar_attrs_get_n(&secs[i].attrs, "Name", &n_len);
+        if (n != NULL && n_len == name_len && memcmp(n, name, name_len) == 0)
             return &secs[i];
     }
     return NULL;
 }
 
+static const hs_jar_section *find_section(const hs_jar_section *secs, size_t count,
+                                          const hs_jar_section *named)
+{
+    size_t len = 0;
+    const char *name = hs_jar_attrs_get_n(&named->attrs, "Name", &len);
+    return name != NULL ? find_section_n(secs, count, name, len) : NULL;
+}
+
+static bool zip_has(const hs_zip *z, const char *name, size_t len)
+{
+    for (size_t i = 0; i < z->entry_count; i++)
+        if (z->entries[i].name_len == len && memcmp(z->entries[i].name, name, len) == 0)
+            return true;
+    return false;
+}
+
 static hs_result check_manifest_sections(v1_job *j, hs_error *e)
 {
     for (size_t i = 1; i < j->mf_count; i++) {
-        const char *name = hs_jar_attrs_get(&j->mf_secs[i].attrs, "Name");
+        size_t len = 0;
+        const char *name = hs_jar_attrs_get_n(&j->mf_secs[i].attrs, "Name", &len);
         if (name == NULL)
             return hs_fail(e, HS_E_VERIFY, "%s: MANIFEST.MF section #%zu has no Name", j->path, i);
-        if (find_section(j->mf_secs, i, name) != NULL)
+        if (find_section(j->mf_secs, i, &j->mf_secs[i]) != NULL)
             return hs_fail(e, HS_E_VERIFY, "%s: MANIFEST.MF names %s twice", j->path, name);
-        if (hs_zip_find(j->z, name) < 0)
+        if (!zip_has(j->z, name, len))
             return hs_fail(e, HS_E_VERIFY, "%s: MANIFEST.MF lists %s, which is not in the APK",
                            j->path, name);
     }
@@ -250,13 +270,13 @@ static hs_result check_sf(v1_job *j, v1_signer *s, hs_error *e)
     }
     for (size_t i = 1; i < s->sf_count; i++) {
         const char *name = hs_jar_attrs_get(&s->sf_secs[i].attrs, "Name");
-        if (name == NULL || find_section(s->sf_secs, i, name) != NULL) {
+        if (name == NULL || find_section(s->sf_secs, i, &s->sf_secs[i]) != NULL) {
             s->ignored = true; /* unnamed or duplicate section */
             return HS_OK;
         }
         if (whole_ok)
             continue;
-        const hs_jar_section *ms = find_section(j->mf_secs, j->mf_count, name);
+        const hs_jar_section *ms = find_section(j->mf_secs, j->mf_count, &s->sf_secs[i]);
         if (ms == NULL) {
             s->ignored = true;
             continue;
@@ -274,9 +294,9 @@ static hs_result check_sf(v1_job *j, v1_signer *s, hs_error *e)
     return HS_OK;
 }
 
-static bool sf_lists(const v1_signer *s, const char *name)
+static bool sf_lists(const v1_signer *s, const char *name, size_t len)
 {
-    return find_section(s->sf_secs, s->sf_count, name) != NULL;
+    return find_section_n(s->sf_secs, s->sf_count, name, len) != NULL;
 }
 
 static int by_lfh(const void *a, const void *b)
@@ -291,6 +311,8 @@ static hs_result entry_matches(v1_job *j, const hs_zip_entry *ent, const char *n
     uint8_t *data = NULL;
     size_t len = 0;
     hs_result r = hs_zip_read_entry(j->z, ent, MAX_ENTRY_IN_MEMORY, &data, &len, e);
+    if (r == HS_E_FORMAT)
+        r = HS_E_VERIFY; /* unreadable data does not verify */
     if (r == HS_OK && !all_match(d, n, data, len))
         r = hs_fail(e, HS_E_VERIFY, "%s: entry %s does not match its MANIFEST.MF digest",
                     j->path, name);
@@ -321,8 +343,8 @@ static hs_result check_entries(v1_job *j, bool *signer_used, hs_error *e)
         name[ent->name_len] = '\0';
         if (strncmp(name, "META-INF/", 9) == 0 || name[ent->name_len - 1] == '/')
             continue;
-        const hs_jar_section *ms = find_section(j->mf_secs, j->mf_count, name);
-        if (ms == NULL || strlen(name) != ent->name_len) {
+        const hs_jar_section *ms = find_section_n(j->mf_secs, j->mf_count, name, ent->name_len);
+        if (ms == NULL) {
             r = hs_fail(e, HS_E_VERIFY, "%s: entry %s is not in MANIFEST.MF", j->path, name);
             break;
         }
@@ -330,7 +352,7 @@ static hs_result check_entries(v1_job *j, bool *signer_used, hs_error *e)
         for (size_t k = 0; k < j->count; k++) {
             if (j->signers[k].ignored)
                 continue;
-            bool lists = sf_lists(&j->signers[k], name);
+            bool lists = sf_lists(&j->signers[k], name, ent->name_len);
             any |= lists;
             if (first)
                 signer_used[k] = lists;
@@ -422,6 +444,9 @@ static hs_result run(v1_job *j, hs_apk_v1_result *out, hs_error *e)
     if (j->count == 0)
         return hs_fail(e, HS_E_VERIFY, "%s: no JAR signature (no .SF with its signature block)",
                        j->path);
+    if (j->count > HS_APK_MAX_SIGNERS)
+        return hs_fail(e, HS_E_VERIFY, "%s: %zu JAR signers, more than the %d Android accepts",
+                       j->path, j->count, HS_APK_MAX_SIGNERS);
     if ((r = verify_signers(j, e)) != HS_OK)
         return r;
     bool *used = calloc(j->count, sizeof *used);

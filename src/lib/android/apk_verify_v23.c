@@ -393,6 +393,9 @@ hs_result hs_apk_verify_scheme(hs_apk_digests *d, const hs_apk_scheme_params *p,
     size_t cap = 0;
     while (r == HS_OK && !rd_end(&signers)) {
         rd signer;
+        if (out->count == HS_APK_MAX_SIGNERS)
+            return hs_fail(e, HS_E_VERIFY, "%s: more than the %d signers Android accepts", j.what,
+                           HS_APK_MAX_SIGNERS);
         if (out->count == cap) {
             cap = cap ? cap * 2 : 2;
             hs_apk_scheme_signer *n = realloc(out->signers, cap * sizeof *n);

@@ -27,6 +27,7 @@ hs_result hs_jar_attrs_put(hs_jar_attrs *a, const char *name, size_t name_len, c
             strncasecmp(a->items[i].name, name, name_len) == 0) {
             free(a->items[i].value);
             a->items[i].value = v;
+            a->items[i].value_len = value_len;
             return HS_OK;
         }
     }
@@ -40,8 +41,19 @@ hs_result hs_jar_attrs_put(hs_jar_attrs *a, const char *name, size_t name_len, c
         return hs_fail(e, HS_E_NOMEM, "manifest: out of memory");
     }
     a->items = items;
-    a->items[a->count++] = (hs_jar_attr){n, v};
+    a->items[a->count++] = (hs_jar_attr){n, v, value_len};
     return HS_OK;
+}
+
+const char *hs_jar_attrs_get_n(const hs_jar_attrs *a, const char *name, size_t *len)
+{
+    for (size_t i = 0; i < a->count; i++) {
+        if (strcasecmp(a->items[i].name, name) == 0) {
+            *len = a->items[i].value_len;
+            return a->items[i].value;
+        }
+    }
+    return NULL;
 }
 
 const char *hs_jar_attrs_get(const hs_jar_attrs *a, const char *name)

@@ -10,7 +10,8 @@
 
 typedef struct hs_jar_attr {
     char *name;
-    char *value;
+    char *value;      /* NUL-terminated; value_len counts NULs inside too */
+    size_t value_len;
 } hs_jar_attr;
 
 typedef struct hs_jar_attrs {
@@ -23,6 +24,8 @@ typedef struct hs_jar_attrs {
 hs_result hs_jar_attrs_put(hs_jar_attrs *a, const char *name, size_t name_len, const char *value,
                            size_t value_len, hs_error *e) HS_MUST_CHECK;
 const char *hs_jar_attrs_get(const hs_jar_attrs *a, const char *name);
+/* The same with the value's length (a Name may hold a NUL, as in a ZIP name). */
+const char *hs_jar_attrs_get_n(const hs_jar_attrs *a, const char *name, size_t *len);
 void hs_jar_attrs_free(hs_jar_attrs *a);
 
 /* Parses the main section of an existing manifest (up to the first blank
