@@ -6,33 +6,9 @@
 #include <openssl/x509.h>
 
 #include "android/apk_verify_alg.h"
-#include "android/zip.h"
+#include "android/apk_lp.h"
 
 /* Bounds-checked little-endian reader over the caller's bytes. */
-typedef struct rd {
-    const uint8_t *p;
-    size_t len, pos;
-} rd;
-
-static bool rd_u32(rd *r, uint32_t *v)
-{
-    if (r->len - r->pos < 4)
-        return false;
-    *v = hs_le32(r->p + r->pos);
-    r->pos += 4;
-    return true;
-}
-
-static bool rd_lp(rd *r, rd *inner)
-{
-    uint32_t n;
-    if (!rd_u32(r, &n) || n > r->len - r->pos)
-        return false;
-    *inner = (rd){r->p + r->pos, n, 0};
-    r->pos += n;
-    return true;
-}
-
 static bool same_cert(const hs_apk_lineage_node *n, const uint8_t *cert, size_t len)
 {
     return n->cert_len == len && memcmp(n->cert, cert, len) == 0;
@@ -60,19 +36,19 @@ static hs_result grow(hs_apk_lineage *l, size_t *cap, hs_error *e)
 }
 
 /* One node's fields; false when malformed. */
-static bool read_node(rd *all, hs_apk_lineage_node *n)
+static bool read_node(hs_lp *all, hs_apk_lineage_node *n)
 {
-    rd node, sd, cert;
-    if (!rd_lp(all, &node) || !rd_lp(&node, &sd))
+    hs_lp node, sd, cert;
+    if (!hs_lp_slice(all, &node) || !hs_lp_slice(&node, &sd))
         return false;
     n->signed_data = sd.p;
     n->signed_data_len = sd.len;
-    rd sig;
-    if (!rd_u32(&node, &n->flags) || !rd_u32(&node, &n->sig_alg) || !rd_lp(&node, &sig))
+    hs_lp sig;
+    if (!hs_lp_u32(&node, &n->flags) || !hs_lp_u32(&node, &n->sig_alg) || !hs_lp_slice(&node, &sig))
         return false;
     n->sig = sig.p;
     n->sig_len = sig.len;
-    if (!rd_lp(&sd, &cert) || cert.len == 0 || !rd_u32(&sd, &n->parent_sig_alg))
+    if (!hs_lp_slice(&sd, &cert) || cert.len == 0 || !hs_lp_u32(&sd, &n->parent_sig_alg))
         return false;
     n->cert = cert.p;
     n->cert_len = cert.len;
@@ -122,24 +98,24 @@ hs_result hs_apk_lineage_parse(const uint8_t *p, size_t len, hs_apk_lineage_form
                                const char *what, hs_apk_lineage *out, hs_error *e)
 {
     memset(out, 0, sizeof *out);
-    rd all = {p, len, 0};
+    hs_lp all = {p, len, 0};
     uint32_t version = 0;
     if (fmt == HS_APK_LINEAGE_FILE) {
         /* magic, version, then the v3 attribute form length-prefixed */
         uint32_t magic = 0, outer = 0;
-        rd inner;
-        if (!rd_u32(&all, &magic) || !rd_u32(&all, &outer))
+        hs_lp inner;
+        if (!hs_lp_u32(&all, &magic) || !hs_lp_u32(&all, &outer))
             return hs_fail(e, HS_E_FORMAT, "%s: lineage is truncated", what);
         if (magic != HS_APK_LINEAGE_MAGIC)
             return hs_fail(e, HS_E_FORMAT, "%s: not a signing certificate lineage (bad magic)",
                            what);
         if (outer != HS_APK_LINEAGE_VERSION)
             return hs_fail(e, HS_E_FORMAT, "%s: lineage version %u is not supported", what, outer);
-        if (!rd_lp(&all, &inner) || all.pos != all.len)
+        if (!hs_lp_slice(&all, &inner) || all.pos != all.len)
             return hs_fail(e, HS_E_FORMAT, "%s: lineage is truncated or has trailing bytes", what);
         all = inner;
     }
-    if (!rd_u32(&all, &version))
+    if (!hs_lp_u32(&all, &version))
         return hs_fail(e, HS_E_FORMAT, "%s: lineage is truncated", what);
     if (version != HS_APK_LINEAGE_VERSION)
         return hs_fail(e, HS_E_FORMAT, "%s: lineage version %u is not supported", what, version);

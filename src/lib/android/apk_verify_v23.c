@@ -10,41 +10,13 @@
 
 #include <openssl/x509.h>
 
+#include "android/apk_lp.h"
 #include "android/apk_signing_block.h"
 #include "util/encoding.h"
 
 #define ATTR_PROOF_OF_ROTATION 0x3ba06f8cu
 #define ATTR_ROTATION_MIN_SDK 0x559f8b02u
 #define ATTR_ROTATION_DEV_RELEASE 0xc2a6b3bau
-
-typedef struct rd {
-    const uint8_t *p;
-    size_t len, pos;
-} rd;
-
-static bool rd_u32(rd *r, uint32_t *v)
-{
-    if (r->len - r->pos < 4)
-        return false;
-    *v = hs_le32(r->p + r->pos);
-    r->pos += 4;
-    return true;
-}
-
-static bool rd_lp(rd *r, rd *inner)
-{
-    uint32_t n;
-    if (!rd_u32(r, &n) || n > r->len - r->pos)
-        return false;
-    *inner = (rd){r->p + r->pos, n, 0};
-    r->pos += n;
-    return true;
-}
-
-static bool rd_end(const rd *r)
-{
-    return r->pos == r->len;
-}
 
 typedef struct scheme_job {
     hs_apk_digests *d;
@@ -63,8 +35,8 @@ static int strength(const hs_apk_valg *a)
 /* apksig's getSignaturesToVerify: the best signature per "first platform"
  * among those some platform in range knows; the lowest such platform must
  * not be above min_sdk. Unknown algorithms were already skipped. */
-static hs_result pick_signatures(scheme_job *j, rd sigs, uint32_t min_sdk, uint32_t max_sdk,
-                                 rd chosen[4], const hs_apk_valg *chosen_alg[4], size_t *n,
+static hs_result pick_signatures(scheme_job *j, hs_lp sigs, uint32_t min_sdk, uint32_t max_sdk,
+                                 hs_lp chosen[4], const hs_apk_valg *chosen_alg[4], size_t *n,
                                  hs_error *e)
 {
     static const int platforms[2] = {HS_SDK_N, HS_SDK_P};
@@ -72,12 +44,12 @@ static hs_result pick_signatures(scheme_job *j, rd sigs, uint32_t min_sdk, uint3
     int lowest = HS_SDK_LATEST;
     bool any = false;
     for (size_t b = 0; b < 2; b++) {
-        rd list = sigs, best = {0};
+        hs_lp list = sigs, best = {0};
         const hs_apk_valg *best_alg = NULL;
-        while (!rd_end(&list)) {
-            rd item, sig;
+        while (!hs_lp_end(&list)) {
+            hs_lp item, sig;
             uint32_t id;
-            if (!rd_lp(&list, &item) || !rd_u32(&item, &id) || !rd_lp(&item, &sig))
+            if (!hs_lp_slice(&list, &item) || !hs_lp_u32(&item, &id) || !hs_lp_slice(&item, &sig))
                 return hs_fail(e, HS_E_VERIFY, "%s: malformed signature record", j->what);
             const hs_apk_valg *alg = hs_apk_valg_find(id);
             if (alg == NULL || alg->min_sdk != platforms[b] || (uint32_t)alg->min_sdk > max_sdk)
@@ -103,13 +75,13 @@ static hs_result pick_signatures(scheme_job *j, rd sigs, uint32_t min_sdk, uint3
 
 /* Signatures and digests records must name the same algorithms in order,
  * and every digest whose algorithm some signer verified must match. */
-static hs_result check_lists(scheme_job *j, rd sigs, rd digests, hs_error *e)
+static hs_result check_lists(scheme_job *j, hs_lp sigs, hs_lp digests, hs_error *e)
 {
-    while (!rd_end(&sigs) || !rd_end(&digests)) {
-        rd s, d, val;
+    while (!hs_lp_end(&sigs) || !hs_lp_end(&digests)) {
+        hs_lp s, d, val;
         uint32_t sid, did;
-        if (!rd_lp(&sigs, &s) || !rd_u32(&s, &sid) || !rd_lp(&digests, &d) ||
-            !rd_u32(&d, &did) || !rd_lp(&d, &val))
+        if (!hs_lp_slice(&sigs, &s) || !hs_lp_u32(&s, &sid) || !hs_lp_slice(&digests, &d) ||
+            !hs_lp_u32(&d, &did) || !hs_lp_slice(&d, &val))
             return hs_fail(e, HS_E_VERIFY,
                            "%s: signatures and digests records name different algorithms",
                            j->what);
@@ -121,12 +93,12 @@ static hs_result check_lists(scheme_job *j, rd sigs, rd digests, hs_error *e)
     return HS_OK;
 }
 
-static hs_result check_digests(scheme_job *j, rd digests, hs_error *e)
+static hs_result check_digests(scheme_job *j, hs_lp digests, hs_error *e)
 {
-    while (!rd_end(&digests)) {
-        rd d, val;
+    while (!hs_lp_end(&digests)) {
+        hs_lp d, val;
         uint32_t id;
-        if (!rd_lp(&digests, &d) || !rd_u32(&d, &id) || !rd_lp(&d, &val))
+        if (!hs_lp_slice(&digests, &d) || !hs_lp_u32(&d, &id) || !hs_lp_slice(&d, &val))
             return hs_fail(e, HS_E_VERIFY, "%s: malformed digest record", j->what);
         const hs_apk_valg *alg = hs_apk_valg_find(id);
         /* The verity digest (an fs-verity tree root) is not recomputed: a
@@ -148,25 +120,26 @@ static hs_result check_digests(scheme_job *j, rd digests, hs_error *e)
 }
 
 typedef struct signer_parts {
-    rd signed_data, sigs, spki, digests, certs, attrs;
+    hs_lp signed_data, sigs, spki, digests, certs, attrs;
     uint32_t min_sdk, max_sdk;
 } signer_parts;
 
-static hs_result split_signer(scheme_job *j, rd signer, signer_parts *s, hs_error *e)
+static hs_result split_signer(scheme_job *j, hs_lp signer, signer_parts *s, hs_error *e)
 {
+    memset(s, 0, sizeof *s);
     bool v3 = j->scheme != 2;
     uint32_t min_in = 0, max_in = HS_SDK_LATEST;
     s->min_sdk = 0;
     s->max_sdk = HS_SDK_LATEST;
-    bool ok = rd_lp(&signer, &s->signed_data);
+    bool ok = hs_lp_slice(&signer, &s->signed_data);
     if (ok && v3)
-        ok = rd_u32(&signer, &s->min_sdk) && rd_u32(&signer, &s->max_sdk);
-    ok = ok && rd_lp(&signer, &s->sigs) && rd_lp(&signer, &s->spki);
-    rd sd = s->signed_data;
-    ok = ok && rd_lp(&sd, &s->digests) && rd_lp(&sd, &s->certs);
+        ok = hs_lp_u32(&signer, &s->min_sdk) && hs_lp_u32(&signer, &s->max_sdk);
+    ok = ok && hs_lp_slice(&signer, &s->sigs) && hs_lp_slice(&signer, &s->spki);
+    hs_lp sd = s->signed_data;
+    ok = ok && hs_lp_slice(&sd, &s->digests) && hs_lp_slice(&sd, &s->certs);
     if (ok && v3)
-        ok = rd_u32(&sd, &min_in) && rd_u32(&sd, &max_in);
-    ok = ok && rd_lp(&sd, &s->attrs);
+        ok = hs_lp_u32(&sd, &min_in) && hs_lp_u32(&sd, &max_in);
+    ok = ok && hs_lp_slice(&sd, &s->attrs);
     if (!ok)
         return hs_fail(e, HS_E_VERIFY, "%s: malformed signer", j->what);
     if (v3 && (s->min_sdk > s->max_sdk || s->min_sdk > HS_SDK_LATEST))
@@ -175,7 +148,7 @@ static hs_result split_signer(scheme_job *j, rd signer, signer_parts *s, hs_erro
     if (v3 && (min_in != s->min_sdk || max_in != s->max_sdk))
         return hs_fail(e, HS_E_VERIFY, "%s: SDK range in the signer and in its signed data differ",
                        j->what);
-    if (rd_end(&s->sigs))
+    if (hs_lp_end(&s->sigs))
         return hs_fail(e, HS_E_VERIFY, "%s: no signatures", j->what);
     return HS_OK;
 }
@@ -188,7 +161,7 @@ static hs_result verify_sigs(scheme_job *j, const signer_parts *s, EVP_PKEY *key
         lo = (uint32_t)j->p->min_sdk;
         hi = (uint32_t)j->p->max_sdk;
     }
-    rd chosen[4];
+    hs_lp chosen[4];
     const hs_apk_valg *algs[4];
     size_t n = 0;
     hs_result r = pick_signatures(j, s->sigs, lo, hi, chosen, algs, &n, e);
@@ -210,11 +183,11 @@ static hs_result verify_sigs(scheme_job *j, const signer_parts *s, EVP_PKEY *key
 static hs_result check_certs(scheme_job *j, const signer_parts *s, hs_apk_scheme_signer *out,
                              hs_error *e)
 {
-    rd certs = s->certs, first = {0};
+    hs_lp certs = s->certs, first = {0};
     size_t count = 0;
-    while (!rd_end(&certs)) {
-        rd c;
-        if (!rd_lp(&certs, &c))
+    while (!hs_lp_end(&certs)) {
+        hs_lp c;
+        if (!hs_lp_slice(&certs, &c))
             return hs_fail(e, HS_E_VERIFY, "%s: malformed certificate list", j->what);
         const uint8_t *q = c.p;
         X509 *x = d2i_X509(NULL, &q, (long)c.len);
@@ -242,10 +215,10 @@ static hs_result check_certs(scheme_job *j, const signer_parts *s, hs_apk_scheme
     return hs_apk_cert_set(&out->cert, first.p, first.len, e);
 }
 
-static hs_result check_v2_attr(scheme_job *j, rd value, hs_error *e)
+static hs_result check_v2_attr(scheme_job *j, hs_lp value, hs_error *e)
 {
     uint32_t id;
-    if (!rd_u32(&value, &id))
+    if (!hs_lp_u32(&value, &id))
         return hs_fail(e, HS_E_VERIFY, "%s: malformed stripping-protection attribute", j->what);
     if ((j->p->supported_schemes & (1u << id)) && !(j->p->found_schemes & (1u << id)))
         return hs_fail(e, HS_E_VERIFY,
@@ -254,7 +227,7 @@ static hs_result check_v2_attr(scheme_job *j, rd value, hs_error *e)
     return HS_OK;
 }
 
-static hs_result check_v3_attr(scheme_job *j, uint32_t id, rd value, hs_apk_scheme_signer *out,
+static hs_result check_v3_attr(scheme_job *j, uint32_t id, hs_lp value, hs_apk_scheme_signer *out,
                                hs_error *e)
 {
     if (id == ATTR_PROOF_OF_ROTATION) {
@@ -270,7 +243,7 @@ static hs_result check_v3_attr(scheme_job *j, uint32_t id, rd value, hs_apk_sche
                            "%s: the signer is not the last certificate of its lineage", j->what);
     } else if (id == ATTR_ROTATION_MIN_SDK && j->p->max_sdk >= HS_SDK_T) {
         uint32_t v;
-        if (!rd_u32(&value, &v))
+        if (!hs_lp_u32(&value, &v))
             return hs_fail(e, HS_E_VERIFY, "%s: malformed rotation-min-sdk attribute", j->what);
         if (j->p->rotation_min_sdk == 0)
             return hs_fail(e, HS_E_VERIFY,
@@ -286,15 +259,15 @@ static hs_result check_v3_attr(scheme_job *j, uint32_t id, rd value, hs_apk_sche
     return HS_OK;
 }
 
-static hs_result check_attrs(scheme_job *j, rd attrs, hs_apk_scheme_signer *out, hs_error *e)
+static hs_result check_attrs(scheme_job *j, hs_lp attrs, hs_apk_scheme_signer *out, hs_error *e)
 {
     hs_result r = HS_OK;
-    while (r == HS_OK && !rd_end(&attrs)) {
-        rd a;
+    while (r == HS_OK && !hs_lp_end(&attrs)) {
+        hs_lp a;
         uint32_t id;
-        if (!rd_lp(&attrs, &a) || !rd_u32(&a, &id))
+        if (!hs_lp_slice(&attrs, &a) || !hs_lp_u32(&a, &id))
             return hs_fail(e, HS_E_VERIFY, "%s: malformed additional attribute", j->what);
-        rd value = {a.p + a.pos, a.len - a.pos, 0};
+        hs_lp value = {a.p + a.pos, a.len - a.pos, 0};
         if (j->scheme == 2 && id == HS_APK_ATTR_STRIPPING_PROTECTION)
             r = check_v2_attr(j, value, e);
         else if (j->scheme != 2)
@@ -303,12 +276,16 @@ static hs_result check_attrs(scheme_job *j, rd attrs, hs_apk_scheme_signer *out,
     return r;
 }
 
-static hs_result verify_signer(scheme_job *j, rd signer, hs_apk_scheme_signer *out, hs_error *e)
+/* *digests: the signer's digests record, checked once every signer has
+ * named the algorithms it verified. */
+static hs_result verify_signer(scheme_job *j, hs_lp signer, hs_apk_scheme_signer *out,
+                               hs_lp *digests, hs_error *e)
 {
     signer_parts s;
     hs_result r = split_signer(j, signer, &s, e);
     if (r != HS_OK)
         return r;
+    *digests = s.digests;
     out->min_sdk = s.min_sdk;
     out->max_sdk = s.max_sdk;
     const uint8_t *kp = s.spki.p;
@@ -383,45 +360,48 @@ hs_result hs_apk_verify_scheme(hs_apk_digests *d, const hs_apk_scheme_params *p,
     memset(out, 0, sizeof *out);
     scheme_job j = {.d = d, .p = p};
     j.scheme = p->block_id == HS_APK_BLOCK_ID_V2 ? 2 : p->block_id == HS_APK_BLOCK_ID_V3 ? 3 : 31;
-    rd all = {value, len, 0}, signers;
+    hs_lp all = {value, len, 0}, signers;
     snprintf(j.what, sizeof j.what, "%s", j.scheme == 2 ? "v2" : j.scheme == 3 ? "v3" : "v3.1");
-    if (!rd_lp(&all, &signers))
+    if (!hs_lp_slice(&all, &signers))
         return hs_fail(e, HS_E_VERIFY, "%s: malformed list of signers", j.what);
-    if (rd_end(&signers))
+    if (hs_lp_end(&signers))
         return hs_fail(e, HS_E_VERIFY, "%s: no signers", j.what);
     hs_result r = HS_OK;
     size_t cap = 0;
-    while (r == HS_OK && !rd_end(&signers)) {
-        rd signer;
-        if (out->count == HS_APK_MAX_SIGNERS)
-            return hs_fail(e, HS_E_VERIFY, "%s: more than the %d signers Android accepts", j.what,
-                           HS_APK_MAX_SIGNERS);
+    hs_lp *digests = NULL;
+    while (r == HS_OK && !hs_lp_end(&signers)) {
+        hs_lp signer = {0};
+        if (out->count == HS_APK_MAX_SIGNERS) {
+            r = hs_fail(e, HS_E_VERIFY, "%s: more than the %d signers Android accepts", j.what,
+                        HS_APK_MAX_SIGNERS);
+            break;
+        }
         if (out->count == cap) {
             cap = cap ? cap * 2 : 2;
             hs_apk_scheme_signer *n = realloc(out->signers, cap * sizeof *n);
-            if (n == NULL)
-                return hs_fail(e, HS_E_NOMEM, "out of memory");
-            out->signers = n;
+            if (n != NULL)
+                out->signers = n;
+            hs_lp *dl = realloc(digests, cap * sizeof *dl);
+            if (dl != NULL)
+                digests = dl;
+            if (n == NULL || dl == NULL) {
+                r = hs_fail(e, HS_E_NOMEM, "out of memory");
+                break;
+            }
         }
         hs_apk_scheme_signer *s = &out->signers[out->count++];
         memset(s, 0, sizeof *s);
         snprintf(j.what, sizeof j.what, "%s signer #%zu",
                  j.scheme == 2 ? "v2" : j.scheme == 3 ? "v3" : "v3.1", out->count);
-        if (!rd_lp(&signers, &signer))
-            return hs_fail(e, HS_E_VERIFY, "%s: malformed", j.what);
-        r = verify_signer(&j, signer, s, e);
+        if (!hs_lp_slice(&signers, &signer))
+            r = hs_fail(e, HS_E_VERIFY, "%s: malformed", j.what);
+        else
+            r = verify_signer(&j, signer, s, &digests[out->count - 1], e);
     }
     snprintf(j.what, sizeof j.what, "%s", j.scheme == 2 ? "v2" : j.scheme == 3 ? "v3" : "v3.1");
-    /* Every signer's digests, once all signers named the algorithms they verified. */
-    for (size_t i = 0; r == HS_OK && i < out->count; i++) {
-        rd signer = {value, len, 0}, list, one, sd, digests;
-        (void)rd_lp(&signer, &list);
-        for (size_t k = 0; k <= i; k++)
-            (void)rd_lp(&list, &one);
-        (void)rd_lp(&one, &sd);
-        (void)rd_lp(&sd, &digests);
-        r = check_digests(&j, digests, e);
-    }
+    for (size_t i = 0; r == HS_OK && i < out->count; i++)
+        r = check_digests(&j, digests[i], e);
+    free(digests);
     if (r == HS_OK && j.scheme != 2)
         r = check_v3_ranges(&j, out, e);
     return r;
