@@ -132,13 +132,14 @@ static const alg_support support[] = {
 
 static bool in_ranges(int lo, int hi, const alg_support *a)
 {
-    /* [lo, hi] must lie within the union of the two ranges. */
-    int pos = lo;
+    /* [lo, hi] must lie within the union of the two ranges (64-bit: hi
+     * may be INT_MAX). */
+    int64_t pos = lo;
     for (int pass = 0; pass < 2 && pos <= hi; pass++) {
         if (pos >= a->lo1 && pos <= a->hi1)
-            pos = a->hi1 == HS_SDK_LATEST ? hi + 1 : a->hi1 + 1;
+            pos = (int64_t)a->hi1 + 1;
         if (pos <= hi && pos >= a->lo2 && pos <= a->hi2)
-            pos = a->hi2 == HS_SDK_LATEST ? hi + 1 : a->hi2 + 1;
+            pos = (int64_t)a->hi2 + 1;
     }
     return pos > hi;
 }
