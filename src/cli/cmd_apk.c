@@ -363,9 +363,10 @@ int cli_verify_apk(const cli_globals *g, int argc, char **argv)
         cli_print_json(o);
     } else {
         printf("%s: %s\n", path, r == HS_OK ? "verified" : "DOES NOT VERIFY");
-        if (rep.range_max > 0)
-            printf("  API levels: %d to %s\n", rep.range_min,
-                   rep.range_max == HS_APK_SDK_LATEST ? "latest" : "the given --max-sdk");
+        if (rep.range_max > 0 && rep.range_max == HS_APK_SDK_LATEST)
+            printf("  API levels: %d and later\n", rep.range_min);
+        else if (rep.range_max > 0)
+            printf("  API levels: %d to %d\n", rep.range_min, rep.range_max);
         printf("  v1 (JAR): %s\n  v2: %s\n  v3: %s\n  v3.1: %s\n",
                scheme_state(rep.v1, rep.v1_present), scheme_state(rep.v2, rep.v2_present),
                scheme_state(rep.v3, rep.v3_present), scheme_state(rep.v31, rep.v31_present));
