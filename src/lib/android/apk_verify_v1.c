@@ -20,12 +20,27 @@
 #define MAX_META_FILE (64u * 1024u * 1024u)
 #define MAX_ENTRY_IN_MEMORY (1024u * 1024u * 1024u)
 
+/* Names (of sections or entries) sorted for binary search, so that large
+ * APKs cost n log n. A name may hold a NUL (as a ZIP name can). */
+typedef struct named {
+    const char *name;
+    size_t len;
+    const void *item;
+} named;
+
+typedef struct name_index {
+    named *v;
+    size_t n;
+    bool unnamed, duplicate; /* a section without Name; a name twice */
+} name_index;
+
 typedef struct v1_signer {
     long block, sf;               /* entry indices */
     uint8_t *block_data, *sf_data;
     size_t block_len, sf_len;
     hs_jar_section *sf_secs;
     size_t sf_count;
+    name_index sf_names;
     hs_pkcs7_signer p7;
     bool ignored;
 } v1_signer;
@@ -40,6 +55,7 @@ typedef struct v1_job {
     size_t mf_len;
     hs_jar_section *mf_secs;
     size_t mf_count;
+    name_index mf_names, entry_names;
     v1_signer *signers;
     size_t count;
 } v1_job;
@@ -166,48 +182,78 @@ static hs_result read_meta(v1_job *j, long index, uint8_t **data, size_t *len, h
     return r == HS_E_FORMAT ? HS_E_VERIFY : r;
 }
 
-/* The section named name (name_len bytes, which may include a NUL). */
-static const hs_jar_section *find_section_n(const hs_jar_section *secs, size_t count,
-                                            const char *name, size_t name_len)
+static int cmp_name(const char *a, size_t al, const char *b, size_t bl)
 {
-    for (size_t i = 1; i < count; i++) {
-        size_t n_len = 0;
-        const char *n = hs_jar_attrs_get_n(&secs[i].attrs, "Name", &n_len);
-        if (n != NULL && n_len == name_len && memcmp(n, name, name_len) == 0)
-            return &secs[i];
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c != 0 ? c : al < bl ? -1 : al > bl;
+}
+
+static int cmp_named(const void *x, const void *y)
+{
+    const named *a = x, *b = y;
+    return cmp_name(a->name, a->len, b->name, b->len);
+}
+
+static hs_result index_alloc(name_index *ix, size_t n, const char *path, hs_error *e)
+{
+    memset(ix, 0, sizeof *ix);
+    ix->v = malloc((n ? n : 1) * sizeof *ix->v);
+    return ix->v != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "%s: out of memory", path);
+}
+
+static void index_sort(name_index *ix)
+{
+    qsort(ix->v, ix->n, sizeof *ix->v, cmp_named);
+    for (size_t i = 1; i < ix->n; i++)
+        if (cmp_named(&ix->v[i - 1], &ix->v[i]) == 0)
+            ix->duplicate = true;
+}
+
+/* The individual sections (not the main one) by their Name. */
+static hs_result index_sections(const hs_jar_section *secs, size_t count, name_index *ix,
+                                const char *path, hs_error *e)
+{
+    hs_result r = index_alloc(ix, count, path, e);
+    for (size_t i = 1; r == HS_OK && i < count; i++) {
+        size_t len = 0;
+        const char *name = hs_jar_attrs_get_n(&secs[i].attrs, "Name", &len);
+        if (name == NULL)
+            ix->unnamed = true;
+        else
+            ix->v[ix->n++] = (named){name, len, &secs[i]};
     }
-    return NULL;
+    if (r == HS_OK)
+        index_sort(ix);
+    return r;
 }
 
-static const hs_jar_section *find_section(const hs_jar_section *secs, size_t count,
-                                          const hs_jar_section *named)
+static const void *index_find(const name_index *ix, const char *name, size_t len)
 {
-    size_t len = 0;
-    const char *name = hs_jar_attrs_get_n(&named->attrs, "Name", &len);
-    return name != NULL ? find_section_n(secs, count, name, len) : NULL;
-}
-
-static bool zip_has(const hs_zip *z, const char *name, size_t len)
-{
-    for (size_t i = 0; i < z->entry_count; i++)
-        if (z->entries[i].name_len == len && memcmp(z->entries[i].name, name, len) == 0)
-            return true;
-    return false;
+    named key = {name, len, NULL};
+    const named *hit = bsearch(&key, ix->v, ix->n, sizeof *ix->v, cmp_named);
+    return hit != NULL ? hit->item : NULL;
 }
 
 static hs_result check_manifest_sections(v1_job *j, hs_error *e)
 {
-    for (size_t i = 1; i < j->mf_count; i++) {
-        size_t len = 0;
-        const char *name = hs_jar_attrs_get_n(&j->mf_secs[i].attrs, "Name", &len);
-        if (name == NULL)
-            return hs_fail(e, HS_E_VERIFY, "%s: MANIFEST.MF section #%zu has no Name", j->path, i);
-        if (find_section(j->mf_secs, i, &j->mf_secs[i]) != NULL)
-            return hs_fail(e, HS_E_VERIFY, "%s: MANIFEST.MF names %s twice", j->path, name);
-        if (!zip_has(j->z, name, len))
-            return hs_fail(e, HS_E_VERIFY, "%s: MANIFEST.MF lists %s, which is not in the APK",
-                           j->path, name);
-    }
+    const hs_zip *z = j->z;
+    hs_result r = index_sections(j->mf_secs, j->mf_count, &j->mf_names, j->path, e);
+    if (r == HS_OK)
+        r = index_alloc(&j->entry_names, z->entry_count, j->path, e);
+    if (r != HS_OK)
+        return r;
+    for (size_t i = 0; i < z->entry_count; i++)
+        j->entry_names.v[j->entry_names.n++] =
+            (named){z->entries[i].name, z->entries[i].name_len, &z->entries[i]};
+    index_sort(&j->entry_names);
+    if (j->mf_names.unnamed)
+        return hs_fail(e, HS_E_VERIFY, "%s: a MANIFEST.MF section has no Name", j->path);
+    if (j->mf_names.duplicate)
+        return hs_fail(e, HS_E_VERIFY, "%s: MANIFEST.MF names an entry twice", j->path);
+    for (size_t i = 0; i < j->mf_names.n; i++)
+        if (index_find(&j->entry_names, j->mf_names.v[i].name, j->mf_names.v[i].len) == NULL)
+            return hs_fail(e, HS_E_VERIFY, "%s: MANIFEST.MF lists %.*s, which is not in the APK",
+                           j->path, (int)j->mf_names.v[i].len, j->mf_names.v[i].name);
     return HS_OK;
 }
 
@@ -268,35 +314,41 @@ static hs_result check_sf(v1_job *j, v1_signer *s, hs_error *e)
                            "%s: %s: digest of MANIFEST.MF's main section does not match",
                            j->path, sf_name);
     }
-    for (size_t i = 1; i < s->sf_count; i++) {
-        const char *name = hs_jar_attrs_get(&s->sf_secs[i].attrs, "Name");
-        if (name == NULL || find_section(s->sf_secs, i, &s->sf_secs[i]) != NULL) {
-            s->ignored = true; /* unnamed or duplicate section */
+    if ((r = index_sections(s->sf_secs, s->sf_count, &s->sf_names, j->path, e)) != HS_OK)
+        return r;
+    if (s->sf_names.unnamed || s->sf_names.duplicate) {
+        s->ignored = true; /* an unnamed or duplicate section: apksig drops the signer */
+        return HS_OK;
+    }
+    /* Without the whole-manifest digest, every section the .SF names must
+     * be in MANIFEST.MF (else apksig drops the signer, whatever else is
+     * wrong with it) with a matching digest. */
+    for (size_t i = 0; !whole_ok && i < s->sf_names.n; i++) {
+        if (index_find(&j->mf_names, s->sf_names.v[i].name, s->sf_names.v[i].len) == NULL) {
+            s->ignored = true;
             return HS_OK;
         }
-        if (whole_ok)
-            continue;
-        const hs_jar_section *ms = find_section(j->mf_secs, j->mf_count, &s->sf_secs[i]);
-        if (ms == NULL) {
-            s->ignored = true;
-            continue;
-        }
-        n = digests_to_verify(&s->sf_secs[i].attrs, "-Digest", j->min_sdk, j->max_sdk, d);
+    }
+    for (size_t i = 0; !whole_ok && i < s->sf_names.n; i++) {
+        const named *nm = &s->sf_names.v[i];
+        const hs_jar_section *ms = index_find(&j->mf_names, nm->name, nm->len);
+        n = digests_to_verify(&((const hs_jar_section *)nm->item)->attrs, "-Digest", j->min_sdk,
+                              j->max_sdk, d);
         size_t len = ms->len;
         if (signtool && len >= 2 && j->mf[ms->start + len - 1] == '\n' &&
             j->mf[ms->start + len - 2] == '\n')
             len--;
         if (n == 0 || !all_match(d, n, j->mf + ms->start, len))
             return hs_fail(e, HS_E_VERIFY,
-                           "%s: %s: digest of MANIFEST.MF section %s is missing or does not match",
-                           j->path, sf_name, name);
+                           "%s: %s: digest of MANIFEST.MF section %.*s is missing or does not match",
+                           j->path, sf_name, (int)nm->len, nm->name);
     }
     return HS_OK;
 }
 
 static bool sf_lists(const v1_signer *s, const char *name, size_t len)
 {
-    return find_section_n(s->sf_secs, s->sf_count, name, len) != NULL;
+    return index_find(&s->sf_names, name, len) != NULL;
 }
 
 static int by_lfh(const void *a, const void *b)
@@ -343,7 +395,7 @@ static hs_result check_entries(v1_job *j, bool *signer_used, hs_error *e)
         name[ent->name_len] = '\0';
         if (strncmp(name, "META-INF/", 9) == 0 || name[ent->name_len - 1] == '/')
             continue;
-        const hs_jar_section *ms = find_section_n(j->mf_secs, j->mf_count, name, ent->name_len);
+        const hs_jar_section *ms = index_find(&j->mf_names, name, ent->name_len);
         if (ms == NULL) {
             r = hs_fail(e, HS_E_VERIFY, "%s: entry %s is not in MANIFEST.MF", j->path, name);
             break;
@@ -475,10 +527,13 @@ hs_result hs_apk_verify_v1(const hs_zip *z, int min_sdk, int max_sdk, unsigned s
         free(j.signers[k].block_data);
         free(j.signers[k].sf_data);
         hs_jar_sections_free(j.signers[k].sf_secs, j.signers[k].sf_count);
+        free(j.signers[k].sf_names.v);
     }
     free(j.signers);
     free(j.mf);
     hs_jar_sections_free(j.mf_secs, j.mf_count);
+    free(j.mf_names.v);
+    free(j.entry_names.v);
     return r;
 }
 
