@@ -73,7 +73,8 @@ typedef struct verify_job {
     const char *path;
     hs_apk_verify_report *rep;
     hs_apk_digests digests;
-    bool have_manifest;
+    bool have_manifest, manifest_unparsed;
+    hs_error manifest_error; /* why the manifest could not be read or parsed */
     hs_axml_sdk sdk;
     int min, max;
     unsigned supported, found;
@@ -81,6 +82,9 @@ typedef struct verify_job {
     hs_apk_v1_result v1;
 } verify_job;
 
+/* A manifest apksig cannot parse only matters where its minSdkVersion is
+ * needed; its target SDK and sandbox version then default to 1, as in
+ * apksig. One it cannot read (bad ZIP data) counts as missing. */
 static hs_result read_manifest(verify_job *j, hs_error *e)
 {
     long i = hs_zip_find(&j->zip, "AndroidManifest.xml");
@@ -88,15 +92,22 @@ static hs_result read_manifest(verify_job *j, hs_error *e)
         return HS_OK;
     uint8_t *xml = NULL;
     size_t len = 0;
-    hs_result r = hs_zip_read_entry(&j->zip, &j->zip.entries[i], MAX_MANIFEST, &xml, &len, e);
-    if (r == HS_OK)
-        r = hs_axml_sdk_info(xml, len, j->path, &j->sdk, e);
+    hs_result r = hs_zip_read_entry(&j->zip, &j->zip.entries[i], MAX_MANIFEST, &xml, &len,
+                                    &j->manifest_error);
+    bool read = r == HS_OK;
+    if (read)
+        r = hs_axml_sdk_info(xml, len, j->path, &j->sdk, &j->manifest_error);
     free(xml);
-    if (r != HS_OK)
-        return r == HS_E_NOMEM ? r : hs_error_prefix(e, "AndroidManifest.xml: ");
+    if (r == HS_E_NOMEM)
+        return hs_fail(e, r, "%s", j->manifest_error.msg);
+    if (!read)
+        return HS_OK;
     j->have_manifest = true;
+    j->manifest_unparsed = r != HS_OK;
+    if (j->manifest_unparsed)
+        j->sdk = (hs_axml_sdk){.min_sdk = -1, .target_sdk = 1, .target_sandbox = 1};
     j->rep->min_sdk = j->sdk.min_sdk;
-    j->rep->target_sdk = j->sdk.target_sdk;
+    j->rep->target_sdk = j->manifest_unparsed ? -1 : j->sdk.target_sdk;
     return HS_OK;
 }
 
@@ -117,6 +128,9 @@ static hs_result set_range(verify_job *j, const hs_apk_verify_options *opt, hs_e
         hs_result r = need_manifest(j, "its minSdkVersion", e);
         if (r != HS_OK)
             return r;
+        if (j->manifest_unparsed)
+            return hs_fail(e, HS_E_VERIFY, "%s: cannot read minSdkVersion: %s", j->path,
+                           j->manifest_error.msg);
         j->min = j->sdk.min_sdk;
     }
     if (j->min > j->max)
