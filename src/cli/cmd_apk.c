@@ -265,66 +265,116 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv)
 }
 
 static const char verify_help[] =
-    "usage: hsmsign verify apk FILE [--print-certs]\n"
+    "usage: hsmsign verify apk [--min-sdk N] [--max-sdk N] [--print-certs] FILE\n"
     "\n"
-    "hsmsign's own APK verifier: checks every JAR (v1), v2 and v3 signature\n"
-    "present (digests, signatures, certificates, same signer across schemes).\n"
-    "Exit 1 when a signature does not verify. Release checks should also run\n"
-    "`apksigner verify`.\n";
+    "The verdict Android gives the APK on API levels N (default: the manifest's\n"
+    "minSdkVersion) to --max-sdk (default: all), following apksigner's rules:\n"
+    "v3.1, v3, v2 and JAR (v1) signatures where those platforms check them,\n"
+    "every signer, key rotation (v3 lineage), target SDK and sandbox rules.\n"
+    "--print-certs lists the signer certificates (as stored) and the lineage.\n"
+    "Exit 1 when the APK does not verify.\n";
+
+static const char *scheme_state(bool verified, bool present)
+{
+    return verified ? "verified" : present ? "not verified" : "absent";
+}
+
+/* One certificate: SHA-256 of the stored bytes and the subject. */
+static void print_cert(const char *label, size_t index, const hs_apk_cert *c)
+{
+    uint8_t digest[32];
+    char sha[65];
+    EVP_Digest(c->der, c->len, digest, NULL, EVP_sha256(), NULL);
+    hs_hex_encode(digest, 32, sha);
+    const unsigned char *q = c->der;
+    X509 *x = d2i_X509(NULL, &q, (long)c->len);
+    char *subject = x != NULL ? X509_NAME_oneline(X509_get_subject_name(x), NULL, 0) : NULL;
+    printf("  %s #%zu certificate SHA-256 digest: %s\n  %s #%zu certificate DN: %s\n", label,
+           index, sha, label, index, subject ? subject : "?");
+    OPENSSL_free(subject);
+    X509_free(x);
+}
+
+static json_t *certs_json(const hs_apk_cert *c, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        uint8_t digest[32];
+        char sha[65];
+        EVP_Digest(c[i].der, c[i].len, digest, NULL, EVP_sha256(), NULL);
+        hs_hex_encode(digest, 32, sha);
+        json_array_append_new(a, json_string(sha));
+    }
+    return a;
+}
 
 int cli_verify_apk(const cli_globals *g, int argc, char **argv)
 {
+    enum { OPT_PRINT = 'p', OPT_MIN = 0x100, OPT_MAX };
     static const struct option opts[] = {
-        {"print-certs", no_argument, NULL, 'p'},
+        {"print-certs", no_argument, NULL, OPT_PRINT},
+        {"min-sdk", required_argument, NULL, OPT_MIN},
+        {"max-sdk", required_argument, NULL, OPT_MAX},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     bool print_certs = false;
+    hs_apk_verify_options vo = {.min_sdk = -1, .max_sdk = -1};
+    unsigned long n;
     int c;
     cli_reset_getopt();
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'p': print_certs = true; break;
+        case OPT_PRINT: print_certs = true; break;
+        case OPT_MIN:
+        case OPT_MAX:
+            if (!cli_parse_uint(optarg, HS_APK_SDK_LATEST, &n))
+                return cli_usage("verify apk", "%s must be an API level",
+                                 c == OPT_MIN ? "--min-sdk" : "--max-sdk");
+            *(c == OPT_MIN ? &vo.min_sdk : &vo.max_sdk) = (int)n;
+            break;
         case 'h': fputs(verify_help, stdout); return 0;
         default: return cli_usage("verify apk", "unknown option");
         }
     }
     if (optind + 1 != argc)
         return cli_usage("verify apk", "exactly one FILE is needed");
+    if (vo.min_sdk >= 0 && vo.max_sdk >= 0 && vo.min_sdk > vo.max_sdk)
+        return cli_usage("verify apk", "--min-sdk is above --max-sdk");
     const char *path = argv[optind];
     hs_apk_verify_report rep;
     hs_error e;
     hs_error_clear(&e);
-    hs_result r = hs_apk_verify_file(path, &rep, &e);
-    char sha[65] = "";
-    char *subject = NULL;
-    if (rep.cert_der != NULL) {
-        hs_hex_encode(rep.cert_sha256, 32, sha);
-        const unsigned char *q = rep.cert_der;
-        X509 *x = d2i_X509(NULL, &q, (long)rep.cert_der_len);
-        if (x != NULL)
-            subject = X509_NAME_oneline(X509_get_subject_name(x), NULL, 0);
-        X509_free(x);
-    }
+    hs_result r = hs_apk_verify_file_range(path, &vo, &rep, &e);
     if (g->json) {
-        json_t *o = json_pack("{s:s, s:b, s:b, s:b, s:b, s:i}", "file", path, "verified", r == HS_OK,
-                              "v1", rep.v1, "v2", rep.v2, "v3", rep.v3, "min_sdk", rep.min_sdk);
-        if (sha[0])
+        json_t *o = json_pack("{s:s, s:b, s:b, s:b, s:b, s:b, s:i, s:i, s:i}", "file", path,
+                              "verified", r == HS_OK, "v1", rep.v1, "v2", rep.v2, "v3", rep.v3,
+                              "v31", rep.v31, "min_sdk", rep.min_sdk, "range_min", rep.range_min,
+                              "range_max", rep.range_max);
+        if (rep.cert_der != NULL) {
+            char sha[65];
+            hs_hex_encode(rep.cert_sha256, 32, sha);
             json_object_set_new(o, "signer_cert_sha256", json_string(sha));
+        }
+        json_object_set_new(o, "signer_certs_sha256", certs_json(rep.signers, rep.signer_count));
+        json_object_set_new(o, "lineage_sha256", certs_json(rep.lineage, rep.lineage_count));
         if (r != HS_OK)
             json_object_set_new(o, "error", json_string(e.msg));
         cli_print_json(o);
     } else {
         printf("%s: %s\n", path, r == HS_OK ? "verified" : "DOES NOT VERIFY");
-        printf("  v1 (JAR): %s\n  v2: %s\n  v3: %s\n",
-               rep.v1 ? "verified" : rep.v1_present ? "FAILED" : "absent",
-               rep.v2 ? "verified" : rep.v2_present ? "FAILED" : "absent",
-               rep.v3 ? "verified" : rep.v3_present ? "FAILED" : "absent");
-        if (print_certs && sha[0])
-            printf("  signer certificate SHA-256: %s\n  signer certificate subject: %s\n", sha,
-                   subject ? subject : "?");
+        if (rep.range_max > 0 && rep.range_max == HS_APK_SDK_LATEST)
+            printf("  API levels: %d and later\n", rep.range_min);
+        else if (rep.range_max > 0)
+            printf("  API levels: %d to %d\n", rep.range_min, rep.range_max);
+        printf("  v1 (JAR): %s\n  v2: %s\n  v3: %s\n  v3.1: %s\n",
+               scheme_state(rep.v1, rep.v1_present), scheme_state(rep.v2, rep.v2_present),
+               scheme_state(rep.v3, rep.v3_present), scheme_state(rep.v31, rep.v31_present));
+        for (size_t i = 0; print_certs && i < rep.signer_count; i++)
+            print_cert("Signer", i + 1, &rep.signers[i]);
+        for (size_t i = 0; print_certs && i < rep.lineage_count; i++)
+            print_cert("Lineage", i + 1, &rep.lineage[i]);
     }
-    OPENSSL_free(subject);
     hs_apk_verify_report_free(&rep);
     if (r != HS_OK)
         return cli_fail(g->json ? NULL : g, &e);

@@ -75,7 +75,7 @@ done
 expect_fail "verify apk refuses apksigner's signed damaged stored entry" 1 \
     "ref-bad-stored\.apk: entry raw.bin: CRC-32 does not match" hs verify apk ref-bad-stored.apk
 expect_fail "verify apk refuses apksigner's signed damaged CRC field" 1 \
-    "ref-bad-crc\.apk: entry AndroidManifest.xml: CRC-32 does not match" hs verify apk ref-bad-crc.apk
+    "ref-bad-crc\.apk: entry AndroidManifest.xml: CRC-32 (does not match|mismatch)" hs verify apk ref-bad-crc.apk
 check "verify apk accepts the undamaged signed APK" hs verify apk good.signed.apk
 
 # A batch reports the damaged APK and signs the others.

@@ -70,6 +70,27 @@ static void test_min_sdk_from_apk(void **state)
 /* Every truncation and many single-byte corruptions: an error or a value,
  * never a read outside the buffer (the test runs under the sanitizers and
  * valgrind in CI builds). */
+/* targetSdkVersion and targetSandboxVersion, as APK verification reads
+ * them: the manifests say targetSdkVersion="33" and no sandbox version (1). */
+static void test_sdk_info(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"manifest-21.axml", "manifest-33.axml"};
+    static const int mins[] = {21, 33};
+    for (size_t i = 0; i < 2; i++) {
+        size_t len = 0;
+        uint8_t *xml = load(names[i], &len);
+        hs_axml_sdk info = {0};
+        hs_error e = {0};
+        if (hs_axml_sdk_info(xml, len, names[i], &info, &e) != HS_OK)
+            fail_msg("%s", e.msg);
+        assert_int_equal(info.min_sdk, mins[i]);
+        assert_int_equal(info.target_sdk, 33);
+        assert_int_equal(info.target_sandbox, 1);
+        free(xml);
+    }
+}
+
 static void test_damaged_documents(void **state)
 {
     (void)state;
@@ -127,6 +148,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_integer_min_sdk),  cmocka_unit_test(test_codename_min_sdk),
         cmocka_unit_test(test_min_sdk_from_apk), cmocka_unit_test(test_damaged_documents),
+        cmocka_unit_test(test_sdk_info),
         cmocka_unit_test(test_apk_without_manifest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -70,14 +70,40 @@ hs_result hs_apk_sign_file(const char *in, const char *out, const hs_apk_key *ke
                            const hs_apk_options *opt, hs_sign_fn sign, hs_apk_report *rep,
                            hs_error *e) HS_MUST_CHECK;
 
+/* A certificate exactly as the APK stores it (not re-encoded). */
+typedef struct hs_apk_cert {
+    uint8_t *der; /* malloc'd */
+    size_t len;
+} hs_apk_cert;
+
+/* The platform range to verify for, as apksigner's --min-sdk-version and
+ * --max-sdk-version. */
+typedef struct hs_apk_verify_options {
+    int min_sdk; /* -1: the manifest's minSdkVersion (apksigner's default) */
+    int max_sdk; /* -1: every platform (apksigner's default) */
+} hs_apk_verify_options;
+
+#define HS_APK_SDK_LATEST 0x7fffffff
+
 typedef struct hs_apk_verify_report {
     int min_sdk;                 /* from the manifest, -1 when it cannot be read */
-    bool v1_present, v2_present, v3_present;
-    bool v1, v2, v3;             /* present and verified */
+    int target_sdk;              /* likewise */
+    int range_min, range_max;    /* the platform range checked */
+    bool v1_present, v2_present, v3_present, v31_present;
+    /* verified; a scheme the platforms in range skip (v1 from Android 7.0
+     * when v2+ is there, v2 from 9 when v3 is there) is not checked and
+     * stays false, as in apksigner's report */
+    bool v1, v2, v3, v31;
     uint32_t algorithm_id;       /* of the v3 (else v2) signer */
-    uint8_t *cert_der;           /* signer certificate (v3, else v2, else v1); malloc'd */
+    uint8_t *cert_der;           /* THE signer certificate (as apksigner reports it); malloc'd */
     size_t cert_der_len;
     uint8_t cert_sha256[32];
+    /* Every signer certificate apksigner prints (v3.1/v3: the newest; v2,
+     * v1: each signer), and the lineage (oldest first) when rotated. */
+    hs_apk_cert *signers;
+    size_t signer_count;
+    hs_apk_cert *lineage;
+    size_t lineage_count;
     /* SHA-256 of the first verified signature of the v2 / v3 signer (zero
      * when absent), what an audit entry records as sig_sha256: lets
      * `audit check` match an APK's signatures with the log. */
@@ -85,10 +111,16 @@ typedef struct hs_apk_verify_report {
     uint8_t v1_sig_sha256[32]; /* likewise for the JAR signature block's signature */
 } hs_apk_verify_report;
 
-/* HS_OK when at least one scheme is present and every present scheme
- * verifies (digests, signature with the embedded key, key matches the
- * certificate, same signer across schemes); HS_E_VERIFY otherwise. The
- * report is filled as far as the checks got; free it in every case. */
+/* HS_OK when Android verifies the APK on every platform of the range,
+ * following AOSP apksig's ApkVerifier (the rules apksigner applies):
+ * v3.1, v3, v2 and v1 in the order and for the platforms Android checks
+ * them, target SDK / sandbox rules, and the same signer (or a lineage
+ * linking them) across schemes. HS_E_VERIFY otherwise, HS_E_USAGE for a
+ * bad range. The report is filled as far as the checks got; free it in
+ * every case. opt NULL: apksigner's default range. */
+hs_result hs_apk_verify_file_range(const char *path, const hs_apk_verify_options *opt,
+                                   hs_apk_verify_report *rep, hs_error *e) HS_MUST_CHECK;
+/* The same with apksigner's default range. */
 hs_result hs_apk_verify_file(const char *path, hs_apk_verify_report *rep,
                              hs_error *e) HS_MUST_CHECK;
 void hs_apk_verify_report_free(hs_apk_verify_report *rep);

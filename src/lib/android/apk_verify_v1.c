@@ -1,18 +1,17 @@
-/* JAR (v1) signature verification for hs_apk_verify_file, and the v2
- * stripping-protection check. One JAR signer is supported (what apksigner
- * and hsmsign write). */
+/* JAR (v1) signature verification as apksig's V1SchemeVerifier does it for
+ * a platform range: every JAR signer (up to 10) checked against its .SF,
+ * each .SF against MANIFEST.MF (whole-file digest, else per section), and
+ * every entry outside META-INF/ against MANIFEST.MF, signed by the same
+ * set of signers. Which digest attributes count depends on the range
+ * (apksig's getDigestsToVerify). */
 #include "android/apk_verify_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/bio.h>
 #include <openssl/evp.h>
-#include <openssl/pkcs7.h>
-#include <openssl/x509.h>
 
-#include "android/apk_sign_internal.h"
 #include "android/apk_signing_block.h"
 #include "android/jar_manifest.h"
 #include "android/zip_inflate.h"
@@ -21,284 +20,527 @@
 #define MAX_META_FILE (64u * 1024u * 1024u)
 #define MAX_ENTRY_IN_MEMORY (1024u * 1024u * 1024u)
 
-hs_result hs_apk_verify_v2_attrs(const uint8_t *attrs, size_t len, bool v3_present, hs_error *e)
-{
-    size_t pos = 0;
-    while (pos < len) {
-        if (len - pos < 4 || hs_le32(attrs + pos) > len - pos - 4 || hs_le32(attrs + pos) < 4)
-            return hs_fail(e, HS_E_VERIFY, "v2 additional attributes are malformed");
-        uint32_t n = hs_le32(attrs + pos);
-        uint32_t id = hs_le32(attrs + pos + 4);
-        if (id == HS_APK_ATTR_STRIPPING_PROTECTION && n >= 8 &&
-            hs_le32(attrs + pos + 8) == 3 && !v3_present)
-            return hs_fail(e, HS_E_VERIFY,
-                           "the v2 signature says v3 was applied but there is no v3 block "
-                           "(stripped signature?)");
-        pos += 4 + (size_t)n;
-    }
-    return HS_OK;
-}
+/* Names (of sections or entries) sorted for binary search, so that large
+ * APKs cost n log n. A name may hold a NUL (as a ZIP name can). */
+typedef struct named {
+    const char *name;
+    size_t len;
+    const void *item;
+} named;
+
+typedef struct name_index {
+    named *v;
+    size_t n;
+    bool unnamed, duplicate; /* a section without Name; a name twice */
+} name_index;
+
+typedef struct v1_signer {
+    long block, sf;               /* entry indices */
+    uint8_t *block_data, *sf_data;
+    size_t block_len, sf_len;
+    hs_jar_section *sf_secs;
+    size_t sf_count;
+    name_index sf_names;
+    hs_pkcs7_signer p7;
+    bool ignored;
+} v1_signer;
 
 typedef struct v1_job {
     const hs_zip *z;
     const char *path;
-    long sf, block, manifest; /* entry indices */
-    uint8_t *sf_data, *block_data, *manifest_data;
-    size_t sf_len, block_len, manifest_len;
-    const hs_zip_entry **content; /* content entries sorted by name */
-    bool *listed;
-    size_t content_count;
+    int min_sdk, max_sdk;
+    unsigned supported, found;
+    long manifest;
+    uint8_t *mf;
+    size_t mf_len;
+    hs_jar_section *mf_secs;
+    size_t mf_count;
+    name_index mf_names, entry_names;
+    v1_signer *signers;
+    size_t count;
 } v1_job;
 
-static bool is_top_meta(const hs_zip_entry *ent, const char *suffix, size_t *base_len)
+/* A digest to check: the algorithm and the base64 value of its attribute. */
+typedef struct named_digest {
+    const EVP_MD *md;
+    const char *b64;
+} named_digest;
+
+static const EVP_MD *legacy_md(const char *alg)
 {
-    static const char meta[] = "META-INF/";
-    size_t ml = sizeof meta - 1, sl = strlen(suffix);
-    if (ent->name_len <= ml + sl || memcmp(ent->name, meta, ml) != 0 ||
-        memchr(ent->name + ml, '/', ent->name_len - ml) != NULL ||
-        strncasecmp(ent->name + ent->name_len - sl, suffix, sl) != 0)
-        return false;
-    *base_len = ent->name_len - sl;
-    return true;
+    if (strcasecmp(alg, "SHA") == 0 || strcasecmp(alg, "SHA1") == 0 ||
+        strcasecmp(alg, "SHA-1") == 0)
+        return EVP_sha1();
+    if (strcasecmp(alg, "MD5") == 0)
+        return EVP_md5();
+    if (strcasecmp(alg, "SHA-256") == 0)
+        return EVP_sha256();
+    return NULL; /* SHA-384/512 only from Android 2.3 (API 9): not on the legacy path */
 }
 
-static hs_result find_files(v1_job *j, hs_error *e)
+/* apksig's getDigestsToVerify: below API 18 the first of Digest-Algorithms
+ * (default "SHA SHA1") that is present; from 18 the strongest of SHA-512,
+ * SHA-384, SHA-256, SHA1 that is present. Up to two results. */
+static size_t digests_to_verify(const hs_jar_attrs *a, const char *suffix, int min_sdk,
+                                int max_sdk, named_digest out[2])
 {
-    const hs_zip *z = j->z;
-    size_t sf_base = 0;
-    j->sf = j->block = -1;
-    j->manifest = hs_zip_find(z, "META-INF/MANIFEST.MF");
-    for (size_t i = 0; i < z->entry_count; i++) {
-        size_t base;
-        if (!is_top_meta(&z->entries[i], ".SF", &base))
-            continue;
-        if (j->sf >= 0)
-            return hs_fail(e, HS_E_VERIFY, "%s: more than one JAR signer is not supported",
-                           j->path);
-        j->sf = (long)i;
-        sf_base = base;
+    size_t n = 0;
+    char name[96];
+    if (min_sdk < HS_SDK_JB_MR2) {
+        const char *algs = hs_jar_attrs_get(a, "Digest-Algorithms");
+        char list[256];
+        snprintf(list, sizeof list, "%s", algs != NULL ? algs : "SHA SHA1");
+        for (char *save = NULL, *tok = strtok_r(list, " \t", &save); tok != NULL;
+             tok = strtok_r(NULL, " \t", &save)) {
+            snprintf(name, sizeof name, "%s%s", tok, suffix);
+            const char *v = hs_jar_attrs_get(a, name);
+            const EVP_MD *md = legacy_md(tok);
+            if (v == NULL || md == NULL)
+                continue;
+            out[n++] = (named_digest){md, v};
+            break;
+        }
+        if (n == 0)
+            return 0;
     }
-    if (j->sf < 0)
-        return HS_OK;
-    const hs_zip_entry *sf = &z->entries[j->sf];
-    static const char *const exts[] = {".RSA", ".EC", ".DSA"};
-    for (size_t i = 0; i < z->entry_count && j->block < 0; i++) {
-        for (size_t k = 0; k < 3; k++) {
-            size_t base;
-            if (is_top_meta(&z->entries[i], exts[k], &base) && base == sf_base &&
-                memcmp(z->entries[i].name, sf->name, base) == 0)
-                j->block = (long)i;
+    if (max_sdk >= HS_SDK_JB_MR2) {
+        static const char *const names[] = {"SHA-512", "SHA-384", "SHA-256", "SHA1"};
+        const EVP_MD *mds[] = {EVP_sha512(), EVP_sha384(), EVP_sha256(), EVP_sha1()};
+        for (size_t i = 0; i < 4; i++) {
+            snprintf(name, sizeof name, "%s%s", names[i], suffix);
+            const char *v = hs_jar_attrs_get(a, name);
+            if (v == NULL)
+                continue;
+            if (n == 0 || out[0].md != mds[i] || strcmp(out[0].b64, v) != 0)
+                out[n++] = (named_digest){mds[i], v};
+            break;
         }
     }
-    if (j->block < 0 || j->manifest < 0)
-        return hs_fail(e, HS_E_VERIFY, "%s: JAR signature %.*s lacks its %s", j->path,
-                       (int)sf->name_len, sf->name,
-                       j->block < 0 ? "signature block (.RSA/.EC/.DSA)" : "META-INF/MANIFEST.MF");
-    return HS_OK;
+    return n;
 }
 
-/* The PKCS#7 block signs the .SF bytes; returns the signer certificate. */
-static hs_result verify_block(v1_job *j, hs_apk_v1_result *out, hs_error *e)
+static bool digest_matches(const named_digest *d, const uint8_t *data, size_t len)
 {
-    const uint8_t *p = j->block_data;
-    PKCS7 *p7 = d2i_PKCS7(NULL, &p, (long)j->block_len);
-    BIO *content = BIO_new_mem_buf(j->sf_data, (int)j->sf_len);
-    hs_result r = HS_OK;
-    if (p7 == NULL || content == NULL || !PKCS7_type_is_signed(p7)) {
-        r = hs_fail(e, HS_E_VERIFY, "%s: JAR signature block is not PKCS#7 SignedData", j->path);
-        goto out;
-    }
-    if (PKCS7_verify(p7, NULL, NULL, content, NULL,
-                     PKCS7_NOVERIFY | PKCS7_BINARY | PKCS7_NOCHAIN) != 1) {
-        r = hs_fail(e, HS_E_VERIFY, "%s: JAR signature over the .SF file does not verify",
-                    j->path);
-        goto out;
-    }
-    STACK_OF(X509) *signers = PKCS7_get0_signers(p7, NULL, 0);
-    X509 *cert = signers != NULL && sk_X509_num(signers) == 1 ? sk_X509_value(signers, 0) : NULL;
-    int len = cert != NULL ? i2d_X509(cert, &out->cert_der) : -1;
-    sk_X509_free(signers);
-    if (len <= 0)
-        r = hs_fail(e, HS_E_VERIFY, "%s: JAR signature block must have exactly one signer",
-                    j->path);
-    else
-        out->cert_der_len = (size_t)len;
-    /* The signature value, as the signer's audit entry hashed it. */
-    PKCS7_SIGNER_INFO *si = sk_PKCS7_SIGNER_INFO_value(PKCS7_get_signer_info(p7), 0);
-    if (r == HS_OK && si != NULL && si->enc_digest != NULL)
-        EVP_Digest(ASN1_STRING_get0_data(si->enc_digest), (size_t)ASN1_STRING_length(si->enc_digest),
-                   out->sig_sha256, NULL, EVP_sha256(), NULL);
-out:
-    BIO_free(content);
-    PKCS7_free(p7);
-    return r;
-}
-
-static bool decoded_equals(const char *b64, const uint8_t *digest, size_t len)
-{
-    uint8_t *raw = NULL;
+    uint8_t actual[EVP_MAX_MD_SIZE], *raw = NULL;
+    unsigned n = 0;
     size_t raw_len = 0;
-    if (b64 == NULL || !hs_base64_decode(b64, &raw, &raw_len))
+    if (!EVP_Digest(data, len, actual, &n, d->md, NULL) || !hs_base64_decode(d->b64, &raw, &raw_len))
         return false;
-    bool same = raw_len == len && hs_ct_equal(raw, digest, len);
+    bool same = raw_len == n && hs_ct_equal(raw, actual, n);
     free(raw);
     return same;
 }
 
-static hs_result check_sf_main(v1_job *j, hs_apk_v1_result *out, hs_error *e)
+static bool all_match(const named_digest *d, size_t n, const uint8_t *data, size_t len)
 {
-    hs_jar_attrs attrs = {0};
-    hs_result r = hs_jar_manifest_parse_main((const char *)j->sf_data, j->sf_len, j->path,
-                                             &attrs, e);
-    if (r != HS_OK)
-        return r;
-    uint8_t digest[EVP_MAX_MD_SIZE];
-    const char *b64 = hs_jar_attrs_get(&attrs, "SHA-256-Digest-Manifest");
-    const EVP_MD *md = EVP_sha256();
-    if (b64 == NULL) {
-        b64 = hs_jar_attrs_get(&attrs, "SHA1-Digest-Manifest");
-        md = EVP_sha1();
+    for (size_t i = 0; i < n; i++)
+        if (!digest_matches(&d[i], data, len))
+            return false;
+    return true;
+}
+
+static bool name_has_suffix(const hs_zip_entry *ent, const char *suffix)
+{
+    size_t sl = strlen(suffix);
+    return ent->name_len >= 9 + sl && memcmp(ent->name, "META-INF/", 9) == 0 &&
+           memcmp(ent->name + ent->name_len - sl, suffix, sl) == 0;
+}
+
+/* The signers: each signature block (.RSA/.DSA/.EC in META-INF/) whose
+ * .SF exists (apksig skips one without, with a warning). */
+static hs_result find_signers(v1_job *j, hs_error *e)
+{
+    const hs_zip *z = j->z;
+    j->manifest = hs_zip_find(z, "META-INF/MANIFEST.MF");
+    j->signers = calloc(z->entry_count ? z->entry_count : 1, sizeof *j->signers);
+    if (j->signers == NULL)
+        return hs_fail(e, HS_E_NOMEM, "%s: out of memory", j->path);
+    for (size_t i = 0; i < z->entry_count; i++) {
+        const hs_zip_entry *ent = &z->entries[i];
+        size_t ext = name_has_suffix(ent, ".RSA") || name_has_suffix(ent, ".DSA") ? 4
+                     : name_has_suffix(ent, ".EC")                                ? 3
+                                                                                  : 0;
+        if (ext == 0)
+            continue;
+        char sf[1024];
+        size_t base = ent->name_len - ext;
+        if (base + 4 >= sizeof sf)
+            continue;
+        memcpy(sf, ent->name, base);
+        memcpy(sf + base, ".SF", 4);
+        long k = hs_zip_find(z, sf);
+        if (k < 0)
+            continue;
+        j->signers[j->count++] = (v1_signer){.block = (long)i, .sf = k};
     }
-    if (!EVP_Digest(j->manifest_data, j->manifest_len, digest, NULL, md, NULL))
-        r = hs_fail(e, HS_E_CRYPTO, "%s: hashing MANIFEST.MF failed", j->path);
-    else if (!decoded_equals(b64, digest, (size_t)EVP_MD_get_size(md)))
-        r = hs_fail(e, HS_E_VERIFY,
-                    "%s: the .SF file's digest of MANIFEST.MF is missing or does not match",
-                    j->path);
-    const char *schemes = hs_jar_attrs_get(&attrs, "X-Android-APK-Signed");
-    for (const char *s = schemes; r == HS_OK && s != NULL && *s; s++) {
-        out->signed_with_v2 |= *s == '2';
-        out->signed_with_v3 |= *s == '3';
+    return HS_OK;
+}
+
+static hs_result read_meta(v1_job *j, long index, uint8_t **data, size_t *len, hs_error *e)
+{
+    hs_result r = hs_zip_read_entry(j->z, &j->z->entries[index], MAX_META_FILE, data, len, e);
+    return r == HS_E_FORMAT ? HS_E_VERIFY : r;
+}
+
+static int cmp_name(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c != 0 ? c : al < bl ? -1 : al > bl;
+}
+
+static int cmp_named(const void *x, const void *y)
+{
+    const named *a = x, *b = y;
+    return cmp_name(a->name, a->len, b->name, b->len);
+}
+
+static hs_result index_alloc(name_index *ix, size_t n, const char *path, hs_error *e)
+{
+    memset(ix, 0, sizeof *ix);
+    ix->v = malloc((n ? n : 1) * sizeof *ix->v);
+    return ix->v != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "%s: out of memory", path);
+}
+
+static void index_sort(name_index *ix)
+{
+    qsort(ix->v, ix->n, sizeof *ix->v, cmp_named);
+    for (size_t i = 1; i < ix->n; i++)
+        if (cmp_named(&ix->v[i - 1], &ix->v[i]) == 0)
+            ix->duplicate = true;
+}
+
+/* The individual sections (not the main one) by their Name. */
+static hs_result index_sections(const hs_jar_section *secs, size_t count, name_index *ix,
+                                const char *path, hs_error *e)
+{
+    hs_result r = index_alloc(ix, count, path, e);
+    for (size_t i = 1; r == HS_OK && i < count; i++) {
+        size_t len = 0;
+        const char *name = hs_jar_attrs_get_n(&secs[i].attrs, "Name", &len);
+        if (name == NULL)
+            ix->unnamed = true;
+        else
+            ix->v[ix->n++] = (named){name, len, &secs[i]};
     }
-    hs_jar_attrs_free(&attrs);
+    if (r == HS_OK)
+        index_sort(ix);
     return r;
 }
 
-static int cmp_content(const void *a, const void *b)
+static const void *index_find(const name_index *ix, const char *name, size_t len)
 {
-    const hs_zip_entry *x = *(const hs_zip_entry *const *)a, *y = *(const hs_zip_entry *const *)b;
-    size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
-    int c = memcmp(x->name, y->name, n);
-    return c != 0 ? c : (int)x->name_len - (int)y->name_len;
+    named key = {name, len, NULL};
+    const named *hit = bsearch(&key, ix->v, ix->n, sizeof *ix->v, cmp_named);
+    return hit != NULL ? hit->item : NULL;
 }
 
-static long find_content(const v1_job *j, const char *name)
+static hs_result check_manifest_sections(v1_job *j, hs_error *e)
 {
-    size_t lo = 0, hi = j->content_count, nl = strlen(name);
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const hs_zip_entry *ent = j->content[mid];
-        size_t n = ent->name_len < nl ? ent->name_len : nl;
-        int c = memcmp(ent->name, name, n);
-        if (c == 0)
-            c = (int)ent->name_len - (int)nl;
-        if (c == 0)
-            return (long)mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
+    const hs_zip *z = j->z;
+    hs_result r = index_sections(j->mf_secs, j->mf_count, &j->mf_names, j->path, e);
+    if (r == HS_OK)
+        r = index_alloc(&j->entry_names, z->entry_count, j->path, e);
+    if (r != HS_OK)
+        return r;
+    for (size_t i = 0; i < z->entry_count; i++)
+        j->entry_names.v[j->entry_names.n++] =
+            (named){z->entries[i].name, z->entries[i].name_len, &z->entries[i]};
+    index_sort(&j->entry_names);
+    if (j->mf_names.unnamed)
+        return hs_fail(e, HS_E_VERIFY, "%s: a MANIFEST.MF section has no Name", j->path);
+    if (j->mf_names.duplicate)
+        return hs_fail(e, HS_E_VERIFY, "%s: MANIFEST.MF names an entry twice", j->path);
+    for (size_t i = 0; i < j->mf_names.n; i++)
+        if (index_find(&j->entry_names, j->mf_names.v[i].name, j->mf_names.v[i].len) == NULL)
+            return hs_fail(e, HS_E_VERIFY, "%s: MANIFEST.MF lists %.*s, which is not in the APK",
+                           j->path, (int)j->mf_names.v[i].len, j->mf_names.v[i].name);
+    return HS_OK;
+}
+
+/* X-Android-APK-Signed: every scheme it names that the range knows must
+ * have been found (a stripped v2/v3 signature otherwise). */
+static hs_result check_stripping(v1_job *j, const hs_jar_attrs *main, const char *sf_name,
+                                 hs_error *e)
+{
+    const char *ids = hs_jar_attrs_get(main, "X-Android-APK-Signed");
+    if (ids == NULL || j->supported == 0)
+        return HS_OK;
+    char list[256];
+    snprintf(list, sizeof list, "%s", ids);
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *end;
+        long id = strtol(tok, &end, 10);
+        while (*end == ' ' || *end == '\t')
+            end++;
+        if (end == tok || *end != '\0' || id < 0 || id > 31)
+            continue;
+        if ((j->supported & (1u << id)) && !(j->found & (1u << id)))
+            return hs_fail(e, HS_E_VERIFY,
+                           "%s: %s says the APK was signed with v%ld, which is missing "
+                           "(stripped signature?)", j->path, sf_name, id);
     }
-    return -1;
+    return HS_OK;
 }
 
-static hs_result entry_digest(const v1_job *j, const hs_zip_entry *ent, const EVP_MD *md,
-                              uint8_t *digest, hs_error *e)
+/* apksig's verifySigFileAgainstManifest. */
+static hs_result check_sf(v1_job *j, v1_signer *s, hs_error *e)
 {
-    if (ent->method == HS_ZIP_METHOD_STORED) {
-        if (hs_crc32_update(0, j->z->map + ent->data_offset, (size_t)ent->uncompressed_size) !=
-            ent->crc32)
-            return hs_fail(e, HS_E_VERIFY, "%s: entry %.*s: CRC-32 mismatch", j->path,
-                           (int)ent->name_len, ent->name);
-        EVP_Digest(j->z->map + ent->data_offset, (size_t)ent->uncompressed_size, digest, NULL,
-                   md, NULL);
+    const hs_zip_entry *ent = &j->z->entries[s->sf];
+    char sf_name[300];
+    snprintf(sf_name, sizeof sf_name, "%.*s", (int)ent->name_len, ent->name);
+    hs_result r = hs_jar_manifest_sections((const char *)s->sf_data, s->sf_len, sf_name,
+                                           &s->sf_secs, &s->sf_count, e);
+    if (r != HS_OK)
+        return r == HS_E_NOMEM ? r : HS_E_VERIFY;
+    const hs_jar_attrs *main = &s->sf_secs[0].attrs;
+    if (hs_jar_attrs_get(main, "Signature-Version") == NULL) {
+        s->ignored = true;
         return HS_OK;
     }
+    if (j->max_sdk >= HS_SDK_N && (r = check_stripping(j, main, sf_name, e)) != HS_OK)
+        return r;
+    const char *created = hs_jar_attrs_get(main, "Created-By");
+    bool signtool = created != NULL && strstr(created, "signtool") != NULL;
+    named_digest d[2];
+    size_t n = digests_to_verify(main, signtool ? "-Digest" : "-Digest-Manifest", j->min_sdk,
+                                 j->max_sdk, d);
+    bool whole_ok = n > 0 && all_match(d, n, j->mf, j->mf_len);
+    if (!signtool) {
+        n = digests_to_verify(main, "-Digest-Manifest-Main-Attributes", j->min_sdk, j->max_sdk,
+                              d);
+        if (n > 0 && !all_match(d, n, j->mf + j->mf_secs[0].start, j->mf_secs[0].len))
+            return hs_fail(e, HS_E_VERIFY,
+                           "%s: %s: digest of MANIFEST.MF's main section does not match",
+                           j->path, sf_name);
+    }
+    if ((r = index_sections(s->sf_secs, s->sf_count, &s->sf_names, j->path, e)) != HS_OK)
+        return r;
+    if (s->sf_names.unnamed || s->sf_names.duplicate) {
+        s->ignored = true; /* an unnamed or duplicate section: apksig drops the signer */
+        return HS_OK;
+    }
+    /* Without the whole-manifest digest, every section the .SF names must
+     * be in MANIFEST.MF (else apksig drops the signer, whatever else is
+     * wrong with it) with a matching digest. */
+    for (size_t i = 0; !whole_ok && i < s->sf_names.n; i++) {
+        if (index_find(&j->mf_names, s->sf_names.v[i].name, s->sf_names.v[i].len) == NULL) {
+            s->ignored = true;
+            return HS_OK;
+        }
+    }
+    for (size_t i = 0; !whole_ok && i < s->sf_names.n; i++) {
+        const named *nm = &s->sf_names.v[i];
+        const hs_jar_section *ms = index_find(&j->mf_names, nm->name, nm->len);
+        n = digests_to_verify(&((const hs_jar_section *)nm->item)->attrs, "-Digest", j->min_sdk,
+                              j->max_sdk, d);
+        size_t len = ms->len;
+        if (signtool && len >= 2 && j->mf[ms->start + len - 1] == '\n' &&
+            j->mf[ms->start + len - 2] == '\n')
+            len--;
+        if (n == 0 || !all_match(d, n, j->mf + ms->start, len))
+            return hs_fail(e, HS_E_VERIFY,
+                           "%s: %s: digest of MANIFEST.MF section %.*s is missing or does not match",
+                           j->path, sf_name, (int)nm->len, nm->name);
+    }
+    return HS_OK;
+}
+
+static bool sf_lists(const v1_signer *s, const char *name, size_t len)
+{
+    return index_find(&s->sf_names, name, len) != NULL;
+}
+
+static int by_lfh(const void *a, const void *b)
+{
+    const hs_zip_entry *x = *(const hs_zip_entry *const *)a, *y = *(const hs_zip_entry *const *)b;
+    return x->lfh_offset < y->lfh_offset ? -1 : x->lfh_offset > y->lfh_offset;
+}
+
+static hs_result entry_matches(v1_job *j, const hs_zip_entry *ent, const char *name,
+                               const named_digest *d, size_t n, hs_error *e)
+{
     uint8_t *data = NULL;
     size_t len = 0;
     hs_result r = hs_zip_read_entry(j->z, ent, MAX_ENTRY_IN_MEMORY, &data, &len, e);
-    if (r == HS_OK)
-        EVP_Digest(data, len, digest, NULL, md, NULL);
+    if (r == HS_E_FORMAT)
+        r = HS_E_VERIFY; /* unreadable data does not verify */
+    if (r == HS_OK && !all_match(d, n, data, len))
+        r = hs_fail(e, HS_E_VERIFY, "%s: entry %s does not match its MANIFEST.MF digest",
+                    j->path, name);
     free(data);
     return r;
 }
 
-static hs_result check_section(void *ctx, const hs_jar_attrs *section, hs_error *e)
+/* Every entry outside META-INF/ (not a directory) is in MANIFEST.MF with
+ * matching digests and listed by the same signers as the first one. */
+static hs_result check_entries(v1_job *j, bool *signer_used, hs_error *e)
 {
-    v1_job *j = ctx;
-    const char *name = hs_jar_attrs_get(section, "Name");
-    if (name == NULL)
-        return hs_fail(e, HS_E_VERIFY, "%s: MANIFEST.MF section without Name", j->path);
-    long i = find_content(j, name);
-    if (i < 0)
-        return hs_fail(e, HS_E_VERIFY, "%s: MANIFEST.MF lists %s, which is not in the APK",
-                       j->path, name);
-    const char *b64 = hs_jar_attrs_get(section, "SHA-256-Digest");
-    const EVP_MD *md = EVP_sha256();
-    if (b64 == NULL) {
-        b64 = hs_jar_attrs_get(section, "SHA1-Digest");
-        md = EVP_sha1();
+    const hs_zip *z = j->z;
+    const hs_zip_entry **order = malloc((z->entry_count ? z->entry_count : 1) * sizeof *order);
+    char *name = malloc(65536 + 1);
+    if (order == NULL || name == NULL) {
+        free(order);
+        free(name);
+        return hs_fail(e, HS_E_NOMEM, "%s: out of memory", j->path);
     }
-    uint8_t digest[EVP_MAX_MD_SIZE];
-    hs_result r = entry_digest(j, j->content[i], md, digest, e);
-    if (r != HS_OK)
-        return r;
-    if (!decoded_equals(b64, digest, (size_t)EVP_MD_get_size(md)))
-        return hs_fail(e, HS_E_VERIFY, "%s: entry %s does not match its MANIFEST.MF digest",
-                       j->path, name);
-    j->listed[i] = true;
+    for (size_t i = 0; i < z->entry_count; i++)
+        order[i] = &z->entries[i];
+    qsort(order, z->entry_count, sizeof *order, by_lfh);
+    hs_result r = HS_OK;
+    bool first = true;
+    for (size_t i = 0; r == HS_OK && i < z->entry_count; i++) {
+        const hs_zip_entry *ent = order[i];
+        memcpy(name, ent->name, ent->name_len);
+        name[ent->name_len] = '\0';
+        if (strncmp(name, "META-INF/", 9) == 0 || name[ent->name_len - 1] == '/')
+            continue;
+        const hs_jar_section *ms = index_find(&j->mf_names, name, ent->name_len);
+        if (ms == NULL) {
+            r = hs_fail(e, HS_E_VERIFY, "%s: entry %s is not in MANIFEST.MF", j->path, name);
+            break;
+        }
+        bool any = false, differs = false;
+        for (size_t k = 0; k < j->count; k++) {
+            if (j->signers[k].ignored)
+                continue;
+            bool lists = sf_lists(&j->signers[k], name, ent->name_len);
+            any |= lists;
+            if (first)
+                signer_used[k] = lists;
+            else
+                differs |= lists != signer_used[k];
+        }
+        first = false;
+        named_digest d[2];
+        size_t n = digests_to_verify(&ms->attrs, "-Digest", j->min_sdk, j->max_sdk, d);
+        if (!any)
+            r = hs_fail(e, HS_E_VERIFY, "%s: entry %s is not signed by any JAR signer", j->path,
+                        name);
+        else if (differs)
+            r = hs_fail(e, HS_E_VERIFY, "%s: entry %s is signed by other JAR signers than the "
+                        "first entry", j->path, name);
+        else if (n == 0)
+            r = hs_fail(e, HS_E_VERIFY, "%s: entry %s has no usable digest in MANIFEST.MF",
+                        j->path, name);
+        else
+            r = entry_matches(j, ent, name, d, n, e);
+    }
+    if (r == HS_OK && first)
+        r = hs_fail(e, HS_E_VERIFY, "%s: the JAR signature covers no entry", j->path);
+    free(order);
+    free(name);
+    return r;
+}
+
+static hs_result keep_signers(v1_job *j, const bool *used, hs_apk_v1_result *out, hs_error *e)
+{
+    out->signers = calloc(j->count, sizeof *out->signers);
+    if (out->signers == NULL)
+        return hs_fail(e, HS_E_NOMEM, "%s: out of memory", j->path);
+    for (size_t k = 0; k < j->count; k++) {
+        if (j->signers[k].ignored || !used[k])
+            continue;
+        hs_apk_v1_signer *s = &out->signers[out->count++];
+        hs_result r = hs_apk_cert_set(&s->cert, j->signers[k].p7.cert, j->signers[k].p7.cert_len, e);
+        if (r != HS_OK)
+            return r;
+        EVP_Digest(j->signers[k].p7.sig, j->signers[k].p7.sig_len, s->sig_sha256, NULL,
+                   EVP_sha256(), NULL);
+    }
     return HS_OK;
 }
 
-static hs_result check_manifest(v1_job *j, hs_error *e)
+static hs_result verify_signers(v1_job *j, hs_error *e)
 {
-    const hs_zip *z = j->z;
-    j->content = malloc((z->entry_count ? z->entry_count : 1) * sizeof(const hs_zip_entry *));
-    j->listed = calloc(z->entry_count ? z->entry_count : 1, sizeof *j->listed);
-    if (j->content == NULL || j->listed == NULL)
-        return hs_fail(e, HS_E_NOMEM, "%s: out of memory", j->path);
-    for (size_t i = 0; i < z->entry_count; i++)
-        if (hs_apk_entry_is_signed_content(z->entries[i].name, z->entries[i].name_len))
-            j->content[j->content_count++] = &z->entries[i];
-    qsort(j->content, j->content_count, sizeof(const hs_zip_entry *), cmp_content);
-    hs_result r = hs_jar_manifest_each_section((const char *)j->manifest_data, j->manifest_len,
-                                               j->path, check_section, j, e);
-    for (size_t i = 0; r == HS_OK && i < j->content_count; i++)
-        if (!j->listed[i])
-            r = hs_fail(e, HS_E_VERIFY, "%s: entry %.*s is not covered by the JAR signature",
-                        j->path, (int)j->content[i]->name_len, j->content[i]->name);
+    hs_result r = HS_OK;
+    for (size_t k = 0; r == HS_OK && k < j->count; k++) {
+        v1_signer *s = &j->signers[k];
+        const hs_zip_entry *ent = &j->z->entries[s->block];
+        char what[300];
+        snprintf(what, sizeof what, "%s: %.*s", j->path, (int)ent->name_len, ent->name);
+        r = read_meta(j, s->block, &s->block_data, &s->block_len, e);
+        if (r == HS_OK)
+            r = read_meta(j, s->sf, &s->sf_data, &s->sf_len, e);
+        if (r == HS_OK)
+            r = hs_apk_pkcs7_verify(s->block_data, s->block_len, s->sf_data, s->sf_len,
+                                    j->min_sdk, j->max_sdk, what, &s->p7, e);
+    }
+    for (size_t k = 0; r == HS_OK && k < j->count; k++)
+        r = check_sf(j, &j->signers[k], e);
+    size_t left = 0;
+    for (size_t k = 0; k < j->count; k++)
+        left += !j->signers[k].ignored;
+    if (r == HS_OK && left == 0)
+        r = hs_fail(e, HS_E_VERIFY, "%s: no valid JAR signature", j->path);
     return r;
 }
 
-hs_result hs_apk_verify_v1(const hs_zip *z, hs_apk_v1_result *out, hs_error *e)
+static hs_result run(v1_job *j, hs_apk_v1_result *out, hs_error *e)
+{
+    hs_result r = find_signers(j, e);
+    if (r != HS_OK)
+        return r;
+    out->present = j->manifest >= 0 || j->count > 0;
+    if (j->manifest < 0)
+        return hs_fail(e, HS_E_VERIFY, "%s: no JAR signature (META-INF/MANIFEST.MF is missing)",
+                       j->path);
+    if ((r = read_meta(j, j->manifest, &j->mf, &j->mf_len, e)) != HS_OK)
+        return r;
+    r = hs_jar_manifest_sections((const char *)j->mf, j->mf_len, j->path, &j->mf_secs,
+                                 &j->mf_count, e);
+    if (r != HS_OK)
+        return r == HS_E_NOMEM ? r : HS_E_VERIFY;
+    if ((r = check_manifest_sections(j, e)) != HS_OK)
+        return r;
+    if (j->count == 0)
+        return hs_fail(e, HS_E_VERIFY, "%s: no JAR signature (no .SF with its signature block)",
+                       j->path);
+    if (j->count > HS_APK_MAX_SIGNERS)
+        return hs_fail(e, HS_E_VERIFY, "%s: %zu JAR signers, more than the %d Android accepts",
+                       j->path, j->count, HS_APK_MAX_SIGNERS);
+    if ((r = verify_signers(j, e)) != HS_OK)
+        return r;
+    bool *used = calloc(j->count, sizeof *used);
+    if (used == NULL)
+        return hs_fail(e, HS_E_NOMEM, "%s: out of memory", j->path);
+    r = check_entries(j, used, e);
+    if (r == HS_OK)
+        r = keep_signers(j, used, out, e);
+    free(used);
+    return r;
+}
+
+hs_result hs_apk_verify_v1(const hs_zip *z, int min_sdk, int max_sdk, unsigned supported_schemes,
+                           unsigned found_schemes, hs_apk_v1_result *out, hs_error *e)
 {
     memset(out, 0, sizeof *out);
-    v1_job j = {.z = z, .path = z->path};
-    hs_result r = find_files(&j, e);
-    if (r != HS_OK || j.sf < 0)
-        return r;
-    out->present = true;
-    r = hs_zip_read_entry(z, &z->entries[j.sf], MAX_META_FILE, &j.sf_data, &j.sf_len, e);
-    if (r == HS_OK)
-        r = hs_zip_read_entry(z, &z->entries[j.block], MAX_META_FILE, &j.block_data,
-                              &j.block_len, e);
-    if (r == HS_OK)
-        r = hs_zip_read_entry(z, &z->entries[j.manifest], MAX_META_FILE, &j.manifest_data,
-                              &j.manifest_len, e);
-    if (r == HS_OK)
-        r = verify_block(&j, out, e);
-    if (r == HS_OK)
-        r = check_sf_main(&j, out, e);
-    if (r == HS_OK)
-        r = check_manifest(&j, e);
+    v1_job j = {.z = z, .path = z->path, .min_sdk = min_sdk, .max_sdk = max_sdk,
+                .supported = supported_schemes, .found = found_schemes};
+    hs_result r = run(&j, out, e);
     if (r != HS_OK) {
-        free(out->cert_der);
-        out->cert_der = NULL;
+        bool present = out->present;
+        hs_apk_v1_result_free(out);
+        out->present = present;
     }
-    free(j.sf_data);
-    free(j.block_data);
-    free(j.manifest_data);
-    free(j.content);
-    free(j.listed);
+    for (size_t k = 0; k < j.count; k++) {
+        free(j.signers[k].block_data);
+        free(j.signers[k].sf_data);
+        hs_jar_sections_free(j.signers[k].sf_secs, j.signers[k].sf_count);
+        free(j.signers[k].sf_names.v);
+    }
+    free(j.signers);
+    free(j.mf);
+    hs_jar_sections_free(j.mf_secs, j.mf_count);
+    free(j.mf_names.v);
+    free(j.entry_names.v);
     return r;
+}
+
+void hs_apk_v1_result_free(hs_apk_v1_result *r)
+{
+    for (size_t i = 0; i < r->count; i++)
+        free(r->signers[i].cert.der);
+    free(r->signers);
+    memset(r, 0, sizeof *r);
 }

@@ -19,6 +19,8 @@
 #define POOL_UTF8 0x100u
 #define NO_INDEX 0xffffffffu
 #define ATTR_MIN_SDK_VERSION 0x0101020cu
+#define ATTR_TARGET_SDK_VERSION 0x01010270u
+#define ATTR_TARGET_SANDBOX_VERSION 0x0101054cu
 #define TYPE_STRING 0x03u
 #define TYPE_INT_DEC 0x10u
 #define TYPE_INT_HEX 0x11u
@@ -133,7 +135,7 @@ static bool codename_sdk(const char *name, int *sdk)
 }
 
 static hs_result uses_sdk_min(const axml *x, const uint8_t *chunk, size_t size, size_t header,
-                              int *min_sdk, hs_error *e)
+                              void *ctx, hs_error *e)
 {
     /* element extension: ns, name, attrStart u16, attrSize u16, attrCount u16 */
     if (size < header + 20)
@@ -178,9 +180,58 @@ static hs_result uses_sdk_min(const axml *x, const uint8_t *chunk, size_t size, 
         }
         break;
     }
+    int *min_sdk = ctx;
     if (value > *min_sdk)
         *min_sdk = value;
     return HS_OK;
+}
+
+/* Calls fn for each start element with its depth (1 for the root). */
+typedef hs_result (*element_fn)(void *ctx, const axml *x, const uint8_t *chunk, size_t size,
+                                size_t header, int depth, hs_error *e);
+
+static hs_result walk(axml *x, element_fn fn, void *ctx, hs_error *e)
+{
+    const uint8_t *xml = x->p;
+    size_t len = x->len;
+    if (len < 8 || hs_le16(xml) != CHUNK_XML || hs_le16(xml + 2) < 8 || hs_le32(xml + 4) > len ||
+        hs_le32(xml + 4) < hs_le16(xml + 2))
+        return bad(x, e, "not an Android binary XML document");
+    size_t end = hs_le32(xml + 4), pos = hs_le16(xml + 2);
+    int depth = 0;
+    while (pos < end) {
+        if (end - pos < 8)
+            return bad(x, e, "truncated chunk header");
+        const uint8_t *chunk = xml + pos;
+        uint16_t type = hs_le16(chunk);
+        size_t header = hs_le16(chunk + 2), size = hs_le32(chunk + 4);
+        if (header < 8 || size < header || size > end - pos)
+            return bad(x, e, "chunk size out of range");
+        hs_result r = HS_OK;
+        if (type == CHUNK_STRING_POOL && x->pool == NULL) {
+            r = read_pool(x, chunk, size, header, e);
+        } else if (type == CHUNK_RESOURCE_MAP && x->res_map == NULL) {
+            x->res_map = chunk + header;
+            x->res_count = (uint32_t)((size - header) / 4);
+        } else if (type == CHUNK_START_ELEMENT) {
+            depth++;
+            r = fn(ctx, x, chunk, size, header, depth, e);
+        } else if (type == CHUNK_END_ELEMENT) {
+            if (depth == 0)
+                return bad(x, e, "end element without a start");
+            depth--;
+        }
+        if (r != HS_OK)
+            return r;
+        pos += size;
+    }
+    return HS_OK;
+}
+
+static hs_result min_sdk_element(void *ctx, const axml *x, const uint8_t *chunk, size_t size,
+                                 size_t header, int depth, hs_error *e)
+{
+    return depth == 2 ? uses_sdk_min(x, chunk, size, header, ctx, e) : HS_OK;
 }
 
 hs_result hs_axml_min_sdk(const uint8_t *xml, size_t len, const char *what, int *min_sdk,
@@ -188,38 +239,66 @@ hs_result hs_axml_min_sdk(const uint8_t *xml, size_t len, const char *what, int 
 {
     axml x = {.p = xml, .len = len, .what = what};
     *min_sdk = 1;
-    if (len < 8 || hs_le16(xml) != CHUNK_XML || hs_le16(xml + 2) < 8 || hs_le32(xml + 4) > len ||
-        hs_le32(xml + 4) < hs_le16(xml + 2))
-        return bad(&x, e, "not an Android binary XML document");
-    size_t end = hs_le32(xml + 4), pos = hs_le16(xml + 2);
-    int depth = 0;
-    while (pos < end) {
-        if (end - pos < 8)
-            return bad(&x, e, "truncated chunk header");
-        const uint8_t *chunk = xml + pos;
-        uint16_t type = hs_le16(chunk);
-        size_t header = hs_le16(chunk + 2), size = hs_le32(chunk + 4);
-        if (header < 8 || size < header || size > end - pos)
-            return bad(&x, e, "chunk size out of range");
-        hs_result r = HS_OK;
-        if (type == CHUNK_STRING_POOL && x.pool == NULL) {
-            r = read_pool(&x, chunk, size, header, e);
-        } else if (type == CHUNK_RESOURCE_MAP && x.res_map == NULL) {
-            x.res_map = chunk + header;
-            x.res_count = (uint32_t)((size - header) / 4);
-        } else if (type == CHUNK_START_ELEMENT) {
-            depth++;
-            if (depth == 2)
-                r = uses_sdk_min(&x, chunk, size, header, min_sdk, e);
-        } else if (type == CHUNK_END_ELEMENT) {
-            if (depth == 0)
-                return bad(&x, e, "end element without a start");
-            depth--;
+    return walk(&x, min_sdk_element, min_sdk, e);
+}
+
+typedef struct attr_query {
+    const char *element;
+    uint32_t res_id;
+    bool found;
+    int value;
+} attr_query;
+
+/* apksig's getAttributeValueFromBinaryAndroidManifest: the first element
+ * of that name (any depth) with the attribute, if its value is an int. */
+static hs_result attr_element(void *ctx, const axml *x, const uint8_t *chunk, size_t size,
+                              size_t header, int depth, hs_error *e)
+{
+    (void)depth;
+    (void)e;
+    attr_query *q = ctx;
+    if (q->found || size < header + 20)
+        return HS_OK;
+    const uint8_t *ext = chunk + header;
+    size_t attr_start = hs_le16(ext + 8), attr_size = hs_le16(ext + 10);
+    size_t attr_count = hs_le16(ext + 12);
+    char buf[64];
+    if (!get_string(x, hs_le32(ext + 4), buf, sizeof buf) || strcmp(buf, q->element) != 0)
+        return HS_OK;
+    if (attr_count > 0 && (attr_size < 20 || attr_start > size - header ||
+                           attr_count > (size - header - attr_start) / attr_size))
+        return HS_OK;
+    for (size_t i = 0; i < attr_count; i++) {
+        const uint8_t *a = ext + attr_start + i * attr_size;
+        uint32_t attr_name = hs_le32(a + 4);
+        uint32_t res_id = attr_name < x->res_count ? hs_le32(x->res_map + 4 * (size_t)attr_name) : 0;
+        if (res_id != q->res_id)
+            continue;
+        if (a[15] == TYPE_INT_DEC || a[15] == TYPE_INT_HEX) {
+            q->found = true;
+            q->value = (int32_t)hs_le32(a + 16);
         }
-        if (r != HS_OK)
-            return r;
-        pos += size;
+        break;
     }
+    return HS_OK;
+}
+
+hs_result hs_axml_sdk_info(const uint8_t *xml, size_t len, const char *what, hs_axml_sdk *out,
+                           hs_error *e)
+{
+    hs_result r = hs_axml_min_sdk(xml, len, what, &out->min_sdk, e);
+    if (r != HS_OK)
+        return r;
+    attr_query target = {"uses-sdk", ATTR_TARGET_SDK_VERSION, false, 0};
+    attr_query sandbox = {"manifest", ATTR_TARGET_SANDBOX_VERSION, false, 0};
+    axml x = {.p = xml, .len = len, .what = what};
+    if (walk(&x, attr_element, &target, e) == HS_OK && target.found)
+        out->target_sdk = target.value;
+    else
+        out->target_sdk = out->min_sdk; /* apksig's default */
+    axml y = {.p = xml, .len = len, .what = what};
+    out->target_sandbox = walk(&y, attr_element, &sandbox, e) == HS_OK && sandbox.found
+                              ? sandbox.value : 1;
     return HS_OK;
 }
 

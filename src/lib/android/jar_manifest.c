@@ -27,6 +27,7 @@ hs_result hs_jar_attrs_put(hs_jar_attrs *a, const char *name, size_t name_len, c
             strncasecmp(a->items[i].name, name, name_len) == 0) {
             free(a->items[i].value);
             a->items[i].value = v;
+            a->items[i].value_len = value_len;
             return HS_OK;
         }
     }
@@ -40,8 +41,19 @@ hs_result hs_jar_attrs_put(hs_jar_attrs *a, const char *name, size_t name_len, c
         return hs_fail(e, HS_E_NOMEM, "manifest: out of memory");
     }
     a->items = items;
-    a->items[a->count++] = (hs_jar_attr){n, v};
+    a->items[a->count++] = (hs_jar_attr){n, v, value_len};
     return HS_OK;
+}
+
+const char *hs_jar_attrs_get_n(const hs_jar_attrs *a, const char *name, size_t *len)
+{
+    for (size_t i = 0; i < a->count; i++) {
+        if (strcasecmp(a->items[i].name, name) == 0) {
+            *len = a->items[i].value_len;
+            return a->items[i].value;
+        }
+    }
+    return NULL;
 }
 
 const char *hs_jar_attrs_get(const hs_jar_attrs *a, const char *name)
@@ -148,6 +160,48 @@ hs_result hs_jar_manifest_each_section(const char *text, size_t len, const char 
         hs_jar_attrs_free(&attrs);
     }
     return r;
+}
+
+hs_result hs_jar_manifest_sections(const char *text, size_t len, const char *what,
+                                   hs_jar_section **out, size_t *count, hs_error *e)
+{
+    size_t pos = 0, cap = 0;
+    hs_result r = HS_OK;
+    *out = NULL;
+    *count = 0;
+    do {
+        if (*count == cap) {
+            cap = cap ? cap * 2 : 16;
+            hs_jar_section *n = realloc(*out, cap * sizeof *n);
+            if (n == NULL) {
+                r = hs_fail(e, HS_E_NOMEM, "%s: out of memory", what);
+                break;
+            }
+            *out = n;
+        }
+        hs_jar_section *s = &(*out)[*count];
+        memset(s, 0, sizeof *s);
+        s->start = pos;
+        r = parse_section(text, len, &pos, what, &s->attrs, e);
+        s->len = pos - s->start;
+        if (r == HS_OK && (*count == 0 || s->attrs.count > 0))
+            (*count)++;
+        else
+            hs_jar_attrs_free(&s->attrs);
+    } while (r == HS_OK && pos < len);
+    if (r != HS_OK) {
+        hs_jar_sections_free(*out, *count);
+        *out = NULL;
+        *count = 0;
+    }
+    return r;
+}
+
+void hs_jar_sections_free(hs_jar_section *s, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        hs_jar_attrs_free(&s[i].attrs);
+    free(s);
 }
 
 void hs_jar_write_attr(hs_apk_buf *b, const char *name, const char *value)

@@ -158,7 +158,7 @@ static hs_result parse_cd_record(hs_zip *z, uint64_t *pos, size_t index, hs_erro
         ent->lfh_offset == 0xffffffffu)
         return hs_fail(e, HS_E_FORMAT, "%s: entry %.*s: zip64 archives are not supported",
                        z->path, (int)ent->name_len, ent->name);
-    if (ent->name_len == 0 || memchr(ent->name, 0, ent->name_len) != NULL)
+    if (ent->name_len == 0 || (!z->allow_nul_names && memchr(ent->name, 0, ent->name_len) != NULL))
         return hs_fail(e, HS_E_FORMAT, "%s: central directory record #%zu has an invalid name",
                        z->path, index + 1);
     *pos += len;
@@ -303,8 +303,14 @@ static hs_result map_file(hs_zip *z, hs_error *e)
 
 hs_result hs_zip_open(hs_zip *z, const char *path, hs_error *e)
 {
+    return hs_zip_open_flags(z, path, 0, e);
+}
+
+hs_result hs_zip_open_flags(hs_zip *z, const char *path, unsigned flags, hs_error *e)
+{
     memset(z, 0, sizeof *z);
     z->fd = -1;
+    z->allow_nul_names = (flags & HS_ZIP_ALLOW_NUL_NAMES) != 0;
     z->path = strdup(path);
     if (z->path == NULL)
         return hs_fail(e, HS_E_NOMEM, "%s: out of memory", path);

@@ -51,11 +51,18 @@ typedef struct hs_zip {
     bool has_signing_block;
     hs_zip_entry *entries;   /* in central directory order */
     size_t entry_count;
+    bool allow_nul_names;    /* HS_ZIP_ALLOW_NUL_NAMES was given */
 } hs_zip;
 
 /* Opens and validates path. On failure nothing needs freeing. */
 hs_result hs_zip_open(hs_zip *z, const char *path, hs_error *e) HS_MUST_CHECK;
 void hs_zip_close(hs_zip *z);
+/* Names containing NUL are refused by hs_zip_open (they cannot be written
+ * back safely); the verifier reads them as apksig does (Java strings keep
+ * the NUL), since Android's verdict on such APKs is what it must give. */
+#define HS_ZIP_ALLOW_NUL_NAMES 1u
+hs_result hs_zip_open_flags(hs_zip *z, const char *path, unsigned flags,
+                            hs_error *e) HS_MUST_CHECK;
 
 /* Pages of the map a pass has finished with leave the process's resident
  * set (MADV_DONTNEED; the page cache keeps them and a later read maps them

@@ -26,6 +26,7 @@ struct hs_zip_check {
     bool inf_ready;       /* inflateInit2 succeeded; reset per entry */
     bool stream_end;      /* the deflate stream of order[next] has ended */
     bool failed;
+    bool skip_unknown;    /* entries of other methods pass unread (verifier) */
     hs_error err;
     uint8_t *window;      /* inflated bytes, only for the CRC */
 };
@@ -87,11 +88,18 @@ static bool inflate_piece(hs_zip_check *c, const hs_zip_entry *ent, const uint8_
     return true;
 }
 
+static bool unread(const hs_zip_check *c, const hs_zip_entry *ent)
+{
+    return c->skip_unknown && ent->method != HS_ZIP_METHOD_STORED && ent->method != METHOD_DEFLATED;
+}
+
 /* All of the entry's data has been fed: sizes and CRC-32 against the CD. */
 static bool finish_entry(hs_zip_check *c, const hs_zip_entry *ent)
 {
     bool ok = true;
-    if (ent->method == HS_ZIP_METHOD_STORED && ent->compressed_size != ent->uncompressed_size)
+    if (unread(c, ent))
+        ;
+    else if (ent->method == HS_ZIP_METHOD_STORED && ent->compressed_size != ent->uncompressed_size)
         ok = fail_entry(c, ent, "stored, but its compressed and uncompressed sizes differ");
     else if (ent->method != HS_ZIP_METHOD_STORED && !c->stream_end)
         ok = fail_entry(c, ent, "its deflate data ends before the deflate stream does");
@@ -115,6 +123,8 @@ static bool feed_entry(hs_zip_check *c, const hs_zip_entry *ent, const uint8_t *
         c->crc = hs_crc32_update(c->crc, data, len);
         return true;
     }
+    if (unread(c, ent))
+        return true;
     if (ent->method != METHOD_DEFLATED)
         return fail_entry(c, ent, "compression method is neither stored nor deflated");
     return inflate_piece(c, ent, data, len);
@@ -167,12 +177,14 @@ void hs_zip_check_free(hs_zip_check *c)
     free(c);
 }
 
-hs_result hs_zip_check_file(const hs_zip *z, hs_error *e)
+hs_result hs_zip_check_file(const hs_zip *z, bool skip_unknown_methods, hs_error *e)
 {
     hs_zip_check *c = NULL;
     uint8_t *buf = malloc(FILE_STEP);
     hs_result r = buf != NULL ? hs_zip_check_new(z, &c, e)
                               : hs_fail(e, HS_E_NOMEM, "%s: out of memory", z->path);
+    if (r == HS_OK)
+        c->skip_unknown = skip_unknown_methods;
     bool fed = true;
     for (uint64_t off = 0; r == HS_OK && fed && off < z->entries_end;) {
         size_t want = z->entries_end - off < FILE_STEP ? (size_t)(z->entries_end - off) : FILE_STEP;

@@ -32,7 +32,9 @@ void hs_zip_check_free(hs_zip_check *c);
 
 /* The whole check in one pass of its own (pread of the entries section),
  * for a reader that does not read the bytes in order anyway: the verifier
- * runs it beside its content digest. */
-hs_result hs_zip_check_file(const hs_zip *z, hs_error *e) HS_MUST_CHECK;
+ * runs it after the signatures. skip_unknown_methods: an entry whose method
+ * is neither stored nor deflated passes unread, as Android's verifier never
+ * reads it (the signer refuses such entries). */
+hs_result hs_zip_check_file(const hs_zip *z, bool skip_unknown_methods, hs_error *e) HS_MUST_CHECK;
 
 #endif

@@ -140,7 +140,15 @@ static hs_result check_apk(checker *c, const char *path, hs_error *e)
 {
     hs_apk_verify_report vr;
     hs_error ignored;
-    hs_result vres = hs_apk_verify_file(path, &vr, &ignored);
+    /* From API level 21 (below 24 and 28) every scheme present is checked:
+     * Android skips v1 and v2 on newer platforms when v2+/v3 is there. An
+     * APK that fails that (e.g. v2+ only) gets its default range. */
+    const hs_apk_verify_options all = {.min_sdk = 21, .max_sdk = -1};
+    hs_result vres = hs_apk_verify_file_range(path, &all, &vr, &ignored);
+    if (vres != HS_OK) {
+        hs_apk_verify_report_free(&vr);
+        vres = hs_apk_verify_file(path, &vr, &ignored);
+    }
     uint8_t fp[32];
     const our_key *k = NULL;
     if (vres == HS_OK && vr.cert_der != NULL && cert_fingerprint(vr.cert_der, vr.cert_der_len, fp))
