@@ -39,12 +39,16 @@ bool hs_apk_entry_is_signed_content(const char *name, size_t len)
     return true;
 }
 
-/* apksig's output policy: signature files and directories are dropped, as
- * are the pin list and source stamp entries it regenerates. */
+/* The pin list and source stamp entries apksig regenerates: left out of
+ * the central directory, but (apksigner 31) not out of the file. */
+static bool is_regenerated(const hs_zip_entry *ent)
+{
+    return hs_zip_entry_name_is(ent, PIN_LIST_ENTRY) || hs_zip_entry_name_is(ent, SOURCE_STAMP_ENTRY);
+}
+
+/* apksig's output policy: signature files and directories are dropped. */
 static bool keep_entry(const hs_zip_entry *ent)
 {
-    if (hs_zip_entry_name_is(ent, PIN_LIST_ENTRY) || hs_zip_entry_name_is(ent, SOURCE_STAMP_ENTRY))
-        return false;
     return hs_apk_entry_is_signed_content(ent->name, ent->name_len);
 }
 
@@ -166,6 +170,10 @@ hs_result hs_apk_copy_entries(const hs_zip *z, bool alignment_preserved, hs_apk_
     hs_result r = HS_OK;
     for (size_t k = 0; k < count && r == HS_OK; k++) {
         const hs_zip_entry *ent = &z->entries[order[k]];
+        /* apksig skips these before its gap logic: their local records
+         * stay, copied verbatim with the bytes before the next entry. */
+        if (is_regenerated(ent))
+            continue;
         if (ent->lfh_offset > in_pos)
             r = hs_apk_out_copy_input(o, z, in_pos, ent->lfh_offset - in_pos, e);
         hs_zip_span_note(z, &read, in_pos, ent->record_end);
