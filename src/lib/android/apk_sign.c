@@ -423,6 +423,20 @@ static hs_result commit_outputs(sign_job *j, hs_error *e)
     return r;
 }
 
+/* With pin hints, apksigner 31 adds pinlist.meta after the v1 files (not
+ * listed in MANIFEST.MF; newer apksig adds it before them and lists it);
+ * its last range runs from its own header to the end of the file. */
+static hs_result add_pin_list(sign_job *j, hs_error *e)
+{
+    hs_apk_pin_range(&j->copied.pin_ranges, j->out_file.pos, UINT64_MAX);
+    hs_result r = hs_apk_buf_check(&j->copied.pin_ranges, j->in, e);
+    if (r == HS_OK)
+        r = hs_jar_write_new_entry(j->in, HS_APK_PIN_LIST_ENTRY, &j->copied.pin_ranges,
+                                   j->copied.newest_time, j->copied.newest_date, &j->out_file,
+                                   &j->added, e);
+    return r;
+}
+
 static hs_result run(sign_job *j, hs_error *e)
 {
     hs_result r = hs_zip_open(&j->zip, j->in, e);
@@ -451,6 +465,8 @@ static hs_result run(sign_job *j, hs_error *e)
         if (r == HS_OK)
             j->rep.signatures++;
     }
+    if (r == HS_OK && j->copied.pins)
+        r = add_pin_list(j, e);
     if (r == HS_OK)
         r = build_cd_and_eocd(j, e);
     if (r == HS_OK && (j->rep.v2 || j->rep.v3))
@@ -487,6 +503,7 @@ hs_result hs_apk_sign_file(const char *in, const char *out, const hs_apk_key *ke
     hs_apk_buf_free(&j.eocd);
     hs_apk_buf_free(&j.block);
     free(j.copied.new_lfh_offset);
+    hs_apk_buf_free(&j.copied.pin_ranges);
     OPENSSL_free(j.v12.spki);
     if (j.v34.spki != j.v12.spki)
         OPENSSL_free(j.v34.spki);
