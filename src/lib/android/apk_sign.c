@@ -439,7 +439,7 @@ static hs_result add_pin_list(sign_job *j, hs_error *e)
 
 static hs_result run(sign_job *j, hs_error *e)
 {
-    hs_result r = hs_zip_open(&j->zip, j->in, e);
+    hs_result r = hs_zip_open_resign(&j->zip, j->in, e);
     if (r == HS_OK)
         r = check_keys(j, e);
     if (r == HS_OK)
