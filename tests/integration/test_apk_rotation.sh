@@ -154,4 +154,15 @@ cat >batch.json <<'JSON'
 JSON
 check "sign batch with lineage and old_key" hs sign batch batch.json --v1-signing true
 check "batch output equals apksigner's" cmp batch-oldnew.apk ref-oldnew.apk
+mkdir sub && cp two.lineage sub/ && cp app.apk sub/
+cat >sub/batch.json <<'JSON'
+[{"input": "app.apk", "output": "rel.apk", "key": "new", "old_key": "old", "lineage": "two.lineage"}]
+JSON
+check "batch: the lineage path is relative to the manifest" hs sign batch sub/batch.json --v1-signing true
+check "... and signs alike" cmp sub/rel.apk ref-oldnew.apk
+cat >bad.json <<'JSON'
+[{"input": "app.apk", "output": "bad.apk", "key": "new", "old_key": "old"}]
+JSON
+expect_fail "batch: old_key without a lineage is refused" 5 "old_key needs a lineage" \
+    hs sign batch bad.json
 finish
