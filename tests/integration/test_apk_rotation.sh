@@ -6,8 +6,9 @@
 #    PKCS#1 signatures are deterministic), created and extended, with
 #    capabilities; apksigner reads our file back;
 #  - sign apk --key NEW --old-key OLD --lineage F equals apksigner sign
-#    --ks OLD --next-signer --ks NEW --lineage F byte for byte (v1+v2+v3),
-#    and --key NEW --lineage F alone equals it for v3 only;
+#    --ks OLD --next-signer --ks NEW --lineage F byte for byte (v1+v2+v3,
+#    and with v4 its .idsig), and --key NEW --lineage F alone equals it for
+#    v3 only;
 #  - `apksigner verify --print-certs --verbose` accepts every rotated APK
 #    with the newest certificate as its signer, and `apksigner lineage --in
 #    APK` reads the lineage (oldest first) out of it (RSA and EC);
@@ -98,6 +99,13 @@ apksigner sign --v1-signing-enabled false --v2-signing-enabled false --v3-signin
 check "sign apk --key new --lineage (v3 only)" \
     hs sign apk --key new --lineage two.lineage --v1-signing false --v2-signing false app28.apk new.apk
 check "v3 only with the lineage: byte-identical to apksigner" cmp new.apk ref-new.apk
+apksigner sign --v1-signing-enabled true --v2-signing-enabled true --v3-signing-enabled true \
+    --v4-signing-enabled true --lineage ref.lineage --key old.pk8 --cert old.crt \
+    --v1-signer-name CERT --next-signer --key new.pk8 --cert new.crt --out ref-v4.apk app.apk
+check "with v4: sign apk --v4-signing true --lineage" hs sign apk --key new --old-key old \
+    --lineage two.lineage --v1-signing true --v4-signing true app.apk v4.apk
+check "with v4: the APK equals apksigner's" cmp v4.apk ref-v4.apk
+check "with v4: the .idsig (signed by the newest key) equals apksigner's" cmp v4.apk.idsig ref-v4.apk.idsig
 check "three signers: --key third --old-key old" \
     hs sign apk --key third --old-key old --lineage ours.lineage --v1-signing true app.apk three.apk
 check "sub-lineage: --key new of a three-signer lineage" \
@@ -144,6 +152,8 @@ expect_fail "v1/v2 without the lineage's oldest signer" 2 "need the lineage's fi
     hs sign apk --key new --lineage two.lineage app.apk nov1.apk
 expect_fail "--old-key not older in the lineage" 2 "is not older than" \
     hs sign apk --key old --old-key new --lineage two.lineage app.apk swapped.apk
+expect_fail "a lineage without v3" 2 "lineage needs v3 signing" \
+    hs sign apk --key new --old-key old --lineage two.lineage --v3-signing false app.apk nov3.apk
 expect_fail "a key outside the lineage" 2 "is not in this lineage" \
     hs sign apk --key ecnew --lineage two.lineage --v1-signing false --v2-signing false app.apk outside.apk
 assert "the refused signings and rotations made no signature" test "$(signatures)" -eq "$n_sig"

@@ -132,6 +132,9 @@ static hs_result choose_schemes(sign_job *j, hs_error *e)
         return hs_fail(e, HS_E_USAGE, "%s: every signature scheme is disabled", j->in);
     if (j->rep.v4 && !j->rep.v2 && !j->rep.v3)
         return hs_fail(e, HS_E_USAGE, "%s: v4 signing needs v2 or v3", j->in);
+    if (opt->lineage != NULL && !j->rep.v3)
+        return hs_fail(e, HS_E_USAGE, "%s: a signing certificate lineage needs v3 signing",
+                       j->in);
     /* apksig: v1 and v2 are signed by the lineage's first signer only. */
     if ((j->rep.v1 || j->rep.v2) && opt->lineage != NULL &&
         !hs_lineage_nodes_start_with(opt->lineage, opt->lineage_len, j->key->cert_der,
