@@ -102,6 +102,13 @@ void cli_reset_getopt(void);
 int cmd_token(const cli_globals *g, int argc, char **argv);
 int cmd_wrapkey(const cli_globals *g, int argc, char **argv);
 int cmd_key(const cli_globals *g, int argc, char **argv);
+/* key rotate (cmd_key_rotate.c) */
+int cli_key_rotate(const cli_globals *g, int argc, char **argv);
+struct hs_apk_key;
+/* A key store key as the APK signer wants it; cert DER owned by the
+ * caller (cmd_apk.c). */
+hs_result cli_apk_key(hs_signer *s, const char *name, struct hs_apk_key *key, uint8_t **der,
+                      hs_error *e) HS_MUST_CHECK;
 int cmd_sign(const cli_globals *g, int argc, char **argv);
 int cmd_verify(const cli_globals *g, int argc, char **argv);
 

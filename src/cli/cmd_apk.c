@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "android/apk.h"
+#include "android/apk_lineage_write.h"
 #include "cli.h"
 #include "keystore/cert.h"
 #include "util/encoding.h"
@@ -31,9 +32,8 @@ static bool parse_bool(const char *s, int *out)
     return false;
 }
 
-/* The key as the APK signer wants it; cert DER owned by the caller. */
-static hs_result apk_key_of(hs_signer *s, const char *name, hs_apk_key *key, uint8_t **der,
-                            hs_error *e)
+hs_result cli_apk_key(hs_signer *s, const char *name, hs_apk_key *key, uint8_t **der,
+                      hs_error *e)
 {
     const hs_keyfile *kf;
     size_t len;
@@ -74,13 +74,53 @@ static hs_result record_output(void *ctx, const char *out, const hs_apk_report *
                                    rep->output_sha256, e);
 }
 
-/* Signs one APK; on failure the message is prefixed with the input. */
-static hs_result sign_one(hs_signer *s, const char *key_name, const char *in, const char *out,
-                          const hs_apk_options *base, int min_sdk, hs_apk_report *rep, hs_error *e)
+/* Key rotation for one APK (sign apk --lineage FILE [--old-key NAME]). */
+typedef struct apk_rotation {
+    const char *lineage; /* NULL: no rotation */
+    const char *old_key; /* signs v1 and v2; NULL: key signs every scheme */
+} apk_rotation;
+
+/* The lineage up to `key`'s certificate (apksig's getSubLineage), encoded
+ * for v3's proof-of-rotation attribute; `old` (when given) must be an
+ * older certificate of it. Every link was checked when the file was read. */
+static hs_result rotation_lineage(const apk_rotation *rot, const hs_apk_key *key,
+                                  const hs_apk_key *old, hs_apk_buf *out, hs_error *e)
 {
-    hs_apk_key key;
-    uint8_t *der = NULL;
-    hs_result r = apk_key_of(s, key_name, &key, &der, e);
+    hs_lineage l;
+    hs_result r = hs_lineage_read_file(rot->lineage, &l, e);
+    if (r != HS_OK)
+        return r;
+    long at = hs_lineage_find(&l, key->cert_der, key->cert_der_len);
+    long old_at = old ? hs_lineage_find(&l, old->cert_der, old->cert_der_len) : -1;
+    if (at < 0)
+        r = hs_fail(e, HS_E_USAGE, "%s: key %s's certificate is not in this lineage",
+                    rot->lineage, key->key_name);
+    else if (old != NULL && (old_at < 0 || old_at >= at))
+        r = hs_fail(e, HS_E_USAGE, "%s: key %s's certificate is not older than key %s's in "
+                    "this lineage", rot->lineage, old->key_name, key->key_name);
+    if (r == HS_OK) {
+        size_t all = l.count;
+        l.count = (size_t)at + 1;
+        r = hs_lineage_encode_nodes(&l, out, e);
+        l.count = all;
+    }
+    hs_lineage_free(&l);
+    return r;
+}
+
+/* Signs one APK; on failure the message is prefixed with the input. */
+static hs_result sign_one(hs_signer *s, const char *key_name, const apk_rotation *rot,
+                          const char *in, const char *out, const hs_apk_options *base,
+                          int min_sdk, hs_apk_report *rep, hs_error *e)
+{
+    hs_apk_key key, old;
+    uint8_t *der = NULL, *old_der = NULL;
+    hs_apk_buf lineage = {0};
+    hs_result r = cli_apk_key(s, key_name, &key, &der, e);
+    if (r == HS_OK && rot->old_key != NULL)
+        r = cli_apk_key(s, rot->old_key, &old, &old_der, e);
+    if (r == HS_OK && rot->lineage != NULL)
+        r = rotation_lineage(rot, &key, rot->old_key ? &old : NULL, &lineage, e);
     if (r == HS_OK) {
         hs_apk_options opt = *base;
         if (min_sdk >= 0)
@@ -89,9 +129,17 @@ static hs_result sign_one(hs_signer *s, const char *key_name, const char *in, co
         output_record rec = {s, key_name, in};
         opt.before_commit = record_output;
         opt.before_commit_ctx = &rec;
-        r = hs_apk_sign_file(in, out, &key, &opt, hs_signer_fn(s), rep, e);
+        if (rot->lineage != NULL) {
+            opt.lineage = lineage.data;
+            opt.lineage_len = lineage.len;
+        }
+        if (rot->old_key != NULL)
+            opt.v3_key = &key;
+        r = hs_apk_sign_file(in, out, rot->old_key ? &old : &key, &opt, hs_signer_fn(s), rep, e);
     }
     free(der);
+    free(old_der);
+    hs_apk_buf_free(&lineage);
     if (r != HS_OK && strstr(e->msg, in) == NULL)
         hs_error_prefix(e, "%s: ", in);
     return r;
@@ -115,13 +163,20 @@ static const char apk_help[] =
     "  --alignment-preserved BOOL  keep entries' alignment as apksigner 31 does\n"
     "                            (default true); false aligns every stored entry\n"
     "  --out-dir DIR             sign many inputs; each output is DIR/<input name>\n"
+    "  --lineage FILE            key rotation: v3 carries this signing certificate\n"
+    "                            lineage (`hsmsign key rotate`, or apksigner rotate's\n"
+    "                            file) up to the --key's certificate\n"
+    "  --old-key NAME            with --lineage: this older signer of the lineage\n"
+    "                            signs v1 and v2, --key signs v3 (apksigner sign\n"
+    "                            --ks OLD --next-signer --ks NEW --lineage FILE)\n"
     "Note: apksigner's CLI enables v1..v4 whatever the minSdk; to compare, pass\n"
     "the same explicit flags to both.\n";
 
-enum { OPT_V1 = 300, OPT_V2, OPT_V3, OPT_V4, OPT_MIN_SDK, OPT_ALIGN, OPT_OUT_DIR, OPT_KEY };
+enum { OPT_V1 = 300, OPT_V2, OPT_V3, OPT_V4, OPT_MIN_SDK, OPT_ALIGN, OPT_OUT_DIR, OPT_KEY,
+       OPT_LINEAGE, OPT_OLD_KEY };
 
 static int parse_apk_options(int argc, char **argv, const char *cmd, const char **key,
-                             const char **out_dir, hs_apk_options *opt)
+                             const char **out_dir, apk_rotation *rot, hs_apk_options *opt)
 {
     static const struct option opts[] = {
         {"key", required_argument, NULL, OPT_KEY},
@@ -132,10 +187,13 @@ static int parse_apk_options(int argc, char **argv, const char *cmd, const char 
         {"v4-signing", required_argument, NULL, OPT_V4},
         {"alignment-preserved", optional_argument, NULL, OPT_ALIGN},
         {"out-dir", required_argument, NULL, OPT_OUT_DIR},
+        {"lineage", required_argument, NULL, OPT_LINEAGE},
+        {"old-key", required_argument, NULL, OPT_OLD_KEY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     hs_apk_options_init(opt);
+    memset(rot, 0, sizeof *rot);
     int c, b;
     unsigned long n;
     cli_reset_getopt();
@@ -143,6 +201,8 @@ static int parse_apk_options(int argc, char **argv, const char *cmd, const char 
         switch (c) {
         case OPT_KEY: *key = optarg; break;
         case OPT_OUT_DIR: *out_dir = optarg; break;
+        case OPT_LINEAGE: rot->lineage = optarg; break;
+        case OPT_OLD_KEY: rot->old_key = optarg; break;
         case OPT_MIN_SDK:
             if (!cli_parse_uint(optarg, 10000, &n))
                 return cli_usage(cmd, "--min-sdk must be an API level");
@@ -206,12 +266,15 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv)
 {
     const char *key = NULL, *out_dir = NULL;
     hs_apk_options opt;
-    int rc = parse_apk_options(argc, argv, "sign apk", &key, &out_dir, &opt);
+    apk_rotation rot;
+    int rc = parse_apk_options(argc, argv, "sign apk", &key, &out_dir, &rot, &opt);
     if (rc >= 0)
         return rc;
     int nargs = argc - optind;
     if (key == NULL)
         return cli_usage("sign apk", "--key NAME is required");
+    if (rot.old_key != NULL && rot.lineage == NULL)
+        return cli_usage("sign apk", "--old-key needs --lineage");
     if (out_dir == NULL && nargs != 2)
         return cli_usage("sign apk", "give IN OUT, or --out-dir DIR with one or more inputs");
     if (out_dir != NULL && nargs < 1)
@@ -239,7 +302,7 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv)
         cli_progress(g, i + 1, total, in);
         hs_apk_report rep;
         if (r == HS_OK)
-            r = sign_one(ctx.signer, key, in, out, &opt, -1, &rep, &e);
+            r = sign_one(ctx.signer, key, &rot, in, out, &opt, -1, &rep, &e);
         if (r == HS_OK) {
             json_array_append_new(results, report_json(in, out, key, &rep));
             if (!g->json)
@@ -394,7 +457,9 @@ static const char batch_help[] =
     "when an output is an entry's input, or when an output lies in the audit\n"
     "log or the key store. --verify re-checks each output with hsmsign's verifier and\n"
     "removes an output that does not verify. APK options as for `sign apk`\n"
-    "(--v1-signing, --v2-signing, --v3-signing, --v4-signing, --alignment-preserved).\n";
+    "(--v1-signing, --v2-signing, --v3-signing, --v4-signing, --alignment-preserved).\n"
+    "Key rotation per entry: \"lineage\": \"FILE\" and optionally \"old_key\": \"NAME\",\n"
+    "as sign apk's --lineage and --old-key.\n";
 
 int cli_sign_batch(const cli_globals *g, int argc, char **argv)
 {
@@ -413,10 +478,12 @@ int cli_sign_batch(const cli_globals *g, int argc, char **argv)
     }
     const char *key = NULL, *out_dir = NULL;
     hs_apk_options opt;
-    int rc = parse_apk_options(argc, argv, "sign batch", &key, &out_dir, &opt);
+    apk_rotation rot;
+    int rc = parse_apk_options(argc, argv, "sign batch", &key, &out_dir, &rot, &opt);
     if (rc >= 0)
         return rc;
-    if (key != NULL || out_dir != NULL || optind + 1 != argc)
+    if (key != NULL || out_dir != NULL || rot.lineage != NULL || rot.old_key != NULL ||
+        optind + 1 != argc)
         return cli_usage("sign batch", "give one MANIFEST (keys and outputs come from it)");
     hs_error e;
     hs_error_clear(&e);
@@ -446,8 +513,9 @@ int cli_sign_batch(const cli_globals *g, int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         cli_progress(g, i + 1, n, items[i].input);
         hs_apk_report rep;
-        hs_result r = sign_one(ctx.signer, items[i].key, items[i].input, items[i].output, &opt,
-                               items[i].min_sdk, &rep, &e);
+        apk_rotation item_rot = {items[i].lineage, items[i].old_key};
+        hs_result r = sign_one(ctx.signer, items[i].key, &item_rot, items[i].input,
+                               items[i].output, &opt, items[i].min_sdk, &rep, &e);
         if (r == HS_OK && verify) {
             hs_apk_verify_report vr;
             r = hs_apk_verify_file(items[i].output, &vr, &e);

@@ -1,4 +1,4 @@
-/* hsmsign key: generate, import, generate-set, list, show. */
+/* hsmsign key: generate, import, generate-set, list, show (rotate: cmd_key_rotate.c). */
 #include <errno.h>
 #include <openssl/pem.h>
 #include <stdlib.h>
@@ -451,7 +451,8 @@ int cmd_key(const cli_globals *g, int argc, char **argv)
         {"generate-set", key_generate_set, "generate the standard Android key set for a device"},
         {"list", key_list, "list the keys in the key store"},
         {"show", key_show, "show a key's public parts"},
+        {"rotate", cli_key_rotate, "sign a newer key into an APK signing certificate lineage"},
     };
-    return cli_dispatch(g, "key", "Signing keys, stored wrapped in the key store.", subs, 5, argc,
+    return cli_dispatch(g, "key", "Signing keys, stored wrapped in the key store.", subs, 6, argc,
                         argv);
 }

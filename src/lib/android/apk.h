@@ -40,6 +40,15 @@ typedef struct hs_apk_options {
      * aligning it, like zipalign -p. */
     bool alignment_preserved;
     const char *artifact;     /* input path as given, for the audit entry; NULL: the input path */
+    /* Key rotation (apksigner sign --lineage): v3 carries this lineage
+     * (version and nodes, hs_lineage_encode_nodes) in its proof-of-rotation
+     * attribute. v3_key: the newest signer, signing v3 (and v4), while the
+     * key given to hs_apk_sign_file, an older signer of the lineage, signs
+     * v1 and v2, as apksigner does with --next-signer; NULL: one key signs
+     * every scheme. Both NULL: no rotation. */
+    const uint8_t *lineage;
+    size_t lineage_len;
+    const hs_apk_key *v3_key;
     /* Called once the output is complete (rep has its SHA-256) and before
      * it is renamed into place; an error aborts, leaving no output. The
      * product records the output in the audit log here, so an APK never

@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 
 #include "android/apk_digest.h"
+#include "android/apk_lineage_write.h"
 #include "android/apk_sign_internal.h"
 #include "android/apk_signing_block.h"
 #include "android/apk_v4.h"
@@ -25,9 +26,20 @@
 #define SDK_N 24
 #define HASH_STEP (1024u * 1024u)
 
+/* A key with what signing with it needs: v1 and v2 are signed by `v12`,
+ * v3 and v4 by `v34`; the same key unless the APK is signed with a
+ * lineage and its older signer (hs_apk_options.v3_key). */
+typedef struct job_signer {
+    const hs_apk_key *key;
+    hs_apk_sig_algorithm algorithm;
+    uint8_t *spki;
+    int spki_len;
+} job_signer;
+
 typedef struct sign_job {
     const char *in, *out;
     const hs_apk_key *key;
+    job_signer v12, v34;
     const hs_apk_options *opt;
     hs_sign_fn sign;
     hs_apk_report rep;
@@ -40,9 +52,6 @@ typedef struct sign_job {
     hs_apk_buf cd, eocd;
     hs_apk_buf block;          /* the signing block, built before it is written */
     bool tail_written;         /* block, CD and EOCD are in the output file */
-    hs_apk_sig_algorithm algorithm;
-    uint8_t *spki;
-    int spki_len;
     EVP_MD_CTX *shared_prefix; /* SHA-256 state after the prefix output and input share */
     bool input_hashed;
     hs_zip_check *check;       /* every entry's data, checked in the input hash's pass */
@@ -57,9 +66,9 @@ void hs_apk_options_init(hs_apk_options *opt)
     opt->alignment_preserved = true;
 }
 
-static hs_result check_key(sign_job *j, hs_error *e)
+static hs_result check_key(sign_job *j, job_signer *js, const hs_apk_key *k, hs_error *e)
 {
-    const hs_apk_key *k = j->key;
+    js->key = k;
     if (k == NULL || k->cert_der == NULL || k->public_key == NULL)
         return hs_fail(e, HS_E_USAGE, "%s: a certificate and public key are required", j->in);
     const uint8_t *p = k->cert_der;
@@ -75,13 +84,34 @@ static hs_result check_key(sign_job *j, hs_error *e)
     if (!same)
         return hs_fail(e, HS_E_USAGE, "key %s: the certificate does not match the public key",
                        k->key_name ? k->key_name : "(unnamed)");
-    hs_result r = hs_apk_choose_algorithm(k->public_key, j->in, &j->algorithm, e);
+    hs_result r = hs_apk_choose_algorithm(k->public_key, j->in, &js->algorithm, e);
     if (r != HS_OK)
         return r;
-    j->spki_len = i2d_PUBKEY(k->public_key, &j->spki);
-    if (j->spki_len <= 0)
+    js->spki_len = i2d_PUBKEY(k->public_key, &js->spki);
+    if (js->spki_len <= 0)
         return hs_fail(e, HS_E_CRYPTO, "key %s: cannot encode the public key", k->key_name);
     return HS_OK;
+}
+
+/* One content digest serves every scheme: with two signers their
+ * algorithms must digest alike (apksig would compute two; not needed for
+ * keys of one family and size class). */
+static hs_result check_keys(sign_job *j, hs_error *e)
+{
+    hs_result r = check_key(j, &j->v12, j->key, e);
+    if (r != HS_OK || j->opt->v3_key == NULL) {
+        j->v34 = j->v12; /* shares v12's spki */
+        return r;
+    }
+    if (j->opt->lineage == NULL)
+        return hs_fail(e, HS_E_USAGE, "%s: a second signer needs a lineage", j->in);
+    r = check_key(j, &j->v34, j->opt->v3_key, e);
+    if (r == HS_OK && j->v12.algorithm.content_md != j->v34.algorithm.content_md)
+        r = hs_fail(e, HS_E_USAGE,
+                    "keys %s and %s: their APK signature algorithms use different content "
+                    "digests (SHA-256 and SHA-512); rotate between keys of one size class",
+                    j->key->key_name, j->opt->v3_key->key_name);
+    return r;
 }
 
 static hs_result choose_schemes(sign_job *j, hs_error *e)
@@ -102,6 +132,16 @@ static hs_result choose_schemes(sign_job *j, hs_error *e)
         return hs_fail(e, HS_E_USAGE, "%s: every signature scheme is disabled", j->in);
     if (j->rep.v4 && !j->rep.v2 && !j->rep.v3)
         return hs_fail(e, HS_E_USAGE, "%s: v4 signing needs v2 or v3", j->in);
+    if (opt->lineage != NULL && !j->rep.v3)
+        return hs_fail(e, HS_E_USAGE, "%s: a signing certificate lineage needs v3 signing",
+                       j->in);
+    /* apksig: v1 and v2 are signed by the lineage's first signer only. */
+    if ((j->rep.v1 || j->rep.v2) && opt->lineage != NULL &&
+        !hs_lineage_nodes_start_with(opt->lineage, opt->lineage_len, j->key->cert_der,
+                                     j->key->cert_der_len))
+        return hs_fail(e, HS_E_USAGE,
+                       "%s: v1 and v2 signing need the lineage's first (oldest) signer: give its "
+                       "key (sign apk --old-key), or disable v1 and v2", j->in);
     return HS_OK;
 }
 
@@ -142,11 +182,12 @@ static hs_result build_cd_and_eocd(sign_job *j, hs_error *e)
     return HS_OK;
 }
 
-static hs_result sign_signed_data(sign_job *j, const char *operation, const hs_apk_buf *tbs,
-                                  uint8_t **sig, size_t *sig_len, hs_error *e)
+static hs_result sign_signed_data(sign_job *j, const job_signer *js, const char *operation,
+                                  const hs_apk_buf *tbs, uint8_t **sig, size_t *sig_len,
+                                  hs_error *e)
 {
     uint8_t digest[HS_MAX_DIGEST_LEN];
-    hs_sign_request req = {.key_name = j->key->key_name, .alg = j->algorithm.alg,
+    hs_sign_request req = {.key_name = js->key->key_name, .alg = js->algorithm.alg,
                            .operation = operation,
                            .artifact = j->opt->artifact ? j->opt->artifact : j->in,
                            .artifact_sha256 = j->rep.input_sha256,
@@ -163,18 +204,20 @@ static hs_result sign_signed_data(sign_job *j, const char *operation, const hs_a
 
 static hs_result build_scheme(sign_job *j, hs_apk_scheme scheme, hs_apk_buf *value, hs_error *e)
 {
-    hs_apk_signer_input in = {.algorithm = &j->algorithm,
+    const job_signer *js = scheme == HS_APK_SCHEME_V2 ? &j->v12 : &j->v34;
+    hs_apk_signer_input in = {.algorithm = &js->algorithm,
                               .content_digest = j->rep.content_digest,
                               .content_digest_len = j->rep.content_digest_len,
-                              .cert_der = j->key->cert_der, .cert_der_len = j->key->cert_der_len,
-                              .spki_der = j->spki, .spki_der_len = (size_t)j->spki_len,
-                              .v3_also = j->rep.v3};
+                              .cert_der = js->key->cert_der, .cert_der_len = js->key->cert_der_len,
+                              .spki_der = js->spki, .spki_der_len = (size_t)js->spki_len,
+                              .v3_also = j->rep.v3,
+                              .lineage = j->opt->lineage, .lineage_len = j->opt->lineage_len};
     hs_apk_buf signed_data = {0};
     uint8_t *sig = NULL;
     size_t sig_len = 0;
     hs_result r = hs_apk_build_signed_data(scheme, &in, &signed_data, e);
     if (r == HS_OK)
-        r = sign_signed_data(j, scheme == HS_APK_SCHEME_V2 ? "apk-v2" : "apk-v3", &signed_data,
+        r = sign_signed_data(j, js, scheme == HS_APK_SCHEME_V2 ? "apk-v2" : "apk-v3", &signed_data,
                              &sig, &sig_len, e);
     if (r == HS_OK)
         r = hs_apk_build_scheme_value(scheme, &in, &signed_data, sig, sig_len, value, e);
@@ -271,7 +314,7 @@ static hs_result build_signing_block(sign_job *j, hs_error *e)
     };
     hs_apk_out_start_writeback(&j->out_file);
     hs_apk_side_task side = {.run = hash_input, .fail = hash_input_failed, .ctx = j};
-    r = hs_apk_content_digest(j->algorithm.content_md, sections, 3,
+    r = hs_apk_content_digest(j->v12.algorithm.content_md, sections, 3,
                               j->input_hashed ? NULL : &side, j->out, j->rep.content_digest,
                               &j->rep.content_digest_len, e);
     free(eocd_for_digest);
@@ -319,10 +362,12 @@ static hs_result write_tail(sign_job *j, hs_error *e)
  * signature, the .idsig written beside the output's temporary file. */
 static hs_result write_v4(sign_job *j, hs_error *e)
 {
+    const job_signer *js = &j->v34;
     hs_apk_v4 v4 = {.apk_digest = j->rep.content_digest,
                     .apk_digest_len = j->rep.content_digest_len,
-                    .cert_der = j->key->cert_der, .cert_der_len = j->key->cert_der_len,
-                    .spki_der = j->spki, .spki_der_len = (size_t)j->spki_len};
+                    .cert_der = js->key->cert_der, .cert_der_len = js->key->cert_der_len,
+                    .spki_der = js->spki,
+                    .spki_der_len = (size_t)js->spki_len};
     hs_apk_buf tbs = {0}, file = {0};
     uint8_t *sig = NULL;
     size_t sig_len = 0;
@@ -337,9 +382,9 @@ static hs_result write_v4(sign_job *j, hs_error *e)
     if (r == HS_OK)
         r = hs_apk_v4_signed_data(&v4, &tbs, e);
     if (r == HS_OK)
-        r = sign_signed_data(j, "apk-v4", &tbs, &sig, &sig_len, e);
+        r = sign_signed_data(j, js, "apk-v4", &tbs, &sig, &sig_len, e);
     if (r == HS_OK)
-        r = hs_apk_v4_file(&v4, j->algorithm.id, sig, sig_len, &file, e);
+        r = hs_apk_v4_file(&v4, js->algorithm.id, sig, sig_len, &file, e);
     if (r == HS_OK)
         r = make_durable(j, e);
     if (r == HS_OK && (r = hs_atomic_open(&j->idsig, path, 0644, e)) == HS_OK) {
@@ -381,11 +426,25 @@ static hs_result commit_outputs(sign_job *j, hs_error *e)
     return r;
 }
 
+/* With pin hints, apksigner 31 adds pinlist.meta after the v1 files (not
+ * listed in MANIFEST.MF; newer apksig adds it before them and lists it);
+ * its last range runs from its own header to the end of the file. */
+static hs_result add_pin_list(sign_job *j, hs_error *e)
+{
+    hs_apk_pin_range(&j->copied.pin_ranges, j->out_file.pos, UINT64_MAX);
+    hs_result r = hs_apk_buf_check(&j->copied.pin_ranges, j->in, e);
+    if (r == HS_OK)
+        r = hs_jar_write_new_entry(j->in, HS_APK_PIN_LIST_ENTRY, &j->copied.pin_ranges,
+                                   j->copied.newest_time, j->copied.newest_date, &j->out_file,
+                                   &j->added, e);
+    return r;
+}
+
 static hs_result run(sign_job *j, hs_error *e)
 {
-    hs_result r = hs_zip_open(&j->zip, j->in, e);
+    hs_result r = hs_zip_open_resign(&j->zip, j->in, e);
     if (r == HS_OK)
-        r = check_key(j, e);
+        r = check_keys(j, e);
     if (r == HS_OK)
         r = choose_schemes(j, e);
     if (r == HS_OK)
@@ -409,6 +468,8 @@ static hs_result run(sign_job *j, hs_error *e)
         if (r == HS_OK)
             j->rep.signatures++;
     }
+    if (r == HS_OK && j->copied.pins)
+        r = add_pin_list(j, e);
     if (r == HS_OK)
         r = build_cd_and_eocd(j, e);
     if (r == HS_OK && (j->rep.v2 || j->rep.v3))
@@ -422,7 +483,7 @@ static hs_result run(sign_job *j, hs_error *e)
         r = write_v4(j, e);
     if (r == HS_OK)
         r = commit_outputs(j, e);
-    j->rep.algorithm_id = j->algorithm.id;
+    j->rep.algorithm_id = j->v34.algorithm.id;
     return r;
 }
 
@@ -445,7 +506,10 @@ hs_result hs_apk_sign_file(const char *in, const char *out, const hs_apk_key *ke
     hs_apk_buf_free(&j.eocd);
     hs_apk_buf_free(&j.block);
     free(j.copied.new_lfh_offset);
-    OPENSSL_free(j.spki);
+    hs_apk_buf_free(&j.copied.pin_ranges);
+    OPENSSL_free(j.v12.spki);
+    if (j.v34.spki != j.v12.spki)
+        OPENSSL_free(j.v34.spki);
     EVP_MD_CTX_free(j.shared_prefix);
     hs_zip_check_free(j.check);
     if (rep != NULL)

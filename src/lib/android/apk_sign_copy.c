@@ -39,12 +39,16 @@ bool hs_apk_entry_is_signed_content(const char *name, size_t len)
     return true;
 }
 
-/* apksig's output policy: signature files and directories are dropped, as
- * are the pin list and source stamp entries it regenerates. */
+/* The pin list and source stamp entries apksig regenerates: left out of
+ * the central directory, but (apksigner 31) not out of the file. */
+static bool is_regenerated(const hs_zip_entry *ent)
+{
+    return hs_zip_entry_name_is(ent, PIN_LIST_ENTRY) || hs_zip_entry_name_is(ent, SOURCE_STAMP_ENTRY);
+}
+
+/* apksig's output policy: signature files and directories are dropped. */
 static bool keep_entry(const hs_zip_entry *ent)
 {
-    if (hs_zip_entry_name_is(ent, PIN_LIST_ENTRY) || hs_zip_entry_name_is(ent, SOURCE_STAMP_ENTRY))
-        return false;
     return hs_apk_entry_is_signed_content(ent->name, ent->name_len);
 }
 
@@ -149,10 +153,16 @@ hs_result hs_apk_copy_entries(const hs_zip *z, bool alignment_preserved, hs_apk_
                               hs_apk_copy_result *res, hs_error *e)
 {
     size_t count = z->entry_count;
+    hs_apk_pins *pins = NULL;
+    hs_result r = hs_apk_pins_load(z, &pins, e);
+    if (r != HS_OK)
+        return r;
+    res->pins = pins != NULL;
     res->new_lfh_offset = malloc((count ? count : 1) * sizeof *res->new_lfh_offset);
     size_t *order = hs_zip_file_order(z);
     if (res->new_lfh_offset == NULL || order == NULL) {
         free(order);
+        hs_apk_pins_free(pins);
         return hs_fail(e, HS_E_NOMEM, "%s: out of memory", z->path);
     }
     for (size_t i = 0; i < count; i++)
@@ -163,9 +173,12 @@ hs_result hs_apk_copy_entries(const hs_zip *z, bool alignment_preserved, hs_apk_
     bool any = false;
     uint64_t in_pos = 0;
     hs_zip_span read = {0};
-    hs_result r = HS_OK;
     for (size_t k = 0; k < count && r == HS_OK; k++) {
         const hs_zip_entry *ent = &z->entries[order[k]];
+        /* apksig skips these before its gap logic: their local records
+         * stay, copied verbatim with the bytes before the next entry. */
+        if (is_regenerated(ent))
+            continue;
         if (ent->lfh_offset > in_pos)
             r = hs_apk_out_copy_input(o, z, in_pos, ent->lfh_offset - in_pos, e);
         hs_zip_span_note(z, &read, in_pos, ent->record_end);
@@ -173,13 +186,18 @@ hs_result hs_apk_copy_entries(const hs_zip *z, bool alignment_preserved, hs_apk_
         if (r != HS_OK || !keep_entry(ent))
             continue;
         note_newest(res, ent, &any);
-        res->new_lfh_offset[order[k]] = o->pos;
+        uint64_t lfh = o->pos;
+        res->new_lfh_offset[order[k]] = lfh;
         r = copy_record(z, ent, alignment_preserved, o, e);
+        if (r == HS_OK && pins != NULL) /* data and descriptor end the record, as in the input */
+            hs_apk_pins_entry(pins, ent, lfh, o->pos - (ent->record_end - ent->data_offset),
+                              o->pos, &res->pin_ranges);
     }
     if (r == HS_OK && in_pos < z->entries_end)
         r = hs_apk_out_copy_input(o, z, in_pos, z->entries_end - in_pos, e);
     hs_zip_span_note(z, &read, in_pos, z->entries_end);
     hs_zip_span_flush(z, &read);
     free(order);
-    return r;
+    hs_apk_pins_free(pins);
+    return r == HS_OK ? hs_apk_buf_check(&res->pin_ranges, z->path, e) : r;
 }

@@ -61,7 +61,28 @@ bool hs_apk_entry_is_signed_content(const char *name, size_t name_len);
 typedef struct hs_apk_copy_result {
     uint64_t *new_lfh_offset;  /* per entry in CD order; HS_APK_DROPPED when left out */
     uint16_t newest_time, newest_date; /* latest kept entry, for entries the signer adds */
+    /* The input has assets/com.android.hints.pins.txt: the byte ranges of
+     * the kept entries its patterns name, as pinlist.meta holds them
+     * (big-endian u32 start, u32 length each), without the last one. */
+    bool pins;
+    hs_apk_buf pin_ranges;
 } hs_apk_copy_result;
+
+#define HS_APK_PIN_LIST_ENTRY "pinlist.meta"
+
+/* Appends the range [start, end) as pinlist.meta encodes it (apksig's
+ * Hints.encodeByteRangeList: each number clamped to 0..INT32_MAX). */
+void hs_apk_pin_range(hs_apk_buf *b, uint64_t start, uint64_t end);
+
+/* The input's pin hint patterns (apk_pins.c); *out stays NULL when the
+ * APK has no assets/com.android.hints.pins.txt. */
+typedef struct hs_apk_pins hs_apk_pins;
+hs_result hs_apk_pins_load(const hs_zip *z, hs_apk_pins **out, hs_error *e) HS_MUST_CHECK;
+/* A kept entry now at output offset lfh, its data at [data, end): appends
+ * the ranges its matching patterns name, then its header's, to ranges. */
+void hs_apk_pins_entry(const hs_apk_pins *pins, const hs_zip_entry *ent, uint64_t lfh,
+                       uint64_t data, uint64_t end, hs_apk_buf *ranges);
+void hs_apk_pins_free(hs_apk_pins *pins);
 
 /* Copies the kept entries (local header + data + descriptor) in file order,
  * and any bytes between them verbatim, re-aligning stored entries through

@@ -80,6 +80,12 @@ hs_result hs_apk_build_signed_data(hs_apk_scheme scheme, const hs_apk_signer_inp
         hs_apk_buf_u32(out, HS_APK_SCHEME_V3);
         hs_apk_buf_lp_end(out, attr);
     }
+    if (scheme == HS_APK_SCHEME_V3 && in->lineage != NULL) {
+        size_t attr = hs_apk_buf_lp_begin(out);
+        hs_apk_buf_u32(out, HS_APK_ATTR_PROOF_OF_ROTATION);
+        hs_apk_buf_append(out, in->lineage, in->lineage_len);
+        hs_apk_buf_lp_end(out, attr);
+    }
     hs_apk_buf_lp_end(out, attrs);
     /* apksig ends v2 signed data with one more, empty, element. */
     if (scheme == HS_APK_SCHEME_V2)

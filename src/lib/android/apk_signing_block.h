@@ -23,6 +23,8 @@
  * Android 9+ rejects the APK if someone strips the v3 block. */
 #define HS_APK_ATTR_STRIPPING_PROTECTION 0xbeeff00du
 #define HS_APK_V3_MAX_SDK 0x7fffffffu
+/* v3 signed data's attribute carrying the signing certificate lineage. */
+#define HS_APK_ATTR_PROOF_OF_ROTATION 0x3ba06f8cu
 
 /* An APK signature algorithm: its ID, the hs_sig_alg the signer uses, the
  * hash of the chunked content digest and the lowest SDK that knows it. */
@@ -52,6 +54,10 @@ typedef struct hs_apk_signer_input {
     const uint8_t *spki_der; /* SubjectPublicKeyInfo of the signing key */
     size_t spki_der_len;
     bool v3_also;            /* v2 only: add the stripping-protection attribute */
+    /* v3 only: the proof-of-rotation attribute's value (lineage version and
+     * nodes, apk_lineage_write.h); NULL: none. */
+    const uint8_t *lineage;
+    size_t lineage_len;
 } hs_apk_signer_input;
 
 /* The signed_data the signature covers (without its own length prefix). */

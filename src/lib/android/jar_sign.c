@@ -279,11 +279,12 @@ static hs_result deflate_like_apksig(const hs_apk_buf *in, hs_apk_buf *out, cons
     return HS_OK;
 }
 
-static hs_result write_entry(jar_job *j, const char *name, const hs_apk_buf *data,
-                             hs_apk_out *out, hs_jar_entries *added, hs_error *e)
+hs_result hs_jar_write_new_entry(const char *path, const char *name, const hs_apk_buf *data,
+                                 uint16_t mod_time, uint16_t mod_date, hs_apk_out *out,
+                                 hs_jar_entries *added, hs_error *e)
 {
     hs_apk_buf packed = {0};
-    hs_result r = deflate_like_apksig(data, &packed, j->path, e);
+    hs_result r = deflate_like_apksig(data, &packed, path, e);
     if (r != HS_OK)
         return r;
     size_t name_len = strlen(name);
@@ -291,11 +292,11 @@ static hs_result write_entry(jar_job *j, const char *name, const hs_apk_buf *dat
     uint64_t lfh_offset = out->pos;
     if (lfh_offset > UINT32_MAX || packed.len > UINT32_MAX - 1) {
         hs_apk_buf_free(&packed);
-        return hs_fail(e, HS_E_FORMAT, "%s: output would need zip64", j->path);
+        return hs_fail(e, HS_E_FORMAT, "%s: output would need zip64", path);
     }
     uint8_t lfh[HS_ZIP_LFH_SIZE] = {0x50, 0x4b, 0x03, 0x04, 0x14, 0x00, 0x00, 0x08, 0x08, 0x00};
-    hs_put_le16(lfh + 10, j->p->mod_time);
-    hs_put_le16(lfh + 12, j->p->mod_date);
+    hs_put_le16(lfh + 10, mod_time);
+    hs_put_le16(lfh + 12, mod_date);
     hs_put_le32(lfh + 14, crc);
     hs_put_le32(lfh + 18, (uint32_t)packed.len);
     hs_put_le32(lfh + 22, (uint32_t)data->len);
@@ -314,7 +315,14 @@ static hs_result write_entry(jar_job *j, const char *name, const hs_apk_buf *dat
     hs_apk_buf_append(&added->cd, cd, sizeof cd);
     hs_apk_buf_append(&added->cd, name, name_len);
     added->count++;
-    return r == HS_OK ? hs_apk_buf_check(&added->cd, j->path, e) : r;
+    return r == HS_OK ? hs_apk_buf_check(&added->cd, path, e) : r;
+}
+
+static hs_result write_entry(jar_job *j, const char *name, const hs_apk_buf *data,
+                             hs_apk_out *out, hs_jar_entries *added, hs_error *e)
+{
+    return hs_jar_write_new_entry(j->path, name, data, j->p->mod_time, j->p->mod_date, out, added,
+                                  e);
 }
 
 static hs_result choose_algorithms(jar_job *j, hs_error *e)

@@ -36,4 +36,11 @@ hs_result hs_jar_sign_append(const hs_jar_sign_params *p, hs_apk_out *out, hs_ja
                              hs_error *e) HS_MUST_CHECK;
 void hs_jar_entries_free(hs_jar_entries *added);
 
+/* Appends a new entry as apksig writes the ones it adds: deflated like
+ * Java's Deflater(9, nowrap), local header at the output's end, its CD
+ * record added to `added` (also used for pinlist.meta). */
+hs_result hs_jar_write_new_entry(const char *path, const char *name, const hs_apk_buf *data,
+                                 uint16_t mod_time, uint16_t mod_date, hs_apk_out *out,
+                                 hs_jar_entries *added, hs_error *e) HS_MUST_CHECK;
+
 #endif

@@ -97,7 +97,9 @@ static hs_result parse_eocd(hs_zip *z, uint32_t *count, hs_error *e)
         return hs_fail(e, HS_E_FORMAT,
                        "%s: the central directory (offset %u, %u bytes) points outside the file",
                        z->path, cd_off, cd_size);
-    if ((uint64_t)cd_off + cd_size != z->eocd_offset)
+    /* Re-signing drops these bytes (the new EOCD follows the new CD), as
+     * apksigner does; a verifier must not accept bytes no digest covers. */
+    if ((uint64_t)cd_off + cd_size != z->eocd_offset && !z->resign)
         return hs_fail(e, HS_E_FORMAT,
                        "%s: %ju bytes between the central directory and the end record",
                        z->path, (uintmax_t)(z->eocd_offset - cd_off - cd_size));
@@ -115,11 +117,21 @@ static hs_result find_signing_block(hs_zip *z, hs_error *e)
     z->has_signing_block = false;
     if (z->cd_offset < 24 || memcmp(z->map + z->cd_offset - 16, SIGNING_BLOCK_MAGIC, 16) != 0)
         return HS_OK;
+    /* apksig finds no signing block unless the EOCD follows the CD; when
+     * re-signing, the block's bytes are then data after the last entry,
+     * kept verbatim in section 1 (covered by the new digests). */
+    if (z->resign && z->cd_offset + z->cd_size != z->eocd_offset)
+        return HS_OK;
     uint64_t size = hs_le64(z->map + z->cd_offset - 24);
-    if (size < 24 || size > INT32_MAX - 8u || size + 8 > z->cd_offset)
+    bool size_ok = size >= 24 && size <= INT32_MAX - 8u && size + 8 <= z->cd_offset;
+    if (!size_ok && z->resign)
+        return HS_OK;
+    if (!size_ok)
         return hs_fail(e, HS_E_FORMAT, "%s: APK Signing Block has an invalid size %ju", z->path,
                        (uintmax_t)size);
     uint64_t start = z->cd_offset - (size + 8);
+    if (hs_le64(z->map + start) != size && z->resign)
+        return HS_OK;
     if (hs_le64(z->map + start) != size)
         return hs_fail(e, HS_E_FORMAT,
                        "%s: APK Signing Block sizes at its start and end disagree", z->path);
@@ -301,16 +313,12 @@ static hs_result map_file(hs_zip *z, hs_error *e)
     return HS_OK;
 }
 
-hs_result hs_zip_open(hs_zip *z, const char *path, hs_error *e)
-{
-    return hs_zip_open_flags(z, path, 0, e);
-}
-
 hs_result hs_zip_open_flags(hs_zip *z, const char *path, unsigned flags, hs_error *e)
 {
     memset(z, 0, sizeof *z);
     z->fd = -1;
     z->allow_nul_names = (flags & HS_ZIP_ALLOW_NUL_NAMES) != 0;
+    z->resign = (flags & HS_ZIP_RESIGN) != 0;
     z->path = strdup(path);
     if (z->path == NULL)
         return hs_fail(e, HS_E_NOMEM, "%s: out of memory", path);
@@ -350,6 +358,16 @@ hs_result hs_zip_open_flags(hs_zip *z, const char *path, unsigned flags, hs_erro
     if (r != HS_OK)
         hs_zip_close(z);
     return r;
+}
+
+hs_result hs_zip_open(hs_zip *z, const char *path, hs_error *e)
+{
+    return hs_zip_open_flags(z, path, 0, e);
+}
+
+hs_result hs_zip_open_resign(hs_zip *z, const char *path, hs_error *e)
+{
+    return hs_zip_open_flags(z, path, HS_ZIP_RESIGN, e);
 }
 
 void hs_zip_release(const hs_zip *z, uint64_t offset, uint64_t len)

@@ -49,6 +49,7 @@ typedef struct hs_zip {
     uint64_t eocd_offset;    /* the EOCD runs from here to the end of the file */
     uint64_t entries_end;    /* end of section 1: signing block start, else cd_offset */
     bool has_signing_block;
+    bool resign;             /* opened with hs_zip_open_resign */
     hs_zip_entry *entries;   /* in central directory order */
     size_t entry_count;
     bool allow_nul_names;    /* HS_ZIP_ALLOW_NUL_NAMES was given */
@@ -56,11 +57,20 @@ typedef struct hs_zip {
 
 /* Opens and validates path. On failure nothing needs freeing. */
 hs_result hs_zip_open(hs_zip *z, const char *path, hs_error *e) HS_MUST_CHECK;
+/* The same for an input to be re-signed, accepting what apksigner accepts
+ * there because the old signature is replaced: bytes between the CD and
+ * the EOCD (dropped), and a signing block apksig cannot locate (sizes that
+ * disagree, or not followed by CD and EOCD), whose bytes then stay as data
+ * after the last entry (has_signing_block false), as apksigner keeps them.
+ * Everything that makes the entries ambiguous is still refused. */
+hs_result hs_zip_open_resign(hs_zip *z, const char *path, hs_error *e) HS_MUST_CHECK;
 void hs_zip_close(hs_zip *z);
 /* Names containing NUL are refused by hs_zip_open (they cannot be written
  * back safely); the verifier reads them as apksig does (Java strings keep
  * the NUL), since Android's verdict on such APKs is what it must give. */
 #define HS_ZIP_ALLOW_NUL_NAMES 1u
+/* What hs_zip_open_resign accepts (the signer's input). */
+#define HS_ZIP_RESIGN 2u
 hs_result hs_zip_open_flags(hs_zip *z, const char *path, unsigned flags,
                             hs_error *e) HS_MUST_CHECK;
 

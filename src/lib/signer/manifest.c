@@ -18,6 +18,8 @@ void hs_batch_items_free(hs_batch_item *items, size_t n)
         free(items[i].input);
         free(items[i].output);
         free(items[i].key);
+        free(items[i].lineage);
+        free(items[i].old_key);
     }
     free(items);
 }
@@ -30,6 +32,24 @@ static char *resolve(const char *base_dir, const char *p)
     return asprintf(&out, "%s/%s", base_dir, p) < 0 ? NULL : out;
 }
 
+/* lineage (a path, relative to the manifest) and old_key: key rotation. */
+static hs_result optional_strings(json_t *o, size_t i, const char *path, const char *dir,
+                                  hs_batch_item *it, hs_error *e)
+{
+    json_t *lin = json_object_get(o, "lineage"), *old = json_object_get(o, "old_key");
+    if ((lin != NULL && !json_is_string(lin)) || (old != NULL && !json_is_string(old)))
+        return hs_fail(e, HS_E_FORMAT, "manifest %s: entry %zu: lineage and old_key are strings",
+                       path, i + 1);
+    if (old != NULL && lin == NULL)
+        return hs_fail(e, HS_E_FORMAT, "manifest %s: entry %zu: old_key needs a lineage", path,
+                       i + 1);
+    if (lin != NULL && (it->lineage = resolve(dir, json_string_value(lin))) == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    if (old != NULL && (it->old_key = strdup(json_string_value(old))) == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    return HS_OK;
+}
+
 static hs_result parse_item(json_t *o, size_t i, const char *path, const char *dir, hs_batch_item *it,
                             hs_error *e)
 {
@@ -39,9 +59,11 @@ static hs_result parse_item(json_t *o, size_t i, const char *path, const char *d
     json_t *v;
     json_object_foreach(o, key, v) {
         if (strcmp(key, "input") != 0 && strcmp(key, "output") != 0 && strcmp(key, "key") != 0 &&
-            strcmp(key, "min_sdk") != 0)
+            strcmp(key, "min_sdk") != 0 && strcmp(key, "lineage") != 0 &&
+            strcmp(key, "old_key") != 0)
             return hs_fail(e, HS_E_FORMAT,
-                           "manifest %s: entry %zu has unknown field '%s' (known: input, output, key, min_sdk)",
+                           "manifest %s: entry %zu has unknown field '%s' (known: input, output, "
+                           "key, min_sdk, lineage, old_key)",
                            path, i + 1, key);
     }
     const char *in = json_string_value(json_object_get(o, "input"));
@@ -58,6 +80,9 @@ static hs_result parse_item(json_t *o, size_t i, const char *path, const char *d
                            path, i + 1);
         it->min_sdk = (int)json_integer_value(sdk);
     }
+    hs_result r = optional_strings(o, i, path, dir, it, e);
+    if (r != HS_OK)
+        return r;
     it->input = resolve(dir, in);
     it->output = resolve(dir, out);
     it->key = strdup(k);

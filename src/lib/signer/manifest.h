@@ -1,6 +1,7 @@
 /* The batch manifest of `hsmsign sign batch`: which input is signed with
  * which key into which output. Format (docs/batch.md):
  *   [ {"input": "a.apk", "output": "out/a.apk", "key": "platform", "min_sdk": 21}, ... ]
+ * with optional "lineage": "platform.lineage" and "old_key": "oldplatform" 
  * or the same list under {"version": 1, "apks": [...]}. Relative paths
  * are relative to the manifest's directory. */
 #ifndef HSMSIGN_SIGNER_MANIFEST_H
@@ -13,6 +14,9 @@
 typedef struct hs_batch_item {
     char *input, *output, *key;
     int min_sdk; /* -1: from the manifest of the APK */
+    /* Key rotation (NULL: none): the lineage file (resolved like input)
+     * and the older signer that signs v1 and v2 (sign apk --old-key). */
+    char *lineage, *old_key;
 } hs_batch_item;
 
 hs_result hs_batch_manifest_load(const char *path, hs_batch_item **items, size_t *n,
