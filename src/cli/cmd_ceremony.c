@@ -128,6 +128,7 @@ static int ceremony_provision(const cli_globals *g, int argc, char **argv)
 
 static const char restore_help[] =
     "usage: hsmsign ceremony restore --token URI --transcript FILE [--replace-wrap-key]\n"
+    "                                (--audit-key PEM | --unsigned-transcript)\n"
     "                                (--share FILE ... [--identity FILE ...] | --share-stdin)\n"
     "\n"
     "Restores the wrap key into a new token from threshold shares: each holder\n"
@@ -138,6 +139,8 @@ static const char restore_help[] =
     "imported as sensitive and non-extractable, and wiped. The token must be\n"
     "initialized with a user PIN (global --pin-source, default env:HSMSIGN_PIN) and\n"
     "have no wrap key. Shares that cannot be used are named and set aside.\n"
+    "FILE.sig must verify with --audit-key PEM, the auditor's own copy of the audit\n"
+    "public key (exit 1 if missing or bad); --unsigned-transcript goes on without.\n"
     "\n"
     "  --replace-wrap-key  the token already holds this wrap key, made before\n"
     "                      hsmsign enforced custody attributes (no unwrap template:\n"

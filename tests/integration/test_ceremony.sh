@@ -143,19 +143,19 @@ rm cer/leak.txt
 S=cer/shares
 share() { ls $S/*-"$1".share.age; }
 ids3="--identity ids/alice.txt --identity ids/bob.txt --identity ids/carol.txt"
-check "shares verify: 3 encrypted shares" hs shares verify --transcript cer/transcript.json \
+check "shares verify: 3 encrypted shares" hs shares verify --transcript cer/transcript.json --audit-key cer/audit-key.pem \
     --share "$(share alice)" --share "$(share bob)" --share "$(share carol)" $ids3
 assert "shares verify reports the check value" grep -q "$(tj 't["wrap_key"]["check_value"]')" "$WORK/out"
 expect_fail "2 shares are refused" 1 "2 usable shares, ceremony 'Example OS 2026' needs 3" \
-    hs shares verify --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" $ids3
+    hs shares verify --transcript cer/transcript.json --audit-key cer/audit-key.pem --share "$(share alice)" --share "$(share bob)" $ids3
 
 cp "$(share carol)" flipped.age
 python3 -c "import sys; b=bytearray(open(sys.argv[1],'rb').read()); b[-20]^=0x10; open(sys.argv[1],'wb').write(b)" flipped.age
 expect_fail "a share with one flipped byte is detected" 1 "flipped.age: set aside: cannot decrypt" \
-    hs shares verify --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" \
+    hs shares verify --transcript cer/transcript.json --audit-key cer/audit-key.pem --share "$(share alice)" --share "$(share bob)" \
     --share flipped.age $ids3
 expect_fail "with 4 shares the flipped one is named and the rest suffice" 1 "flipped.age: set aside.*|restore.*3 shares" \
-    hs shares verify --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" \
+    hs shares verify --transcript cer/transcript.json --audit-key cer/audit-key.pem --share "$(share alice)" --share "$(share bob)" \
     --share flipped.age --share "$(share dave)" $ids3 --identity ids/dave.txt
 assert "... and it says the key can be restored from the other 3" grep -q "can be restored from 3 shares" "$WORK/err"
 
@@ -163,25 +163,57 @@ assert "... and it says the key can be restored from the other 3" grep -q "can b
 sed 's/^label: carol$/label: carol/; s/^y: \(.\)/y: X\1/' plain/carol.share | sed 's/^y: X0/y: 1/; s/^y: X[^0]/y: 0/' >carol.bad
 assert "the damaged plain share differs in one byte" test "$(cmp -l plain/carol.share carol.bad | wc -l)" -eq 1
 expect_fail "a piped share with a flipped byte is named among 4" 1 "carol.*checksum" \
-    bash -c "cat plain/alice.share plain/bob.share carol.bad plain/dave.share | \"$HSMSIGN\" shares verify --transcript cer/transcript.json --share-stdin"
+    bash -c "cat plain/alice.share plain/bob.share carol.bad plain/dave.share | \"$HSMSIGN\" shares verify --transcript cer/transcript.json --audit-key cer/audit-key.pem --share-stdin"
 
 # An intact-looking share not on the polynomial (checksum recomputed).
 python3 "$SHARES_PY" tamper-y plain/carol.share carol.tampered
 expect_fail "a tampered share among 3 is refused" 1 "" \
-    bash -c "cat plain/alice.share plain/bob.share carol.tampered | \"$HSMSIGN\" shares verify --transcript cer/transcript.json --share-stdin"
+    bash -c "cat plain/alice.share plain/bob.share carol.tampered | \"$HSMSIGN\" shares verify --transcript cer/transcript.json --audit-key cer/audit-key.pem --share-stdin"
 expect_fail "a tampered share among 4 is named" 1 "carol.*does not fit|carol.*y value" \
-    bash -c "cat plain/alice.share plain/bob.share carol.tampered plain/dave.share | \"$HSMSIGN\" shares verify --transcript cer/transcript.json --share-stdin"
+    bash -c "cat plain/alice.share plain/bob.share carol.tampered plain/dave.share | \"$HSMSIGN\" shares verify --transcript cer/transcript.json --audit-key cer/audit-key.pem --share-stdin"
 
 expect_fail "a wrong age identity is a clear error" 1 "none of the given age identities can decrypt it" \
-    hs shares verify --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" \
+    hs shares verify --transcript cer/transcript.json --audit-key cer/audit-key.pem --share "$(share alice)" --share "$(share bob)" \
     --share "$(share carol)" --identity ids/alice.txt --identity ids/bob.txt --identity ids/mallory.txt
 
 # A second ceremony on two more tokens: its shares are foreign to the first.
 write_config other.json "Other ceremony" primary2 backup2
 check "a second ceremony on two more tokens" hs --audit-log audit2 ceremony provision other.json --out-dir cer2
 expect_fail "a share from another ceremony is refused" 1 "another ceremony" \
-    hs shares verify --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" \
+    hs shares verify --transcript cer/transcript.json --audit-key cer/audit-key.pem --share "$(share alice)" --share "$(share bob)" \
     --share "$(ls cer2/shares/*-carol.share.age)" $ids3
+
+# The transcript is trusted through the auditor's own copy of the audit key
+# (--audit-key), never through the key written inside it.
+good3="--share $(share alice) --share $(share bob) --share $(share carol) $ids3"
+mkdir -p unsigned && cp cer/transcript.json unsigned/
+expect_fail "an unsigned transcript is refused (exit 1)" 1 "no signature.*--unsigned-transcript" \
+    hs shares verify --transcript unsigned/transcript.json --audit-key cer/audit-key.pem $good3
+check "... --unsigned-transcript goes on, and says so" \
+    hs shares verify --transcript unsigned/transcript.json --unsigned-transcript $good3
+assert "... with a warning that the signature was not checked" grep -q "signature NOT checked" "$WORK/err"
+expect_fail "without --audit-key the transcript is not trusted (usage)" 2 "--audit-key PEM is required" \
+    hs shares verify --transcript cer/transcript.json $good3
+# Mallory rewrites the transcript with her own audit key and signs it.
+mkdir -p forged && openssl genpkey -algorithm ed25519 -out forged/mallory.key 2>/dev/null
+openssl pkey -in forged/mallory.key -pubout -out forged/mallory.pem
+python3 - cer/transcript.json forged/mallory.pem forged/transcript.json <<'PY'
+import base64, hashlib, json, sys
+t = json.load(open(sys.argv[1])); pem = open(sys.argv[2]).read()
+der = base64.b64decode("".join(l for l in pem.splitlines() if "-----" not in l))
+t["audit_key"]["public_key_pem"] = pem
+t["audit_key"]["spki_sha256"] = hashlib.sha256(der).hexdigest()
+t["shares"]["threshold"] = 2
+open(sys.argv[3], "w").write(json.dumps(t, indent=2) + "\n")
+PY
+openssl pkeyutl -sign -inkey forged/mallory.key -rawin -in forged/transcript.json -out forged/transcript.json.sig
+check "the forged transcript verifies with the key written inside it (openssl)" \
+    openssl pkeyutl -verify -pubin -inkey forged/mallory.pem -rawin -in forged/transcript.json -sigfile forged/transcript.json.sig
+expect_fail "a transcript re-signed with another key is refused with the pinned key" 1 \
+    "signature forged/transcript.json.sig with the pinned key cer/audit-key.pem" \
+    hs shares verify --transcript forged/transcript.json --audit-key cer/audit-key.pem $good3
+expect_fail "... also by ceremony restore, before any token is touched" 1 "pinned key" \
+    hs ceremony restore --token nothing-here --transcript forged/transcript.json --audit-key cer/audit-key.pem $good3
 
 # Tokens that are not blank.
 expect_fail "provisioning a token in use is refused" 9 "primary token 'primary'.*not empty" \
@@ -238,15 +270,15 @@ assert "the primary is gone" bash -c "! grep -qw primary \"$WORK/out\""
 export HSMSIGN_PIN=restore-user-4711 HSMSIGN_SO_PIN=restore-so-4711
 check "initialize a new token" hs token init --label restored
 expect_fail "restore refuses 2 shares before touching the token" 1 "2 usable shares" \
-    bash -c "cat plain/alice.share plain/bob.share | \"$HSMSIGN\" ceremony restore --token pkcs11:token=restored --transcript cer/transcript.json --share-stdin"
+    bash -c "cat plain/alice.share plain/bob.share | \"$HSMSIGN\" ceremony restore --token pkcs11:token=restored --transcript cer/transcript.json --audit-key cer/audit-key.pem --share-stdin"
 cp cer/transcript.json bad-transcript.json && cp cer/transcript.json.sig bad-transcript.json.sig
 sed -i 's/"threshold": 3/"threshold": 2/' bad-transcript.json
 expect_fail "restore refuses a transcript whose signature does not verify" 1 "signature" \
-    hs ceremony restore --token restored --transcript bad-transcript.json --share "$(share alice)" $ids3
+    hs ceremony restore --token restored --transcript bad-transcript.json --audit-key cer/audit-key.pem --share "$(share alice)" $ids3
 # The audit key was lost with the primary: its log cannot be continued.
 expect_fail "restore into a token without an audit key is refused before touching it" 7 \
     "token 'restored' has no audit key.*nothing was restored.*audit restart" \
-    hs ceremony restore --token restored --transcript cer/transcript.json --share "$(share alice)" \
+    hs ceremony restore --token restored --transcript cer/transcript.json --audit-key cer/audit-key.pem --share "$(share alice)" \
     --share "$(share bob)" --share "$(share carol)" $ids3
 n_old=$(wc -l <audit/entries.jsonl)
 check "audit restart starts a new log with a new audit key on the new token" \
@@ -259,7 +291,7 @@ assert e['op'] == 'audit-restart' and e['reason'] == 'primary token destroyed', 
 assert p['entries'] == $n_old and p['dir'] == '$old_log' and len(p['entries_sha256']) == 64, p
 assert p['checkpoint_verified'] is False and p['checkpoint_size'] > 0, p  # the old key is gone"
 check "restore from 3 shares decrypted by the age CLI, piped in" bash -c \
-    "{ age -d -i ids/carol.txt $(share carol); age -d -i ids/erin.txt $(share erin); age -d -i ids/bob.txt $(share bob); } | \"$HSMSIGN\" ceremony restore --token pkcs11:token=restored --transcript cer/transcript.json --share-stdin"
+    "{ age -d -i ids/carol.txt $(share carol); age -d -i ids/erin.txt $(share erin); age -d -i ids/bob.txt $(share bob); } | \"$HSMSIGN\" ceremony restore --token pkcs11:token=restored --transcript cer/transcript.json --audit-key cer/audit-key.pem --share-stdin"
 assert "restore says the check value matches" grep -q "matches the transcript" "$WORK/out"
 check "the restored token signs with the old key file" hs --token restored sign raw --key app data.txt r.sig
 check "openssl verifies it with the same public key" openssl dgst -sha256 -verify app.pem -signature r.sig data.txt
@@ -268,14 +300,14 @@ assert "same public key" cmp -s app.pem app-after.pem
 check "rsa2048 signs on the restored token" hs --token restored sign raw --key plat data.txt r2.sig
 check "openssl verifies the RSA signature" openssl dgst -sha256 -verify plat.pem -signature r2.sig data.txt
 expect_fail "restoring twice into one token is refused" 9 "already has a wrap key" \
-    hs ceremony restore --token restored --transcript cer/transcript.json --share "$(share alice)" \
+    hs ceremony restore --token restored --transcript cer/transcript.json --audit-key cer/audit-key.pem --share "$(share alice)" \
     --share "$(share bob)" --share "$(share carol)" $ids3
 
 check "initialize a second new token" hs token init --label restored2
 export HSMSIGN_AUDIT_LOG=$WORK/audit-r2
 check "restored2 gets its own log and audit key" hs --token restored2 audit init
 check "restore with --identity (4 shares, one flipped: named, the rest restore)" hs ceremony restore \
-    --token restored2 --transcript cer/transcript.json --share "$(share alice)" --share flipped.age \
+    --token restored2 --transcript cer/transcript.json --audit-key cer/audit-key.pem --share "$(share alice)" --share flipped.age \
     --share "$(share bob)" --share "$(share dave)" $ids3 --identity ids/dave.txt
 assert "the flipped share is named" grep -q "flipped.age: set aside" "$WORK/err"
 check "restored2 signs" hs --token restored2 sign raw --key app data.txt r3.sig
@@ -305,11 +337,11 @@ if [ -n "${P11SHIM:-}" ]; then
     hs --token restored3 --audit-log audit-r3 audit init >/dev/null 2>&1
     export HSMSIGN_AUDIT_LOG=$WORK/audit-r3
     counted 0 "restore through the shim" hs ceremony restore --token restored3 \
-        --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" --share "$(share carol)" $ids3
+        --transcript cer/transcript.json --audit-key cer/audit-key.pem --share "$(share alice)" --share "$(share bob)" --share "$(share carol)" $ids3
     HSMSIGN_PIN=0000 counted 1 "restore with a wrong PIN through the shim" hs ceremony restore --token restored4 \
-        --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" --share "$(share carol)" $ids3
+        --transcript cer/transcript.json --audit-key cer/audit-key.pem --share "$(share alice)" --share "$(share bob)" --share "$(share carol)" $ids3
     counted 1 "restore into a token with a wrap key through the shim" hs ceremony restore --token restored3 \
-        --transcript cer/transcript.json --share "$(share alice)" --share "$(share bob)" --share "$(share carol)" $ids3
+        --transcript cer/transcript.json --audit-key cer/audit-key.pem --share "$(share alice)" --share "$(share bob)" --share "$(share carol)" $ids3
 fi
 
 # Help on every level.

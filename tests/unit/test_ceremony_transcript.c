@@ -183,6 +183,41 @@ static void write_file(const char *path, const void *data, size_t len)
     assert_int_equal(hs_write_file_atomic(path, data, len, 0600, false, &e), HS_OK);
 }
 
+static void sign_file(EVP_PKEY *key, const char *json, const char *sig_path)
+{
+    uint8_t sig[64];
+    size_t sig_len = sizeof sig;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    assert_int_equal(EVP_DigestSignInit(c, NULL, NULL, NULL, key), 1);
+    assert_int_equal(EVP_DigestSign(c, sig, &sig_len, (const uint8_t *)json, strlen(json)), 1);
+    EVP_MD_CTX_free(c);
+    write_file(sig_path, sig, sig_len);
+}
+
+static void write_pem(EVP_PKEY *key, const char *path)
+{
+    char *pem;
+    uint8_t fp[32];
+    hs_error e;
+    assert_int_equal(hs_auditkey_public_pem(key, &pem, fp, &e), HS_OK);
+    write_file(path, pem, strlen(pem));
+    free(pem);
+}
+
+static hs_result load(const char *path, const char *pem, bool unsigned_ok, bool *checked,
+                      hs_error *e)
+{
+    hs_transcript_trust trust = {.audit_key = pem, .allow_unsigned = unsigned_ok};
+    hs_transcript *back = NULL;
+    hs_result r = hs_transcript_load(path, &trust, &back, checked, e);
+    assert_true(r == HS_OK ? back != NULL : back == NULL);
+    hs_transcript_free(back);
+    return r;
+}
+
+/* The signature is checked with the pinned key only: unsigned, re-signed
+ * with another key (which the transcript then names), or damaged is
+ * refused; --unsigned-transcript is the only way past. */
 static void test_signature(void **state)
 {
     (void)state;
@@ -190,36 +225,67 @@ static void test_signature(void **state)
     char *json;
     hs_error e;
     assert_int_equal(hs_transcript_to_json(t, &json, &e), HS_OK);
-    char dir[] = "/tmp/hs-transcript-XXXXXX", path[128], sig_path[160];
+    char dir[] = "/tmp/hs-transcript-XXXXXX", path[128], sig_path[160], pem[160], other_pem[160];
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/transcript.json", dir);
     snprintf(sig_path, sizeof sig_path, "%s.sig", path);
+    snprintf(pem, sizeof pem, "%s/auditor.pem", dir);
+    snprintf(other_pem, sizeof other_pem, "%s/other.pem", dir);
     write_file(path, json, strlen(json));
+    write_pem(ed_key, pem);
 
-    hs_transcript *back;
     bool checked = true;
-    assert_int_equal(hs_transcript_load(path, &back, &checked, &e), HS_OK);
-    assert_false(checked); /* no .sig beside it */
-    hs_transcript_free(back);
+    assert_int_equal(load(path, pem, false, &checked, &e), HS_E_VERIFY);
+    assert_non_null(strstr(e.msg, "no signature"));
+    assert_int_equal(load(path, NULL, false, &checked, &e), HS_E_USAGE);
+    assert_int_equal(load(path, pem, true, &checked, &e), HS_OK);
+    assert_false(checked);
 
-    uint8_t sig[64];
-    size_t sig_len = sizeof sig;
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    assert_int_equal(EVP_DigestSignInit(c, NULL, NULL, NULL, ed_key), 1);
-    assert_int_equal(EVP_DigestSign(c, sig, &sig_len, (const uint8_t *)json, strlen(json)), 1);
-    EVP_MD_CTX_free(c);
-    write_file(sig_path, sig, sig_len);
-    assert_int_equal(hs_transcript_load(path, &back, &checked, &e), HS_OK);
+    sign_file(ed_key, json, sig_path);
+    assert_int_equal(load(path, pem, false, &checked, &e), HS_OK);
     assert_true(checked);
-    hs_transcript_free(back);
 
-    sig[10] ^= 1;
-    write_file(sig_path, sig, sig_len);
-    assert_int_equal(hs_transcript_load(path, &back, &checked, &e), HS_E_VERIFY);
+    /* Another key signs a transcript that names it: still refused. */
+    EVP_PKEY *other = NULL;
+    EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+    assert_int_equal(EVP_PKEY_keygen_init(kc), 1);
+    assert_int_equal(EVP_PKEY_keygen(kc, &other), 1);
+    EVP_PKEY_CTX_free(kc);
+    hs_transcript *forged = sample();
+    uint8_t fp[32];
+    free(forged->audit_pem);
+    assert_int_equal(hs_auditkey_public_pem(other, &forged->audit_pem, fp, &e), HS_OK);
+    memcpy(forged->audit_fingerprint, fp, 32);
+    char *fjson;
+    assert_int_equal(hs_transcript_to_json(forged, &fjson, &e), HS_OK);
+    write_file(path, fjson, strlen(fjson));
+    sign_file(other, fjson, sig_path);
+    assert_int_equal(load(path, pem, false, &checked, &e), HS_E_VERIFY);
     assert_non_null(strstr(e.msg, "signature"));
-    assert_null(back);
+    /* The pinned key signs, but the transcript names another audit key. */
+    sign_file(ed_key, fjson, sig_path);
+    assert_int_equal(load(path, pem, false, &checked, &e), HS_E_VERIFY);
+    assert_non_null(strstr(e.msg, "not the pinned auditor's key"));
+    write_pem(other, other_pem);
+    sign_file(other, fjson, sig_path);
+    assert_int_equal(load(path, other_pem, false, &checked, &e), HS_OK);
+
+    write_file(path, json, strlen(json));
+    sign_file(ed_key, json, sig_path);
+    FILE *f = fopen(sig_path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 10, SEEK_SET), 0);
+    assert_int_equal(fputc(0x55, f), 0x55);
+    fclose(f);
+    assert_int_equal(load(path, pem, false, &checked, &e), HS_E_VERIFY);
+    assert_int_equal(load(path, pem, true, &checked, &e), HS_E_VERIFY); /* a bad one is not "unsigned" */
+    EVP_PKEY_free(other);
+    hs_transcript_free(forged);
+    free(fjson);
     unlink(sig_path);
     unlink(path);
+    unlink(pem);
+    unlink(other_pem);
     rmdir(dir);
     free(json);
     hs_transcript_free(t);

@@ -2,7 +2,6 @@
 #include "ceremony/transcript.h"
 
 #include <jansson.h>
-#include <openssl/pem.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,45 +359,89 @@ hs_result hs_transcript_parse(const char *text, size_t len, const char *source,
     return HS_OK;
 }
 
-static hs_result verify_signature(const hs_transcript *t, const char *path, const uint8_t *text,
-                                  size_t len, const uint8_t *sig, size_t sig_len, hs_error *e)
+/* The transcript must name the pinned key too: a transcript signed by the
+ * auditor's key but carrying another public key would mislead whoever
+ * reads its audit_key later. */
+static hs_result check_names_pinned(const hs_transcript *t, EVP_PKEY *pinned, const char *path,
+                                    const char *pem_path, hs_error *e)
 {
-    BIO *b = BIO_new_mem_buf(t->audit_pem, -1);
-    EVP_PKEY *pub = b != NULL ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
-    BIO_free(b);
-    if (pub == NULL)
-        return hs_fail(e, HS_E_FORMAT, "transcript %s: its audit public key is not a PEM key", path);
-    hs_result r = hs_auditkey_verify(pub, text, len, sig, sig_len, e);
-    EVP_PKEY_free(pub);
-    if (r != HS_OK)
-        hs_error_prefix(e, "transcript %s: signature %s.sig: ", path, path);
+    char *pem = NULL;
+    uint8_t fp[32];
+    hs_result r = hs_auditkey_public_pem(pinned, &pem, fp, e);
+    free(pem);
+    if (r == HS_OK && !hs_ct_equal(fp, t->audit_fingerprint, 32))
+        r = hs_fail(e, HS_E_VERIFY,
+                    "transcript %s: its audit key is not the pinned auditor's key %s (SPKI "
+                    "SHA-256 differs): it comes from another ceremony or was replaced",
+                    path, pem_path);
     return r;
 }
 
-hs_result hs_transcript_load(const char *path, hs_transcript **out, bool *signature_checked,
-                             hs_error *e)
+static hs_result verify_pinned(const hs_transcript *t, const char *path, const char *pem_path,
+                               const uint8_t *text, size_t len, const uint8_t *sig,
+                               size_t sig_len, hs_error *e)
+{
+    EVP_PKEY *pub = NULL;
+    hs_result r = hs_auditkey_load_public(pem_path, &pub, e);
+    if (r != HS_OK)
+        return hs_error_prefix(e, "--audit-key: ");
+    r = hs_auditkey_verify(pub, text, len, sig, sig_len, e);
+    if (r != HS_OK)
+        hs_error_prefix(e, "transcript %s: signature %s.sig with the pinned key %s: ", path, path,
+                        pem_path);
+    if (r == HS_OK)
+        r = check_names_pinned(t, pub, path, pem_path, e);
+    EVP_PKEY_free(pub);
+    return r;
+}
+
+static hs_result check_signature(const hs_transcript *t, const char *path, const uint8_t *text,
+                                 size_t len, const hs_transcript_trust *trust, bool *checked,
+                                 hs_error *e)
+{
+    char sig_path[4096];
+    int n = snprintf(sig_path, sizeof sig_path, "%s.sig", path);
+    /* A shortened name would look for the signature in another file. */
+    if (n < 0 || (size_t)n >= sizeof sig_path)
+        return hs_fail(e, HS_E_USAGE, "%s: path too long", path);
+    bool have_sig = access(sig_path, F_OK) == 0;
+    if (trust->allow_unsigned && (trust->audit_key == NULL || !have_sig))
+        return HS_OK;
+    if (trust->audit_key == NULL)
+        return hs_fail(e, HS_E_USAGE,
+                       "transcript %s: give the auditor's copy of the audit public key "
+                       "(--audit-key PEM): the key inside the transcript proves nothing "
+                       "(--unsigned-transcript goes on without checking)",
+                       path);
+    if (!have_sig)
+        return hs_fail(e, HS_E_VERIFY,
+                       "transcript %s: no signature %s: refusing an unsigned transcript "
+                       "(--unsigned-transcript goes on without it)",
+                       path, sig_path);
+    uint8_t *sig = NULL;
+    size_t sig_len = 0;
+    hs_result r = hs_read_file(sig_path, 1024, &sig, &sig_len, e);
+    if (r == HS_OK)
+        r = verify_pinned(t, path, trust->audit_key, text, len, sig, sig_len, e);
+    free(sig);
+    *checked = r == HS_OK;
+    return r;
+}
+
+hs_result hs_transcript_load(const char *path, const hs_transcript_trust *trust,
+                             hs_transcript **out, bool *signature_checked, hs_error *e)
 {
     *out = NULL;
     *signature_checked = false;
-    uint8_t *text, *sig = NULL;
-    size_t len, sig_len = 0;
+    uint8_t *text;
+    size_t len;
     hs_result r = hs_read_file(path, HS_TRANSCRIPT_MAX, &text, &len, e);
     if (r != HS_OK)
         return r;
     r = hs_transcript_parse((const char *)text, len, path, out, e);
-    char sig_path[4096];
-    int n = snprintf(sig_path, sizeof sig_path, "%s.sig", path);
-    /* A shortened name would look for the signature in another file. */
-    if (r == HS_OK && (n < 0 || (size_t)n >= sizeof sig_path))
-        r = hs_fail(e, HS_E_USAGE, "%s: path too long", path);
-    if (r == HS_OK && access(sig_path, F_OK) == 0) {
-        r = hs_read_file(sig_path, 1024, &sig, &sig_len, e);
-        if (r == HS_OK)
-            r = verify_signature(*out, path, text, len, sig, sig_len, e);
-        *signature_checked = r == HS_OK;
-    }
+    if (r == HS_OK)
+        r = check_signature(*out, path, text, len, trust, signature_checked, e);
     free(text);
-    free(sig);
     if (r != HS_OK) {
         hs_transcript_free(*out);
         *out = NULL;

@@ -73,10 +73,20 @@ hs_result hs_transcript_to_text(const hs_transcript *t, char **out, hs_error *e)
 hs_result hs_transcript_parse(const char *text, size_t len, const char *source,
                               hs_transcript **out, hs_error *e) HS_MUST_CHECK;
 
-/* Reads PATH and, when PATH.sig exists, verifies it with the transcript's
- * audit public key (HS_E_VERIFY on a mismatch). *signature_checked says
- * whether a signature was found and verified. */
-hs_result hs_transcript_load(const char *path, hs_transcript **out, bool *signature_checked,
+/* Where trust in a transcript comes from: the auditor's own copy of the
+ * audit public key, never the key written inside the transcript. */
+typedef struct hs_transcript_trust {
+    const char *audit_key; /* PEM file (--audit-key), or NULL */
+    bool allow_unsigned;   /* --unsigned-transcript: go on without a checked signature */
+} hs_transcript_trust;
+
+/* Reads PATH and verifies PATH.sig with trust->audit_key, which the
+ * transcript must also name as its audit key. A missing or bad signature
+ * is HS_E_VERIFY, no audit_key HS_E_USAGE, unless allow_unsigned (then no
+ * signature is needed; one that is there is still checked when a key is
+ * given). *signature_checked says whether a signature was verified. */
+hs_result hs_transcript_load(const char *path, const hs_transcript_trust *trust,
+                             hs_transcript **out, bool *signature_checked,
                              hs_error *e) HS_MUST_CHECK;
 
 void hs_transcript_free(hs_transcript *t);
