@@ -134,6 +134,24 @@ static int shares_verify(const cli_globals *g, int argc, char **argv)
     hs_share_report *rep = calloc(1, sizeof *rep);
     hs_result r = rep != NULL ? cli_shares_gather(g, &so, &t, &set, &e)
                               : hs_fail(&e, HS_E_NOMEM, "out of memory");
+    /* Fewer than k: each share is still checked alone, against its
+     * commitment in the signed transcript (version 2). */
+    if (r == HS_OK && t->version >= 2 && set.count > 0 && set.count < t->threshold &&
+        set.set_aside == 0) {
+        if (g->json)
+            cli_print_json(json_pack("{s:b, s:s, s:i, s:i, s:b}", "ok", 1, "ceremony", t->name,
+                                     "shares_good", (int)set.count, "threshold",
+                                     (int)t->threshold, "key_restored", 0));
+        else
+            printf("%zu share%s of ceremony '%s' match%s the commitment in the signed "
+                   "transcript (the wrap key needs %u together; not reconstructed)\n",
+                   set.count, set.count == 1 ? "" : "s", t->name, set.count == 1 ? "es" : "",
+                   t->threshold);
+        hs_shareset_clear(&set);
+        hs_transcript_free(t);
+        free(rep);
+        return 0;
+    }
     if (r == HS_OK)
         r = hs_ceremony_check_shares(t, &set, rep, &e);
     if (rep != NULL)

@@ -215,6 +215,60 @@ expect_fail "a transcript re-signed with another key is refused with the pinned 
 expect_fail "... also by ceremony restore, before any token is touched" 1 "pinned key" \
     hs ceremony restore --token nothing-here --transcript forged/transcript.json --audit-key cer/audit-key.pem $good3
 
+# --- reset, then prove blank; nothing changes before every credential works --
+PLANT=$HERE/softhsm_plant.py
+p11() { pkcs11-tool --module "$SOFTHSM_MODULE" "$@"; }
+fresh_token() { # LABEL SO-PIN [HIDDEN-OBJECT-LABEL]: a "fresh" token (no user PIN)
+    softhsm2-util --init-token --free --label "$1" --so-pin "$2" --pin 99999999 >/dev/null
+    if [ -n "${3:-}" ]; then
+        echo "previous holder's credential" >hidden.dat
+        p11 --token-label "$1" --login --pin 99999999 --write-object hidden.dat --type data \
+            --label "$3" --private >/dev/null 2>&1
+    fi
+    python3 "$PLANT" "$WORK/hsm/tokens" "$1"
+}
+fresh_token planted-p 11111111 hidden-p
+fresh_token planted-b 22222222 hidden-b
+assert "a planted token looks fresh: no user PIN" \
+    bash -c "softhsm2-util --show-slots | grep -B1 'Label: *planted-p ' | grep -q 'User PIN init.: *no'"
+check "... and its SO sees no object (the private one is hidden from the SO)" \
+    p11 --token-label planted-p --session-rw --login --login-type so --so-pin 11111111 --list-objects
+assert "... (none listed)" bash -c "! grep -q 'Object' \"$WORK/out\""
+write_config planted.json "Planted" planted-p planted-b
+export CUR_P=11111111 CUR_B=22222222
+check "provision two fresh tokens, one hiding a private object each" \
+    hs --audit-log audit-planted ceremony provision planted.json --out-dir cer-planted \
+    --current-so-pin-source env:CUR_P --backup-current-so-pin-source env:CUR_B
+for t in p b; do
+    upin=$(age -d -i ids/operator.txt "cer-planted/credentials/$([ $t = p ] && echo primary || echo backup)-user-pin.age")
+    check "planted-$t: the new user lists the token's objects" \
+        p11 --token-label planted-$t --login --pin "$upin" --list-objects
+    assert "planted-$t: the planted private object is gone (the token was reset)" \
+        bash -c "! grep -q hidden-$t \"$WORK/out\""
+done
+assert "the transcript records each token's firmware version" \
+    python3 -c "import json; t=json.load(open('cer-planted/transcript.json')); assert all(x['firmware'] == '2.6' for x in t['tokens']), t['tokens']"
+assert "PINs carry at least 128 bits (26 symbols of 5 bits)" \
+    test "$(age -d -i ids/admin.txt cer-planted/credentials/primary-so-pin.age | tr -d '\n' | wc -c)" -ge 26
+
+# A wrong backup SO PIN is found before anything changes.
+fresh_token wrongso-p 33333333
+fresh_token wrongso-b 44444444
+write_config wrongso.json "Wrong SO PIN" wrongso-p wrongso-b
+export CUR_P=33333333 CUR_B=55555555
+expect_fail "a wrong backup SO PIN is refused" 4 "backup token, before anything changed.*CKR_PIN_INCORRECT" \
+    hs --audit-log audit-wrongso ceremony provision wrongso.json --out-dir cer-wrongso \
+    --current-so-pin-source env:CUR_P --backup-current-so-pin-source env:CUR_B
+assert "... nothing written: no ceremony directory, no audit log" test ! -e cer-wrongso -a ! -e audit-wrongso
+check "... the primary's SO PIN is still the old one" \
+    p11 --token-label wrongso-p --session-rw --login --login-type so --so-pin 33333333 --list-objects
+assert "... and the primary still has no user PIN" \
+    bash -c "softhsm2-util --show-slots | grep -B1 'Label: *wrongso-p ' | grep -q 'User PIN init.: *no'"
+export CUR_B=44444444
+check "... with the right PIN the same tokens provision" \
+    hs --audit-log audit-wrongso ceremony provision wrongso.json --out-dir cer-wrongso \
+    --current-so-pin-source env:CUR_P --backup-current-so-pin-source env:CUR_B
+
 # Tokens that are not blank.
 expect_fail "provisioning a token in use is refused" 9 "primary token 'primary'.*not empty" \
     hs ceremony provision ceremony.json --out-dir cer3

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -324,6 +325,24 @@ hs_result hs_share_self_check(const hs_share *shares, unsigned n, const uint8_t 
     hs_secure_free(back, secret_len);
     free(report);
     return rc == HS_OK ? HS_OK : hs_error_prefix(e, "share split self-check: ");
+}
+
+void hs_share_commitment(const hs_share *s, const uint8_t salt[HS_SHARE_COMMIT_SALT_LEN],
+                         uint8_t out[32])
+{
+    static const char tag[] = "hsmsign-share-commitment v1";
+    uint8_t msg[sizeof tag + HS_SHARE_COMMIT_SALT_LEN + HS_SHARE_SET_ID_LEN + 1 + HS_SHARE_KEY_LEN];
+    size_t o = 0;
+    memcpy(msg + o, tag, sizeof tag); /* with its NUL */
+    o += sizeof tag;
+    memcpy(msg + o, salt, HS_SHARE_COMMIT_SALT_LEN);
+    o += HS_SHARE_COMMIT_SALT_LEN;
+    memcpy(msg + o, s->set_id, HS_SHARE_SET_ID_LEN);
+    o += HS_SHARE_SET_ID_LEN;
+    msg[o++] = s->x;
+    memcpy(msg + o, s->y, HS_SHARE_KEY_LEN);
+    SHA256(msg, sizeof msg, out);
+    hs_wipe(msg, sizeof msg); /* holds y */
 }
 
 hs_result hs_share_split_secret(const uint8_t *secret, size_t secret_len, unsigned k, unsigned n,

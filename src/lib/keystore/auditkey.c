@@ -80,7 +80,8 @@ static hs_result find_pair(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *pri
     return r;
 }
 
-static hs_result choose_alg(hs_p11 *p, hs_auditkey_alg want, hs_auditkey_alg *alg, hs_error *e)
+hs_result hs_auditkey_choose_alg(hs_p11 *p, hs_auditkey_alg want, hs_auditkey_alg *alg,
+                                 hs_error *e)
 {
     hs_error ignored;
     bool eddsa = hs_p11_require_mechanism(p, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR,
@@ -112,7 +113,7 @@ hs_result hs_auditkey_generate(hs_p11 *p, hs_auditkey_alg want, hs_auditkey *out
         r = hs_fail(e, HS_E_EXISTS, "token '%s' already has an audit key ('%s')", p->label,
                     HS_AUDITKEY_LABEL);
     if (r == HS_OK)
-        r = choose_alg(p, want, &out->alg, e);
+        r = hs_auditkey_choose_alg(p, want, &out->alg, e);
     if (r != HS_OK)
         return r;
     bool ed = out->alg == HS_AUDITKEY_ED25519;
