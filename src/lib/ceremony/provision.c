@@ -546,8 +546,9 @@ static void write_aborted(prov *c, const hs_error *why)
     hs_result r = hs_transcript_aborted_json(c->t, done, n, failed_at, why->msg, &json, &e);
     if (r == HS_OK)
         r = out_path(c->o->out_dir, HS_CEREMONY_TRANSCRIPT_JSON, path, sizeof path, &e);
+    /* Replaces a transcript written before the failure: the set is void. */
     if (r == HS_OK)
-        r = hs_write_file_atomic(path, json, strlen(json), 0644, true, &e);
+        r = hs_write_file_atomic(path, json, strlen(json), 0644, false, &e);
     free(json);
     if (r == HS_OK)
         step(c, "ABORTED: the record in transcript.json voids this share set");
