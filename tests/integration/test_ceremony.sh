@@ -114,6 +114,11 @@ assert "another 3 shares give the same key" \
     test "$(python3 "$SHARES_PY" recover plain/bob.share plain/dave.share plain/alice.share)" = "$WRAPKEY"
 expect_fail "the Python reader cannot rebuild from 2 shares" nonzero "fewer than k" \
     python3 "$SHARES_PY" recover plain/bob.share plain/dave.share
+for i in 0 1 2 3 4; do
+    h=$(tj "t['shares']['holders'][$i]['name']")
+    assert "the Python reader's commitment to $h's share (docs/share-format.md) is the transcript's" \
+        test "$(python3 "$SHARES_PY" commit "plain/$h.share" "$(tj "t['shares']['holders'][$i]['commitment_salt']")")" = "$(tj "t['shares']['holders'][$i]['commitment']")"
+done
 cat >scan.py <<'PY'
 import base64, os, sys
 key = bytes.fromhex(sys.argv[1])
@@ -173,7 +178,7 @@ expect_fail "a piped share with a flipped byte is named among 4" 1 "carol.*check
 # An intact-looking share not on the polynomial (checksum recomputed).
 python3 "$SHARES_PY" tamper-y plain/carol.share carol.tampered
 expect_fail "a forged share (checksum recomputed) is named with exactly 3: its commitment" 1 \
-    "standard input share #3 (carol): set aside: it does not match the commitment to carol's share" \
+    "standard input share #3 .carol.: set aside: it does not match the commitment to carol.s share" \
     bash -c "cat plain/alice.share plain/bob.share carol.tampered | \"$HSMSIGN\" shares verify --transcript cer/transcript.json --audit-key cer/audit-key.pem --share-stdin"
 expect_fail "a tampered share among 4 is named" 1 "carol.*does not match the commitment" \
     bash -c "cat plain/alice.share plain/bob.share carol.tampered plain/dave.share | \"$HSMSIGN\" shares verify --transcript cer/transcript.json --audit-key cer/audit-key.pem --share-stdin"
