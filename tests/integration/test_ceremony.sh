@@ -280,6 +280,43 @@ check "... with the right PIN the same tokens provision" \
     hs --audit-log audit-wrongso ceremony provision wrongso.json --out-dir cer-wrongso \
     --current-so-pin-source env:CUR_P --backup-current-so-pin-source env:CUR_B
 
+# Roles as docs/ceremony.md promises them.
+write_config roles.json "Roles" roles-p roles-b
+python3 -c "
+import json; c = json.load(open('roles.json')); c['roles']['operator'] = c['roles']['admin']
+json.dump(c, open('sameroles.json', 'w'))
+c = json.load(open('roles.json')); c['roles']['admin'] = [c['holders'][0]['recipient']]
+json.dump(c, open('holderadmin.json', 'w'))"
+expect_fail "admin = operator is refused: one person would hold both PINs" 5 "both admin and operator" \
+    hs --audit-log audit-roles ceremony provision sameroles.json --out-dir cer-roles
+expect_fail "a share holder who is also admin is refused unless the config says so" 5 \
+    "share holder 'alice' is also admin.*holders-may-hold-roles" \
+    hs --audit-log audit-roles ceremony provision holderadmin.json --out-dir cer-roles
+assert "... nothing written, the tokens untouched" \
+    bash -c "test ! -e cer-roles -a ! -e audit-roles && ! softhsm2-util --show-slots | grep -q 'roles-p'"
+
+# Memory that cannot be locked: refused, unless said (and recorded).
+if command -v setpriv >/dev/null && setpriv --bounding-set=-ipc_lock true 2>/dev/null; then
+    nolock() { setpriv --bounding-set=-ipc_lock --inh-caps=-ipc_lock bash -c 'ulimit -l 0; exec "$@"' nolock "$@"; }
+    write_config nolock.json "No mlock" nolock-p nolock-b
+    expect_fail "the ceremony refuses to run when memory cannot be locked" 10 "cannot be locked.*--allow-unlocked-memory" \
+        nolock "$HSMSIGN" --audit-log audit-nolock ceremony provision nolock.json --out-dir cer-nolock
+    assert "... nothing written" test ! -e cer-nolock -a ! -e audit-nolock
+    check "... --allow-unlocked-memory goes on" nolock "$HSMSIGN" --audit-log audit-nolock ceremony provision \
+        nolock.json --out-dir cer-nolock --allow-unlocked-memory
+    assert "... and the transcript records it" \
+        python3 -c "import json; assert json.load(open('cer-nolock/transcript.json'))['memory_locked'] is False"
+    assert "a normal ceremony records locked memory" \
+        python3 -c "import json; assert json.load(open('cer/transcript.json'))['memory_locked'] is True"
+else
+    echo "# SKIP: setpriv cannot drop CAP_IPC_LOCK here: the unlocked-memory refusal is not tested"
+fi
+assert "the transcript records the PKCS#11 module and the libraries loaded, with their SHA-256" python3 -c "
+import hashlib, json; t = json.load(open('cer/transcript.json'))['tool']
+m = t['pkcs11_module']; assert hashlib.sha256(open(m['file'], 'rb').read()).hexdigest() == m['sha256'], m
+libs = {l['file']: l['sha256'] for l in t['libraries']}
+assert any('libcrypto' in f for f in libs) and any('softhsm' in f for f in libs), libs
+for f, h in libs.items(): assert hashlib.sha256(open(f, 'rb').read()).hexdigest() == h, f"
 # Tokens that are not blank.
 expect_fail "provisioning a token in use is refused" 9 "primary token 'primary'.*not empty" \
     hs ceremony provision ceremony.json --out-dir cer3
