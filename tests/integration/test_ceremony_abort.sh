@@ -13,16 +13,23 @@ unset HSMSIGN_PIN HSMSIGN_SO_PIN
 shared_softhsm
 
 run=0
-# stop_at FUNCTION N DESCRIPTION: a ceremony onto two new (not initialized)
-# tokens whose N-th FUNCTION call fails.
+export CUR=12345678
+fresh() { softhsm2-util --init-token --free --label "$1" --so-pin $CUR --pin 87654321 >/dev/null; }
+# stop_at FUNCTION N DESCRIPTION [initialized]: a ceremony onto two new
+# tokens (not initialized, or initialized and in use: --force-reset) whose
+# N-th FUNCTION call fails.
 stop_at() {
-    local fn=$1 n=$2 what=$3
+    local fn=$1 n=$2 what=$3 reset=()
     run=$((run + 1))
+    if [ "${4:-}" = initialized ]; then
+        fresh "p$run"; fresh "b$run"
+        reset=(--force-reset --current-so-pin-source env:CUR)
+    fi
     ceremony_config "c$run.json" "Stopped $run" "pkcs11:token=p$run" "b$run" 2 alice bob carol
     HSMSIGN_MODULE=$P11SHIM HSMSIGN_SHIM_MODULE=$SOFTHSM_MODULE HSMSIGN_SHIM_FAIL_FUNC=$fn \
         HSMSIGN_SHIM_FAIL_AT=$n HSMSIGN_SHIM_FAIL_RV=CKR_DEVICE_REMOVED \
         "$HSMSIGN" --audit-log "audit$run" ceremony provision "c$run.json" --out-dir "cer$run" \
-        >"$WORK/out" 2>"$WORK/err"
+        "${reset[@]}" >"$WORK/out" 2>"$WORK/err"
     local rc=$?
     if [ $rc -eq 0 ]; then fail "stopped at $fn #$n ($what): the ceremony succeeded"; return; fi
     pass "stopped at $fn #$n ($what): exit $rc"
@@ -54,13 +61,18 @@ stop_at C_InitToken 2 "backup token"
 stop_at C_InitPIN 2 "backup token"
 stop_at C_CreateObject 2 "backup token"
 stop_at C_Sign 2 "writing the transcript"
+# Initialized tokens: reset (C_InitToken), new SO PIN (C_SetPIN) and its
+# confirming login, user PIN, and the final proof of the contents.
+stop_at C_InitToken 1 "primary token" initialized
+stop_at C_SetPIN 1 "primary token" initialized
+stop_at C_SetPIN 2 "backup token" initialized
+stop_at C_FindObjectsInit 4 "primary token: checking it holds only what the ceremony made" initialized
+stop_at C_FindObjectsInit 9 "backup token: checking it holds only what the ceremony made" initialized
 
 # Before any change: a fault in the checks leaves nothing at all.
 run=$((run + 1))
-fresh() { softhsm2-util --init-token --free --label "$1" --so-pin 12345678 --pin 87654321 >/dev/null; }
 fresh "p$run"; fresh "b$run"
 ceremony_config "c$run.json" "Checked $run" "p$run" "b$run" 2 alice bob carol
-export CUR=12345678
 HSMSIGN_MODULE=$P11SHIM HSMSIGN_SHIM_MODULE=$SOFTHSM_MODULE HSMSIGN_SHIM_FAIL_FUNC=C_Login \
     HSMSIGN_SHIM_FAIL_AT=2 HSMSIGN_SHIM_FAIL_RV=CKR_PIN_INCORRECT \
     "$HSMSIGN" --audit-log "audit$run" ceremony provision "c$run.json" --out-dir "cer$run" \
