@@ -6,7 +6,6 @@
 # target is built, without the tests, to keep it short (~1 min per build on
 # 2 idle cores). HSMSIGN_REPRO_REV picks another commit (default HEAD).
 HERE=$(cd "$(dirname "$0")" && pwd)
-. "$HERE/lib.sh"
 if [ -n "${HSMSIGN_SANITIZED:-}" ]; then
     # It builds plain binaries from a clean copy: nothing sanitized to test,
     # and `make check` already ran it (two builds are the slowest test).
@@ -19,6 +18,7 @@ if ! command -v git >/dev/null || ! git -C "$SRC" rev-parse --verify -q "$REV^{c
     echo "SKIP: git is not available or $SRC is not a git checkout: the reproducible-build test needs a clean copy of a commit (git archive)"
     exit 77
 fi
+. "$HERE/lib.sh"
 commit=$(git -C "$SRC" rev-parse "$REV")
 export SOURCE_DATE_EPOCH=$(git -C "$SRC" log -1 --format=%ct "$commit")
 build_in() { # DIR: a clean copy of the commit, configured and built in DIR/src/build
