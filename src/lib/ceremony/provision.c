@@ -523,11 +523,34 @@ static hs_result write_signed(const prov *c, hs_p11 *p, const hs_auditkey *k, co
     return r;
 }
 
+/* Once the primary's audit key exists, the aborted record is signed by it
+ * and recorded in the audit log like the transcript would have been. */
+static hs_result sign_aborted(prov *c, const char *json, hs_error *e)
+{
+    if (c->t->audit_pem == NULL)
+        return hs_fail(e, HS_E_NOTFOUND, "no audit key yet");
+    hs_p11 *p = NULL;
+    hs_auditkey k = {0};
+    hs_result r = hs_p11_open(c->o->module, &p, e);
+    if (r == HS_OK)
+        r = hs_p11_select_token(p, c->cfg->primary, e);
+    if (r == HS_OK)
+        r = hs_p11_login_with_pin(p, c->pins[PRIMARY][USER], e);
+    if (r == HS_OK)
+        r = hs_auditkey_find(p, &k, e);
+    if (r == HS_OK)
+        r = write_signed(c, p, &k, HS_CEREMONY_TRANSCRIPT_JSON, json, e);
+    hs_auditkey_clear(&k);
+    hs_p11_close(p);
+    return r;
+}
+
 /* A ceremony that fails once its directory exists leaves, in place of
  * the transcript, a record saying what was done and that its share set is
  * void: restore and `shares verify` refuse it by name (docs/ceremony.md,
- * "If a ceremony fails"). It is not signed: the audit key may not exist,
- * and nothing in it is trusted, it only forbids. */
+ * "If a ceremony fails"). Signed when the audit key exists (and the token
+ * still answers); otherwise written alone: it only forbids, so it needs no
+ * trust to be obeyed. */
 static void write_aborted(prov *c, const hs_error *why)
 {
     hs_error e;
@@ -546,12 +569,15 @@ static void write_aborted(prov *c, const hs_error *why)
     hs_result r = hs_transcript_aborted_json(c->t, done, n, failed_at, why->msg, &json, &e);
     if (r == HS_OK)
         r = out_path(c->o->out_dir, HS_CEREMONY_TRANSCRIPT_JSON, path, sizeof path, &e);
+    bool is_signed = r == HS_OK && sign_aborted(c, json, &e) == HS_OK;
     /* Replaces a transcript written before the failure: the set is void. */
-    if (r == HS_OK)
+    if (r == HS_OK && !is_signed)
         r = hs_write_file_atomic(path, json, strlen(json), 0644, false, &e);
     free(json);
     if (r == HS_OK)
-        step(c, "ABORTED: the record in transcript.json voids this share set");
+        step(c, is_signed ? "ABORTED: the record in transcript.json (signed by the audit key) "
+                            "voids this share set"
+                          : "ABORTED: the record in transcript.json voids this share set");
     else
         step(c, "ABORTED, and the aborted record could not be written: the shares are void");
 }
@@ -672,9 +698,9 @@ hs_result hs_ceremony_provision(const hs_ceremony_config *cfg, const hs_provisio
     c.key = NULL;
     if (r == HS_OK)
         r = write_transcript(&c, e);
-    wipe_all(&c);
     if (r != HS_OK && started)
-        write_aborted(&c, e);
+        write_aborted(&c, e); /* before the wipe: it may sign with the primary's PIN */
+    wipe_all(&c);
     if (r != HS_OK) {
         hs_transcript_free(c.t);
         return r;
