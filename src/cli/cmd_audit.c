@@ -39,35 +39,13 @@ void cli_audit_checkpoint(cli_ctx *ctx)
                 (unsigned long long)res.cp.size);
 }
 
-static hs_result load_public_key(const char *path, EVP_PKEY **out, hs_error *e)
-{
-    uint8_t *pem;
-    size_t len;
-    hs_result r = hs_read_file(path, 65536, &pem, &len, e);
-    if (r != HS_OK)
-        return r;
-    BIO *b = BIO_new_mem_buf(pem, (int)len);
-    *out = b != NULL ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
-    BIO_free(b);
-    free(pem);
-    if (*out == NULL)
-        return hs_fail(e, HS_E_FORMAT, "%s: not a PEM public key", path);
-    int id = EVP_PKEY_get_base_id(*out);
-    if (id != EVP_PKEY_ED25519 && id != EVP_PKEY_EC) {
-        EVP_PKEY_free(*out);
-        *out = NULL;
-        return hs_fail(e, HS_E_FORMAT, "%s: the audit key is Ed25519 or ECDSA P-256", path);
-    }
-    return HS_OK;
-}
-
 /* The auditor's key: --public-key PEM (offline), else the token's. */
 static int auditor_key(const cli_globals *g, const char *pem_path, EVP_PKEY **pub)
 {
     hs_error e;
     hs_error_clear(&e);
     if (pem_path != NULL)
-        return load_public_key(pem_path, pub, &e) == HS_OK ? 0 : cli_fail(g, &e);
+        return hs_auditkey_load_public(pem_path, pub, &e) == HS_OK ? 0 : cli_fail(g, &e);
     cli_ctx ctx;
     int rc = cli_open(g, CLI_TOKEN, &ctx);
     if (rc != 0)

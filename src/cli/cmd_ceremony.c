@@ -15,6 +15,7 @@ static const char provision_help[] =
     "usage: hsmsign ceremony provision CONFIG.json [--out-dir DIR] [--force-reset]\n"
     "                                  [--current-so-pin-source SRC]\n"
     "                                  [--backup-current-so-pin-source SRC]\n"
+    "                                  [--allow-unlocked-memory]\n"
     "\n"
     "Provisions the primary and backup tokens CONFIG names (format: docs/ceremony.md):\n"
     "fresh random SO and user PINs, age-encrypted to the admin and operator roles;\n"
@@ -27,7 +28,13 @@ static const char provision_help[] =
     "the label the config names), or initialized without a user PIN, in which case\n"
     "its current SO PIN comes from --current-so-pin-source (env:VAR, file:PATH,\n"
     "fd:N, prompt). --force-reset erases a SoftHSM token that is in use (needs its\n"
-    "current SO PIN); it is refused on any other token.\n";
+    "current SO PIN); it is refused on any other token. An initialized token is\n"
+    "re-initialized (C_InitToken) before it is used, and checked at the end to hold\n"
+    "only what the ceremony made. Every current SO PIN, the PIN lengths and the\n"
+    "mechanisms are checked before anything changes. The ceremony refuses to run\n"
+    "when memory cannot be locked, unless --allow-unlocked-memory (recorded).\n"
+    "A ceremony that fails after writing files leaves DIR/transcript.json as an\n"
+    "\"aborted\" record: its shares are void (docs/ceremony.md).\n";
 
 static void step_note(void *ctx, const char *what)
 {
@@ -77,6 +84,7 @@ static int ceremony_provision(const cli_globals *g, int argc, char **argv)
         {"force-reset", no_argument, NULL, 'f'},
         {"current-so-pin-source", required_argument, NULL, 'c'},
         {"backup-current-so-pin-source", required_argument, NULL, 'b'},
+        {"allow-unlocked-memory", no_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -91,6 +99,7 @@ static int ceremony_provision(const cli_globals *g, int argc, char **argv)
         case 'f': o.force_reset = true; break;
         case 'c': cur = optarg; break;
         case 'b': cur_backup = optarg; break;
+        case 'm': o.allow_unlocked_memory = true; break;
         case 'h': fputs(provision_help, stdout); return 0;
         default: return cli_usage("ceremony provision", "unknown option");
         }
@@ -103,6 +112,8 @@ static int ceremony_provision(const cli_globals *g, int argc, char **argv)
     hs_transcript *t = NULL;
     char *pins[2] = {NULL, NULL};
     hs_result r = hs_ceremony_config_load(argv[optind], &cfg, &e);
+    if (r == HS_OK && cfg->warning[0] != '\0') /* always shown */
+        fprintf(stderr, "hsmsign: WARNING: %s: %s\n", argv[optind], cfg->warning);
     if (r == HS_OK)
         r = read_current_pin(cur, "current SO PIN of the tokens", &pins[0], &e);
     if (r == HS_OK)
@@ -128,6 +139,7 @@ static int ceremony_provision(const cli_globals *g, int argc, char **argv)
 
 static const char restore_help[] =
     "usage: hsmsign ceremony restore --token URI --transcript FILE [--replace-wrap-key]\n"
+    "                                (--audit-key PEM | --unsigned-transcript)\n"
     "                                (--share FILE ... [--identity FILE ...] | --share-stdin)\n"
     "\n"
     "Restores the wrap key into a new token from threshold shares: each holder\n"
@@ -138,6 +150,8 @@ static const char restore_help[] =
     "imported as sensitive and non-extractable, and wiped. The token must be\n"
     "initialized with a user PIN (global --pin-source, default env:HSMSIGN_PIN) and\n"
     "have no wrap key. Shares that cannot be used are named and set aside.\n"
+    "FILE.sig must verify with --audit-key PEM, the auditor's own copy of the audit\n"
+    "public key (exit 1 if missing or bad); --unsigned-transcript goes on without.\n"
     "\n"
     "  --replace-wrap-key  the token already holds this wrap key, made before\n"
     "                      hsmsign enforced custody attributes (no unwrap template:\n"

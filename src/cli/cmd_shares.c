@@ -22,6 +22,8 @@ int cli_share_opts_parse(const char *cmd, const char *help, bool want_token, int
         {"identity", required_argument, NULL, 'i'},
         {"share-stdin", no_argument, NULL, 'S'},
         {"replace-wrap-key", no_argument, NULL, 'R'},
+        {"audit-key", required_argument, NULL, 'A'},
+        {"unsigned-transcript", no_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -45,6 +47,8 @@ int cli_share_opts_parse(const char *cmd, const char *help, bool want_token, int
             break;
         }
         case 'S': so->from_stdin = true; break;
+        case 'A': so->trust.audit_key = optarg; break;
+        case 'U': so->trust.allow_unsigned = true; break;
         case 'R':
             if (!want_token)
                 return cli_usage(cmd, "--replace-wrap-key is not used here");
@@ -58,6 +62,10 @@ int cli_share_opts_parse(const char *cmd, const char *help, bool want_token, int
         return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
     if (so->transcript == NULL)
         return cli_usage(cmd, "--transcript is required");
+    if (so->trust.audit_key == NULL && !so->trust.allow_unsigned)
+        return cli_usage(cmd, "--audit-key PEM is required: the auditor's copy of the audit "
+                              "public key checks the transcript's signature (or "
+                              "--unsigned-transcript to go on without)");
     if (want_token && so->token == NULL)
         return cli_usage(cmd, "--token is required (the token to restore into)");
     if (so->n_shares == 0 && !so->from_stdin)
@@ -70,12 +78,15 @@ hs_result cli_shares_gather(const cli_globals *g, const share_opts *so, hs_trans
                         hs_shareset *set, hs_error *e)
 {
     bool sig = false;
-    hs_result r = hs_transcript_load(so->transcript, t, &sig, e);
+    hs_result r = hs_transcript_load(so->transcript, &so->trust, t, &sig, e);
     if (r != HS_OK)
         return r;
-    cli_note(g, "transcript of ceremony '%s' (%s): %s", (*t)->name, (*t)->date,
-             sig ? "signature verified with its audit key"
-                 : "NO signature file beside it (FILE.sig), not verified");
+    if (sig)
+        cli_note(g, "transcript of ceremony '%s' (%s): signature verified with the pinned key %s",
+                 (*t)->name, (*t)->date, so->trust.audit_key);
+    else /* always shown: nothing vouches for the transcript */
+        fprintf(stderr, "hsmsign: WARNING: transcript of ceremony '%s' (%s): signature NOT "
+                        "checked (--unsigned-transcript)\n", (*t)->name, (*t)->date);
     r = hs_shareset_init(set, e);
     if (r == HS_OK)
         r = hs_shareset_gather(set, *t, so->shares, so->n_shares, so->identities,
@@ -96,8 +107,13 @@ void cli_shares_print_report(const hs_shareset *set, const hs_share_report *rep)
 }
 
 static const char verify_help[] =
-    "usage: hsmsign shares verify --transcript FILE\n"
+    "usage: hsmsign shares verify --transcript FILE (--audit-key PEM | --unsigned-transcript)\n"
     "                             (--share FILE ... [--identity FILE ...] | --share-stdin)\n"
+    "\n"
+    "--audit-key PEM is the auditor's own copy of the audit public key: FILE.sig\n"
+    "must verify with it (exit 1 if missing or bad), never with the key written in\n"
+    "the transcript. --unsigned-transcript goes on without a checked signature.\n"
+    "One share alone is checked against its commitment in the transcript.\n"
     "\n"
     "Checks shares against a ceremony transcript: decrypts them (age identities, or\n"
     "plain shares piped in), reconstructs the wrap key in locked memory, compares\n"
@@ -118,6 +134,24 @@ static int shares_verify(const cli_globals *g, int argc, char **argv)
     hs_share_report *rep = calloc(1, sizeof *rep);
     hs_result r = rep != NULL ? cli_shares_gather(g, &so, &t, &set, &e)
                               : hs_fail(&e, HS_E_NOMEM, "out of memory");
+    /* Fewer than k: each share is still checked alone, against its
+     * commitment in the signed transcript (version 2). */
+    if (r == HS_OK && t->version >= 2 && set.count > 0 && set.count < t->threshold &&
+        set.set_aside == 0) {
+        if (g->json)
+            cli_print_json(json_pack("{s:b, s:s, s:i, s:i, s:b}", "ok", 1, "ceremony", t->name,
+                                     "shares_good", (int)set.count, "threshold",
+                                     (int)t->threshold, "key_restored", 0));
+        else
+            printf("%zu share%s of ceremony '%s' match%s the commitment in the signed "
+                   "transcript (the wrap key needs %u together; not reconstructed)\n",
+                   set.count, set.count == 1 ? "" : "s", t->name, set.count == 1 ? "es" : "",
+                   t->threshold);
+        hs_shareset_clear(&set);
+        hs_transcript_free(t);
+        free(rep);
+        return 0;
+    }
     if (r == HS_OK)
         r = hs_ceremony_check_shares(t, &set, rep, &e);
     if (rep != NULL)

@@ -15,6 +15,7 @@ typedef struct share_opts {
     size_t n_shares, n_identities;
     bool from_stdin;
     bool replace_wrap_key; /* ceremony restore --replace-wrap-key */
+    hs_transcript_trust trust; /* --audit-key, --unsigned-transcript */
 } share_opts;
 
 /* Returns -1 to go on, else the exit status (help printed, usage error). */

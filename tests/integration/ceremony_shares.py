@@ -9,6 +9,8 @@ written from the document, not from the C code, for test_ceremony.sh.
       and the check value compared), and the check value is verified.
   ceremony_shares.py tamper-y IN OUT       changes y and recomputes the
       checksum: an intact-looking share that is not on the polynomial.
+  ceremony_shares.py commit SHARE SALT     prints the share's commitment
+      (section "Commitments") for the salt (hex) the transcript gives.
 """
 import hashlib
 import subprocess
@@ -113,10 +115,19 @@ def tamper_y(src, dst):
         out.write("hsmsign-share v1\n" + "".join("%s: %s\n" % (n, f[n]) for n in FIELDS))
 
 
+def commit(path, salt):
+    f = parse(open(path).read())
+    b = b"hsmsign-share-commitment v1\x00" + bytes.fromhex(salt) + bytes.fromhex(f["set-id"])
+    b += bytes([int(f["x"])]) + bytes.fromhex(f["y"])
+    print(hashlib.sha256(b).hexdigest())
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "recover":
         recover(sys.argv[2:])
     elif sys.argv[1] == "tamper-y":
         tamper_y(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "commit":
+        commit(sys.argv[2], sys.argv[3])
     else:
         sys.exit("unknown command")

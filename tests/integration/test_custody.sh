@@ -107,7 +107,7 @@ HSMSIGN_PIN=$(user_pin primary) attack_audit primary
 export HSMSIGN_PIN=restore-user-4711 HSMSIGN_SO_PIN=restore-so-4711
 check "a new token" hs token init --label restored
 check "its audit key and log" hs --token restored --audit-log audit-restored audit init
-check "ceremony restore" hs --audit-log audit-restored ceremony restore --token restored --transcript cer/transcript.json \
+check "ceremony restore" hs --audit-log audit-restored ceremony restore --token restored --transcript cer/transcript.json --audit-key cer/audit-key.pem \
     --share "$(share alice)" --share "$(share carol)" --identity ids/alice.txt --identity ids/carol.txt
 attack_blocked restored keys gen ec
 attack_blocked restored keys imp rsa
@@ -152,14 +152,14 @@ assert "... and writes no signature" test ! -e refused.sig
 check "wrapkey show still shows it" hs --token legacy wrapkey show
 assert "... as UNPROTECTED" grep -q "custody: *UNPROTECTED: it has no CKA_UNWRAP_TEMPLATE" "$WORK/out"
 expect_fail "a plain restore into the legacy token is refused (it has a wrap key)" 9 "already has a wrap key" \
-    hs --audit-log audit-legacy ceremony restore --token legacy --transcript cer/transcript.json \
+    hs --audit-log audit-legacy ceremony restore --token legacy --transcript cer/transcript.json --audit-key cer/audit-key.pem \
     --share "$(share alice)" --share "$(share bob)" --identity ids/alice.txt --identity ids/bob.txt
 check "ceremony restore --replace-wrap-key" hs --audit-log audit-legacy ceremony restore --replace-wrap-key \
-    --token legacy --transcript cer/transcript.json \
+    --token legacy --transcript cer/transcript.json --audit-key cer/audit-key.pem \
     --share "$(share alice)" --share "$(share bob)" --identity ids/alice.txt --identity ids/bob.txt
 assert "... says the unprotected copy is destroyed" grep -q "unprotected copy is destroyed" "$WORK/out"
 check "... running it again changes nothing" hs --audit-log audit-legacy ceremony restore --replace-wrap-key \
-    --token legacy --transcript cer/transcript.json \
+    --token legacy --transcript cer/transcript.json --audit-key cer/audit-key.pem \
     --share "$(share alice)" --share "$(share bob)" --identity ids/alice.txt --identity ids/bob.txt
 check "wrapkey show after the upgrade" hs --token legacy wrapkey show
 assert "... protected" grep -q "custody: *unwrap template" "$WORK/out"
@@ -177,6 +177,6 @@ check "another token with an unrelated old-style wrap key" hs token init --label
 check "its audit key and log" hs --token other --audit-log audit-other audit init
 check "... made" "$P11_ATTACK" "$SOFTHSM_MODULE" other make-weak-wrapkey hsmsign-wrap "$(openssl rand -hex 32)"
 expect_fail "--replace-wrap-key refuses a different key" 1 "refusing to replace a different key" \
-    hs --audit-log audit-other ceremony restore --replace-wrap-key --token other --transcript cer/transcript.json \
+    hs --audit-log audit-other ceremony restore --replace-wrap-key --token other --transcript cer/transcript.json --audit-key cer/audit-key.pem \
     --share "$(share alice)" --share "$(share bob)" --identity ids/alice.txt --identity ids/bob.txt
 finish

@@ -89,7 +89,7 @@ static void test_options(void **state)
     json_object_set_new(j, "wrap-key-label", json_string("org-wrap"));
     json_object_set_new(j, "audit-key-algorithm", json_string("ecdsa-p256"));
     json_t *roles = json_object_get(j, "roles");
-    json_object_set_new(roles, "admin", json_pack("[s, s]", rcpt[0], rcpt[1]));
+    json_object_set_new(roles, "admin", json_pack("[s, s]", rcpt[HOLDERS], rcpt[HOLDERS + 2]));
     hs_ceremony_config *c;
     hs_error e;
     assert_int_equal(parse(j, &c, &e), HS_OK);
@@ -178,6 +178,23 @@ static void m_role_unknown(json_t *j)
 {
     json_object_set_new(json_object_get(j, "roles"), "root", json_pack("[s]", rcpt[0]));
 }
+static void m_admin_is_operator(json_t *j)
+{
+    json_object_set_new(json_object_get(j, "roles"), "operator", json_string(rcpt[HOLDERS]));
+}
+static void m_admin_among_operators(json_t *j)
+{
+    json_object_set_new(json_object_get(j, "roles"), "operator",
+                        json_pack("[s, s]", rcpt[HOLDERS + 1], rcpt[HOLDERS]));
+}
+static void m_holder_is_operator(json_t *j)
+{
+    json_object_set_new(json_object_get(j, "roles"), "operator", json_string(rcpt[1]));
+}
+static void m_holders_roles_not_bool(json_t *j)
+{
+    json_object_set_new(j, "holders-may-hold-roles", json_string("yes"));
+}
 static void m_bad_alg(json_t *j) { json_object_set_new(j, "audit-key-algorithm", json_string("rsa")); }
 static void m_no_name(json_t *j) { json_object_del(j, "name"); }
 
@@ -205,6 +222,32 @@ static void test_refusals(void **state)
     expect_refused(m_role_unknown, "unknown field 'roles.root'");
     expect_refused(m_bad_alg, "audit-key-algorithm 'rsa'");
     expect_refused(m_no_name, "missing field 'name'");
+    expect_refused(m_admin_is_operator, "both admin and operator");
+    expect_refused(m_admin_among_operators, "both admin and operator");
+    expect_refused(m_holder_is_operator, "is also operator");
+    expect_refused(m_holders_roles_not_bool, "must be true or false");
+}
+
+/* A holder holding a role is allowed only when said, and then recorded;
+ * k = n is accepted with a warning. */
+static void test_holder_role_explicit(void **state)
+{
+    (void)state;
+    json_t *j = valid();
+    json_object_set_new(json_object_get(j, "roles"), "admin", json_string(rcpt[0]));
+    json_object_set_new(j, "holders-may-hold-roles", json_true());
+    hs_ceremony_config *c;
+    hs_error e;
+    assert_int_equal(parse(j, &c, &e), HS_OK);
+    assert_true(c->holders_may_hold_roles);
+    assert_string_equal(c->warning, "");
+    free(c);
+    j = valid();
+    json_object_set_new(j, "threshold", json_integer(HOLDERS));
+    assert_int_equal(parse(j, &c, &e), HS_OK);
+    assert_false(c->holders_may_hold_roles);
+    assert_non_null(strstr(c->warning, "losing one loses the wrap key"));
+    free(c);
 }
 
 static void test_malformed_json(void **state)
@@ -237,6 +280,7 @@ int main(void)
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_holder_role_explicit),
         cmocka_unit_test(test_malformed_json),
         cmocka_unit_test(test_load_missing_file),
     };

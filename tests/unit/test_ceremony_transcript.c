@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
@@ -49,7 +50,16 @@ static hs_transcript *sample(void)
         snprintf(t->tokens[i].serial, sizeof t->tokens[i].serial, "00112233445566%02d", i);
         snprintf(t->tokens[i].model, sizeof t->tokens[i].model, "SoftHSM v2");
         snprintf(t->tokens[i].manufacturer, sizeof t->tokens[i].manufacturer, "SoftHSM project");
+        snprintf(t->tokens[i].firmware, sizeof t->tokens[i].firmware, "2.6");
+        snprintf(t->tokens[i].hardware, sizeof t->tokens[i].hardware, "2.%d", i);
     }
+    t->n_libs = 2;
+    snprintf(t->libs[0].path, sizeof t->libs[0].path, "/usr/lib/libc.so.6");
+    snprintf(t->libs[1].path, sizeof t->libs[1].path, "/usr/lib/libcrypto.so.3");
+    memset(t->libs[1].sha256, 0x77, 32);
+    snprintf(t->module.path, sizeof t->module.path, "/usr/lib/softhsm/libsofthsm2.so");
+    memset(t->module.sha256, 0x66, 32);
+    t->holders_may_hold_roles = true;
     snprintf(t->wrap_label, sizeof t->wrap_label, "hsmsign-wrap");
     memcpy(t->kcv, "\x12\x34\x56", 3);
     memset(t->set_id, 0x5a, sizeof t->set_id);
@@ -60,6 +70,9 @@ static hs_transcript *sample(void)
         snprintf(t->holders[i].recipient, sizeof t->holders[i].recipient, "age1recipient%zu", i);
         snprintf(t->holders[i].file.path, sizeof t->holders[i].file.path, "shares/%02zu.age", i);
         memset(t->holders[i].file.sha256, (int)i + 1, 32);
+        t->holders[i].x = (uint8_t)(200 + i);
+        memset(t->holders[i].salt, 0x30 + (int)i, sizeof t->holders[i].salt);
+        memset(t->holders[i].commitment, 0x90 + (int)i, 32);
     }
     for (int r = 0; r < HS_ROLE_COUNT; r++) {
         t->roles[r].n = 1;
@@ -101,6 +114,17 @@ static void test_round_trip(void **state)
     assert_memory_equal(back->holders[1].file.sha256, t->holders[1].file.sha256, 32);
     assert_int_equal(back->credentials[3].role, HS_ROLE_OPERATOR);
     assert_string_equal(back->audit_pem, t->audit_pem);
+    assert_int_equal(back->version, HS_TRANSCRIPT_VERSION);
+    assert_int_equal(back->holders[2].x, 202);
+    assert_memory_equal(back->holders[1].commitment, t->holders[1].commitment, 32);
+    assert_memory_equal(back->holders[1].salt, t->holders[1].salt, HS_TRANSCRIPT_SALT_LEN);
+    assert_string_equal(back->tokens[1].firmware, "2.6");
+    assert_string_equal(back->tokens[1].hardware, "2.1");
+    assert_int_equal(back->n_libs, 2);
+    assert_string_equal(back->libs[1].path, "/usr/lib/libcrypto.so.3");
+    assert_memory_equal(back->module.sha256, t->module.sha256, 32);
+    assert_true(back->holders_may_hold_roles);
+    assert_false(back->memory_locked);
     assert_int_equal(hs_transcript_to_json(back, &json2, &e), HS_OK);
     assert_string_equal(json, json2); /* what is read is all that was written */
     free(json);
@@ -139,8 +163,8 @@ static void test_strict(void **state)
     char *json, *bad;
     hs_error e;
     assert_int_equal(hs_transcript_to_json(t, &json, &e), HS_OK);
-    bad = replace(json, "\"version\": 1", "\"version\": 2");
-    expect_bad(bad, "unsupported version 2");
+    bad = replace(json, "\"version\": 2", "\"version\": 3");
+    expect_bad(bad, "unsupported version 3");
     free(bad);
     bad = replace(json, "hsmsign-ceremony-transcript", "something-else");
     expect_bad(bad, "not an hsmsign ceremony transcript");
@@ -156,6 +180,12 @@ static void test_strict(void **state)
     free(bad);
     bad = replace(json, "\"threshold\": 2", "\"threshold\": 1");
     expect_bad(bad, "shares");
+    free(bad);
+    bad = replace(json, "\"x\": 201", "\"x\": 0");
+    expect_bad(bad, "commitment");
+    free(bad);
+    bad = replace(json, "\"firmware\": \"2.6\"", "\"firmware\": 26");
+    expect_bad(bad, "firmware");
     free(bad);
     expect_bad("{\"format\": ", "bad.json");
     free(json);
@@ -183,6 +213,41 @@ static void write_file(const char *path, const void *data, size_t len)
     assert_int_equal(hs_write_file_atomic(path, data, len, 0600, false, &e), HS_OK);
 }
 
+static void sign_file(EVP_PKEY *key, const char *json, const char *sig_path)
+{
+    uint8_t sig[64];
+    size_t sig_len = sizeof sig;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    assert_int_equal(EVP_DigestSignInit(c, NULL, NULL, NULL, key), 1);
+    assert_int_equal(EVP_DigestSign(c, sig, &sig_len, (const uint8_t *)json, strlen(json)), 1);
+    EVP_MD_CTX_free(c);
+    write_file(sig_path, sig, sig_len);
+}
+
+static void write_pem(EVP_PKEY *key, const char *path)
+{
+    char *pem;
+    uint8_t fp[32];
+    hs_error e;
+    assert_int_equal(hs_auditkey_public_pem(key, &pem, fp, &e), HS_OK);
+    write_file(path, pem, strlen(pem));
+    free(pem);
+}
+
+static hs_result load(const char *path, const char *pem, bool unsigned_ok, bool *checked,
+                      hs_error *e)
+{
+    hs_transcript_trust trust = {.audit_key = pem, .allow_unsigned = unsigned_ok};
+    hs_transcript *back = NULL;
+    hs_result r = hs_transcript_load(path, &trust, &back, checked, e);
+    assert_true(r == HS_OK ? back != NULL : back == NULL);
+    hs_transcript_free(back);
+    return r;
+}
+
+/* The signature is checked with the pinned key only: unsigned, re-signed
+ * with another key (which the transcript then names), or damaged is
+ * refused; --unsigned-transcript is the only way past. */
 static void test_signature(void **state)
 {
     (void)state;
@@ -190,37 +255,128 @@ static void test_signature(void **state)
     char *json;
     hs_error e;
     assert_int_equal(hs_transcript_to_json(t, &json, &e), HS_OK);
-    char dir[] = "/tmp/hs-transcript-XXXXXX", path[128], sig_path[160];
+    char dir[] = "/tmp/hs-transcript-XXXXXX", path[128], sig_path[160], pem[160], other_pem[160];
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/transcript.json", dir);
     snprintf(sig_path, sizeof sig_path, "%s.sig", path);
+    snprintf(pem, sizeof pem, "%s/auditor.pem", dir);
+    snprintf(other_pem, sizeof other_pem, "%s/other.pem", dir);
     write_file(path, json, strlen(json));
+    write_pem(ed_key, pem);
 
-    hs_transcript *back;
     bool checked = true;
-    assert_int_equal(hs_transcript_load(path, &back, &checked, &e), HS_OK);
-    assert_false(checked); /* no .sig beside it */
-    hs_transcript_free(back);
+    assert_int_equal(load(path, pem, false, &checked, &e), HS_E_VERIFY);
+    assert_non_null(strstr(e.msg, "no signature"));
+    assert_int_equal(load(path, NULL, false, &checked, &e), HS_E_USAGE);
+    assert_int_equal(load(path, pem, true, &checked, &e), HS_OK);
+    assert_false(checked);
 
-    uint8_t sig[64];
-    size_t sig_len = sizeof sig;
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    assert_int_equal(EVP_DigestSignInit(c, NULL, NULL, NULL, ed_key), 1);
-    assert_int_equal(EVP_DigestSign(c, sig, &sig_len, (const uint8_t *)json, strlen(json)), 1);
-    EVP_MD_CTX_free(c);
-    write_file(sig_path, sig, sig_len);
-    assert_int_equal(hs_transcript_load(path, &back, &checked, &e), HS_OK);
+    sign_file(ed_key, json, sig_path);
+    assert_int_equal(load(path, pem, false, &checked, &e), HS_OK);
     assert_true(checked);
-    hs_transcript_free(back);
 
-    sig[10] ^= 1;
-    write_file(sig_path, sig, sig_len);
-    assert_int_equal(hs_transcript_load(path, &back, &checked, &e), HS_E_VERIFY);
+    /* Another key signs a transcript that names it: still refused. */
+    EVP_PKEY *other = NULL;
+    EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+    assert_int_equal(EVP_PKEY_keygen_init(kc), 1);
+    assert_int_equal(EVP_PKEY_keygen(kc, &other), 1);
+    EVP_PKEY_CTX_free(kc);
+    hs_transcript *forged = sample();
+    uint8_t fp[32];
+    free(forged->audit_pem);
+    assert_int_equal(hs_auditkey_public_pem(other, &forged->audit_pem, fp, &e), HS_OK);
+    memcpy(forged->audit_fingerprint, fp, 32);
+    char *fjson;
+    assert_int_equal(hs_transcript_to_json(forged, &fjson, &e), HS_OK);
+    write_file(path, fjson, strlen(fjson));
+    sign_file(other, fjson, sig_path);
+    assert_int_equal(load(path, pem, false, &checked, &e), HS_E_VERIFY);
     assert_non_null(strstr(e.msg, "signature"));
-    assert_null(back);
+    /* The pinned key signs, but the transcript names another audit key. */
+    sign_file(ed_key, fjson, sig_path);
+    assert_int_equal(load(path, pem, false, &checked, &e), HS_E_VERIFY);
+    assert_non_null(strstr(e.msg, "not the pinned auditor's key"));
+    write_pem(other, other_pem);
+    sign_file(other, fjson, sig_path);
+    assert_int_equal(load(path, other_pem, false, &checked, &e), HS_OK);
+
+    write_file(path, json, strlen(json));
+    sign_file(ed_key, json, sig_path);
+    FILE *f = fopen(sig_path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 10, SEEK_SET), 0);
+    assert_int_equal(fputc(0x55, f), 0x55);
+    fclose(f);
+    assert_int_equal(load(path, pem, false, &checked, &e), HS_E_VERIFY);
+    assert_int_equal(load(path, pem, true, &checked, &e), HS_E_VERIFY); /* a bad one is not "unsigned" */
+    EVP_PKEY_free(other);
+    hs_transcript_free(forged);
+    free(fjson);
     unlink(sig_path);
     unlink(path);
+    unlink(pem);
+    unlink(other_pem);
     rmdir(dir);
+    free(json);
+    hs_transcript_free(t);
+}
+
+/* Version 1 transcripts (made before commitments) are still read: an old
+ * wrap key must stay restorable and upgradable. */
+static void test_reads_version_1(void **state)
+{
+    (void)state;
+    hs_transcript *t = sample(), *back;
+    char *json;
+    hs_error e;
+    assert_int_equal(hs_transcript_to_json(t, &json, &e), HS_OK);
+    json_t *o = json_loads(json, 0, NULL);
+    json_object_set_new(o, "version", json_integer(1));
+    json_object_del(o, "holders_may_hold_roles");
+    json_object_del(o, "memory_locked");
+    json_object_del(json_object_get(o, "tool"), "libraries");
+    json_object_del(json_object_get(o, "tool"), "pkcs11_module");
+    for (size_t i = 0; i < 2; i++) {
+        json_object_del(json_array_get(json_object_get(o, "tokens"), i), "firmware");
+        json_object_del(json_array_get(json_object_get(o, "tokens"), i), "hardware");
+    }
+    json_t *h = json_object_get(json_object_get(o, "shares"), "holders");
+    for (size_t i = 0; i < json_array_size(h); i++) {
+        json_object_del(json_array_get(h, i), "x");
+        json_object_del(json_array_get(h, i), "commitment_salt");
+        json_object_del(json_array_get(h, i), "commitment");
+    }
+    char *v1 = json_dumps(o, 0);
+    assert_int_equal(hs_transcript_parse(v1, strlen(v1), "v1.json", &back, &e), HS_OK);
+    assert_int_equal(back->version, 1);
+    assert_int_equal(back->holders[0].x, 0);
+    hs_transcript_free(back);
+    /* A version 2 transcript lacking a commitment is malformed. */
+    json_object_set_new(o, "version", json_integer(2));
+    free(v1);
+    v1 = json_dumps(o, 0);
+    assert_int_equal(hs_transcript_parse(v1, strlen(v1), "v2.json", &back, &e), HS_E_FORMAT);
+    json_decref(o);
+    free(v1);
+    free(json);
+    hs_transcript_free(t);
+}
+
+/* An aborted ceremony's record is refused by name: its shares are void. */
+static void test_aborted_record(void **state)
+{
+    (void)state;
+    hs_transcript *t = sample(), *back = NULL;
+    const char *done[2] = {"checking", "writing shares"};
+    char *json;
+    hs_error e;
+    assert_int_equal(hs_transcript_aborted_json(t, done, 2, "backup token: importing", "boom",
+                                                &json, &e), HS_OK);
+    assert_int_equal(hs_transcript_parse(json, strlen(json), "a.json", &back, &e), HS_E_VERIFY);
+    assert_null(back);
+    assert_non_null(strstr(e.msg, "ABORTED"));
+    assert_non_null(strstr(e.msg, "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a is void"));
+    assert_non_null(strstr(e.msg, "backup token: importing"));
     free(json);
     hs_transcript_free(t);
 }
@@ -232,6 +388,8 @@ int main(void)
         cmocka_unit_test(test_strict),
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_signature),
+        cmocka_unit_test(test_reads_version_1),
+        cmocka_unit_test(test_aborted_record),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -515,6 +515,27 @@ static void wrong_check_value_refused(void **state)
     assert_memory_equal(out, zero, 32); /* nothing left in the output */
 }
 
+/* n = 7, k = 3: the self-check's subsets touch every share, and a middle
+ * share (4, outside the first and the last three) made wrong after the
+ * split, checksum recomputed, is caught. */
+static void self_check_covers_every_share(void **state)
+{
+    (void)state;
+    uint8_t secret[32];
+    hs_share *sh = NULL;
+    hs_error e = {0};
+    assert_int_equal(RAND_bytes(secret, sizeof secret), 1);
+    assert_int_equal(hs_share_split_secret(secret, 32, 3, 7, NULL, &sh, &e), HS_OK);
+    bool touched[HS_SHARE_MAX_SHARES];
+    assert_int_equal(hs_share_self_check(sh, 7, secret, 32, touched, &e), HS_OK);
+    for (int i = 0; i < 7; i++)
+        assert_true(touched[i]);
+    sh[3].y[0] ^= 1;
+    assert_int_equal(hs_share_update_checksum(&sh[3], &e), HS_OK);
+    assert_int_not_equal(hs_share_self_check(sh, 7, secret, 32, touched, &e), HS_OK);
+    hs_share_free_array(sh, 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -534,6 +555,7 @@ int main(void)
         cmocka_unit_test(other_key_sizes_and_largest_set),
         cmocka_unit_test(documented_layout_rebuilt_independently),
         cmocka_unit_test(wrong_check_value_refused),
+        cmocka_unit_test(self_check_covers_every_share),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

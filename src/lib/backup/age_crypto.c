@@ -114,7 +114,8 @@ hs_result age_aead_open(const uint8_t key[AGE_AEAD_KEY_LEN],
 
 hs_result age_random(uint8_t *out, size_t len, hs_error *e)
 {
-    if (len > INT_MAX || RAND_bytes(out, (int)len) != 1)
+    /* File keys and ephemeral keys protect shares and PINs: the private generator. */
+    if (len > INT_MAX || RAND_priv_bytes(out, (int)len) != 1)
         return hs_fail(e, HS_E_CRYPTO, "age: the random number generator failed");
     return HS_OK;
 }

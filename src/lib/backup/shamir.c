@@ -21,7 +21,7 @@ static hs_result random_distinct_xs(unsigned n, uint8_t *xs, hs_error *e)
     unsigned have = 0;
     while (have < n) {
         uint8_t draw[32];
-        if (RAND_bytes(draw, sizeof draw) != 1)
+        if (RAND_priv_bytes(draw, sizeof draw) != 1)
             return hs_fail(e, HS_E_CRYPTO, "Shamir split: the random generator failed");
         for (size_t i = 0; i < sizeof draw && have < n; i++) {
             if (used[draw[i]])
@@ -64,7 +64,7 @@ hs_result hs_shamir_split(const uint8_t *secret, size_t len, unsigned k, unsigne
         return hs_fail(e, HS_E_NOMEM, "Shamir split: cannot allocate secure memory");
     for (size_t start = 0; start < len; start += POSITIONS_PER_BATCH) {
         size_t count = len - start < POSITIONS_PER_BATCH ? len - start : POSITIONS_PER_BATCH;
-        if (RAND_bytes(coeffs, (int)batch_bytes) != 1) {
+        if (RAND_priv_bytes(coeffs, (int)batch_bytes) != 1) {
             hs_secure_free(coeffs, batch_bytes);
             return hs_fail(e, HS_E_CRYPTO, "Shamir split: the random generator failed");
         }

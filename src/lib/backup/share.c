@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,9 +247,11 @@ static hs_result fill_shares(hs_share *shares, const uint8_t *secret, size_t sec
                              hs_error *e)
 {
     hs_share *first = &shares[0];
-    if (RAND_bytes(key, HS_SHARE_KEY_LEN) != 1 ||
-        RAND_bytes(first->set_id, sizeof first->set_id) != 1 ||
-        RAND_bytes(first->nonce, sizeof first->nonce) != 1)
+    /* The private generator for all of it: K is the secret's key, and
+     * the set id and nonce sit beside it in every share. */
+    if (RAND_priv_bytes(key, HS_SHARE_KEY_LEN) != 1 ||
+        RAND_priv_bytes(first->set_id, sizeof first->set_id) != 1 ||
+        RAND_priv_bytes(first->nonce, sizeof first->nonce) != 1)
         return hs_fail(e, HS_E_CRYPTO, "share split: the random generator failed");
     first->k = k;
     first->n = n;
@@ -290,11 +293,16 @@ static hs_result fill_shares(hs_share *shares, const uint8_t *secret, size_t sec
 }
 
 /* A backup that does not restore is worse than none (the ceremony wipes
- * the key after splitting), so the new set is recovered from its first k
- * and its last k shares before it is handed out. */
-static hs_result self_check(const hs_share *shares, const uint8_t *secret, size_t secret_len,
-                            unsigned k, unsigned n, hs_error *e)
+ * the key after splitting), so the new set is recovered, before it is
+ * handed out, from k-subsets that together cover every share: the
+ * consecutive windows 1..k, k+1..2k, ..., the last one ending at n. A
+ * share no subset touched could be wrong unnoticed. */
+hs_result hs_share_self_check(const hs_share *shares, unsigned n, const uint8_t *secret,
+                              size_t secret_len, bool touched[HS_SHARE_MAX_SHARES], hs_error *e)
 {
+    unsigned k = n > 0 ? shares[0].k : 0;
+    if (k < 2 || k > n || n > HS_SHARE_MAX_SHARES)
+        return hs_fail(e, HS_E_USAGE, "share self-check: %u-of-%u is not a share set", k, n);
     uint8_t *back = hs_secure_alloc(secret_len);
     hs_share_report *report = malloc(sizeof *report);
     if (back == NULL || report == NULL) {
@@ -302,18 +310,39 @@ static hs_result self_check(const hs_share *shares, const uint8_t *secret, size_
         free(report);
         return hs_fail(e, HS_E_NOMEM, "share split: out of memory");
     }
-    hs_result rc = hs_share_recover(shares, k, back, secret_len, report, e);
-    if (rc == HS_OK && !hs_ct_equal(back, secret, secret_len))
-        rc = hs_fail(e, HS_E_INTERNAL, "share split: the first %u shares do not restore the secret",
-                     k);
-    if (rc == HS_OK)
-        rc = hs_share_recover(shares + (n - k), k, back, secret_len, report, e);
-    if (rc == HS_OK && !hs_ct_equal(back, secret, secret_len))
-        rc = hs_fail(e, HS_E_INTERNAL, "share split: the last %u shares do not restore the secret",
-                     k);
+    for (unsigned i = 0; touched != NULL && i < HS_SHARE_MAX_SHARES; i++)
+        touched[i] = false;
+    hs_result rc = HS_OK;
+    for (unsigned start = 0; rc == HS_OK && start < n; start += k) {
+        unsigned from = start + k <= n ? start : n - k;
+        rc = hs_share_recover(shares + from, k, back, secret_len, report, e);
+        if (rc == HS_OK && !hs_ct_equal(back, secret, secret_len))
+            rc = hs_fail(e, HS_E_INTERNAL, "shares %u to %u do not restore the secret", from + 1,
+                         from + k);
+        for (unsigned i = from; rc == HS_OK && touched != NULL && i < from + k; i++)
+            touched[i] = true;
+    }
     hs_secure_free(back, secret_len);
     free(report);
     return rc == HS_OK ? HS_OK : hs_error_prefix(e, "share split self-check: ");
+}
+
+void hs_share_commitment(const hs_share *s, const uint8_t salt[HS_SHARE_COMMIT_SALT_LEN],
+                         uint8_t out[32])
+{
+    static const char tag[] = "hsmsign-share-commitment v1";
+    uint8_t msg[sizeof tag + HS_SHARE_COMMIT_SALT_LEN + HS_SHARE_SET_ID_LEN + 1 + HS_SHARE_KEY_LEN];
+    size_t o = 0;
+    memcpy(msg + o, tag, sizeof tag); /* with its NUL */
+    o += sizeof tag;
+    memcpy(msg + o, salt, HS_SHARE_COMMIT_SALT_LEN);
+    o += HS_SHARE_COMMIT_SALT_LEN;
+    memcpy(msg + o, s->set_id, HS_SHARE_SET_ID_LEN);
+    o += HS_SHARE_SET_ID_LEN;
+    msg[o++] = s->x;
+    memcpy(msg + o, s->y, HS_SHARE_KEY_LEN);
+    SHA256(msg, sizeof msg, out);
+    hs_wipe(msg, sizeof msg); /* holds y */
 }
 
 hs_result hs_share_split_secret(const uint8_t *secret, size_t secret_len, unsigned k, unsigned n,
@@ -335,7 +364,7 @@ hs_result hs_share_split_secret(const uint8_t *secret, size_t secret_len, unsign
     rc = fill_shares(shares, secret, secret_len, k, n, labels, key, e);
     hs_secure_free(key, HS_SHARE_KEY_LEN);
     if (rc == HS_OK)
-        rc = self_check(shares, secret, secret_len, k, n, e);
+        rc = hs_share_self_check(shares, n, secret, secret_len, NULL, e);
     if (rc != HS_OK) {
         hs_secure_free(shares, bytes);
         return rc;

@@ -81,6 +81,22 @@ hs_result hs_share_split_secret(const uint8_t *secret, size_t secret_len, unsign
                                 const char *const *labels, hs_share **out,
                                 hs_error *e) HS_MUST_CHECK;
 void hs_share_free_array(hs_share *shares, size_t n);
+
+/* A salted commitment to one share (docs/share-format.md, "Commitments"):
+ * SHA-256("hsmsign-share-commitment v1" NUL || salt || set id || x || y).
+ * y is uniformly random, so it reveals nothing usable; published in the
+ * signed transcript, it lets each share be checked alone, unlike the
+ * checksum, which anyone altering a share can recompute. */
+#define HS_SHARE_COMMIT_SALT_LEN 16u
+void hs_share_commitment(const hs_share *s, const uint8_t salt[HS_SHARE_COMMIT_SALT_LEN],
+                         uint8_t out[32]);
+
+/* Recovers the secret from k-subsets of the n shares that together cover
+ * every share, and compares it with secret (done by the split before it
+ * returns). touched (may be NULL) says which shares a subset used. */
+hs_result hs_share_self_check(const hs_share *shares, unsigned n, const uint8_t *secret,
+                              size_t secret_len, bool touched[HS_SHARE_MAX_SHARES],
+                              hs_error *e) HS_MUST_CHECK;
 void hs_share_wipe(hs_share *share);
 
 /* The checksum is SHA-256 over the binary encoding of every other field

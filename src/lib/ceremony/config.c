@@ -198,6 +198,44 @@ static hs_result parse_roles(json_t *root, hs_ceremony_config *c, const char *sr
     return r;
 }
 
+/* docs/ceremony.md promises that nobody holds both PINs, and that share
+ * holders hold no PIN unless the configuration says so: checked here, so a
+ * configuration that breaks the promise is refused before any token is
+ * touched. */
+static bool in_role(const hs_ceremony_recipients *r, const char *recipient)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->r[i], recipient) == 0)
+            return true;
+    return false;
+}
+
+static hs_result check_separation(json_t *root, hs_ceremony_config *c, const char *src,
+                                  hs_error *e)
+{
+    const hs_ceremony_recipients *admin = &c->roles[HS_ROLE_ADMIN];
+    const hs_ceremony_recipients *op = &c->roles[HS_ROLE_OPERATOR];
+    for (size_t i = 0; i < admin->n; i++)
+        if (in_role(op, admin->r[i]))
+            return hs_fail(e, HS_E_FORMAT,
+                           "%s: recipient %s is both admin and operator: one person would hold "
+                           "the SO and the user PIN; give the roles different recipients",
+                           src, admin->r[i]);
+    json_t *v = json_object_get(root, "holders-may-hold-roles");
+    if (v != NULL && !json_is_boolean(v))
+        return hs_fail(e, HS_E_FORMAT, "%s: 'holders-may-hold-roles' must be true or false", src);
+    c->holders_may_hold_roles = v != NULL && json_is_true(v);
+    for (size_t i = 0; !c->holders_may_hold_roles && i < c->n_holders; i++) {
+        const char *rc = c->holders[i].recipient;
+        if (in_role(admin, rc) || in_role(op, rc))
+            return hs_fail(e, HS_E_FORMAT,
+                           "%s: share holder '%s' is also %s: a holder may hold a PIN only when "
+                           "the configuration says so (\"holders-may-hold-roles\": true)",
+                           src, c->holders[i].name, in_role(admin, rc) ? "admin" : "operator");
+    }
+    return HS_OK;
+}
+
 static hs_result parse_options(json_t *root, hs_ceremony_config *c, const char *src, hs_error *e)
 {
     snprintf(c->wrap_label, sizeof c->wrap_label, "%s", HS_WRAPKEY_DEFAULT_LABEL);
@@ -223,7 +261,8 @@ static hs_result parse_options(json_t *root, hs_ceremony_config *c, const char *
 static hs_result parse_root(json_t *root, hs_ceremony_config *c, const char *src, hs_error *e)
 {
     static const char *const keys[] = {"version", "name", "tokens", "threshold", "holders",
-                                       "roles", "wrap-key-label", "audit-key-algorithm", NULL};
+                                       "roles", "wrap-key-label", "audit-key-algorithm",
+                                       "holders-may-hold-roles", NULL};
     if (!json_is_object(root))
         return hs_fail(e, HS_E_FORMAT, "%s: the configuration must be a JSON object", src);
     json_t *v = json_object_get(root, "version");
@@ -246,6 +285,12 @@ static hs_result parse_root(json_t *root, hs_ceremony_config *c, const char *src
         r = parse_roles(root, c, src, e);
     if (r == HS_OK)
         r = parse_options(root, c, src, e);
+    if (r == HS_OK)
+        r = check_separation(root, c, src, e);
+    if (r == HS_OK && c->threshold == c->n_holders)
+        snprintf(c->warning, sizeof c->warning,
+                 "threshold %u of %zu: every share is needed, losing one loses the wrap key",
+                 c->threshold, c->n_holders);
     return r;
 }
 

@@ -6,6 +6,7 @@
 #ifndef HSMSIGN_CEREMONY_CONFIG_H
 #define HSMSIGN_CEREMONY_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "backup/share.h"
@@ -44,6 +45,8 @@ typedef struct hs_ceremony_config {
     hs_ceremony_recipients roles[HS_ROLE_COUNT];
     char wrap_label[64];       /* default HS_WRAPKEY_DEFAULT_LABEL */
     hs_auditkey_alg audit_alg; /* default HS_AUDITKEY_AUTO */
+    bool holders_may_hold_roles; /* "holders-may-hold-roles": explicit, recorded */
+    char warning[160];           /* empty, or to show before the ceremony (k = n) */
 } hs_ceremony_config;
 
 /* Parses and validates a config. source names it in messages. *out is

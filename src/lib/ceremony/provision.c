@@ -23,7 +23,9 @@
 #include "util/file.h"
 #include "util/secmem.h"
 
-#define PIN_LEN 24
+/* 26 symbols of 5 bits: 130 bits, at least the 128 a PIN guarding the
+ * wrap key should carry; checked against each token's ulMaxPinLen. */
+#define PIN_LEN 26
 #define SELF_MAX (512u << 20)
 
 enum { PRIMARY = 0, BACKUP = 1 };
@@ -35,18 +37,24 @@ typedef struct prov {
     hs_transcript *t;
     hs_token_state state[2];
     hs_p11_token_info info[2];
+    hs_p11_token_details details[2];
     char *pins[2][2];     /* secure memory, [token][SO/USER] */
     uint8_t *key;         /* the wrap key, secure memory */
     hs_share *shares;     /* secure array of n */
     uint8_t audit_fp[32];
     hs_auditkey audit_key; /* the primary's, from its generation on */
     char batch[33]; /* one audit batch id for the whole ceremony */
+    char steps[16][160]; /* the steps begun, the last one where a failure happened */
+    size_t n_steps;
 } prov;
 
 static const char *const token_role[2] = {"primary", "backup"};
 
-static void step(const prov *c, const char *what)
+/* Tells the person, and keeps the list for an aborted record. */
+static void step(prov *c, const char *what)
 {
+    if (c->n_steps < sizeof c->steps / sizeof c->steps[0])
+        snprintf(c->steps[c->n_steps++], sizeof c->steps[0], "%s", what);
     if (c->o->step != NULL)
         c->o->step(c->o->step_ctx, what);
 }
@@ -61,6 +69,58 @@ hs_result hs_ceremony_self_sha256(uint8_t out[32], hs_error *e)
     SHA256(data, len, out);
     free(data);
     return HS_OK;
+}
+
+static hs_result hash_file(const char *path, hs_transcript_file *f, hs_error *e)
+{
+    uint8_t *data;
+    size_t len;
+    hs_result r = hs_read_file(path, SELF_MAX, &data, &len, e);
+    if (r != HS_OK)
+        return hs_error_prefix(e, "hashing what runs the ceremony: ");
+    SHA256(data, len, f->sha256);
+    free(data);
+    snprintf(f->path, sizeof f->path, "%s", path);
+    return HS_OK;
+}
+
+static bool listed(const hs_transcript *t, const char *path)
+{
+    for (size_t i = 0; i < t->n_libs; i++)
+        if (strcmp(t->libs[i].path, path) == 0)
+            return true;
+    return false;
+}
+
+/* Every shared object mapped into this process (/proc/self/maps: the C
+ * library, OpenSSL, p11-kit, the PKCS#11 module...), so attendees can
+ * compare them with the published ones, not only the executable. */
+static hs_result hash_libraries(hs_transcript *t, hs_error *e)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL)
+        return hs_fail(e, HS_E_IO, "/proc/self/maps: %s", strerror(errno));
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    char line[4600];
+    hs_result r = HS_OK;
+    while (r == HS_OK && fgets(line, sizeof line, f) != NULL) {
+        char *path = strchr(line, '/');
+        if (path == NULL)
+            continue;
+        path[strcspn(path, "\n")] = '\0';
+        if (strstr(path, ".so") == NULL || strcmp(path, exe) == 0 || listed(t, path) ||
+            strlen(path) > HS_TRANSCRIPT_PATH_MAX)
+            continue;
+        if (t->n_libs >= HS_TRANSCRIPT_LIBS_MAX)
+            r = hs_fail(e, HS_E_INTERNAL, "more than %d shared libraries loaded",
+                        HS_TRANSCRIPT_LIBS_MAX);
+        else
+            r = hash_file(path, &t->libs[t->n_libs++], e);
+    }
+    fclose(f);
+    return r;
 }
 
 /* Checked before any token is touched; created only once both are. */
@@ -120,6 +180,35 @@ static hs_result prepare_out_dir(const char *dir, hs_error *e)
     return r;
 }
 
+/* Everything a token will be asked for, asked before anything changes:
+ * the PIN length it accepts, the mechanisms, and its current SO PIN (a
+ * wrong backup SO PIN must not be found after the primary is done). A
+ * token not initialized yet is only found by C_InitToken: its checks come
+ * right after. */
+static hs_result preflight(prov *c, hs_p11 *p, int t, const char *spec, hs_error *e)
+{
+    hs_result r = hs_p11_select_token(p, spec, e);
+    if (r == HS_OK)
+        r = hs_p11_read_token_details(p, &c->details[t], e);
+    if (r == HS_OK && (c->details[t].max_pin < PIN_LEN || c->details[t].min_pin > PIN_LEN))
+        r = hs_fail(e, HS_E_USAGE,
+                    "%s token '%s' takes PINs of %lu to %lu characters; the ceremony's PINs have "
+                    "%d (130 bits)",
+                    token_role[t], p->label, c->details[t].min_pin, c->details[t].max_pin,
+                    PIN_LEN);
+    if (r == HS_OK)
+        r = hs_p11_require_mechanism(p, CKM_AES_KEY_WRAP_PAD, CKF_WRAP | CKF_UNWRAP,
+                                     "the wrap key", e);
+    hs_auditkey_alg alg;
+    if (r == HS_OK && t == PRIMARY)
+        r = hs_auditkey_choose_alg(p, c->cfg->audit_alg, &alg, e);
+    if (r == HS_OK)
+        r = hs_p11_check_so_pin(p, c->o->current_so_pin[t], e);
+    if (r != HS_OK)
+        hs_error_prefix(e, "%s token, before anything changed: ", token_role[t]);
+    return r;
+}
+
 /* Checks both tokens before anything changes. */
 static hs_result probe_tokens(prov *c, hs_error *e)
 {
@@ -146,6 +235,8 @@ static hs_result probe_tokens(prov *c, hs_error *e)
                         "%s token '%s' is already initialized (%s): give its current SO PIN "
                         "(--current-so-pin-source) to take it over",
                         token_role[i], c->info[i].label, hs_token_state_name(c->state[i]));
+        else if (c->state[i] != HS_TOKEN_ABSENT)
+            r = preflight(c, p, i, spec[i], e);
     }
     hs_p11_close(p);
     return r;
@@ -176,6 +267,14 @@ static hs_result make_secrets(prov *c, hs_error *e)
                                   labels, &c->shares, e);
     if (r == HS_OK)
         memcpy(c->t->set_id, c->shares[0].set_id, HS_SHARE_SET_ID_LEN);
+    /* The docs promise locked memory: without it the key could reach swap. */
+    c->t->memory_locked = hs_secure_locked(c->key) && hs_secure_locked(c->pins[0][0]) &&
+                          (c->shares == NULL || hs_secure_locked(c->shares));
+    if (r == HS_OK && !c->t->memory_locked && !c->o->allow_unlocked_memory)
+        r = hs_fail(e, HS_E_NOMEM,
+                    "memory for the wrap key and PINs cannot be locked (mlock failed: raise "
+                    "RLIMIT_MEMLOCK, ulimit -l); refusing to run the ceremony "
+                    "(--allow-unlocked-memory goes on and records it in the transcript)");
     return r;
 }
 
@@ -223,12 +322,17 @@ static hs_result write_shares(prov *c, hs_error *e)
         hs_transcript_holder *th = &c->t->holders[i];
         snprintf(th->name, sizeof th->name, "%s", h->name);
         snprintf(th->recipient, sizeof th->recipient, "%s", h->recipient);
+        th->x = c->shares[i].x;
+        if (RAND_priv_bytes(th->salt, sizeof th->salt) != 1)
+            r = hs_fail(e, HS_E_CRYPTO, "no randomness for a share commitment");
+        hs_share_commitment(&c->shares[i], th->salt, th->commitment);
         char safe[48], rel[128];
         file_safe(h->name, safe, sizeof safe);
         snprintf(rel, sizeof rel, "shares/%02zu-%s.share.age", i + 1, safe);
         size_t len;
         const char *rcpt[1] = {h->recipient};
-        r = hs_share_serialize(&c->shares[i], text, HS_SHARE_TEXT_MAX, &len, e);
+        if (r == HS_OK)
+            r = hs_share_serialize(&c->shares[i], text, HS_SHARE_TEXT_MAX, &len, e);
         if (r == HS_OK)
             r = write_encrypted(c, rcpt, 1, (const uint8_t *)text, len, rel, &th->file, e);
     }
@@ -313,6 +417,25 @@ static hs_result make_audit_key(prov *c, hs_p11 *p, hs_error *e)
     return r;
 }
 
+/* After the token is done: logged in as the new user, then as the new SO,
+ * it holds exactly the wrap key (and on the primary the audit key pair),
+ * nothing a previous holder could have left. */
+static hs_result prove_token(prov *c, int t, const char *spec, hs_error *e)
+{
+    step(c, t == PRIMARY ? "primary token: checking it holds only what the ceremony made"
+                         : "backup token: checking it holds only what the ceremony made");
+    const char *labels[2] = {c->cfg->wrap_label, HS_AUDITKEY_LABEL};
+    hs_p11 *p;
+    hs_result r = hs_p11_open(c->o->module, &p, e);
+    if (r == HS_OK)
+        r = hs_p11_select_token(p, spec, e);
+    if (r == HS_OK)
+        r = hs_p11_prove_contents(p, c->pins[t][SO], c->pins[t][USER], labels,
+                                  t == PRIMARY ? 2 : 1, t == PRIMARY ? 3 : 1, e);
+    hs_p11_close(p);
+    return r;
+}
+
 /* One token: PINs, wrap key, and on the primary the audit key. */
 static hs_result provision_token(prov *c, int t, hs_error *e)
 {
@@ -326,6 +449,8 @@ static hs_result provision_token(prov *c, int t, hs_error *e)
     if (r == HS_OK)
         r = hs_p11_take_over_token(p, spec, c->state[t], c->o->current_so_pin[t],
                                    c->pins[t][SO], c->pins[t][USER], c->o->force_reset, e);
+    if (r == HS_OK)
+        r = hs_p11_read_token_details(p, &c->details[t], e);
     if (r == HS_OK)
         r = hs_p11_login_with_pin(p, c->pins[t][USER], e);
     /* The audit key first: the log is created with, and checked by, it
@@ -351,11 +476,15 @@ static hs_result provision_token(prov *c, int t, hs_error *e)
         memcpy(tt->serial, p->serial, sizeof tt->serial);
         memcpy(tt->model, p->model, sizeof tt->model);
         memcpy(tt->manufacturer, p->manufacturer, sizeof tt->manufacturer);
+        memcpy(tt->firmware, c->details[t].firmware, sizeof tt->firmware);
+        memcpy(tt->hardware, c->details[t].hardware, sizeof tt->hardware);
         hs_audit_entry en = {.operation = "wrapkey-import", .purpose = "ceremony-provision",
                              .key_name = c->cfg->wrap_label, .algorithm = "aes-256"};
         r = record(c, p, &c->audit_key, t == PRIMARY ? p : NULL, &en, e);
     }
     hs_p11_close(p);
+    if (r == HS_OK)
+        r = prove_token(c, t, spec, e);
     if (r != HS_OK)
         hs_error_prefix(e, "%s token: ", token_role[t]);
     return r;
@@ -394,6 +523,65 @@ static hs_result write_signed(const prov *c, hs_p11 *p, const hs_auditkey *k, co
     return r;
 }
 
+/* Once the primary's audit key exists, the aborted record is signed by it
+ * and recorded in the audit log like the transcript would have been. */
+static hs_result sign_aborted(prov *c, const char *json, hs_error *e)
+{
+    if (c->t->audit_pem == NULL)
+        return hs_fail(e, HS_E_NOTFOUND, "no audit key yet");
+    hs_p11 *p = NULL;
+    hs_auditkey k = {0};
+    hs_result r = hs_p11_open(c->o->module, &p, e);
+    if (r == HS_OK)
+        r = hs_p11_select_token(p, c->cfg->primary, e);
+    if (r == HS_OK)
+        r = hs_p11_login_with_pin(p, c->pins[PRIMARY][USER], e);
+    if (r == HS_OK)
+        r = hs_auditkey_find(p, &k, e);
+    if (r == HS_OK)
+        r = write_signed(c, p, &k, HS_CEREMONY_TRANSCRIPT_JSON, json, e);
+    hs_auditkey_clear(&k);
+    hs_p11_close(p);
+    return r;
+}
+
+/* A ceremony that fails once its directory exists leaves, in place of
+ * the transcript, a record saying what was done and that its share set is
+ * void: restore and `shares verify` refuse it by name (docs/ceremony.md,
+ * "If a ceremony fails"). Signed when the audit key exists (and the token
+ * still answers); otherwise written alone: it only forbids, so it needs no
+ * trust to be obeyed. */
+static void write_aborted(prov *c, const hs_error *why)
+{
+    hs_error e;
+    hs_error_clear(&e);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    (void)strftime(c->t->date, sizeof c->t->date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(c->t->name, sizeof c->t->name, "%s", c->cfg->name);
+    const char *done[16];
+    size_t n = c->n_steps > 0 ? c->n_steps - 1 : 0;
+    for (size_t i = 0; i < n; i++)
+        done[i] = c->steps[i];
+    char *json = NULL, path[4096];
+    const char *failed_at = c->n_steps > 0 ? c->steps[c->n_steps - 1] : "?";
+    hs_result r = hs_transcript_aborted_json(c->t, done, n, failed_at, why->msg, &json, &e);
+    if (r == HS_OK)
+        r = out_path(c->o->out_dir, HS_CEREMONY_TRANSCRIPT_JSON, path, sizeof path, &e);
+    bool is_signed = r == HS_OK && sign_aborted(c, json, &e) == HS_OK;
+    /* Replaces a transcript written before the failure: the set is void. */
+    if (r == HS_OK && !is_signed)
+        r = hs_write_file_atomic(path, json, strlen(json), 0644, false, &e);
+    free(json);
+    if (r == HS_OK)
+        step(c, is_signed ? "ABORTED: the record in transcript.json (signed by the audit key) "
+                            "voids this share set"
+                          : "ABORTED: the record in transcript.json voids this share set");
+    else
+        step(c, "ABORTED, and the aborted record could not be written: the shares are void");
+}
+
 static hs_result write_transcript(prov *c, hs_error *e)
 {
     step(c, "writing the transcript, signed by the audit key");
@@ -402,6 +590,8 @@ static hs_result write_transcript(prov *c, hs_error *e)
     snprintf(t->tool_version, sizeof t->tool_version, "%s", HSMSIGN_VERSION);
     snprintf(t->wrap_label, sizeof t->wrap_label, "%s", c->cfg->wrap_label);
     memcpy(t->roles, c->cfg->roles, sizeof t->roles);
+    t->holders_may_hold_roles = c->cfg->holders_may_hold_roles;
+    t->version = HS_TRANSCRIPT_VERSION;
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -411,12 +601,17 @@ static hs_result write_transcript(prov *c, hs_error *e)
     hs_p11 *p = NULL;
     hs_auditkey k = {0};
     hs_result r = hs_ceremony_self_sha256(t->tool_sha256, e);
+    /* The module is loaded first, so that it is among the libraries. */
+    if (r == HS_OK)
+        r = hs_p11_open(c->o->module, &p, e);
+    if (r == HS_OK)
+        r = hash_file(p->module_path, &t->module, e);
+    if (r == HS_OK)
+        r = hash_libraries(t, e);
     if (r == HS_OK)
         r = hs_transcript_to_json(t, &json, e);
     if (r == HS_OK)
         r = hs_transcript_to_text(t, &text, e);
-    if (r == HS_OK)
-        r = hs_p11_open(c->o->module, &p, e);
     if (r == HS_OK)
         r = hs_p11_select_token(p, t->tokens[PRIMARY].label, e);
     if (r == HS_OK)
@@ -480,12 +675,14 @@ hs_result hs_ceremony_provision(const hs_ceremony_config *cfg, const hs_provisio
         r = probe_tokens(&c, e);
     if (r == HS_OK)
         r = check_audit_dir(o->audit_dir, e);
-    if (r == HS_OK)
-        r = prepare_out_dir(o->out_dir, e);
     if (r == HS_OK) {
         step(&c, "generating PINs and the wrap key in locked memory, splitting it");
         r = make_secrets(&c, e);
     }
+    /* From here on a failure leaves files (and maybe changed tokens). */
+    bool started = r == HS_OK;
+    if (r == HS_OK)
+        r = prepare_out_dir(o->out_dir, e);
     if (r == HS_OK) {
         step(&c, "encrypting the shares and the PINs to their holders");
         r = write_shares(&c, e);
@@ -501,6 +698,8 @@ hs_result hs_ceremony_provision(const hs_ceremony_config *cfg, const hs_provisio
     c.key = NULL;
     if (r == HS_OK)
         r = write_transcript(&c, e);
+    if (r != HS_OK && started)
+        write_aborted(&c, e); /* before the wipe: it may sign with the primary's PIN */
     wipe_all(&c);
     if (r != HS_OK) {
         hs_transcript_free(c.t);

@@ -22,6 +22,7 @@ typedef struct hs_provision_options {
     const char *audit_dir;          /* the audit log the operations are recorded in */
     bool force_reset;               /* erase an in-use SoftHSM token */
     const char *current_so_pin[2];  /* primary, backup: needed for initialized tokens */
+    bool allow_unlocked_memory;     /* go on when mlock fails (recorded in the transcript) */
     hs_ceremony_step_fn step;
     void *step_ctx;
 } hs_provision_options;

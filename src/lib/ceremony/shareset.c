@@ -49,6 +49,39 @@ static void note(hs_shareset *s, const char *fmt, ...)
     s->notes[used + 1] = '\0';
 }
 
+/* A v2 transcript commits to every share: a share that differs from its
+ * commitment is named here, alone, before any interpolation, even when
+ * exactly k are given (its checksum proves nothing: anyone who alters a
+ * share can recompute it). */
+static bool matches_commitment(hs_shareset *s, const hs_transcript *t, const hs_share *sh,
+                               const char *source)
+{
+    hs_error ce;
+    /* A damaged share (checksum) is left to recovery, which names it as
+     * damaged; the commitment is for shares whose checksum was redone. */
+    if (t->version < 2 || hs_share_verify_checksum(sh, &ce) != HS_OK)
+        return true;
+    for (size_t i = 0; i < t->n_holders; i++) {
+        if (t->holders[i].x != sh->x)
+            continue;
+        uint8_t c[32];
+        hs_share_commitment(sh, t->holders[i].salt, c);
+        if (hs_ct_equal(c, t->holders[i].commitment, 32))
+            return true;
+        s->set_aside++;
+        s->forged++;
+        note(s, "%s (%s): set aside: it does not match the commitment to %s's share (x = %u) "
+                "in the signed transcript: altered or forged",
+                source, sh->label, t->holders[i].name, sh->x);
+        return false;
+    }
+    s->set_aside++;
+    s->forged++;
+    note(s, "%s (%s): set aside: the transcript commits to no share with x = %u: forged",
+         source, sh->label, sh->x);
+    return false;
+}
+
 /* Keeps a parsed share if it belongs to the transcript's set. */
 static void keep(hs_shareset *s, const hs_transcript *t, const hs_share *sh, const char *source)
 {
@@ -68,6 +101,8 @@ static void keep(hs_shareset *s, const hs_transcript *t, const hs_share *sh, con
                 "the transcript", source, sh->label);
         return;
     }
+    if (!matches_commitment(s, t, sh, source))
+        return;
     if (s->count >= HS_SHARESET_MAX) {
         s->set_aside++;
         note(s, "%s: set aside: more than %u shares given", source, HS_SHARESET_MAX);

@@ -19,6 +19,7 @@ typedef struct hs_shareset {
     hs_share *shares;                   /* hs_secure_alloc, HS_SHARESET_MAX entries */
     char source[HS_SHARESET_MAX][300];  /* where shares[i] came from, for messages */
     size_t set_aside;                   /* inputs not usable at all */
+    size_t forged;                      /* of those, shares differing from their commitment */
     char notes[HS_SHARESET_NOTES];      /* one line per input set aside or questionable */
 } hs_shareset;
 

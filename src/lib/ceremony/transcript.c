@@ -2,7 +2,6 @@
 #include "ceremony/transcript.h"
 
 #include <jansson.h>
-#include <openssl/pem.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,15 +36,21 @@ static json_t *build(const hs_transcript *t)
 {
     json_t *tokens = json_array(), *holders = json_array(), *creds = json_array();
     for (int i = 0; i < 2; i++)
-        json_array_append_new(tokens, json_pack("{s:s, s:s, s:s, s:s, s:s}", "role",
+        json_array_append_new(tokens, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "role",
                                                 t->tokens[i].role, "label", t->tokens[i].label,
                                                 "serial", t->tokens[i].serial, "model",
                                                 t->tokens[i].model, "manufacturer",
-                                                t->tokens[i].manufacturer));
+                                                t->tokens[i].manufacturer, "firmware",
+                                                t->tokens[i].firmware, "hardware",
+                                                t->tokens[i].hardware));
     for (size_t i = 0; i < t->n_holders; i++) {
-        json_t *h = file_json(&t->holders[i].file);
-        json_object_set_new(h, "name", json_string(t->holders[i].name));
-        json_object_set_new(h, "recipient", json_string(t->holders[i].recipient));
+        const hs_transcript_holder *th = &t->holders[i];
+        json_t *h = file_json(&th->file);
+        json_object_set_new(h, "name", json_string(th->name));
+        json_object_set_new(h, "recipient", json_string(th->recipient));
+        json_object_set_new(h, "x", json_integer(th->x));
+        json_object_set_new(h, "commitment_salt", hex(th->salt, HS_TRANSCRIPT_SALT_LEN));
+        json_object_set_new(h, "commitment", hex(th->commitment, 32));
         json_array_append_new(holders, h);
     }
     for (int i = 0; i < HS_TRANSCRIPT_CREDENTIALS; i++) {
@@ -64,16 +69,21 @@ static json_t *build(const hs_transcript *t)
                               t->audit_pem != NULL ? t->audit_pem : "", "spki_sha256",
                               hex(t->audit_fingerprint, 32));
     json_object_update_new(audit, file_json(&t->audit_pem_file));
+    json_t *libs = json_array();
+    for (size_t i = 0; i < t->n_libs; i++)
+        json_array_append_new(libs, file_json(&t->libs[i]));
     return json_pack(
-        "{s:s, s:i, s:s, s:s, s:{s:s, s:s, s:o}, s:o, s:{s:s, s:s, s:o}, "
-        "s:{s:o, s:i, s:i, s:o}, s:o, s:o, s:o}",
+        "{s:s, s:i, s:s, s:s, s:{s:s, s:s, s:o, s:o, s:o}, s:o, s:{s:s, s:s, s:o}, "
+        "s:{s:o, s:i, s:i, s:o}, s:o, s:b, s:o, s:o, s:b}",
         "format", HS_TRANSCRIPT_FORMAT, "version", HS_TRANSCRIPT_VERSION, "ceremony", t->name,
         "date", t->date, "tool", "name", "hsmsign", "version", t->tool_version, "sha256",
-        hex(t->tool_sha256, 32), "tokens", tokens, "wrap_key", "label", t->wrap_label,
+        hex(t->tool_sha256, 32), "libraries", libs, "pkcs11_module", file_json(&t->module),
+        "tokens", tokens, "wrap_key", "label", t->wrap_label,
         "algorithm", "aes-256", "check_value", hex(t->kcv, HS_SHARE_KCV_LEN), "shares", "set_id",
         hex(t->set_id, HS_SHARE_SET_ID_LEN), "threshold", (int)t->threshold, "count",
-        (int)t->n_holders, "holders", holders, "roles", roles, "credentials", creds, "audit_key",
-        audit);
+        (int)t->n_holders, "holders", holders, "roles", roles, "holders_may_hold_roles",
+        t->holders_may_hold_roles, "credentials", creds, "audit_key", audit, "memory_locked",
+        t->memory_locked);
 }
 
 hs_result hs_transcript_to_json(const hs_transcript *t, char **out, hs_error *e)
@@ -143,22 +153,32 @@ hs_result hs_transcript_to_text(const hs_transcript *t, char **out, hs_error *e)
     add(&b, "HSMSIGN PROVISIONING CEREMONY TRANSCRIPT (format %s v%d)\n\n", HS_TRANSCRIPT_FORMAT,
         HS_TRANSCRIPT_VERSION);
     add(&b, "Ceremony:        %s\nDate (UTC):      %s\n", t->name, t->date);
-    add(&b, "Tool:            hsmsign %s\nTool SHA-256:    %s\n\n", t->tool_version,
+    add(&b, "Tool:            hsmsign %s\nTool SHA-256:    %s\n", t->tool_version,
         hexs(t->tool_sha256, 32, h));
+    add(&b, "PKCS#11 module:  %s\n  sha256 %s\nShared libraries loaded:\n", t->module.path,
+        hexs(t->module.sha256, 32, h));
+    for (size_t i = 0; i < t->n_libs; i++)
+        add(&b, "  %s\n    sha256 %s\n", t->libs[i].path, hexs(t->libs[i].sha256, 32, h));
+    add(&b, "Secrets in locked memory: %s\n\n", t->memory_locked ? "yes" : "NO (mlock failed)");
     add(&b, "TOKENS\n");
     for (int i = 0; i < 2; i++)
-        add(&b, "  %-8s label '%s', serial %s, model %s, manufacturer %s\n", t->tokens[i].role,
-            t->tokens[i].label, t->tokens[i].serial, t->tokens[i].model,
-            t->tokens[i].manufacturer);
+        add(&b, "  %-8s label '%s', serial %s, model %s, manufacturer %s, firmware %s, "
+                "hardware %s\n",
+            t->tokens[i].role, t->tokens[i].label, t->tokens[i].serial, t->tokens[i].model,
+            t->tokens[i].manufacturer, t->tokens[i].firmware, t->tokens[i].hardware);
     add(&b, "\nWRAP KEY\n  label %s, AES-256, check value (KCV) %s\n\n", t->wrap_label,
         hexs(t->kcv, HS_SHARE_KCV_LEN, h));
     add(&b, "SHARES: %u of %zu needed to restore, share set %s\n", t->threshold, t->n_holders,
         hexs(t->set_id, HS_SHARE_SET_ID_LEN, h));
-    for (size_t i = 0; i < t->n_holders; i++)
+    for (size_t i = 0; i < t->n_holders; i++) {
         add(&b, "  %-20s %s\n    recipient %s\n    sha256    %s\n", t->holders[i].name,
             t->holders[i].file.path, t->holders[i].recipient,
             hexs(t->holders[i].file.sha256, 32, h));
-    add(&b, "\nROLE RECIPIENTS\n");
+        add(&b, "    x %u, commitment %s\n", t->holders[i].x,
+            hexs(t->holders[i].commitment, 32, h));
+    }
+    add(&b, "\nROLE RECIPIENTS (share holders %s hold a role)\n",
+        t->holders_may_hold_roles ? "MAY, as the configuration says," : "do not");
     for (int r = 0; r < HS_ROLE_COUNT; r++)
         for (size_t i = 0; i < t->roles[r].n; i++)
             add(&b, "  %-9s %s\n", hs_ceremony_role_name((hs_ceremony_role)r), t->roles[r].r[i]);
@@ -217,9 +237,16 @@ static hs_result parse_tokens(json_t *a, hs_transcript *t, const char *src, hs_e
     for (size_t i = 0; i < 2; i++) {
         json_t *o = json_array_get(a, i);
         hs_transcript_token *d = &t->tokens[i];
-        json_t *role, *label, *serial, *model, *manuf;
-        if (json_unpack(o, "{s:o, s:o, s:o, s:o, s:o !}", "role", &role, "label", &label,
-                        "serial", &serial, "model", &model, "manufacturer", &manuf) != 0 ||
+        json_t *role, *label, *serial, *model, *manuf, *fw, *hw;
+        if (t->version >= 2 &&
+            (json_unpack(o, "{s:o, s:o}", "firmware", &fw, "hardware", &hw) != 0 ||
+             !copy_str(fw, d->firmware, sizeof d->firmware) ||
+             !copy_str(hw, d->hardware, sizeof d->hardware)))
+            return bad(e, src, "malformed firmware or hardware version in 'tokens'");
+        if (json_unpack(o, t->version >= 2 ? "{s:o, s:o, s:o, s:o, s:o, s?o, s?o !}"
+                                           : "{s:o, s:o, s:o, s:o, s:o !}",
+                        "role", &role, "label", &label, "serial", &serial, "model", &model,
+                        "manufacturer", &manuf, "firmware", &fw, "hardware", &hw) != 0 ||
             !copy_str(role, d->role, sizeof d->role) || !copy_str(label, d->label, sizeof d->label) ||
             !copy_str(serial, d->serial, sizeof d->serial) ||
             !copy_str(model, d->model, sizeof d->model) ||
@@ -241,10 +268,20 @@ static hs_result parse_shares(json_t *o, hs_transcript *t, const char *src, hs_e
     t->threshold = (unsigned)k;
     t->n_holders = (size_t)n;
     for (size_t i = 0; i < t->n_holders; i++) {
-        json_t *h = json_array_get(holders, i), *name, *rcpt, *file, *sha;
+        json_t *h = json_array_get(holders, i), *name, *rcpt, *file, *sha, *salt, *cm;
         hs_transcript_holder *d = &t->holders[i];
-        if (json_unpack(h, "{s:o, s:o, s:o, s:o !}", "name", &name, "recipient", &rcpt, "file",
-                        &file, "sha256", &sha) != 0 ||
+        int x = 0;
+        if (t->version >= 2 &&
+            (json_unpack(h, "{s:i, s:o, s:o}", "x", &x, "commitment_salt", &salt, "commitment",
+                         &cm) != 0 ||
+             x < 1 || x > 255 || !get_hex(salt, d->salt, HS_TRANSCRIPT_SALT_LEN) ||
+             !get_hex(cm, d->commitment, 32)))
+            return bad(e, src, "malformed share commitment in 'shares.holders'");
+        d->x = (uint8_t)x;
+        if (json_unpack(h, t->version >= 2 ? "{s:o, s:o, s:o, s:o, s?i, s?o, s?o !}"
+                                           : "{s:o, s:o, s:o, s:o !}",
+                        "name", &name, "recipient", &rcpt, "file", &file, "sha256", &sha, "x",
+                        &x, "commitment_salt", &salt, "commitment", &cm) != 0 ||
             !copy_str(name, d->name, sizeof d->name) ||
             !copy_str(rcpt, d->recipient, sizeof d->recipient) || !parse_file(h, &d->file))
             return bad(e, src, "malformed entry in 'shares.holders'");
@@ -301,26 +338,101 @@ static hs_result parse_audit(json_t *o, hs_transcript *t, const char *src, hs_er
     return t->audit_pem != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
 }
 
+/* An aborted ceremony's record stands where its transcript would: any
+ * share of its set is void, and reading it says so instead of failing on
+ * a missing field. */
+static hs_result aborted(json_t *root, const char *src, hs_error *e)
+{
+    const char *name = "?", *set = "?", *failed = "?";
+    (void)json_unpack(root, "{s?s, s?s, s?s}", "ceremony", &name, "share_set", &set,
+                      "failed_at", &failed);
+    return hs_fail(e, HS_E_VERIFY,
+                   "%s: ceremony '%s' was ABORTED (%s): its share set %s is void and its shares "
+                   "must not be used; reset both tokens and run a new ceremony "
+                   "(docs/ceremony.md, \"If a ceremony fails\")",
+                   src, name, failed, set);
+}
+
+hs_result hs_transcript_aborted_json(const hs_transcript *t, const char *const *done,
+                                     size_t n_done, const char *failed_at, const char *error,
+                                     char **out, hs_error *e)
+{
+    json_t *steps = json_array();
+    for (size_t i = 0; i < n_done; i++)
+        json_array_append_new(steps, json_string(done[i]));
+    json_t *o = json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:s, s:s, s:s}", "format",
+                          HS_ABORTED_FORMAT, "version", 1, "ceremony", t->name, "date", t->date,
+                          "share_set", hex(t->set_id, HS_SHARE_SET_ID_LEN), "done", steps,
+                          "failed_at", failed_at, "error", error, "recovery",
+                          "the share set is void: destroy its shares; reset both tokens "
+                          "(--force-reset on SoftHSM, the vendor's tool on hardware) and run a "
+                          "new ceremony into a new directory and a new audit log");
+    char *str = o != NULL ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    *out = NULL;
+    if (str == NULL)
+        return hs_fail(e, HS_E_NOMEM, "cannot build the aborted-ceremony record");
+    size_t n = strlen(str);
+    *out = malloc(n + 2);
+    if (*out != NULL) {
+        memcpy(*out, str, n);
+        memcpy(*out + n, "\n", 2);
+    }
+    free(str);
+    return *out != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
+}
+
+/* v2: the libraries and module in 'tool'. */
+static hs_result parse_tool_files(json_t *tool, hs_transcript *t, const char *src, hs_error *e)
+{
+    json_t *libs = json_object_get(tool, "libraries");
+    if (!json_is_array(libs) || json_array_size(libs) > HS_TRANSCRIPT_LIBS_MAX ||
+        !parse_file(json_object_get(tool, "pkcs11_module"), &t->module))
+        return bad(e, src, "malformed 'tool.libraries' or 'tool.pkcs11_module'");
+    t->n_libs = json_array_size(libs);
+    for (size_t i = 0; i < t->n_libs; i++)
+        if (!parse_file(json_array_get(libs, i), &t->libs[i]))
+            return bad(e, src, "malformed entry in 'tool.libraries'");
+    return HS_OK;
+}
+
 static hs_result parse_root(json_t *root, hs_transcript *t, const char *src, hs_error *e)
 {
     const char *format;
     int version;
     json_t *name, *date, *tool, *tokens, *wrap, *shares, *roles, *creds, *audit;
-    if (json_unpack(root, "{s:s, s:i}", "format", &format, "version", &version) != 0 ||
-        strcmp(format, HS_TRANSCRIPT_FORMAT) != 0)
+    if (json_unpack(root, "{s:s, s:i}", "format", &format, "version", &version) != 0)
         return bad(e, src, "not an hsmsign ceremony transcript");
-    if (version != HS_TRANSCRIPT_VERSION)
-        return hs_fail(e, HS_E_FORMAT, "transcript %s: unsupported version %d (this tool reads %d)",
-                       src, version, HS_TRANSCRIPT_VERSION);
-    if (json_unpack(root, "{s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o !}", "format",
-                    &format, "version", &version, "ceremony", &name, "date", &date, "tool", &tool,
-                    "tokens", &tokens, "wrap_key", &wrap, "shares", &shares, "roles", &roles,
-                    "credentials", &creds, "audit_key", &audit) != 0)
+    if (strcmp(format, HS_ABORTED_FORMAT) == 0)
+        return aborted(root, src, e);
+    if (strcmp(format, HS_TRANSCRIPT_FORMAT) != 0)
+        return bad(e, src, "not an hsmsign ceremony transcript");
+    if (version != 1 && version != HS_TRANSCRIPT_VERSION)
+        return hs_fail(e, HS_E_FORMAT,
+                       "transcript %s: unsupported version %d (this tool reads 1 and %d)", src,
+                       version, HS_TRANSCRIPT_VERSION);
+    t->version = (unsigned)version;
+    int may = 0, locked = 0;
+    if (version >= 2 &&
+        json_unpack(root, "{s:b, s:b}", "holders_may_hold_roles", &may, "memory_locked",
+                    &locked) != 0)
+        return bad(e, src, "missing 'holders_may_hold_roles' or 'memory_locked'");
+    t->holders_may_hold_roles = may != 0;
+    t->memory_locked = locked != 0;
+    if (json_unpack(root,
+                    version >= 2 ? "{s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, "
+                                   "s:b !}"
+                                 : "{s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o !}",
+                    "format", &format, "version", &version, "ceremony", &name, "date", &date,
+                    "tool", &tool, "tokens", &tokens, "wrap_key", &wrap, "shares", &shares,
+                    "roles", &roles, "credentials", &creds, "audit_key", &audit,
+                    "holders_may_hold_roles", &may, "memory_locked", &locked) != 0)
         return bad(e, src, "missing or unknown top-level field");
-    json_t *tname, *tver, *tsha, *wlabel, *walg, *wkcv;
+    json_t *tname, *tver, *tsha, *tlibs, *tmod, *wlabel, *walg, *wkcv;
     if (!copy_str(name, t->name, sizeof t->name) || !copy_str(date, t->date, sizeof t->date) ||
-        json_unpack(tool, "{s:o, s:o, s:o !}", "name", &tname, "version", &tver, "sha256",
-                    &tsha) != 0 ||
+        json_unpack(tool, version >= 2 ? "{s:o, s:o, s:o, s:o, s:o !}" : "{s:o, s:o, s:o !}",
+                    "name", &tname, "version", &tver, "sha256", &tsha, "libraries", &tlibs,
+                    "pkcs11_module", &tmod) != 0 ||
         !copy_str(tver, t->tool_version, sizeof t->tool_version) ||
         !get_hex(tsha, t->tool_sha256, 32) ||
         json_unpack(wrap, "{s:o, s:o, s:o !}", "label", &wlabel, "algorithm", &walg,
@@ -328,7 +440,9 @@ static hs_result parse_root(json_t *root, hs_transcript *t, const char *src, hs_
         !copy_str(wlabel, t->wrap_label, sizeof t->wrap_label) ||
         !get_hex(wkcv, t->kcv, HS_SHARE_KCV_LEN))
         return bad(e, src, "malformed 'ceremony', 'date', 'tool' or 'wrap_key'");
-    hs_result r = parse_tokens(tokens, t, src, e);
+    hs_result r = version >= 2 ? parse_tool_files(tool, t, src, e) : HS_OK;
+    if (r == HS_OK)
+        r = parse_tokens(tokens, t, src, e);
     if (r == HS_OK)
         r = parse_shares(shares, t, src, e);
     if (r == HS_OK)
@@ -360,45 +474,89 @@ hs_result hs_transcript_parse(const char *text, size_t len, const char *source,
     return HS_OK;
 }
 
-static hs_result verify_signature(const hs_transcript *t, const char *path, const uint8_t *text,
-                                  size_t len, const uint8_t *sig, size_t sig_len, hs_error *e)
+/* The transcript must name the pinned key too: a transcript signed by the
+ * auditor's key but carrying another public key would mislead whoever
+ * reads its audit_key later. */
+static hs_result check_names_pinned(const hs_transcript *t, EVP_PKEY *pinned, const char *path,
+                                    const char *pem_path, hs_error *e)
 {
-    BIO *b = BIO_new_mem_buf(t->audit_pem, -1);
-    EVP_PKEY *pub = b != NULL ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
-    BIO_free(b);
-    if (pub == NULL)
-        return hs_fail(e, HS_E_FORMAT, "transcript %s: its audit public key is not a PEM key", path);
-    hs_result r = hs_auditkey_verify(pub, text, len, sig, sig_len, e);
-    EVP_PKEY_free(pub);
-    if (r != HS_OK)
-        hs_error_prefix(e, "transcript %s: signature %s.sig: ", path, path);
+    char *pem = NULL;
+    uint8_t fp[32];
+    hs_result r = hs_auditkey_public_pem(pinned, &pem, fp, e);
+    free(pem);
+    if (r == HS_OK && !hs_ct_equal(fp, t->audit_fingerprint, 32))
+        r = hs_fail(e, HS_E_VERIFY,
+                    "transcript %s: its audit key is not the pinned auditor's key %s (SPKI "
+                    "SHA-256 differs): it comes from another ceremony or was replaced",
+                    path, pem_path);
     return r;
 }
 
-hs_result hs_transcript_load(const char *path, hs_transcript **out, bool *signature_checked,
-                             hs_error *e)
+static hs_result verify_pinned(const hs_transcript *t, const char *path, const char *pem_path,
+                               const uint8_t *text, size_t len, const uint8_t *sig,
+                               size_t sig_len, hs_error *e)
+{
+    EVP_PKEY *pub = NULL;
+    hs_result r = hs_auditkey_load_public(pem_path, &pub, e);
+    if (r != HS_OK)
+        return hs_error_prefix(e, "--audit-key: ");
+    r = hs_auditkey_verify(pub, text, len, sig, sig_len, e);
+    if (r != HS_OK)
+        hs_error_prefix(e, "transcript %s: signature %s.sig with the pinned key %s: ", path, path,
+                        pem_path);
+    if (r == HS_OK)
+        r = check_names_pinned(t, pub, path, pem_path, e);
+    EVP_PKEY_free(pub);
+    return r;
+}
+
+static hs_result check_signature(const hs_transcript *t, const char *path, const uint8_t *text,
+                                 size_t len, const hs_transcript_trust *trust, bool *checked,
+                                 hs_error *e)
+{
+    char sig_path[4096];
+    int n = snprintf(sig_path, sizeof sig_path, "%s.sig", path);
+    /* A shortened name would look for the signature in another file. */
+    if (n < 0 || (size_t)n >= sizeof sig_path)
+        return hs_fail(e, HS_E_USAGE, "%s: path too long", path);
+    bool have_sig = access(sig_path, F_OK) == 0;
+    if (trust->allow_unsigned && (trust->audit_key == NULL || !have_sig))
+        return HS_OK;
+    if (trust->audit_key == NULL)
+        return hs_fail(e, HS_E_USAGE,
+                       "transcript %s: give the auditor's copy of the audit public key "
+                       "(--audit-key PEM): the key inside the transcript proves nothing "
+                       "(--unsigned-transcript goes on without checking)",
+                       path);
+    if (!have_sig)
+        return hs_fail(e, HS_E_VERIFY,
+                       "transcript %s: no signature %s: refusing an unsigned transcript "
+                       "(--unsigned-transcript goes on without it)",
+                       path, sig_path);
+    uint8_t *sig = NULL;
+    size_t sig_len = 0;
+    hs_result r = hs_read_file(sig_path, 1024, &sig, &sig_len, e);
+    if (r == HS_OK)
+        r = verify_pinned(t, path, trust->audit_key, text, len, sig, sig_len, e);
+    free(sig);
+    *checked = r == HS_OK;
+    return r;
+}
+
+hs_result hs_transcript_load(const char *path, const hs_transcript_trust *trust,
+                             hs_transcript **out, bool *signature_checked, hs_error *e)
 {
     *out = NULL;
     *signature_checked = false;
-    uint8_t *text, *sig = NULL;
-    size_t len, sig_len = 0;
+    uint8_t *text;
+    size_t len;
     hs_result r = hs_read_file(path, HS_TRANSCRIPT_MAX, &text, &len, e);
     if (r != HS_OK)
         return r;
     r = hs_transcript_parse((const char *)text, len, path, out, e);
-    char sig_path[4096];
-    int n = snprintf(sig_path, sizeof sig_path, "%s.sig", path);
-    /* A shortened name would look for the signature in another file. */
-    if (r == HS_OK && (n < 0 || (size_t)n >= sizeof sig_path))
-        r = hs_fail(e, HS_E_USAGE, "%s: path too long", path);
-    if (r == HS_OK && access(sig_path, F_OK) == 0) {
-        r = hs_read_file(sig_path, 1024, &sig, &sig_len, e);
-        if (r == HS_OK)
-            r = verify_signature(*out, path, text, len, sig, sig_len, e);
-        *signature_checked = r == HS_OK;
-    }
+    if (r == HS_OK)
+        r = check_signature(*out, path, text, len, trust, signature_checked, e);
     free(text);
-    free(sig);
     if (r != HS_OK) {
         hs_transcript_free(*out);
         *out = NULL;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "keystore/custody.h"
+#include "util/file.h"
 #include "p11/objects.h"
 
 /* DER of the OID 1.3.101.112 (id-Ed25519), what SoftHSM and PKCS#11 3.0
@@ -79,7 +80,8 @@ static hs_result find_pair(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *pri
     return r;
 }
 
-static hs_result choose_alg(hs_p11 *p, hs_auditkey_alg want, hs_auditkey_alg *alg, hs_error *e)
+hs_result hs_auditkey_choose_alg(hs_p11 *p, hs_auditkey_alg want, hs_auditkey_alg *alg,
+                                 hs_error *e)
 {
     hs_error ignored;
     bool eddsa = hs_p11_require_mechanism(p, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR,
@@ -111,7 +113,7 @@ hs_result hs_auditkey_generate(hs_p11 *p, hs_auditkey_alg want, hs_auditkey *out
         r = hs_fail(e, HS_E_EXISTS, "token '%s' already has an audit key ('%s')", p->label,
                     HS_AUDITKEY_LABEL);
     if (r == HS_OK)
-        r = choose_alg(p, want, &out->alg, e);
+        r = hs_auditkey_choose_alg(p, want, &out->alg, e);
     if (r != HS_OK)
         return r;
     bool ed = out->alg == HS_AUDITKEY_ED25519;
@@ -319,6 +321,29 @@ hs_result hs_auditkey_sign(hs_p11 *p, const hs_auditkey *k, const uint8_t *msg, 
         *sig_len = 0;
     }
     return r;
+}
+
+hs_result hs_auditkey_load_public(const char *path, EVP_PKEY **out, hs_error *e)
+{
+    *out = NULL;
+    uint8_t *pem;
+    size_t len;
+    hs_result r = hs_read_file(path, 65536, &pem, &len, e);
+    if (r != HS_OK)
+        return r;
+    BIO *b = BIO_new_mem_buf(pem, (int)len);
+    *out = b != NULL ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    free(pem);
+    if (*out == NULL)
+        return hs_fail(e, HS_E_FORMAT, "%s: not a PEM public key", path);
+    int id = EVP_PKEY_get_base_id(*out);
+    if (id != EVP_PKEY_ED25519 && id != EVP_PKEY_EC) {
+        EVP_PKEY_free(*out);
+        *out = NULL;
+        return hs_fail(e, HS_E_FORMAT, "%s: the audit key is Ed25519 or ECDSA P-256", path);
+    }
+    return HS_OK;
 }
 
 hs_result hs_auditkey_public_pem(EVP_PKEY *pub, char **pem, uint8_t fingerprint[32], hs_error *e)

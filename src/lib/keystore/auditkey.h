@@ -47,6 +47,15 @@ hs_result hs_auditkey_find_public(hs_p11 *p, EVP_PKEY **pub, hs_error *e) HS_MUS
 hs_result hs_auditkey_sign(hs_p11 *p, const hs_auditkey *k, const uint8_t *msg, size_t len,
                            uint8_t **sig, size_t *sig_len, hs_error *e) HS_MUST_CHECK;
 
+/* The algorithm hs_auditkey_generate would use on the selected token,
+ * checking its mechanisms (the ceremony asks before changing anything). */
+hs_result hs_auditkey_choose_alg(hs_p11 *p, hs_auditkey_alg want, hs_auditkey_alg *alg,
+                                 hs_error *e) HS_MUST_CHECK;
+
+/* Reads an audit public key (SubjectPublicKeyInfo PEM, Ed25519 or P-256)
+ * from a file: the auditor's own copy, pinned from outside. */
+hs_result hs_auditkey_load_public(const char *path, EVP_PKEY **out, hs_error *e) HS_MUST_CHECK;
+
 /* Verifies a signature made by hs_auditkey_sign with a public key alone
  * (no token), e.g. from a transcript. HS_E_VERIFY when it does not match. */
 hs_result hs_auditkey_verify(EVP_PKEY *pub, const uint8_t *msg, size_t len, const uint8_t *sig,

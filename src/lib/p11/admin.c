@@ -184,6 +184,16 @@ static hs_result set_pins(hs_p11 *p, const char *current_so_pin, const char *so_
         if (rv != CKR_OK)
             r = hs_p11_fail(p, e, rv, "C_SetPIN", "setting the new SO PIN");
     }
+    /* The new SO PIN is proven by a login with it before anything else
+     * depends on it (a token that stored something else would otherwise
+     * be locked to everyone). */
+    if (r == HS_OK) {
+        (void)p->fn->C_Logout(s);
+        rv = p->fn->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin));
+        if (rv != CKR_OK)
+            r = hs_p11_fail(p, e, rv, "C_Login",
+                            "confirming the new SO PIN by logging in with it");
+    }
     if (r == HS_OK) {
         rv = p->fn->C_InitPIN(s, (CK_UTF8CHAR_PTR)user_pin, strlen(user_pin));
         if (rv != CKR_OK)
@@ -195,7 +205,13 @@ close:
     return r;
 }
 
-static hs_result reinit(hs_p11 *p, const char *spec, const char *current_so_pin, hs_error *e)
+/* Re-initializes the token with its current SO PIN: every object on it
+ * goes, the private ones the SO cannot see included (a previous holder may
+ * have left a key on a "fresh" token by removing its user PIN afterwards).
+ * An in-use token is erased only on SoftHSM (erase); a fresh one on any
+ * token that implements C_InitToken. */
+static hs_result reset_token(hs_p11 *p, const char *spec, const char *current_so_pin, bool erase,
+                             hs_error *e)
 {
     hs_result r = hs_p11_select_token(p, spec, e);
     if (r != HS_OK)
@@ -203,7 +219,7 @@ static hs_result reinit(hs_p11 *p, const char *spec, const char *current_so_pin,
     hs_p11_token_info info;
     memset(&info, 0, sizeof info);
     memcpy(info.manufacturer, p->manufacturer, sizeof info.manufacturer);
-    if (!hs_p11_token_is_softhsm(&info))
+    if (erase && !hs_p11_token_is_softhsm(&info))
         return hs_fail(e, HS_E_USAGE,
                        "token '%s' (manufacturer '%s') is in use; erasing it is allowed only on "
                        "SoftHSM: reset a hardware token with its vendor's tool",
@@ -213,8 +229,17 @@ static hs_result reinit(hs_p11 *p, const char *spec, const char *current_so_pin,
     memcpy(padded, p->label, strlen(p->label));
     CK_RV rv = p->fn->C_InitToken(p->slot, (CK_UTF8CHAR_PTR)current_so_pin,
                                   strlen(current_so_pin), padded);
+    if (rv == CKR_FUNCTION_NOT_SUPPORTED)
+        return hs_fail(e, HS_E_USAGE,
+                       "token '%s' (manufacturer '%s') cannot be re-initialized through PKCS#11 "
+                       "(C_InitToken not supported): objects hidden from the SO could survive; "
+                       "reset it with its vendor's tool so that it is not initialized, then run "
+                       "the ceremony again",
+                       p->label, p->manufacturer);
     if (rv != CKR_OK)
-        return hs_p11_fail(p, e, rv, "C_InitToken", "erasing the token (--force-reset)");
+        return hs_p11_fail(p, e, rv, "C_InitToken",
+                           erase ? "erasing the token (--force-reset)"
+                                 : "re-initializing the token with its current SO PIN");
     return HS_OK;
 }
 
@@ -233,16 +258,14 @@ static hs_result take_over_locked(hs_p11 *p, const char *spec, hs_token_state st
                        "token '%s' is already initialized: its current SO PIN is needed to take "
                        "it over",
                        label);
-    if (state == HS_TOKEN_IN_USE) {
-        if (!erase)
-            return hs_fail(e, HS_E_EXISTS,
-                           "token '%s' is in use (its user PIN is set, it may hold keys); "
-                           "refusing to provision it (--force-reset erases a SoftHSM token)",
-                           label);
-        r = reinit(p, spec, current_so_pin, e);
-        if (r != HS_OK)
-            return r;
-    }
+    if (state == HS_TOKEN_IN_USE && !erase)
+        return hs_fail(e, HS_E_EXISTS,
+                       "token '%s' is in use (its user PIN is set, it may hold keys); "
+                       "refusing to provision it (--force-reset erases a SoftHSM token)",
+                       label);
+    r = reset_token(p, spec, current_so_pin, state == HS_TOKEN_IN_USE, e);
+    if (r != HS_OK)
+        return r;
     /* Slots may be renumbered by C_InitToken: find the token again. */
     r = hs_p11_select_token(p, label, e);
     if (r == HS_OK)
@@ -262,6 +285,143 @@ hs_result hs_p11_take_over_token(hs_p11 *p, const char *spec, hs_token_state sta
     if (r != HS_OK)
         return r;
     r = take_over_locked(p, spec, state, current_so_pin, so_pin, user_pin, erase, e);
+    hs_p11_token_unlock(p);
+    return r;
+}
+
+hs_result hs_p11_read_token_details(hs_p11 *p, hs_p11_token_details *d, hs_error *e)
+{
+    memset(d, 0, sizeof *d);
+    CK_TOKEN_INFO ti;
+    CK_RV rv = p->fn->C_GetTokenInfo(p->slot, &ti);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_GetTokenInfo", "reading the firmware version and PIN limits");
+    d->min_pin = ti.ulMinPinLen;
+    d->max_pin = ti.ulMaxPinLen;
+    snprintf(d->firmware, sizeof d->firmware, "%u.%u", ti.firmwareVersion.major,
+             ti.firmwareVersion.minor);
+    snprintf(d->hardware, sizeof d->hardware, "%u.%u", ti.hardwareVersion.major,
+             ti.hardwareVersion.minor);
+    return HS_OK;
+}
+
+static hs_result check_so_pin_locked(hs_p11 *p, const char *so_pin, hs_error *e)
+{
+    CK_SESSION_HANDLE s;
+    CK_RV rv = p->fn->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_OpenSession", "checking the current SO PIN");
+    rv = p->fn->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin));
+    hs_result r = HS_OK;
+    if (rv != CKR_OK)
+        r = hs_p11_fail(p, e, rv, "C_Login",
+                        "checking the current SO PIN before anything changes");
+    else
+        (void)p->fn->C_Logout(s);
+    (void)p->fn->C_CloseSession(s);
+    return r;
+}
+
+hs_result hs_p11_check_so_pin(hs_p11 *p, const char *so_pin, hs_error *e)
+{
+    hs_result r = hs_p11_token_lock(p, e);
+    if (r != HS_OK)
+        return r;
+    r = check_so_pin_locked(p, so_pin, e);
+    hs_p11_token_unlock(p);
+    return r;
+}
+
+static bool label_expected(const char *label, const char *const *labels, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(label, labels[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Lists what the logged-in session s sees: every object must carry one
+ * of the labels; counts them and the public ones. */
+static hs_result survey(hs_p11 *p, CK_SESSION_HANDLE s, const char *const *labels, size_t n_labels,
+                        CK_ULONG *total, CK_ULONG *public_n, hs_error *e)
+{
+    *total = *public_n = 0;
+    CK_RV rv = p->fn->C_FindObjectsInit(s, NULL, 0);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_FindObjectsInit", "listing the token's objects");
+    hs_result r = HS_OK;
+    for (;;) {
+        CK_OBJECT_HANDLE h;
+        CK_ULONG got = 0;
+        rv = p->fn->C_FindObjects(s, &h, 1, &got);
+        if (rv != CKR_OK || got == 0)
+            break;
+        char label[65] = "";
+        CK_BBOOL priv = CK_TRUE;
+        CK_ATTRIBUTE a[2] = {{CKA_LABEL, label, sizeof label - 1}, {CKA_PRIVATE, &priv, sizeof priv}};
+        CK_RV arv = p->fn->C_GetAttributeValue(s, h, a, 2);
+        if (arv != CKR_OK || a[0].ulValueLen >= sizeof label)
+            label[0] = '\0';
+        else
+            label[a[0].ulValueLen] = '\0';
+        (*total)++;
+        if (priv == CK_FALSE)
+            (*public_n)++;
+        if (r == HS_OK && !label_expected(label, labels, n_labels))
+            r = hs_fail(e, HS_E_VERIFY,
+                        "token '%s' (serial %s) holds an object the ceremony did not make "
+                        "(label '%s'): it was not blank",
+                        p->label, p->serial, label);
+    }
+    CK_RV frv = p->fn->C_FindObjectsFinal(s);
+    if (rv == CKR_OK)
+        rv = frv;
+    if (r == HS_OK && rv != CKR_OK)
+        r = hs_p11_fail(p, e, rv, "C_FindObjects", "listing the token's objects");
+    return r;
+}
+
+static hs_result prove_locked(hs_p11 *p, const char *so_pin, const char *user_pin,
+                              const char *const *labels, size_t n_labels, size_t expect,
+                              hs_error *e)
+{
+    CK_SESSION_HANDLE s;
+    CK_RV rv = p->fn->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_OpenSession", "checking the token's contents");
+    CK_ULONG total = 0, pub = 0, so_total = 0, so_pub = 0;
+    hs_result r = HS_OK;
+    rv = p->fn->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)user_pin, strlen(user_pin));
+    if (rv != CKR_OK)
+        r = hs_p11_fail(p, e, rv, "C_Login", "logging in with the new user PIN");
+    if (r == HS_OK)
+        r = survey(p, s, labels, n_labels, &total, &pub, e);
+    (void)p->fn->C_Logout(s);
+    if (r == HS_OK && (rv = p->fn->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin))) !=
+                          CKR_OK)
+        r = hs_p11_fail(p, e, rv, "C_Login", "logging in with the new SO PIN");
+    if (r == HS_OK) {
+        r = survey(p, s, labels, n_labels, &so_total, &so_pub, e);
+        (void)p->fn->C_Logout(s);
+    }
+    if (r == HS_OK && (total != expect || so_total != pub))
+        r = hs_fail(e, HS_E_VERIFY,
+                    "token '%s' (serial %s) holds %lu object(s) for the user and %lu for the "
+                    "SO; the ceremony made %zu (%lu public): it was not blank",
+                    p->label, p->serial, (unsigned long)total, (unsigned long)so_total, expect,
+                    (unsigned long)pub);
+    (void)p->fn->C_CloseSession(s);
+    return r;
+}
+
+hs_result hs_p11_prove_contents(hs_p11 *p, const char *so_pin, const char *user_pin,
+                                const char *const *labels, size_t n_labels, size_t expect,
+                                hs_error *e)
+{
+    hs_result r = hs_p11_token_lock(p, e);
+    if (r != HS_OK)
+        return r;
+    r = prove_locked(p, so_pin, user_pin, labels, n_labels, expect, e);
     hs_p11_token_unlock(p);
     return r;
 }

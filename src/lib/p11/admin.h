@@ -41,12 +41,39 @@ bool hs_p11_token_is_softhsm(const hs_p11_token_info *info);
 /* Brings a blank token to a known state: ABSENT is initialized with the
  * spec's label and so_pin; FRESH gets its SO PIN changed from
  * current_so_pin to so_pin (refused if the SO sees any object on it);
- * then the user PIN is set. With erase (SoftHSM only), an IN_USE token is
- * first re-initialized with current_so_pin, destroying every object on
- * it. On success the token is selected in p and nobody is logged in. */
+ * then the user PIN is set. A FRESH token is first re-initialized
+ * (C_InitToken with current_so_pin), destroying every object on it, those
+ * hidden from the SO included; with erase (SoftHSM only) an IN_USE token
+ * too. A token without C_InitToken is refused (reset it with its vendor's
+ * tool). The new SO PIN is confirmed by a login with it before the user
+ * PIN is set. On success the token is selected in p and nobody is logged
+ * in. */
 hs_result hs_p11_take_over_token(hs_p11 *p, const char *spec, hs_token_state state,
                                  const char *current_so_pin, const char *so_pin,
                                  const char *user_pin, bool erase, hs_error *e) HS_MUST_CHECK;
+
+/* What C_GetTokenInfo says beyond hs_p11_token_info: the firmware and
+ * hardware versions ("2.6") for the transcript, and the PIN length limits. */
+typedef struct hs_p11_token_details {
+    char firmware[16], hardware[16];
+    unsigned long min_pin, max_pin;
+} hs_p11_token_details;
+
+/* For the selected token. */
+hs_result hs_p11_read_token_details(hs_p11 *p, hs_p11_token_details *d, hs_error *e) HS_MUST_CHECK;
+
+/* Logs in as SO with so_pin on the selected token and out again: proves a
+ * credential before anything is changed. */
+hs_result hs_p11_check_so_pin(hs_p11 *p, const char *so_pin, hs_error *e) HS_MUST_CHECK;
+
+/* Proves the selected token holds exactly what the ceremony made: logged
+ * in as the user, it sees expect objects, each labelled with one of
+ * labels; logged in as the SO (no user session may be logged in), it sees
+ * exactly the public ones among them. HS_E_VERIFY names an object or a
+ * count that differs. */
+hs_result hs_p11_prove_contents(hs_p11 *p, const char *so_pin, const char *user_pin,
+                                const char *const *labels, size_t n_labels, size_t expect,
+                                hs_error *e) HS_MUST_CHECK;
 
 /* Logs in as the user with a PIN held in memory (the ceremony made it):
  * a copy is kept in locked memory for re-login, as hs_p11_login does. */
