@@ -271,6 +271,10 @@ static int audit_prove(const cli_globals *g, int argc, char **argv)
     }
     if (optind + (by_index ? 0 : 1) != argc)
         return cli_usage("audit prove", "give ARTIFACT or --index N");
+    /* A proof written over the log itself would destroy what it proves. */
+    int rc = out != NULL ? cli_check_output(g, out, NULL, 0) : 0;
+    if (rc != 0)
+        return rc;
     hs_error e;
     hs_error_clear(&e);
     hs_auditlog log;

@@ -70,6 +70,9 @@ for t in audit/entries.jsonl entries-link.sig keys/k1.key; do
 done
 refused "avb signing-helper-with-files onto the log" "output audit/entries.jsonl.*$why" \
     hs avb signing-helper-with-files SHA256_RSA2048 k1.avbpubkey audit/entries.jsonl
+for t in audit/entries.jsonl audit/new.proof logdir/checkpoint; do
+    refused "audit prove --output $t" "output $t.*$why" hs audit prove --index 0 --output "$t"
+done
 check "an ordinary output still works" hs sign raw --key k1 in.txt sub/../ok.sig
 assert "ok.sig written" test -s ok.sig
 
