@@ -39,6 +39,8 @@ struct shim_config {
     int fail_fn;                  /* SHIM_ANY_FUNCTION or an enum shim_fn */
     CK_RV fail_rv;
     bool fail_always;
+    bool fail_hang;               /* FAIL_MODE=hang: block at the call, for kill -9 tests */
+    char hang_mark[PATH_MAX];     /* created when the call blocks */
     unsigned long latency_ms[SHIM_FN_COUNT]; /* global + per-function */
     unsigned long max_sessions;   /* 0: unlimited */
     unsigned long idle_timeout_ms; /* 0: sessions never expire */

@@ -158,10 +158,15 @@ static bool load_faults(struct shim_config *cfg)
     if (mode != NULL) {
         if (strcmp(mode, "always") == 0)
             cfg->fail_always = true;
+        else if (strcmp(mode, "hang") == 0)
+            cfg->fail_hang = true;
         else if (strcmp(mode, "once") != 0)
             return config_error("HSMSIGN_SHIM_FAIL_MODE", mode,
-                                "expected \"once\" or \"always\"");
+                                "expected \"once\", \"always\" or \"hang\"");
     }
+    if (cfg->fail_hang && cfg->hang_mark[0] == '\0')
+        return config_error("HSMSIGN_SHIM_FAIL_MODE", mode,
+                            "\"hang\" needs HSMSIGN_SHIM_HANG_MARK: the file a test waits for");
     if (cfg->fail_at == 0 && (rv != NULL || mode != NULL))
         return config_error(rv != NULL ? "HSMSIGN_SHIM_FAIL_RV" : "HSMSIGN_SHIM_FAIL_MODE",
                             rv != NULL ? rv : mode,
@@ -217,6 +222,7 @@ bool shim_config_load(struct shim_config *cfg)
 
     return load_path("HSMSIGN_SHIM_MODULE", cfg->module_path, sizeof cfg->module_path) &&
            load_path("HSMSIGN_SHIM_COUNTS", cfg->counts_path, sizeof cfg->counts_path) &&
+           load_path("HSMSIGN_SHIM_HANG_MARK", cfg->hang_mark, sizeof cfg->hang_mark) &&
            load_faults(cfg) && load_latency(cfg) &&
            load_number("HSMSIGN_SHIM_MAX_SESSIONS", &cfg->max_sessions) &&
            load_number("HSMSIGN_SHIM_IDLE_TIMEOUT_MS", &cfg->idle_timeout_ms);

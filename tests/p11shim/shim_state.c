@@ -6,6 +6,7 @@
  * concurrent callers stay concurrent (the session pool tests rely on it). */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +174,25 @@ static void expire_idle_sessions(void)
     free(victims);
 }
 
+/* FAIL_MODE=hang: the call never reaches the module and never returns, so
+ * a test can kill -9 the process at exactly this step. The mark file tells
+ * the test the process is there (it waits on the file, not on time). */
+static void hang_forever(void)
+{
+    int fd = open(cfg.hang_mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        char pid[32];
+        int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+        if (n > 0 && write(fd, pid, (size_t)n) < 0)
+            perror("hsmsign-p11shim: HSMSIGN_SHIM_HANG_MARK");
+        close(fd);
+    } else {
+        perror("hsmsign-p11shim: HSMSIGN_SHIM_HANG_MARK");
+    }
+    for (;;)
+        pause();
+}
+
 /* Decides under the lock whether this call is the one to fail. */
 static bool fault_due(enum shim_fn fn)
 {
@@ -245,6 +265,8 @@ bool shim_enter(struct shim_call *call, enum shim_fn fn, bool has_session,
         call->injected_rv = cfg.fail_rv;
     }
     pthread_mutex_unlock(&lock);
+    if (call->faulted && cfg.fail_hang)
+        hang_forever();
 
     /* The delay comes after the session checks, so it stands for the time
      * the device spends on the call, with the session slot already held. */

@@ -184,6 +184,7 @@ static void test_bad_configuration_is_refused(void **state)
         "HSMSIGN_SHIM_LATENCY=C_Sign:fast", "HSMSIGN_SHIM_LATENCY=C_Sign",
         "HSMSIGN_SHIM_LATENCY_MS=-5", "HSMSIGN_SHIM_MAX_SESSIONS=many",
         "HSMSIGN_SHIM_MODULE=/nonexistent/libnothing.so",
+        "HSMSIGN_SHIM_FAIL_MODE=hang", /* without HSMSIGN_SHIM_HANG_MARK */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         /* FAIL_RV and FAIL_MODE need a FAIL_AT to be meaningful. */
