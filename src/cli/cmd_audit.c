@@ -111,13 +111,14 @@ static int audit_show(const cli_globals *g, int argc, char **argv)
 }
 
 static const char verify_help[] =
-    "usage: hsmsign audit verify [--public-key PEM] [--checkpoint OLD] [--git]\n"
+    "usage: hsmsign audit verify [--audit-key PEM] [--checkpoint OLD] [--git]\n"
     "\n"
     "Recomputes the Merkle tree over every entry, checks each entry's sequence\n"
     "number, and checks the latest checkpoint and every one in checkpoints/:\n"
     "signed by the audit key, and committing to a prefix of the entries.\n"
-    "  --public-key PEM  the auditor's copy of the audit public key (offline);\n"
-    "                    default: the token's audit key\n"
+    "  --audit-key PEM   the auditor's copy of the audit public key (offline;\n"
+    "                    also --public-key); default: the token's audit key,\n"
+    "                    never a key stored in the log directory\n"
     "  --checkpoint OLD  a checkpoint saved earlier: proves the log is an\n"
     "                    append-only extension of it (consistency proof)\n"
     "  --git             also walk the directory's git history: every commit\n"
@@ -160,6 +161,7 @@ static int audit_verify(const cli_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"public-key", required_argument, NULL, 'p'},
+        {"audit-key", required_argument, NULL, 'p'}, /* the name shares verify uses */
         {"checkpoint", required_argument, NULL, 'c'},
         {"git", no_argument, NULL, 'g'},
         {"help", no_argument, NULL, 'h'},
