@@ -5,7 +5,9 @@
 #  - the lineage file is byte-identical to `apksigner rotate`'s (RSA
 #    PKCS#1 signatures are deterministic), created and extended, with
 #    capabilities; apksigner reads our file back;
-#  - sign apk --key NEW --old-key OLD --lineage F equals apksigner sign
+#  - sign apk --key NEW --old-key OLD --lineage F --rotation-min-sdk-version
+#    apksigner31 (apksigner 31 predates v3.1; test_apk_v31.sh covers the
+#    default, v3.1, against apksig 33+) equals apksigner sign
 #    --ks OLD --next-signer --ks NEW --lineage F byte for byte (v1+v2+v3,
 #    and with v4 its .idsig), and --key NEW --lineage F alone equals it for
 #    v3 only;
@@ -88,31 +90,32 @@ assert "the lineage file's output is recorded" \
     grep -q "\"op\":\"output\",\"output_sha256\":\"$(sha256sum <ours.lineage | cut -d' ' -f1)\",\"purpose\":\"apk-lineage\"" audit/entries.jsonl
 
 # --- signing with the lineage, against apksigner sign --lineage
+R31="--rotation-min-sdk-version apksigner31"
 S="--v2-signing-enabled true --v3-signing-enabled true --v4-signing-enabled false"
 apksigner sign --v1-signing-enabled true $S --lineage ref.lineage --key old.pk8 --cert old.crt \
     --v1-signer-name CERT --next-signer --key new.pk8 --cert new.crt --out ref-oldnew.apk app.apk
 check "sign apk --key new --old-key old --lineage" \
-    hs sign apk --key new --old-key old --lineage two.lineage --v1-signing true app.apk oldnew.apk
+    hs sign apk $R31 --key new --old-key old --lineage two.lineage --v1-signing true app.apk oldnew.apk
 check "v1+v2 by old, v3 by new with the lineage: byte-identical to apksigner" cmp oldnew.apk ref-oldnew.apk
 apksigner sign --v1-signing-enabled false --v2-signing-enabled false --v3-signing-enabled true \
     --v4-signing-enabled false --lineage ref.lineage --key new.pk8 --cert new.crt --out ref-new.apk app28.apk
 check "sign apk --key new --lineage (v3 only)" \
-    hs sign apk --key new --lineage two.lineage --v1-signing false --v2-signing false app28.apk new.apk
+    hs sign apk $R31 --key new --lineage two.lineage --v1-signing false --v2-signing false app28.apk new.apk
 check "v3 only with the lineage: byte-identical to apksigner" cmp new.apk ref-new.apk
 apksigner sign --v1-signing-enabled true --v2-signing-enabled true --v3-signing-enabled true \
     --v4-signing-enabled true --lineage ref.lineage --key old.pk8 --cert old.crt \
     --v1-signer-name CERT --next-signer --key new.pk8 --cert new.crt --out ref-v4.apk app.apk
-check "with v4: sign apk --v4-signing true --lineage" hs sign apk --key new --old-key old \
+check "with v4: sign apk --v4-signing true --lineage" hs sign apk $R31 --key new --old-key old \
     --lineage two.lineage --v1-signing true --v4-signing true app.apk v4.apk
 check "with v4: the APK equals apksigner's" cmp v4.apk ref-v4.apk
 check "with v4: the .idsig (signed by the newest key) equals apksigner's" cmp v4.apk.idsig ref-v4.apk.idsig
 check "three signers: --key third --old-key old" \
-    hs sign apk --key third --old-key old --lineage ours.lineage --v1-signing true app.apk three.apk
+    hs sign apk $R31 --key third --old-key old --lineage ours.lineage --v1-signing true app.apk three.apk
 check "sub-lineage: --key new of a three-signer lineage" \
-    hs sign apk --key new --old-key old --lineage ours.lineage app.apk sub.apk
+    hs sign apk $R31 --key new --old-key old --lineage ours.lineage app.apk sub.apk
 hs key rotate --from ecold --to ecnew --lineage ec.lineage >/dev/null 2>&1
 check "EC: sign apk --key ecnew --old-key ecold --lineage" \
-    hs sign apk --key ecnew --old-key ecold --lineage ec.lineage app.apk ec.apk
+    hs sign apk $R31 --key ecnew --old-key ecold --lineage ec.lineage app.apk ec.apk
 # apksigner 31's verify --print-certs --verbose names the v3 signer but
 # not its lineage (newer apksigners print it); `apksigner lineage --in APK`
 # reads the lineage out of the APK's v3 block.
@@ -165,11 +168,12 @@ assert "the refused signings and rotations made no signature" test "$(signatures
 cat >batch.json <<'JSON'
 [{"input": "app.apk", "output": "batch-oldnew.apk", "key": "new", "old_key": "old", "lineage": "two.lineage"}]
 JSON
-check "sign batch with lineage and old_key" hs sign batch batch.json --v1-signing true
+check "sign batch with lineage and old_key" hs sign batch batch.json --v1-signing true $R31
 check "batch output equals apksigner's" cmp batch-oldnew.apk ref-oldnew.apk
 mkdir sub && cp two.lineage sub/ && cp app.apk sub/
 cat >sub/batch.json <<'JSON'
-[{"input": "app.apk", "output": "rel.apk", "key": "new", "old_key": "old", "lineage": "two.lineage"}]
+[{"input": "app.apk", "output": "rel.apk", "key": "new", "old_key": "old", "lineage": "two.lineage",
+  "rotation_min_sdk": "apksigner31"}]
 JSON
 check "batch: the lineage path is relative to the manifest" hs sign batch sub/batch.json --v1-signing true
 check "... and signs alike" cmp sub/rel.apk ref-oldnew.apk
