@@ -22,35 +22,17 @@
 #  - a lineage is never written into the key store or audit log.
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
-FW=/usr/share/android-framework-res/framework-res.apk
 edit() { python3 "$HERE/lineage_edit.py" "$@"; }
 command -v apksigner >/dev/null || { echo "1..0 # SKIP apksigner not installed"; exit 77; }
 setup_token
 
-newkey() { # name rsa|ec
-    if [ "$2" = ec ]; then openssl ecparam -name prime256v1 -genkey -noout -out "$1.pem"
-    else openssl genrsa -out "$1.pem" 2048 2>/dev/null; fi
-    openssl pkcs8 -topk8 -nocrypt -in "$1.pem" -outform DER -out "$1.pk8"
-    openssl req -new -x509 -sha256 -key "$1.pem" -subj "/CN=rotation $1" -days 3650 -out "$1.crt"
-    hs -q key import "$1" --pk8 "$1.pk8" --cert "$1.crt" >/dev/null 2>&1
-}
-for k in old new third; do newkey $k rsa; done
-newkey ecold ec; newkey ecnew ec
+for k in old new third; do apk_key $k rsa "rotation $k"; done
+apk_key ecold ec "rotation ecold"; apk_key ecnew ec "rotation ecnew"
 assert "five keys imported" test "$(ls keys/*.key | wc -l)" -eq 5
 
-mkdir m
-cat >m/AndroidManifest.xml <<'XML'
-<?xml version="1.0" encoding="utf-8"?>
-<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="org.hsmsign.rotation">
-  <uses-sdk android:minSdkVersion="21" android:targetSdkVersion="33"/>
-  <application android:label="t"/>
-</manifest>
-XML
-aapt package -M m/AndroidManifest.xml -I "$FW" -F app.apk || { echo "Bail out! aapt"; exit 1; }
+aapt_apk app.apk 21 org.hsmsign.rotation || { echo "Bail out! aapt"; exit 1; }
 # minSdk 28: v3 alone is enough for apksigner verify
-mkdir m28
-sed 's/minSdkVersion="21"/minSdkVersion="28"/' m/AndroidManifest.xml >m28/AndroidManifest.xml
-aapt package -M m28/AndroidManifest.xml -I "$FW" -F app28.apk || { echo "Bail out! aapt"; exit 1; }
+aapt_apk app28.apk 28 org.hsmsign.rotation || { echo "Bail out! aapt"; exit 1; }
 
 # --- the lineage file, against apksigner rotate
 check "key rotate creates a lineage (old -> new)" hs key rotate --from old --to new --lineage ours.lineage

@@ -20,7 +20,6 @@
 #    leaves platforms without a v3 signer, the dev-release flag below 33.
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
-FW=/usr/share/android-framework-res/framework-res.apk
 APKSIG_SRC=${HSMSIGN_APKSIG_SRC:-$HERE/../../../shared/releasetools/signapk-aosp/apksig/src/main/java}
 [ -d "$APKSIG_SRC/com/android/apksig" ] ||
     { echo "1..0 # SKIP apksig sources not found at $APKSIG_SRC (../shared beside the repository)"; exit 77; }
@@ -33,33 +32,15 @@ javac -nowarn -d ref "@srcs" "$HERE/java/ApkV31Ref.java" 2>javac.log ||
     { cat javac.log; echo "Bail out! cannot compile apksig and the harness"; exit 1; }
 ref() { java -cp ref ApkV31Ref "$@"; }
 
-newkey() { # name rsa|ec
-    if [ "$2" = ec ]; then openssl ecparam -name prime256v1 -genkey -noout -out "$1.pem"
-    else openssl genrsa -out "$1.pem" 2048 2>/dev/null; fi
-    openssl pkcs8 -topk8 -nocrypt -in "$1.pem" -outform DER -out "$1.pk8"
-    openssl req -new -x509 -sha256 -key "$1.pem" -subj "/CN=v31 $1" -days 3650 -out "$1.crt"
-    hs -q key import "$1" --pk8 "$1.pk8" --cert "$1.crt" >/dev/null 2>&1
-}
-for k in old new; do newkey $k rsa; done
-newkey ecold ec; newkey ecnew ec
+for k in old new; do apk_key $k rsa "v31 $k"; done
+apk_key ecold ec "v31 ecold"; apk_key ecnew ec "v31 ecnew"
 assert "four keys imported" test "$(ls keys/*.key | wc -l)" -eq 4
 hs -q key rotate --from old --to new --lineage rsa.lineage >/dev/null 2>&1
 hs -q key rotate --from ecold --to ecnew --lineage ec.lineage >/dev/null 2>&1
 assert "lineages written" test -s rsa.lineage -a -s ec.lineage
 
-mkapk() { # out.apk minSdk
-    mkdir -p "m$2"
-    cat >"m$2/AndroidManifest.xml" <<XML
-<?xml version="1.0" encoding="utf-8"?>
-<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="org.hsmsign.v31">
-  <uses-sdk android:minSdkVersion="$2" android:targetSdkVersion="33"/>
-  <application android:label="t"/>
-</manifest>
-XML
-    aapt package -M "m$2/AndroidManifest.xml" -I "$FW" -F "$1" || { echo "Bail out! aapt"; exit 1; }
-}
-mkapk app.apk 21
-mkapk app33.apk 33
+aapt_apk app.apk 21 org.hsmsign.v31 || { echo "Bail out! aapt"; exit 1; }
+aapt_apk app33.apk 33 org.hsmsign.v31 || { echo "Bail out! aapt"; exit 1; }
 
 # Both verifiers, for API levels 24+ and 33+; v3.1 must carry 33+ when
 # the APK has a v3.1 block.
@@ -119,6 +100,7 @@ tag = struct.pack("<I", 0x1b93ad61)
 assert data.count(tag) == 1
 open(sys.argv[2], "wb").write(data.replace(tag, struct.pack("<I", 0x42424242)))
 PY
+assert "the v3.1 block renamed away (stripped.apk made)" test -s stripped.apk
 assert "the v3.1 block renamed away: apksig rejects it for 33+" bash -c "! java -cp ref ApkV31Ref verify stripped.apk 33 >strip.out"
 assert "... naming the missing v3.1 block" grep -q "V31_BLOCK_MISSING\|v3.1" strip.out
 expect_fail "... and so does hsmsign verify apk" 1 "" hs verify apk --min-sdk 33 stripped.apk
