@@ -15,6 +15,8 @@
 #    apk for API levels 24+ and 33+ (v3.1 used there);
 #  - removing the v3.1 block makes apksig reject the APK for 33+ (the v3.0
 #    signer's stripping protection is in place);
+#  - with v4, the .idsig equals apksig's (v3.0 signer's signing info plus
+#    the v3.1 signer's) and apksig's verifier accepts it;
 #  - EC keys (ECDSA is randomised): apksig's and hsmsign's verifiers accept;
 #  - what apksig refuses is refused alike: NEW alone when the rotation
 #    leaves platforms without a v3 signer, the dev-release flag below 33.
@@ -92,6 +94,15 @@ for c in min33 newonly33; do
     assert "$c: both verifiers accept it for 33+" verified_both $c.apk no 33
 done
 
+# --- v4: the v3.0 signer's signing info, then the v3.1 signer's as a block
+ref sign app.apk ref-v4.apk rsa.lineage default false true true true old.pk8 old.crt new.pk8 new.crt v4
+check "v4: sign apk --v4-signing true beside v3.1" hs sign apk --key new --old-key old \
+    --lineage rsa.lineage --v1-signing true --v4-signing true app.apk v4.apk
+check "v4: the APK equals apksig's" cmp v4.apk ref-v4.apk
+check "v4: the .idsig (OLD's signing info, NEW's for v3.1) equals apksig's" cmp v4.apk.idsig ref-v4.apk.idsig
+assert "v4: apksig's ApkVerifier accepts APK and .idsig for 33+" \
+    bash -c "java -cp ref ApkV31Ref verify v4.apk 33 | grep -qx 'v4 true'"
+
 # --- stripping protection: without its v3.1 block the APK is refused on 33+
 python3 - default.apk stripped.apk <<'PY'
 import struct, sys
@@ -145,7 +156,4 @@ expect_fail "so does sign apk" 2 "development release only from" \
     --rotation-targets-dev-release true app.apk dev28.apk
 expect_fail "--rotation-min-sdk-version without --lineage" 2 "need --lineage" \
     hs sign apk --key new --rotation-min-sdk-version 33 app.apk nolineage.apk
-expect_fail "v4 beside a v3.1 block is not supported (refused, not mis-signed)" 2 "v4 signing beside a v3.1" \
-    hs sign apk --key new --old-key old --lineage rsa.lineage --v4-signing true app.apk v4.apk
-assert "no output for it" test ! -e v4.apk
 finish

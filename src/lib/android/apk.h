@@ -44,7 +44,9 @@ typedef struct hs_apk_options {
      * (version and nodes, hs_lineage_encode_nodes) in its proof-of-rotation
      * attribute. v3_key: the newest signer, signing v3 (and v4), while the
      * key given to hs_apk_sign_file, an older signer of the lineage, signs
-     * v1 and v2, as apksigner does with --next-signer; NULL: one key signs
+     * v1 and v2, as apksigner does with --next-signer (with a v3.1 block,
+     * see rotation_min_sdk, v3_key signs v3.1 and the older key v3.0 and
+     * v4, v4 then also carrying v3_key's signature); NULL: one key signs
      * every scheme. Both NULL: no rotation. */
     const uint8_t *lineage;
     size_t lineage_len;

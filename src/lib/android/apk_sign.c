@@ -206,10 +206,6 @@ static hs_result plan_v3(sign_job *j, hs_error *e)
                          .max_sdk = (uint32_t)(dev ? target : target - 1),
                          .rotation_min_sdk_attr = (uint32_t)target};
     j->rep.v31 = true;
-    if (j->rep.v4)
-        return hs_fail(e, HS_E_USAGE,
-                       "%s: v4 signing beside a v3.1 block is not supported: disable v4, or give "
-                       "a rotation min SDK below %d", j->in, SDK_T);
     return HS_OK;
 }
 
@@ -439,19 +435,40 @@ static hs_result write_tail(sign_job *j, hs_error *e)
     return r;
 }
 
-/* v4: hash tree over the finished APK (still the temporary file), one
- * signature, the .idsig written beside the output's temporary file. */
-static hs_result write_v4(sign_job *j, hs_error *e)
+/* The v4 signature of v4's content by js: its signing_info into info, or
+ * (file != NULL) the whole .idsig with v31_info appended. */
+static hs_result sign_v4(sign_job *j, hs_apk_v4 *v4, const job_signer *js, const char *operation,
+                         const hs_apk_buf *v31_info, hs_apk_buf *info, hs_apk_buf *file,
+                         hs_error *e)
 {
-    const job_signer *js = &j->v34;
-    hs_apk_v4 v4 = {.apk_digest = j->rep.content_digest,
-                    .apk_digest_len = j->rep.content_digest_len,
-                    .cert_der = js->key->cert_der, .cert_der_len = js->key->cert_der_len,
-                    .spki_der = js->spki,
-                    .spki_der_len = (size_t)js->spki_len};
-    hs_apk_buf tbs = {0}, file = {0};
+    v4->cert_der = js->key->cert_der;
+    v4->cert_der_len = js->key->cert_der_len;
+    v4->spki_der = js->spki;
+    v4->spki_der_len = (size_t)js->spki_len;
+    hs_apk_buf tbs = {0};
     uint8_t *sig = NULL;
     size_t sig_len = 0;
+    hs_result r = hs_apk_v4_signed_data(v4, &tbs, e);
+    if (r == HS_OK)
+        r = sign_signed_data(j, js, operation, &tbs, &sig, &sig_len, e);
+    if (r == HS_OK && file == NULL)
+        r = hs_apk_v4_signing_info(v4, js->algorithm.id, sig, sig_len, info, e);
+    if (r == HS_OK && file != NULL)
+        r = hs_apk_v4_file(v4, js->algorithm.id, sig, sig_len, v31_info, file, e);
+    free(sig);
+    hs_apk_buf_free(&tbs);
+    return r;
+}
+
+/* v4: hash tree over the finished APK (still the temporary file), one
+ * signature by the v3.0 signer (and, beside a v3.1 block, one by the
+ * v3.1 signer, as apksig's V4SchemeSigner adds), the .idsig written
+ * beside the output's temporary file. */
+static hs_result write_v4(sign_job *j, hs_error *e)
+{
+    hs_apk_v4 v4 = {.apk_digest = j->rep.content_digest,
+                    .apk_digest_len = j->rep.content_digest_len};
+    hs_apk_buf v31_info = {0}, file = {0};
     size_t path_len = strlen(j->out) + sizeof ".idsig";
     char *path = malloc(path_len);
     hs_result r = path ? hs_apk_out_flush(&j->out_file, e)
@@ -460,12 +477,10 @@ static hs_result write_v4(sign_job *j, hs_error *e)
         snprintf(path, path_len, "%s.idsig", j->out);
         r = hs_apk_v4_tree(&v4, j->out_file.af.fd, j->out_file.pos, j->out, e);
     }
+    if (r == HS_OK && j->rep.v31)
+        r = sign_v4(j, &v4, j->v31.js, "apk-v4-v31", NULL, &v31_info, NULL, e);
     if (r == HS_OK)
-        r = hs_apk_v4_signed_data(&v4, &tbs, e);
-    if (r == HS_OK)
-        r = sign_signed_data(j, js, "apk-v4", &tbs, &sig, &sig_len, e);
-    if (r == HS_OK)
-        r = hs_apk_v4_file(&v4, js->algorithm.id, sig, sig_len, &file, e);
+        r = sign_v4(j, &v4, j->v30.js, "apk-v4", j->rep.v31 ? &v31_info : NULL, NULL, &file, e);
     if (r == HS_OK)
         r = make_durable(j, e);
     if (r == HS_OK && (r = hs_atomic_open(&j->idsig, path, 0644, e)) == HS_OK) {
@@ -473,8 +488,7 @@ static hs_result write_v4(sign_job *j, hs_error *e)
         r = hs_atomic_write_all(&j->idsig, file.data, file.len, e);
     }
     free(path);
-    free(sig);
-    hs_apk_buf_free(&tbs);
+    hs_apk_buf_free(&v31_info);
     hs_apk_buf_free(&file);
     hs_apk_v4_free(&v4);
     return r;

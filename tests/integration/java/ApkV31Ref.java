@@ -4,13 +4,15 @@
 // Debian's apksigner 31 predates.
 //
 //   sign IN OUT LINEAGE ROTATION_MIN_SDK DEV(true|false) V1 V2 V3
-//        OLD.pk8 OLD.crt NEW.pk8 NEW.crt
+//        OLD.pk8 OLD.crt NEW.pk8 NEW.crt [v4]
 //     ApkSigner with the old signer (v1 name CERT) and the new one, the
 //     lineage, setMinSdkVersionForRotation (not called for "default") and
 //     setRotationTargetsDevRelease. OLD.pk8 "-": the new signer alone.
+//     v4: also OUT.idsig.
 //   verify APK MIN_SDK [MAX_SDK]
-//     ApkVerifier for that platform range; prints "verified", whether v3.1
-//     verified and the newest signer's subject, or the errors (exit 1).
+//     ApkVerifier for that platform range (with APK.idsig when it exists);
+//     prints "verified", whether v3.1 verified and the signers' subjects,
+//     or the errors (exit 1).
 import com.android.apksig.ApkSigner;
 import com.android.apksig.ApkVerifier;
 import com.android.apksig.SigningCertificateLineage;
@@ -64,7 +66,8 @@ public final class ApkV31Ref {
                 .setV1SigningEnabled(Boolean.parseBoolean(a[6]))
                 .setV2SigningEnabled(Boolean.parseBoolean(a[7]))
                 .setV3SigningEnabled(Boolean.parseBoolean(a[8]))
-                .setV4SigningEnabled(false)
+                .setV4SigningEnabled(a.length > 13 && a[13].equals("v4"))
+                .setV4SignatureOutputFile(new File(a[2] + ".idsig"))
                 .build()
                 .sign();
     }
@@ -74,6 +77,9 @@ public final class ApkV31Ref {
                 .setMinCheckedPlatformVersion(Integer.parseInt(a[2]));
         if (a.length > 3)
             b.setMaxCheckedPlatformVersion(Integer.parseInt(a[3]));
+        File idsig = new File(a[1] + ".idsig");
+        if (idsig.exists())
+            b.setV4SignatureFile(idsig);
         ApkVerifier.Result r = b.build().verify();
         for (ApkVerifier.IssueWithParams i : r.getErrors())
             System.out.println("ERROR: " + i);
@@ -88,6 +94,7 @@ public final class ApkV31Ref {
         System.out.println("verified");
         System.out.println("v3.1 " + r.isVerifiedUsingV31Scheme());
         System.out.println("v3 " + r.isVerifiedUsingV3Scheme());
+        System.out.println("v4 " + r.isVerifiedUsingV4Scheme());
         for (X509Certificate c : r.getSignerCertificates())
             System.out.println("signer " + c.getSubjectX500Principal().getName());
         return 0;
