@@ -186,6 +186,21 @@ static const char apk_help[] =
     "Note: apksigner's CLI enables v1..v4 whatever the minSdk; to compare, pass\n"
     "the same explicit flags to both.\n";
 
+/* --rotation-min-sdk-version: an API level, or apksigner31 for apksigner
+ * 31's layout (HS_APK_ROTATION_APKSIGNER31). */
+static bool parse_rotation_min_sdk(const char *s, int *out)
+{
+    unsigned long n;
+    if (s != NULL && strcmp(s, "apksigner31") == 0) {
+        *out = HS_APK_ROTATION_APKSIGNER31;
+        return true;
+    }
+    if (s == NULL || !cli_parse_uint(s, 10000, &n) || n == 0)
+        return false;
+    *out = (int)n;
+    return true;
+}
+
 enum { OPT_V1 = 300, OPT_V2, OPT_V3, OPT_V4, OPT_MIN_SDK, OPT_ALIGN, OPT_OUT_DIR, OPT_KEY,
        OPT_LINEAGE, OPT_OLD_KEY, OPT_ROTATION_MIN_SDK, OPT_ROTATION_DEV };
 
@@ -226,12 +241,9 @@ static int parse_apk_options(int argc, char **argv, const char *cmd, const char 
             opt->min_sdk = (int)n;
             break;
         case OPT_ROTATION_MIN_SDK:
-            if (strcmp(optarg, "apksigner31") == 0)
-                n = HS_APK_ROTATION_APKSIGNER31;
-            else if (!cli_parse_uint(optarg, 10000, &n) || n == 0)
+            if (!parse_rotation_min_sdk(optarg, &opt->rotation_min_sdk))
                 return cli_usage(cmd, "--rotation-min-sdk-version must be an API level or "
                                       "apksigner31");
-            opt->rotation_min_sdk = (int)n;
             rot->rotation_min_sdk_given = true;
             break;
         case OPT_V1: case OPT_V2: case OPT_V3: case OPT_V4: case OPT_ALIGN: case OPT_ROTATION_DEV:

@@ -36,7 +36,7 @@ static hs_result grow(hs_apk_lineage *l, size_t *cap, hs_error *e)
 bool hs_apk_lineage_read_node(hs_lp *nodes, hs_apk_lineage_node *n, bool exact,
                               const char **why)
 {
-    const char *unused;
+    const char *unused = NULL;
     why = why != NULL ? why : &unused;
     hs_lp node, sd, cert, sig;
     *why = "truncated";
