@@ -54,9 +54,10 @@ static json_t *report_json(const char *in, const char *out, const char *key, con
 {
     char sha[65];
     hs_hex_encode(rep->output_sha256, 32, sha);
-    return json_pack("{s:s, s:s, s:s, s:b, s:i, s:b, s:b, s:b, s:b, s:i, s:s}", "input", in, "output",
-                     out, "key", key, "ok", 1, "min_sdk", rep->min_sdk, "v1", rep->v1, "v2", rep->v2,
-                     "v3", rep->v3, "v4", rep->v4, "signatures", rep->signatures, "output_sha256", sha);
+    return json_pack("{s:s, s:s, s:s, s:b, s:i, s:b, s:b, s:b, s:b, s:b, s:i, s:s}", "input", in,
+                     "output", out, "key", key, "ok", 1, "min_sdk", rep->min_sdk, "v1", rep->v1,
+                     "v2", rep->v2, "v3", rep->v3, "v31", rep->v31, "v4", rep->v4, "signatures",
+                     rep->signatures, "output_sha256", sha);
 }
 
 typedef struct output_record {
@@ -78,6 +79,8 @@ static hs_result record_output(void *ctx, const char *out, const hs_apk_report *
 typedef struct apk_rotation {
     const char *lineage; /* NULL: no rotation */
     const char *old_key; /* signs v1 and v2; NULL: key signs every scheme */
+    int rotation_min_sdk; /* a batch entry's; -1: the options' */
+    bool rotation_min_sdk_given; /* on the command line */
 } apk_rotation;
 
 /* The lineage up to `key`'s certificate (apksig's getSubLineage), encoded
@@ -135,6 +138,8 @@ static hs_result sign_one(hs_signer *s, const char *key_name, const apk_rotation
         }
         if (rot->old_key != NULL)
             opt.v3_key = &key;
+        if (rot->rotation_min_sdk >= 0)
+            opt.rotation_min_sdk = rot->rotation_min_sdk;
         r = hs_apk_sign_file(in, out, rot->old_key ? &old : &key, &opt, hs_signer_fn(s), rep, e);
     }
     free(der);
@@ -169,11 +174,35 @@ static const char apk_help[] =
     "  --old-key NAME            with --lineage: this older signer of the lineage\n"
     "                            signs v1 and v2, --key signs v3 (apksigner sign\n"
     "                            --ks OLD --next-signer --ks NEW --lineage FILE)\n"
+    "  --rotation-min-sdk-version N|apksigner31\n"
+    "                            with --lineage: --key signs for SDK N and later\n"
+    "                            (default 33, as apksig 33+): N >= 33 writes a v3.1\n"
+    "                            block signed by --key and a v3.0 block signed by\n"
+    "                            --old-key below N; N < 33: --key signs v3.0 from\n"
+    "                            SDK 28; apksigner31: apksigner 31's layout (no v3.1)\n"
+    "  --rotation-targets-dev-release BOOL\n"
+    "                            the v3.1 signer is for the development release\n"
+    "                            after N (N >= 33; implied for 34), default false\n"
     "Note: apksigner's CLI enables v1..v4 whatever the minSdk; to compare, pass\n"
     "the same explicit flags to both.\n";
 
+/* --rotation-min-sdk-version: an API level, or apksigner31 for apksigner
+ * 31's layout (HS_APK_ROTATION_APKSIGNER31). */
+static bool parse_rotation_min_sdk(const char *s, int *out)
+{
+    unsigned long n;
+    if (s != NULL && strcmp(s, "apksigner31") == 0) {
+        *out = HS_APK_ROTATION_APKSIGNER31;
+        return true;
+    }
+    if (s == NULL || !cli_parse_uint(s, 10000, &n) || n == 0)
+        return false;
+    *out = (int)n;
+    return true;
+}
+
 enum { OPT_V1 = 300, OPT_V2, OPT_V3, OPT_V4, OPT_MIN_SDK, OPT_ALIGN, OPT_OUT_DIR, OPT_KEY,
-       OPT_LINEAGE, OPT_OLD_KEY };
+       OPT_LINEAGE, OPT_OLD_KEY, OPT_ROTATION_MIN_SDK, OPT_ROTATION_DEV };
 
 static int parse_apk_options(int argc, char **argv, const char *cmd, const char **key,
                              const char **out_dir, apk_rotation *rot, hs_apk_options *opt)
@@ -189,11 +218,14 @@ static int parse_apk_options(int argc, char **argv, const char *cmd, const char 
         {"out-dir", required_argument, NULL, OPT_OUT_DIR},
         {"lineage", required_argument, NULL, OPT_LINEAGE},
         {"old-key", required_argument, NULL, OPT_OLD_KEY},
+        {"rotation-min-sdk-version", required_argument, NULL, OPT_ROTATION_MIN_SDK},
+        {"rotation-targets-dev-release", required_argument, NULL, OPT_ROTATION_DEV},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     hs_apk_options_init(opt);
     memset(rot, 0, sizeof *rot);
+    rot->rotation_min_sdk = -1;
     int c, b;
     unsigned long n;
     cli_reset_getopt();
@@ -208,7 +240,13 @@ static int parse_apk_options(int argc, char **argv, const char *cmd, const char 
                 return cli_usage(cmd, "--min-sdk must be an API level");
             opt->min_sdk = (int)n;
             break;
-        case OPT_V1: case OPT_V2: case OPT_V3: case OPT_V4: case OPT_ALIGN:
+        case OPT_ROTATION_MIN_SDK:
+            if (!parse_rotation_min_sdk(optarg, &opt->rotation_min_sdk))
+                return cli_usage(cmd, "--rotation-min-sdk-version must be an API level or "
+                                      "apksigner31");
+            rot->rotation_min_sdk_given = true;
+            break;
+        case OPT_V1: case OPT_V2: case OPT_V3: case OPT_V4: case OPT_ALIGN: case OPT_ROTATION_DEV:
             if (optarg == NULL && c == OPT_ALIGN)
                 b = 1;
             else if (optarg == NULL || !parse_bool(optarg, &b))
@@ -218,6 +256,7 @@ static int parse_apk_options(int argc, char **argv, const char *cmd, const char 
             if (c == OPT_V3) opt->v3 = b;
             if (c == OPT_V4) opt->v4 = b;
             if (c == OPT_ALIGN) opt->alignment_preserved = b;
+            if (c == OPT_ROTATION_DEV) opt->rotation_targets_dev_release = b;
             break;
         case 'h': fputs(apk_help, stdout); return 0;
         default: return cli_usage(cmd, "unknown option");
@@ -275,6 +314,9 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv)
         return cli_usage("sign apk", "--key NAME is required");
     if (rot.old_key != NULL && rot.lineage == NULL)
         return cli_usage("sign apk", "--old-key needs --lineage");
+    if ((rot.rotation_min_sdk_given || opt.rotation_targets_dev_release) && rot.lineage == NULL)
+        return cli_usage("sign apk", "--rotation-min-sdk-version and "
+                                     "--rotation-targets-dev-release need --lineage");
     if (out_dir == NULL && nargs != 2)
         return cli_usage("sign apk", "give IN OUT, or --out-dir DIR with one or more inputs");
     if (out_dir != NULL && nargs < 1)
@@ -306,9 +348,9 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv)
         if (r == HS_OK) {
             json_array_append_new(results, report_json(in, out, key, &rep));
             if (!g->json)
-                cli_note(g, "signed %s -> %s (key '%s', v1 %s, v2 %s, v3 %s%s)", in, out, key,
+                cli_note(g, "signed %s -> %s (key '%s', v1 %s, v2 %s, v3 %s%s%s)", in, out, key,
                          rep.v1 ? "yes" : "no", rep.v2 ? "yes" : "no", rep.v3 ? "yes" : "no",
-                         rep.v4 ? ", v4 .idsig" : "");
+                         rep.v31 ? ", v3.1" : "", rep.v4 ? ", v4 .idsig" : "");
         } else {
             cli_progress_end(g);
             fprintf(stderr, "hsmsign: %s\n", e.msg);
@@ -458,8 +500,9 @@ static const char batch_help[] =
     "log or the key store. --verify re-checks each output with hsmsign's verifier and\n"
     "removes an output that does not verify. APK options as for `sign apk`\n"
     "(--v1-signing, --v2-signing, --v3-signing, --v4-signing, --alignment-preserved).\n"
-    "Key rotation per entry: \"lineage\": \"FILE\" and optionally \"old_key\": \"NAME\",\n"
-    "as sign apk's --lineage and --old-key.\n";
+    "Key rotation per entry: \"lineage\": \"FILE\" and optionally \"old_key\": \"NAME\"\n"
+    "and \"rotation_min_sdk\": N or \"apksigner31\", as sign apk's --lineage, --old-key\n"
+    "and --rotation-min-sdk-version (which sets the default for every entry).\n";
 
 int cli_sign_batch(const cli_globals *g, int argc, char **argv)
 {
@@ -513,7 +556,8 @@ int cli_sign_batch(const cli_globals *g, int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         cli_progress(g, i + 1, n, items[i].input);
         hs_apk_report rep;
-        apk_rotation item_rot = {items[i].lineage, items[i].old_key};
+        apk_rotation item_rot = {items[i].lineage, items[i].old_key, items[i].rotation_min_sdk,
+                                 false};
         hs_result r = sign_one(ctx.signer, items[i].key, &item_rot, items[i].input,
                                items[i].output, &opt, items[i].min_sdk, &rep, &e);
         if (r == HS_OK && verify) {

@@ -37,11 +37,11 @@ static const struct {
     const char *name;
     uint32_t flag;
 } capabilities[] = {
-    {"set-installed-data", HS_LINEAGE_CAP_INSTALLED_DATA},
-    {"set-shared-uid", HS_LINEAGE_CAP_SHARED_UID},
-    {"set-permission", HS_LINEAGE_CAP_PERMISSION},
-    {"set-rollback", HS_LINEAGE_CAP_ROLLBACK},
-    {"set-auth", HS_LINEAGE_CAP_AUTH},
+    {"set-installed-data", HS_APK_LINEAGE_INSTALLED_DATA},
+    {"set-shared-uid", HS_APK_LINEAGE_SHARED_USER_ID},
+    {"set-permission", HS_APK_LINEAGE_PERMISSION},
+    {"set-rollback", HS_APK_LINEAGE_ROLLBACK},
+    {"set-auth", HS_APK_LINEAGE_AUTH},
 };
 #define N_CAPS (sizeof capabilities / sizeof capabilities[0])
 

@@ -134,3 +134,29 @@ if extra:
 json.dump(cfg, open(file, "w"), indent=2)
 PY
 }
+
+# apk_key NAME rsa|ec CN: a key pair made by openssl (NAME.pem, the
+# PKCS#8 NAME.pk8 apksig/apksigner read, a self-signed NAME.crt with
+# subject CN) and imported into the token as NAME.
+apk_key() {
+    if [ "$2" = ec ]; then openssl ecparam -name prime256v1 -genkey -noout -out "$1.pem"
+    else openssl genrsa -out "$1.pem" 2048 2>/dev/null; fi
+    openssl pkcs8 -topk8 -nocrypt -in "$1.pem" -outform DER -out "$1.pk8"
+    openssl req -new -x509 -sha256 -key "$1.pem" -subj "/CN=$3" -days 3650 -out "$1.crt"
+    "$HSMSIGN" -q key import "$1" --pk8 "$1.pk8" --cert "$1.crt" >/dev/null 2>&1
+}
+
+# aapt_apk OUT MIN_SDK [PACKAGE]: a minimal APK made by aapt (manifest in
+# mMIN_SDK/), targetSdk 33.
+aapt_apk() {
+    mkdir -p "m$2"
+    cat >"m$2/AndroidManifest.xml" <<XML
+<?xml version="1.0" encoding="utf-8"?>
+<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="${3:-org.hsmsign.t$2}">
+  <uses-sdk android:minSdkVersion="$2" android:targetSdkVersion="33"/>
+  <application android:label="t"/>
+</manifest>
+XML
+    aapt package -M "m$2/AndroidManifest.xml" -I /usr/share/android-framework-res/framework-res.apk \
+        -F "$1"
+}

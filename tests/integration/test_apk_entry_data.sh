@@ -7,7 +7,6 @@
 # named.
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
-FW=/usr/share/android-framework-res/framework-res.apk
 corrupt() { python3 "$HERE/apk_corrupt.py" "$@" || { echo "Bail out! apk_corrupt.py $*"; exit 1; }; }
 setup_token
 
@@ -17,17 +16,10 @@ openssl req -new -x509 -sha256 -key rsa.pem -subj "/CN=entry data test" -days 30
 check "import the key" hs key import app --pk8 rsa.pk8 --cert rsa.crt
 
 # AndroidManifest.xml and assets/text.txt deflated (aapt), raw.bin stored.
-mkdir m src src/assets
-cat >m/AndroidManifest.xml <<'XML'
-<?xml version="1.0" encoding="utf-8"?>
-<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="org.hsmsign.entrydata">
-  <uses-sdk android:minSdkVersion="29" android:targetSdkVersion="33"/>
-  <application android:label="t"/>
-</manifest>
-XML
+mkdir src src/assets
 head -c 300000 /dev/urandom | base64 >src/assets/text.txt
 head -c 100000 /dev/urandom >src/raw.bin
-aapt package -M m/AndroidManifest.xml -I "$FW" -F good.apk &&
+aapt_apk good.apk 29 org.hsmsign.entrydata &&
     (cd src && aapt add ../good.apk assets/text.txt >/dev/null && zip -q -0 ../good.apk raw.bin) ||
     { echo "Bail out! cannot build the test APK"; exit 1; }
 assert "the test APK has deflated and stored entries" \

@@ -20,16 +20,8 @@ mkdir -p src/assets src/lib/arm64-v8a
 head -c 200000 /dev/urandom >src/lib/arm64-v8a/libnative.so
 head -c 5000 /dev/urandom | base64 >src/assets/text.txt
 make_apk() { # sdk out
-    mkdir -p "m$1"
-    cat >"m$1/AndroidManifest.xml" <<XML
-<?xml version="1.0" encoding="utf-8"?>
-<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="org.hsmsign.t$1">
-  <uses-sdk android:minSdkVersion="$1" android:targetSdkVersion="33"/>
-  <application android:label="t"/>
-</manifest>
-XML
     rm -f "$2"
-    aapt package -M "m$1/AndroidManifest.xml" -I "$FW" -F "$2" &&
+    aapt_apk "$2" "$1" &&
         (cd src && aapt add "../$2" assets/text.txt >/dev/null && zip -q -0 "../$2" lib/arm64-v8a/libnative.so)
 }
 apksigner_same() { # in out [scheme flags]

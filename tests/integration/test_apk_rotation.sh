@@ -5,7 +5,9 @@
 #  - the lineage file is byte-identical to `apksigner rotate`'s (RSA
 #    PKCS#1 signatures are deterministic), created and extended, with
 #    capabilities; apksigner reads our file back;
-#  - sign apk --key NEW --old-key OLD --lineage F equals apksigner sign
+#  - sign apk --key NEW --old-key OLD --lineage F --rotation-min-sdk-version
+#    apksigner31 (apksigner 31 predates v3.1; test_apk_v31.sh covers the
+#    default, v3.1, against apksig 33+) equals apksigner sign
 #    --ks OLD --next-signer --ks NEW --lineage F byte for byte (v1+v2+v3,
 #    and with v4 its .idsig), and --key NEW --lineage F alone equals it for
 #    v3 only;
@@ -20,35 +22,17 @@
 #  - a lineage is never written into the key store or audit log.
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
-FW=/usr/share/android-framework-res/framework-res.apk
 edit() { python3 "$HERE/lineage_edit.py" "$@"; }
 command -v apksigner >/dev/null || { echo "1..0 # SKIP apksigner not installed"; exit 77; }
 setup_token
 
-newkey() { # name rsa|ec
-    if [ "$2" = ec ]; then openssl ecparam -name prime256v1 -genkey -noout -out "$1.pem"
-    else openssl genrsa -out "$1.pem" 2048 2>/dev/null; fi
-    openssl pkcs8 -topk8 -nocrypt -in "$1.pem" -outform DER -out "$1.pk8"
-    openssl req -new -x509 -sha256 -key "$1.pem" -subj "/CN=rotation $1" -days 3650 -out "$1.crt"
-    hs -q key import "$1" --pk8 "$1.pk8" --cert "$1.crt" >/dev/null 2>&1
-}
-for k in old new third; do newkey $k rsa; done
-newkey ecold ec; newkey ecnew ec
+for k in old new third; do apk_key $k rsa "rotation $k"; done
+apk_key ecold ec "rotation ecold"; apk_key ecnew ec "rotation ecnew"
 assert "five keys imported" test "$(ls keys/*.key | wc -l)" -eq 5
 
-mkdir m
-cat >m/AndroidManifest.xml <<'XML'
-<?xml version="1.0" encoding="utf-8"?>
-<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="org.hsmsign.rotation">
-  <uses-sdk android:minSdkVersion="21" android:targetSdkVersion="33"/>
-  <application android:label="t"/>
-</manifest>
-XML
-aapt package -M m/AndroidManifest.xml -I "$FW" -F app.apk || { echo "Bail out! aapt"; exit 1; }
+aapt_apk app.apk 21 org.hsmsign.rotation || { echo "Bail out! aapt"; exit 1; }
 # minSdk 28: v3 alone is enough for apksigner verify
-mkdir m28
-sed 's/minSdkVersion="21"/minSdkVersion="28"/' m/AndroidManifest.xml >m28/AndroidManifest.xml
-aapt package -M m28/AndroidManifest.xml -I "$FW" -F app28.apk || { echo "Bail out! aapt"; exit 1; }
+aapt_apk app28.apk 28 org.hsmsign.rotation || { echo "Bail out! aapt"; exit 1; }
 
 # --- the lineage file, against apksigner rotate
 check "key rotate creates a lineage (old -> new)" hs key rotate --from old --to new --lineage ours.lineage
@@ -88,31 +72,32 @@ assert "the lineage file's output is recorded" \
     grep -q "\"op\":\"output\",\"output_sha256\":\"$(sha256sum <ours.lineage | cut -d' ' -f1)\",\"purpose\":\"apk-lineage\"" audit/entries.jsonl
 
 # --- signing with the lineage, against apksigner sign --lineage
+R31="--rotation-min-sdk-version apksigner31"
 S="--v2-signing-enabled true --v3-signing-enabled true --v4-signing-enabled false"
 apksigner sign --v1-signing-enabled true $S --lineage ref.lineage --key old.pk8 --cert old.crt \
     --v1-signer-name CERT --next-signer --key new.pk8 --cert new.crt --out ref-oldnew.apk app.apk
 check "sign apk --key new --old-key old --lineage" \
-    hs sign apk --key new --old-key old --lineage two.lineage --v1-signing true app.apk oldnew.apk
+    hs sign apk $R31 --key new --old-key old --lineage two.lineage --v1-signing true app.apk oldnew.apk
 check "v1+v2 by old, v3 by new with the lineage: byte-identical to apksigner" cmp oldnew.apk ref-oldnew.apk
 apksigner sign --v1-signing-enabled false --v2-signing-enabled false --v3-signing-enabled true \
     --v4-signing-enabled false --lineage ref.lineage --key new.pk8 --cert new.crt --out ref-new.apk app28.apk
 check "sign apk --key new --lineage (v3 only)" \
-    hs sign apk --key new --lineage two.lineage --v1-signing false --v2-signing false app28.apk new.apk
+    hs sign apk $R31 --key new --lineage two.lineage --v1-signing false --v2-signing false app28.apk new.apk
 check "v3 only with the lineage: byte-identical to apksigner" cmp new.apk ref-new.apk
 apksigner sign --v1-signing-enabled true --v2-signing-enabled true --v3-signing-enabled true \
     --v4-signing-enabled true --lineage ref.lineage --key old.pk8 --cert old.crt \
     --v1-signer-name CERT --next-signer --key new.pk8 --cert new.crt --out ref-v4.apk app.apk
-check "with v4: sign apk --v4-signing true --lineage" hs sign apk --key new --old-key old \
+check "with v4: sign apk --v4-signing true --lineage" hs sign apk $R31 --key new --old-key old \
     --lineage two.lineage --v1-signing true --v4-signing true app.apk v4.apk
 check "with v4: the APK equals apksigner's" cmp v4.apk ref-v4.apk
 check "with v4: the .idsig (signed by the newest key) equals apksigner's" cmp v4.apk.idsig ref-v4.apk.idsig
 check "three signers: --key third --old-key old" \
-    hs sign apk --key third --old-key old --lineage ours.lineage --v1-signing true app.apk three.apk
+    hs sign apk $R31 --key third --old-key old --lineage ours.lineage --v1-signing true app.apk three.apk
 check "sub-lineage: --key new of a three-signer lineage" \
-    hs sign apk --key new --old-key old --lineage ours.lineage app.apk sub.apk
+    hs sign apk $R31 --key new --old-key old --lineage ours.lineage app.apk sub.apk
 hs key rotate --from ecold --to ecnew --lineage ec.lineage >/dev/null 2>&1
 check "EC: sign apk --key ecnew --old-key ecold --lineage" \
-    hs sign apk --key ecnew --old-key ecold --lineage ec.lineage app.apk ec.apk
+    hs sign apk $R31 --key ecnew --old-key ecold --lineage ec.lineage app.apk ec.apk
 # apksigner 31's verify --print-certs --verbose names the v3 signer but
 # not its lineage (newer apksigners print it); `apksigner lineage --in APK`
 # reads the lineage out of the APK's v3 block.
@@ -165,11 +150,12 @@ assert "the refused signings and rotations made no signature" test "$(signatures
 cat >batch.json <<'JSON'
 [{"input": "app.apk", "output": "batch-oldnew.apk", "key": "new", "old_key": "old", "lineage": "two.lineage"}]
 JSON
-check "sign batch with lineage and old_key" hs sign batch batch.json --v1-signing true
+check "sign batch with lineage and old_key" hs sign batch batch.json --v1-signing true $R31
 check "batch output equals apksigner's" cmp batch-oldnew.apk ref-oldnew.apk
 mkdir sub && cp two.lineage sub/ && cp app.apk sub/
 cat >sub/batch.json <<'JSON'
-[{"input": "app.apk", "output": "rel.apk", "key": "new", "old_key": "old", "lineage": "two.lineage"}]
+[{"input": "app.apk", "output": "rel.apk", "key": "new", "old_key": "old", "lineage": "two.lineage",
+  "rotation_min_sdk": "apksigner31"}]
 JSON
 check "batch: the lineage path is relative to the manifest" hs sign batch sub/batch.json --v1-signing true
 check "... and signs alike" cmp sub/rel.apk ref-oldnew.apk

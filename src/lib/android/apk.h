@@ -44,11 +44,28 @@ typedef struct hs_apk_options {
      * (version and nodes, hs_lineage_encode_nodes) in its proof-of-rotation
      * attribute. v3_key: the newest signer, signing v3 (and v4), while the
      * key given to hs_apk_sign_file, an older signer of the lineage, signs
-     * v1 and v2, as apksigner does with --next-signer; NULL: one key signs
+     * v1 and v2, as apksigner does with --next-signer (with a v3.1 block,
+     * see rotation_min_sdk, v3_key signs v3.1 and the older key v3.0 and
+     * v4, v4 then also carrying v3_key's signature); NULL: one key signs
      * every scheme. Both NULL: no rotation. */
     const uint8_t *lineage;
     size_t lineage_len;
     const hs_apk_key *v3_key;
+    /* With a lineage, apksig's --rotation-min-sdk-version (apksig 33+):
+     * from this SDK on the newest signer signs, in the v3.1 block when the
+     * value is 33 or more and the older signer (the key given to
+     * hs_apk_sign_file) then signs the v3.0 block for the platforms below;
+     * 1..32: no v3.1, the newest signer signs v3.0 from SDK 28 on.
+     * HS_APK_ROTATION_DEFAULT (hs_apk_options_init): 33, apksig 33+'s
+     * default. HS_APK_ROTATION_APKSIGNER31: apksigner 31's layout (it
+     * predates v3.1): the newest signer signs v3.0 from the algorithm's
+     * minimum SDK (24). Without a lineage: ignored. */
+    int rotation_min_sdk;
+    /* apksig's --rotation-targets-dev-release: the v3.1 signer is for the
+     * development release after rotation_min_sdk (which must be >= 33), so
+     * v3.0 covers rotation_min_sdk too. apksig implies it for SDK 34
+     * (written as 33). */
+    bool rotation_targets_dev_release;
     /* Called once the output is complete (rep has its SHA-256) and before
      * it is renamed into place; an error aborts, leaving no output. The
      * product records the output in the audit log here, so an APK never
@@ -58,13 +75,18 @@ typedef struct hs_apk_options {
     void *before_commit_ctx;
 } hs_apk_options;
 
+#define HS_APK_ROTATION_DEFAULT 33
+#define HS_APK_ROTATION_APKSIGNER31 0
+
 /* Fills the defaults: min_sdk -1, schemes -1, alignment preserved (so the
- * output is byte-identical to apksigner 31's). */
+ * output is byte-identical to apksigner 31's), rotation min SDK 33 (as
+ * apksig 33+; apksigner 31 has no v3.1). */
 void hs_apk_options_init(hs_apk_options *opt);
 
 typedef struct hs_apk_report {
     int min_sdk;
     bool v1, v2, v3, v4;      /* schemes applied (v4: <out>.idsig written) */
+    bool v31;                 /* a v3.1 block (rotation for rotation_min_sdk and later) */
     unsigned signatures;      /* hs_sign_fn calls made */
     uint32_t algorithm_id;    /* v2/v3 signature algorithm (0x0103, 0x0104, 0x0201, ...) */
     uint8_t content_digest[64];

@@ -6,9 +6,7 @@
 #include <openssl/x509.h>
 
 #include "android/apk_verify_alg.h"
-#include "android/apk_lp.h"
 
-/* Bounds-checked little-endian reader over the caller's bytes. */
 static bool same_cert(const hs_apk_lineage_node *n, const uint8_t *cert, size_t len)
 {
     return n->cert_len == len && memcmp(n->cert, cert, len) == 0;
@@ -35,20 +33,26 @@ static hs_result grow(hs_apk_lineage *l, size_t *cap, hs_error *e)
     return HS_OK;
 }
 
-/* One node's fields; false when malformed. */
-static bool read_node(hs_lp *all, hs_apk_lineage_node *n)
+bool hs_apk_lineage_read_node(hs_lp *nodes, hs_apk_lineage_node *n, bool exact,
+                              const char **why)
 {
-    hs_lp node, sd, cert;
-    if (!hs_lp_slice(all, &node) || !hs_lp_slice(&node, &sd))
+    const char *unused = NULL;
+    why = why != NULL ? why : &unused;
+    hs_lp node, sd, cert, sig;
+    *why = "truncated";
+    if (!hs_lp_slice(nodes, &node))
+        return false;
+    *why = "malformed node";
+    if (!hs_lp_slice(&node, &sd) || !hs_lp_u32(&node, &n->flags) ||
+        !hs_lp_u32(&node, &n->sig_alg) || !hs_lp_slice(&node, &sig) || (exact && !hs_lp_end(&node)))
         return false;
     n->signed_data = sd.p;
     n->signed_data_len = sd.len;
-    hs_lp sig;
-    if (!hs_lp_u32(&node, &n->flags) || !hs_lp_u32(&node, &n->sig_alg) || !hs_lp_slice(&node, &sig))
-        return false;
     n->sig = sig.p;
     n->sig_len = sig.len;
-    if (!hs_lp_slice(&sd, &cert) || cert.len == 0 || !hs_lp_u32(&sd, &n->parent_sig_alg))
+    *why = "malformed signed data";
+    if (!hs_lp_slice(&sd, &cert) || !hs_lp_u32(&sd, &n->parent_sig_alg) ||
+        (exact && !hs_lp_end(&sd)))
         return false;
     n->cert = cert.p;
     n->cert_len = cert.len;
@@ -125,7 +129,7 @@ hs_result hs_apk_lineage_parse(const uint8_t *p, size_t len, hs_apk_lineage_form
         if ((r = grow(out, &cap, e)) != HS_OK)
             break;
         hs_apk_lineage_node *n = &out->nodes[out->count];
-        if (!read_node(&all, n)) {
+        if (!hs_apk_lineage_read_node(&all, n, false, NULL) || n->cert_len == 0) {
             r = hs_fail(e, HS_E_FORMAT, "%s: lineage node #%zu is malformed", what,
                         out->count + 1);
             break;

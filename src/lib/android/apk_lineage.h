@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "android/apk_lp.h"
 #include "util/result.h"
 
 #define HS_APK_LINEAGE_MAGIC 0x3eff39d1u
@@ -54,6 +55,16 @@ typedef struct hs_apk_lineage {
     hs_apk_lineage_node *nodes; /* oldest first */
     size_t count;
 } hs_apk_lineage;
+
+/* Reads the next node of a run of length-prefixed nodes (what follows the
+ * version in the v3 attribute form) into n, pointing into the run's bytes.
+ * exact: nothing may follow the node's fields or its signed data's (the
+ * lineage file reader's rule, apk_lineage_write.c); apksig, and so the
+ * verifier, ignore such bytes. False when malformed; *why (may be NULL)
+ * then says which part: "truncated", "malformed node" or "malformed
+ * signed data". Shared by both readers so the layout is decoded once. */
+bool hs_apk_lineage_read_node(hs_lp *nodes, hs_apk_lineage_node *n, bool exact,
+                              const char **why);
 
 /* Parses and verifies every link. HS_E_VERIFY for a link that does not
  * verify, HS_E_FORMAT for malformed bytes; what names the source in errors. */

@@ -15,38 +15,6 @@
 /* A lineage is a few certificates; anything near this is not one. */
 #define LINEAGE_MAX_FILE (1u << 20)
 
-typedef struct rd {
-    const uint8_t *p;
-    size_t len;
-} rd;
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static bool rd_u32(rd *r, uint32_t *v)
-{
-    if (r->len < 4)
-        return false;
-    *v = get_le32(r->p);
-    r->p += 4;
-    r->len -= 4;
-    return true;
-}
-
-static bool rd_lp(rd *r, rd *out)
-{
-    uint32_t n;
-    if (!rd_u32(r, &n) || n > r->len)
-        return false;
-    out->p = r->p;
-    out->len = n;
-    r->p += n;
-    r->len -= n;
-    return true;
-}
-
 static uint8_t *dup_bytes(const uint8_t *p, size_t len)
 {
     uint8_t *d = malloc(len ? len : 1);
@@ -175,7 +143,7 @@ static EVP_PKEY *cert_key(const uint8_t *der, size_t len)
 }
 
 static bool signature_ok(const uint8_t *parent_cert, size_t parent_len,
-                         const hs_apk_sig_algorithm *alg, const rd *tbs, const rd *sig)
+                         const hs_apk_sig_algorithm *alg, const hs_apk_lineage_node *child)
 {
     EVP_PKEY *key = cert_key(parent_cert, parent_len);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -185,14 +153,15 @@ static bool signature_ok(const uint8_t *parent_cert, size_t parent_len,
     if (ok && hs_sig_alg_is_pss(alg->alg))
         ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0 &&
              EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0;
-    ok = ok && EVP_DigestVerify(ctx, sig->p, sig->len, tbs->p, tbs->len) == 1;
+    ok = ok && EVP_DigestVerify(ctx, child->sig, child->sig_len, child->signed_data,
+                                child->signed_data_len) == 1;
     EVP_MD_CTX_free(ctx);
     EVP_PKEY_free(key);
     return ok;
 }
 
-/* Checks node i against node i - 1 (already in l). */
-static hs_result check_link(const hs_lineage *l, size_t i, const rd *signed_data, const rd *sig,
+/* Checks node i (read as `read`) against node i - 1 (already in l). */
+static hs_result check_link(const hs_lineage *l, size_t i, const hs_apk_lineage_node *read,
                             const char *what, hs_error *e)
 {
     const hs_lineage_node *parent = &l->nodes[i - 1], *child = &l->nodes[i];
@@ -204,40 +173,36 @@ static hs_result check_link(const hs_lineage *l, size_t i, const rd *signed_data
         return hs_fail(e, HS_E_VERIFY,
                        "%s: certificate #%zu: signed with algorithm 0x%04x but its parent names "
                        "0x%04x", what, i + 1, child->parent_alg, parent->sig_alg);
-    if (!signature_ok(parent->cert_der, parent->cert_der_len, &alg, signed_data, sig))
+    if (!signature_ok(parent->cert_der, parent->cert_der_len, &alg, read))
         return hs_fail(e, HS_E_VERIFY,
                        "%s: certificate #%zu is not signed by certificate #%zu (a forged or "
                        "reordered link)", what, i + 1, i);
     return HS_OK;
 }
 
-static hs_result parse_node(hs_lineage *l, rd node, const char *what, hs_error *e)
+static hs_result parse_node(hs_lineage *l, hs_lp *nodes, const char *what, hs_error *e)
 {
     size_t i = l->count;
-    rd signed_data, cert, sig;
-    uint32_t parent_alg, flags, sig_alg;
-    rd sd;
-    if (!rd_lp(&node, &signed_data) || !rd_u32(&node, &flags) || !rd_u32(&node, &sig_alg) ||
-        !rd_lp(&node, &sig) || node.len != 0)
-        return hs_fail(e, HS_E_FORMAT, "%s: certificate #%zu: malformed node", what, i + 1);
-    sd = signed_data;
-    if (!rd_lp(&sd, &cert) || !rd_u32(&sd, &parent_alg) || sd.len != 0)
-        return hs_fail(e, HS_E_FORMAT, "%s: certificate #%zu: malformed signed data", what, i + 1);
-    EVP_PKEY *k = cert_key(cert.p, cert.len);
+    hs_apk_lineage_node rn;
+    const char *why;
+    if (!hs_apk_lineage_read_node(nodes, &rn, true, &why))
+        return hs_fail(e, HS_E_FORMAT, "%s: certificate #%zu: %s", what, i + 1, why);
+    EVP_PKEY *k = cert_key(rn.cert, rn.cert_len);
     EVP_PKEY_free(k);
     if (k == NULL)
         return hs_fail(e, HS_E_FORMAT, "%s: certificate #%zu is not one DER X.509 certificate",
                        what, i + 1);
-    if (hs_lineage_find(l, cert.p, cert.len) >= 0)
+    if (hs_lineage_find(l, rn.cert, rn.cert_len) >= 0)
         return hs_fail(e, HS_E_FORMAT, "%s: certificate #%zu appears twice", what, i + 1);
-    if (i == 0 && sig.len != 0)
+    if (i == 0 && rn.sig_len != 0)
         return hs_fail(e, HS_E_FORMAT, "%s: the first certificate carries a signature", what);
-    hs_lineage_node n = {.cert_der = dup_bytes(cert.p, cert.len), .cert_der_len = cert.len,
-                         .parent_alg = parent_alg, .flags = flags, .sig_alg = sig_alg,
-                         .sig = dup_bytes(sig.p, sig.len), .sig_len = sig.len};
+    hs_lineage_node n = {.cert_der = dup_bytes(rn.cert, rn.cert_len), .cert_der_len = rn.cert_len,
+                         .parent_alg = rn.parent_sig_alg, .flags = rn.flags,
+                         .sig_alg = rn.sig_alg, .sig = dup_bytes(rn.sig, rn.sig_len),
+                         .sig_len = rn.sig_len};
     hs_result r = push_node(l, n, e);
     if (r == HS_OK && i > 0)
-        r = check_link(l, i, &signed_data, &sig, what, e);
+        r = check_link(l, i, &rn, what, e);
     return r;
 }
 
@@ -245,21 +210,17 @@ hs_result hs_lineage_parse(const uint8_t *data, size_t len, const char *what, hs
                            hs_error *e)
 {
     memset(l, 0, sizeof *l);
-    rd f = {data, len}, body;
+    hs_lp f = {data, len, 0}, body;
     uint32_t magic, version, inner_version;
-    if (!rd_u32(&f, &magic) || magic != HS_LINEAGE_MAGIC)
+    if (!hs_lp_u32(&f, &magic) || magic != HS_APK_LINEAGE_MAGIC)
         return hs_fail(e, HS_E_FORMAT, "%s: not a signing certificate lineage (magic)", what);
-    if (!rd_u32(&f, &version) || version != HS_LINEAGE_VERSION || !rd_lp(&f, &body) ||
-        f.len != 0 || !rd_u32(&body, &inner_version) || inner_version != HS_LINEAGE_VERSION)
+    if (!hs_lp_u32(&f, &version) || version != HS_APK_LINEAGE_VERSION ||
+        !hs_lp_slice(&f, &body) || !hs_lp_end(&f) || !hs_lp_u32(&body, &inner_version) ||
+        inner_version != HS_APK_LINEAGE_VERSION)
         return hs_fail(e, HS_E_FORMAT, "%s: unknown lineage version or malformed header", what);
     hs_result r = HS_OK;
-    while (r == HS_OK && body.len > 0) {
-        rd node;
-        if (!rd_lp(&body, &node))
-            r = hs_fail(e, HS_E_FORMAT, "%s: certificate #%zu: truncated", what, l->count + 1);
-        else
-            r = parse_node(l, node, what, e);
-    }
+    while (r == HS_OK && !hs_lp_end(&body))
+        r = parse_node(l, &body, what, e);
     if (r == HS_OK && l->count == 0)
         r = hs_fail(e, HS_E_FORMAT, "%s: the lineage has no certificate", what);
     if (r != HS_OK)
@@ -281,7 +242,7 @@ hs_result hs_lineage_read_file(const char *path, hs_lineage *l, hs_error *e)
 
 static void put_nodes(const hs_lineage *l, hs_apk_buf *out)
 {
-    hs_apk_buf_u32(out, HS_LINEAGE_VERSION);
+    hs_apk_buf_u32(out, HS_APK_LINEAGE_VERSION);
     for (size_t i = 0; i < l->count; i++) {
         const hs_lineage_node *n = &l->nodes[i];
         size_t node = hs_apk_buf_lp_begin(out);
@@ -303,8 +264,8 @@ hs_result hs_lineage_encode_nodes(const hs_lineage *l, hs_apk_buf *out, hs_error
 
 hs_result hs_lineage_encode_file(const hs_lineage *l, hs_apk_buf *out, hs_error *e)
 {
-    hs_apk_buf_u32(out, HS_LINEAGE_MAGIC);
-    hs_apk_buf_u32(out, HS_LINEAGE_VERSION);
+    hs_apk_buf_u32(out, HS_APK_LINEAGE_MAGIC);
+    hs_apk_buf_u32(out, HS_APK_LINEAGE_VERSION);
     size_t body = hs_apk_buf_lp_begin(out);
     put_nodes(l, out);
     hs_apk_buf_lp_end(out, body);
@@ -314,8 +275,9 @@ hs_result hs_lineage_encode_file(const hs_lineage *l, hs_apk_buf *out, hs_error 
 bool hs_lineage_nodes_start_with(const uint8_t *nodes, size_t len, const uint8_t *cert_der,
                                  size_t cert_der_len)
 {
-    rd r = {nodes, len}, node, sd, cert;
+    hs_lp r = {nodes, len, 0};
+    hs_apk_lineage_node first;
     uint32_t version;
-    return rd_u32(&r, &version) && rd_lp(&r, &node) && rd_lp(&node, &sd) && rd_lp(&sd, &cert) &&
-           cert.len == cert_der_len && memcmp(cert.p, cert_der, cert_der_len) == 0;
+    return hs_lp_u32(&r, &version) && hs_apk_lineage_read_node(&r, &first, false, NULL) &&
+           first.cert_len == cert_der_len && memcmp(first.cert, cert_der, cert_der_len) == 0;
 }

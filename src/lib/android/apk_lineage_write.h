@@ -11,8 +11,8 @@
  *                         algorithm this signer signs the next one with
  *                         (0: none yet), lp(signature by the parent; empty
  *                         for the first signer)
- * lp(x) is a u32 length then x. The verifier reads lineages inside APKs
- * with its own parser (apk_lineage.c); both follow the layout above. */
+ * lp(x) is a u32 length then x. Nodes are decoded by apk_lineage.c's
+ * hs_apk_lineage_read_node, which the verifier's parser shares. */
 #ifndef HSMSIGN_ANDROID_APK_LINEAGE_WRITE_H
 #define HSMSIGN_ANDROID_APK_LINEAGE_WRITE_H
 
@@ -22,20 +22,15 @@
 
 #include "android/apk.h"
 #include "android/apk_buf.h"
+#include "android/apk_lineage.h"
 #include "signer/sign_fn.h"
 #include "util/result.h"
 
-#define HS_LINEAGE_MAGIC 0x3eff39d1u
-#define HS_LINEAGE_VERSION 1u
-
-/* Capabilities an older certificate keeps (apksig SignerCapabilities). */
-#define HS_LINEAGE_CAP_INSTALLED_DATA 1u
-#define HS_LINEAGE_CAP_SHARED_UID 2u
-#define HS_LINEAGE_CAP_PERMISSION 4u
-#define HS_LINEAGE_CAP_ROLLBACK 8u
-#define HS_LINEAGE_CAP_AUTH 16u
-/* apksig's default: everything but rollback. */
-#define HS_LINEAGE_CAP_DEFAULT 23u
+/* Capabilities an older certificate keeps: HS_APK_LINEAGE_INSTALLED_DATA
+ * etc. (apk_lineage.h); apksig's default: everything but rollback. */
+#define HS_LINEAGE_CAP_DEFAULT                                                     \
+    (HS_APK_LINEAGE_INSTALLED_DATA | HS_APK_LINEAGE_SHARED_USER_ID |                 \
+     HS_APK_LINEAGE_PERMISSION | HS_APK_LINEAGE_AUTH)
 
 typedef struct hs_lineage_node {
     uint8_t *cert_der;

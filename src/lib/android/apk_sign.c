@@ -2,8 +2,8 @@
  * output is byte-identical to apksigner's:
  *   1. copy the kept entries (re-aligned), 2. add the v1 signature files,
  *   3. build the central directory and EOCD, 4. pad section 1 to 4096,
- *   5. one chunked content digest, 6. sign v2 and v3 signed data (one
- *   hs_sign_fn call each), 7. write the signing block, CD and EOCD. */
+ *   5. one chunked content digest, 6. sign v2, v3.1 and v3 signed data
+ *   (one hs_sign_fn call each), 7. write the signing block, CD and EOCD. */
 #include "android/apk.h"
 
 #include <errno.h>
@@ -24,11 +24,19 @@
 #include "android/zip_check.h"
 
 #define SDK_N 24
+#define SDK_P 28
+#define SDK_T 33 /* the first with v3.1 */
+/* apksig's V3SchemeConstants: rotation aimed at the development release
+ * (U, 34) is written as the production release's SDK (T) plus the
+ * dev-release attribute, since U reported 33 while in development. */
+#define SDK_DEV_RELEASE 34
+#define SDK_PROD_RELEASE 33
 #define HASH_STEP (1024u * 1024u)
 
 /* A key with what signing with it needs: v1 and v2 are signed by `v12`,
- * v3 and v4 by `v34`; the same key unless the APK is signed with a
- * lineage and its older signer (hs_apk_options.v3_key). */
+ * v3 (v3.1 when there is one; v3.0 then by `v12`) and v4 by `v34`; the
+ * same key unless the APK is signed with a lineage and its older signer
+ * (hs_apk_options.v3_key). */
 typedef struct job_signer {
     const hs_apk_key *key;
     hs_apk_sig_algorithm algorithm;
@@ -36,10 +44,21 @@ typedef struct job_signer {
     int spki_len;
 } job_signer;
 
+/* One signer of a v3 block, as apksig's DefaultApkSignerEngine lays it
+ * out (processV3Configs, processV31SignerConfigs). */
+typedef struct v3_signer {
+    const job_signer *js;
+    uint32_t min_sdk, max_sdk;
+    bool lineage;                   /* carries the proof-of-rotation attribute */
+    uint32_t rotation_min_sdk_attr; /* v3.0 beside a v3.1 block; 0: none */
+    bool dev_release;               /* v3.1: rotation targets the dev release */
+} v3_signer;
+
 typedef struct sign_job {
     const char *in, *out;
     const hs_apk_key *key;
     job_signer v12, v34;
+    v3_signer v30, v31;        /* v31 used when rep.v31 */
     const hs_apk_options *opt;
     hs_sign_fn sign;
     hs_apk_report rep;
@@ -64,6 +83,7 @@ void hs_apk_options_init(hs_apk_options *opt)
     opt->min_sdk = -1;
     opt->v1 = opt->v2 = opt->v3 = -1;
     opt->alignment_preserved = true;
+    opt->rotation_min_sdk = HS_APK_ROTATION_DEFAULT;
 }
 
 static hs_result check_key(sign_job *j, job_signer *js, const hs_apk_key *k, hs_error *e)
@@ -145,6 +165,50 @@ static hs_result choose_schemes(sign_job *j, hs_error *e)
     return HS_OK;
 }
 
+/* Who signs v3.0 and v3.1 for which platforms. apksig 33+ turns the
+ * newest signer into a config targeted at the rotation min SDK (28 below
+ * 33), covers the platforms below it with the older signer in v3.0 unless
+ * the newest alone covers every platform from max(28, minSdk), and moves a
+ * newest signer targeting 33+ into the v3.1 block. */
+static hs_result plan_v3(sign_job *j, hs_error *e)
+{
+    const hs_apk_options *opt = j->opt;
+    j->v30 = (v3_signer){.js = &j->v34, .min_sdk = j->v34.algorithm.min_sdk,
+                         .max_sdk = HS_APK_V3_MAX_SDK, .lineage = opt->lineage != NULL};
+    if (!j->rep.v3 || opt->lineage == NULL || opt->rotation_min_sdk == HS_APK_ROTATION_APKSIGNER31)
+        return HS_OK;
+    if (opt->rotation_min_sdk < 0)
+        return hs_fail(e, HS_E_USAGE, "%s: the rotation min SDK must be an API level", j->in);
+    int target = opt->rotation_min_sdk < SDK_T ? SDK_P : opt->rotation_min_sdk;
+    bool dev = opt->rotation_targets_dev_release;
+    if (dev && target < SDK_T)
+        return hs_fail(e, HS_E_USAGE, "%s: rotation can target a development release only from "
+                       "SDK %d (rotation min SDK %d)", j->in, SDK_T, opt->rotation_min_sdk);
+    int needed = j->rep.min_sdk > SDK_P ? j->rep.min_sdk : SDK_P;
+    bool older = opt->v3_key != NULL;
+    if (!older && target > needed)
+        return hs_fail(e, HS_E_USAGE,
+                       "%s: rotating from SDK %d leaves SDK %d to %d without a v3 signer: give "
+                       "the older signer (sign apk --old-key), or a rotation min SDK below %d",
+                       j->in, target, needed, target - 1, SDK_T);
+    if (target == SDK_DEV_RELEASE) {
+        target = SDK_PROD_RELEASE;
+        dev = true;
+    }
+    j->v30.min_sdk = (uint32_t)target;
+    if (!older || (dev ? target < needed : target <= needed))
+        return HS_OK; /* the newest signer covers every platform with v3 */
+    j->v31 = j->v30;
+    j->v31.dev_release = dev;
+    /* A dev-release v3.1 signer leaves its SDK (the production release)
+     * to v3.0 too. */
+    j->v30 = (v3_signer){.js = &j->v12, .min_sdk = j->v12.algorithm.min_sdk,
+                         .max_sdk = (uint32_t)(dev ? target : target - 1),
+                         .rotation_min_sdk_attr = (uint32_t)target};
+    j->rep.v31 = true;
+    return HS_OK;
+}
+
 /* The CD in the input's order without the dropped entries, each record
  * pointing at its new local header, then the v1 files' records. */
 static hs_result build_cd_and_eocd(sign_job *j, hs_error *e)
@@ -202,23 +266,32 @@ static hs_result sign_signed_data(sign_job *j, const job_signer *js, const char 
     return HS_OK;
 }
 
-static hs_result build_scheme(sign_job *j, hs_apk_scheme scheme, hs_apk_buf *value, hs_error *e)
+/* v2 (v3s NULL: the v1/v2 signer) or one v3 block's signer. */
+static hs_result build_scheme(sign_job *j, const v3_signer *v3s, const char *operation,
+                              hs_apk_buf *value, hs_error *e)
 {
-    const job_signer *js = scheme == HS_APK_SCHEME_V2 ? &j->v12 : &j->v34;
+    hs_apk_scheme scheme = v3s != NULL ? HS_APK_SCHEME_V3 : HS_APK_SCHEME_V2;
+    const job_signer *js = v3s != NULL ? v3s->js : &j->v12;
     hs_apk_signer_input in = {.algorithm = &js->algorithm,
                               .content_digest = j->rep.content_digest,
                               .content_digest_len = j->rep.content_digest_len,
                               .cert_der = js->key->cert_der, .cert_der_len = js->key->cert_der_len,
                               .spki_der = js->spki, .spki_der_len = (size_t)js->spki_len,
-                              .v3_also = j->rep.v3,
-                              .lineage = j->opt->lineage, .lineage_len = j->opt->lineage_len};
+                              .v3_also = j->rep.v3};
+    if (v3s != NULL) {
+        in.min_sdk = v3s->min_sdk;
+        in.max_sdk = v3s->max_sdk;
+        in.lineage = v3s->lineage ? j->opt->lineage : NULL;
+        in.lineage_len = v3s->lineage ? j->opt->lineage_len : 0;
+        in.rotation_min_sdk_attr = v3s->rotation_min_sdk_attr;
+        in.dev_release_attr = v3s->dev_release;
+    }
     hs_apk_buf signed_data = {0};
     uint8_t *sig = NULL;
     size_t sig_len = 0;
     hs_result r = hs_apk_build_signed_data(scheme, &in, &signed_data, e);
     if (r == HS_OK)
-        r = sign_signed_data(j, js, scheme == HS_APK_SCHEME_V2 ? "apk-v2" : "apk-v3", &signed_data,
-                             &sig, &sig_len, e);
+        r = sign_signed_data(j, js, operation, &signed_data, &sig, &sig_len, e);
     if (r == HS_OK)
         r = hs_apk_build_scheme_value(scheme, &in, &signed_data, sig, sig_len, value, e);
     free(sig);
@@ -318,12 +391,15 @@ static hs_result build_signing_block(sign_job *j, hs_error *e)
                               j->input_hashed ? NULL : &side, j->out, j->rep.content_digest,
                               &j->rep.content_digest_len, e);
     free(eocd_for_digest);
-    hs_apk_buf v2 = {0}, v3 = {0};
-    hs_apk_block_pair pairs[2];
+    /* apksig's order: v2, v3.1, v3.0. */
+    hs_apk_buf v2 = {0}, v31 = {0}, v3 = {0};
+    hs_apk_block_pair pairs[3];
     size_t n = 0;
-    if (r == HS_OK && j->rep.v2 && (r = build_scheme(j, HS_APK_SCHEME_V2, &v2, e)) == HS_OK)
+    if (r == HS_OK && j->rep.v2 && (r = build_scheme(j, NULL, "apk-v2", &v2, e)) == HS_OK)
         pairs[n++] = (hs_apk_block_pair){HS_APK_BLOCK_ID_V2, v2.data, v2.len};
-    if (r == HS_OK && j->rep.v3 && (r = build_scheme(j, HS_APK_SCHEME_V3, &v3, e)) == HS_OK)
+    if (r == HS_OK && j->rep.v31 && (r = build_scheme(j, &j->v31, "apk-v31", &v31, e)) == HS_OK)
+        pairs[n++] = (hs_apk_block_pair){HS_APK_BLOCK_ID_V31, v31.data, v31.len};
+    if (r == HS_OK && j->rep.v3 && (r = build_scheme(j, &j->v30, "apk-v3", &v3, e)) == HS_OK)
         pairs[n++] = (hs_apk_block_pair){HS_APK_BLOCK_ID_V3, v3.data, v3.len};
     if (r == HS_OK)
         r = hs_apk_build_signing_block(pairs, n, &j->block, e);
@@ -332,6 +408,7 @@ static hs_result build_signing_block(sign_job *j, hs_error *e)
     if (r == HS_OK)
         hs_put_le32(j->eocd.data + 16, (uint32_t)(block_start + j->block.len));
     hs_apk_buf_free(&v2);
+    hs_apk_buf_free(&v31);
     hs_apk_buf_free(&v3);
     return r;
 }
@@ -358,19 +435,40 @@ static hs_result write_tail(sign_job *j, hs_error *e)
     return r;
 }
 
-/* v4: hash tree over the finished APK (still the temporary file), one
- * signature, the .idsig written beside the output's temporary file. */
-static hs_result write_v4(sign_job *j, hs_error *e)
+/* The v4 signature of v4's content by js: its signing_info into info, or
+ * (file != NULL) the whole .idsig with v31_info appended. */
+static hs_result sign_v4(sign_job *j, hs_apk_v4 *v4, const job_signer *js, const char *operation,
+                         const hs_apk_buf *v31_info, hs_apk_buf *info, hs_apk_buf *file,
+                         hs_error *e)
 {
-    const job_signer *js = &j->v34;
-    hs_apk_v4 v4 = {.apk_digest = j->rep.content_digest,
-                    .apk_digest_len = j->rep.content_digest_len,
-                    .cert_der = js->key->cert_der, .cert_der_len = js->key->cert_der_len,
-                    .spki_der = js->spki,
-                    .spki_der_len = (size_t)js->spki_len};
-    hs_apk_buf tbs = {0}, file = {0};
+    v4->cert_der = js->key->cert_der;
+    v4->cert_der_len = js->key->cert_der_len;
+    v4->spki_der = js->spki;
+    v4->spki_der_len = (size_t)js->spki_len;
+    hs_apk_buf tbs = {0};
     uint8_t *sig = NULL;
     size_t sig_len = 0;
+    hs_result r = hs_apk_v4_signed_data(v4, &tbs, e);
+    if (r == HS_OK)
+        r = sign_signed_data(j, js, operation, &tbs, &sig, &sig_len, e);
+    if (r == HS_OK && file == NULL)
+        r = hs_apk_v4_signing_info(v4, js->algorithm.id, sig, sig_len, info, e);
+    if (r == HS_OK && file != NULL)
+        r = hs_apk_v4_file(v4, js->algorithm.id, sig, sig_len, v31_info, file, e);
+    free(sig);
+    hs_apk_buf_free(&tbs);
+    return r;
+}
+
+/* v4: hash tree over the finished APK (still the temporary file), one
+ * signature by the v3.0 signer (and, beside a v3.1 block, one by the
+ * v3.1 signer, as apksig's V4SchemeSigner adds), the .idsig written
+ * beside the output's temporary file. */
+static hs_result write_v4(sign_job *j, hs_error *e)
+{
+    hs_apk_v4 v4 = {.apk_digest = j->rep.content_digest,
+                    .apk_digest_len = j->rep.content_digest_len};
+    hs_apk_buf v31_info = {0}, file = {0};
     size_t path_len = strlen(j->out) + sizeof ".idsig";
     char *path = malloc(path_len);
     hs_result r = path ? hs_apk_out_flush(&j->out_file, e)
@@ -379,12 +477,10 @@ static hs_result write_v4(sign_job *j, hs_error *e)
         snprintf(path, path_len, "%s.idsig", j->out);
         r = hs_apk_v4_tree(&v4, j->out_file.af.fd, j->out_file.pos, j->out, e);
     }
+    if (r == HS_OK && j->rep.v31)
+        r = sign_v4(j, &v4, j->v31.js, "apk-v4-v31", NULL, &v31_info, NULL, e);
     if (r == HS_OK)
-        r = hs_apk_v4_signed_data(&v4, &tbs, e);
-    if (r == HS_OK)
-        r = sign_signed_data(j, js, "apk-v4", &tbs, &sig, &sig_len, e);
-    if (r == HS_OK)
-        r = hs_apk_v4_file(&v4, js->algorithm.id, sig, sig_len, &file, e);
+        r = sign_v4(j, &v4, j->v30.js, "apk-v4", j->rep.v31 ? &v31_info : NULL, NULL, &file, e);
     if (r == HS_OK)
         r = make_durable(j, e);
     if (r == HS_OK && (r = hs_atomic_open(&j->idsig, path, 0644, e)) == HS_OK) {
@@ -392,8 +488,7 @@ static hs_result write_v4(sign_job *j, hs_error *e)
         r = hs_atomic_write_all(&j->idsig, file.data, file.len, e);
     }
     free(path);
-    free(sig);
-    hs_apk_buf_free(&tbs);
+    hs_apk_buf_free(&v31_info);
     hs_apk_buf_free(&file);
     hs_apk_v4_free(&v4);
     return r;
@@ -447,6 +542,8 @@ static hs_result run(sign_job *j, hs_error *e)
         r = check_keys(j, e);
     if (r == HS_OK)
         r = choose_schemes(j, e);
+    if (r == HS_OK)
+        r = plan_v3(j, e);
     if (r == HS_OK)
         r = hs_apk_out_open(&j->out_file, j->out, e);
     if (r == HS_OK)

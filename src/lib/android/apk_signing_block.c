@@ -70,8 +70,8 @@ hs_result hs_apk_build_signed_data(hs_apk_scheme scheme, const hs_apk_signer_inp
     hs_apk_buf_lp(out, in->cert_der, in->cert_der_len);
     hs_apk_buf_lp_end(out, certs);
     if (scheme == HS_APK_SCHEME_V3) {
-        hs_apk_buf_u32(out, in->algorithm->min_sdk);
-        hs_apk_buf_u32(out, HS_APK_V3_MAX_SDK);
+        hs_apk_buf_u32(out, in->min_sdk);
+        hs_apk_buf_u32(out, in->max_sdk);
     }
     size_t attrs = hs_apk_buf_lp_begin(out);
     if (scheme == HS_APK_SCHEME_V2 && in->v3_also) {
@@ -85,6 +85,16 @@ hs_result hs_apk_build_signed_data(hs_apk_scheme scheme, const hs_apk_signer_inp
         hs_apk_buf_u32(out, HS_APK_ATTR_PROOF_OF_ROTATION);
         hs_apk_buf_append(out, in->lineage, in->lineage_len);
         hs_apk_buf_lp_end(out, attr);
+    }
+    /* apksig's order: proof of rotation, dev release, rotation min SDK. */
+    if (scheme == HS_APK_SCHEME_V3 && in->dev_release_attr) {
+        hs_apk_buf_u32(out, 4);
+        hs_apk_buf_u32(out, HS_APK_ATTR_ROTATION_DEV_RELEASE);
+    }
+    if (scheme == HS_APK_SCHEME_V3 && in->rotation_min_sdk_attr != 0) {
+        hs_apk_buf_u32(out, 8);
+        hs_apk_buf_u32(out, HS_APK_ATTR_ROTATION_MIN_SDK);
+        hs_apk_buf_u32(out, in->rotation_min_sdk_attr);
     }
     hs_apk_buf_lp_end(out, attrs);
     /* apksig ends v2 signed data with one more, empty, element. */
@@ -101,8 +111,8 @@ hs_result hs_apk_build_scheme_value(hs_apk_scheme scheme, const hs_apk_signer_in
     size_t signer = hs_apk_buf_lp_begin(out);
     hs_apk_buf_lp(out, signed_data->data, signed_data->len);
     if (scheme == HS_APK_SCHEME_V3) {
-        hs_apk_buf_u32(out, in->algorithm->min_sdk);
-        hs_apk_buf_u32(out, HS_APK_V3_MAX_SDK);
+        hs_apk_buf_u32(out, in->min_sdk);
+        hs_apk_buf_u32(out, in->max_sdk);
     }
     put_alg_list(out, in->algorithm->id, sig, sig_len);
     hs_apk_buf_lp(out, in->spki_der, in->spki_der_len);

@@ -25,6 +25,12 @@
 #define HS_APK_V3_MAX_SDK 0x7fffffffu
 /* v3 signed data's attribute carrying the signing certificate lineage. */
 #define HS_APK_ATTR_PROOF_OF_ROTATION 0x3ba06f8cu
+/* v3.0 signed data's attribute naming the SDK from which the v3.1 block
+ * takes over: Android 13+ rejects the APK if that block is stripped. */
+#define HS_APK_ATTR_ROTATION_MIN_SDK 0x559f8b02u
+/* v3.1 signed data's attribute: the rotation targets the development
+ * release that still reports the last release's SDK version. */
+#define HS_APK_ATTR_ROTATION_DEV_RELEASE 0xc2a6b3bau
 
 /* An APK signature algorithm: its ID, the hs_sig_alg the signer uses, the
  * hash of the chunked content digest and the lowest SDK that knows it. */
@@ -58,6 +64,12 @@ typedef struct hs_apk_signer_input {
      * nodes, apk_lineage_write.h); NULL: none. */
     const uint8_t *lineage;
     size_t lineage_len;
+    /* v3 only: the platforms this signer is for (the v3.0 or v3.1 block). */
+    uint32_t min_sdk, max_sdk;
+    /* v3.0 next to a v3.1 block: that block's lowest SDK (the
+     * HS_APK_ATTR_ROTATION_MIN_SDK attribute); 0: none. */
+    uint32_t rotation_min_sdk_attr;
+    bool dev_release_attr;   /* v3.1: HS_APK_ATTR_ROTATION_DEV_RELEASE */
 } hs_apk_signer_input;
 
 /* The signed_data the signature covers (without its own length prefix). */

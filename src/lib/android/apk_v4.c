@@ -7,6 +7,7 @@
 
 #include <openssl/evp.h>
 
+#include "android/apk_signing_block.h"
 #include "android/zip.h"
 
 #define BLOCK 4096u
@@ -128,20 +129,37 @@ hs_result hs_apk_v4_signed_data(const hs_apk_v4 *v4, hs_apk_buf *out, hs_error *
     return r;
 }
 
-hs_result hs_apk_v4_file(const hs_apk_v4 *v4, uint32_t alg_id, const uint8_t *sig, size_t sig_len,
-                         hs_apk_buf *out, hs_error *e)
+static void put_signing_info(const hs_apk_v4 *v4, uint32_t alg_id, const uint8_t *sig,
+                             size_t sig_len, hs_apk_buf *out)
 {
-    hs_apk_buf_u32(out, 2);
-    size_t h = hs_apk_buf_lp_begin(out);
-    hashing_info(v4, out);
-    hs_apk_buf_lp_end(out, h);
-    size_t s = hs_apk_buf_lp_begin(out);
     hs_apk_buf_lp(out, v4->apk_digest, v4->apk_digest_len);
     hs_apk_buf_lp(out, v4->cert_der, v4->cert_der_len);
     hs_apk_buf_u32(out, 0);
     hs_apk_buf_lp(out, v4->spki_der, v4->spki_der_len);
     hs_apk_buf_u32(out, alg_id);
     hs_apk_buf_lp(out, sig, sig_len);
+}
+
+hs_result hs_apk_v4_signing_info(const hs_apk_v4 *v4, uint32_t alg_id, const uint8_t *sig,
+                                 size_t sig_len, hs_apk_buf *out, hs_error *e)
+{
+    put_signing_info(v4, alg_id, sig, sig_len, out);
+    return hs_apk_buf_check(out, "v4 signing info", e);
+}
+
+hs_result hs_apk_v4_file(const hs_apk_v4 *v4, uint32_t alg_id, const uint8_t *sig, size_t sig_len,
+                         const hs_apk_buf *v31_info, hs_apk_buf *out, hs_error *e)
+{
+    hs_apk_buf_u32(out, 2);
+    size_t h = hs_apk_buf_lp_begin(out);
+    hashing_info(v4, out);
+    hs_apk_buf_lp_end(out, h);
+    size_t s = hs_apk_buf_lp_begin(out);
+    put_signing_info(v4, alg_id, sig, sig_len, out);
+    if (v31_info != NULL) {
+        hs_apk_buf_u32(out, HS_APK_BLOCK_ID_V31);
+        hs_apk_buf_lp(out, v31_info->data, v31_info->len);
+    }
     hs_apk_buf_lp_end(out, s);
     hs_apk_buf_lp(out, v4->tree.data, v4->tree.len);
     return hs_apk_buf_check(out, "v4 signature file", e);

@@ -34,9 +34,14 @@ hs_result hs_apk_v4_tree(hs_apk_v4 *v4, int fd, uint64_t file_size, const char *
                          hs_error *e) HS_MUST_CHECK;
 /* The bytes the v4 signature covers. */
 hs_result hs_apk_v4_signed_data(const hs_apk_v4 *v4, hs_apk_buf *out, hs_error *e) HS_MUST_CHECK;
-/* The whole .idsig file. */
+/* One signing_info (without its length prefix) for v4's signer. */
+hs_result hs_apk_v4_signing_info(const hs_apk_v4 *v4, uint32_t alg_id, const uint8_t *sig,
+                                 size_t sig_len, hs_apk_buf *out, hs_error *e) HS_MUST_CHECK;
+/* The whole .idsig file. v31_info (NULL: none): the v3.1 signer's
+ * signing_info, which apksig appends to the v3.0 signer's inside the
+ * signing_info field as u32 block ID 0x1b93ad61 | lp(signing_info). */
 hs_result hs_apk_v4_file(const hs_apk_v4 *v4, uint32_t alg_id, const uint8_t *sig, size_t sig_len,
-                         hs_apk_buf *out, hs_error *e) HS_MUST_CHECK;
+                         const hs_apk_buf *v31_info, hs_apk_buf *out, hs_error *e) HS_MUST_CHECK;
 void hs_apk_v4_free(hs_apk_v4 *v4);
 
 #endif

@@ -15,8 +15,6 @@
 #include "util/encoding.h"
 
 #define ATTR_PROOF_OF_ROTATION 0x3ba06f8cu
-#define ATTR_ROTATION_MIN_SDK 0x559f8b02u
-#define ATTR_ROTATION_DEV_RELEASE 0xc2a6b3bau
 
 typedef struct scheme_job {
     hs_apk_digests *d;
@@ -241,7 +239,7 @@ static hs_result check_v3_attr(scheme_job *j, uint32_t id, hs_lp value, hs_apk_s
                 (long)out->lineage.count - 1)
             return hs_fail(e, HS_E_VERIFY,
                            "%s: the signer is not the last certificate of its lineage", j->what);
-    } else if (id == ATTR_ROTATION_MIN_SDK && j->p->max_sdk >= HS_SDK_T) {
+    } else if (id == HS_APK_ATTR_ROTATION_MIN_SDK && j->p->max_sdk >= HS_SDK_T) {
         uint32_t v;
         if (!hs_lp_u32(&value, &v))
             return hs_fail(e, HS_E_VERIFY, "%s: malformed rotation-min-sdk attribute", j->what);
@@ -253,7 +251,7 @@ static hs_result check_v3_attr(scheme_job *j, uint32_t id, hs_lp value, hs_apk_s
             return hs_fail(e, HS_E_VERIFY,
                            "%s: rotation-min-sdk attribute %u differs from the v3.1 signers' %d",
                            j->what, v, j->p->rotation_min_sdk);
-    } else if (id == ATTR_ROTATION_DEV_RELEASE) {
+    } else if (id == HS_APK_ATTR_ROTATION_DEV_RELEASE) {
         out->dev_release = true;
     }
     return HS_OK;

@@ -50,6 +50,27 @@ static hs_result optional_strings(json_t *o, size_t i, const char *path, const c
     return HS_OK;
 }
 
+/* rotation_min_sdk: an API level or "apksigner31" (0), only with a lineage. */
+static hs_result rotation_min_sdk(json_t *o, size_t i, const char *path, hs_batch_item *it,
+                                  hs_error *e)
+{
+    json_t *v = json_object_get(o, "rotation_min_sdk");
+    it->rotation_min_sdk = -1;
+    if (v == NULL)
+        return HS_OK;
+    if (it->lineage == NULL)
+        return hs_fail(e, HS_E_FORMAT, "manifest %s: entry %zu: rotation_min_sdk needs a lineage",
+                       path, i + 1);
+    if (json_is_string(v) && strcmp(json_string_value(v), "apksigner31") == 0)
+        it->rotation_min_sdk = 0;
+    else if (json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 10000)
+        it->rotation_min_sdk = (int)json_integer_value(v);
+    else
+        return hs_fail(e, HS_E_FORMAT, "manifest %s: entry %zu: rotation_min_sdk must be an API "
+                       "level or \"apksigner31\"", path, i + 1);
+    return HS_OK;
+}
+
 static hs_result parse_item(json_t *o, size_t i, const char *path, const char *dir, hs_batch_item *it,
                             hs_error *e)
 {
@@ -60,10 +81,10 @@ static hs_result parse_item(json_t *o, size_t i, const char *path, const char *d
     json_object_foreach(o, key, v) {
         if (strcmp(key, "input") != 0 && strcmp(key, "output") != 0 && strcmp(key, "key") != 0 &&
             strcmp(key, "min_sdk") != 0 && strcmp(key, "lineage") != 0 &&
-            strcmp(key, "old_key") != 0)
+            strcmp(key, "old_key") != 0 && strcmp(key, "rotation_min_sdk") != 0)
             return hs_fail(e, HS_E_FORMAT,
                            "manifest %s: entry %zu has unknown field '%s' (known: input, output, "
-                           "key, min_sdk, lineage, old_key)",
+                           "key, min_sdk, lineage, old_key, rotation_min_sdk)",
                            path, i + 1, key);
     }
     const char *in = json_string_value(json_object_get(o, "input"));
@@ -81,6 +102,8 @@ static hs_result parse_item(json_t *o, size_t i, const char *path, const char *d
         it->min_sdk = (int)json_integer_value(sdk);
     }
     hs_result r = optional_strings(o, i, path, dir, it, e);
+    if (r == HS_OK)
+        r = rotation_min_sdk(o, i, path, it, e);
     if (r != HS_OK)
         return r;
     it->input = resolve(dir, in);
