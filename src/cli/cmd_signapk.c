@@ -19,6 +19,7 @@
 #define MAX_CERT_FILE (1024u * 1024u)
 #define MAX_KEY_MAP (1024u * 1024u)
 #define KEY_MAP_ENV "HSMSIGN_KEY_MAP"
+#define DEBIAN_SIGNAPK_JAR "/usr/share/signapk/signapk.jar"
 
 typedef struct signapk_args {
     hs_signapk_options opt;
@@ -28,7 +29,8 @@ typedef struct signapk_args {
 
 static const char signapk_help[] =
     "usage: hsmsign signapk [-w] [-a N] [--align-file-size] [--min-sdk-version N]\n"
-    "                       [--disable-v2] [--key-map FILE] CERT KEY IN OUT\n"
+    "                       [--disable-v2] [--key-map FILE] [--so-alignment N]\n"
+    "                       CERT KEY IN OUT\n"
     "\n"
     "AOSP signapk.jar's command line, output byte-identical to it. KEY names the\n"
     "hsmsign key: its base name without .pk8 (/keys/releasekey.pk8 -> releasekey),\n"
@@ -38,7 +40,9 @@ static const char signapk_help[] =
     "what signapk would sign with. -w signs an OTA package (whole-file signature).\n"
     "An existing OUT is rewritten in place (same inode) once the whole output is\n"
     "ready, since callers read it through a handle they hold; on error OUT is\n"
-    "untouched. Refused: several CERT KEY pairs, --enable-v4, --lineage,\n"
+    "untouched. Stored .so entries are aligned to --so-alignment (default 16384,\n"
+    "as AOSP main's signapk; Debian's signapk 10 uses 4096, which hsmsign-java\n"
+    "passes when the jar it is given is Debian's). Refused: several CERT KEY pairs, --enable-v4, --lineage,\n"
     "-providerClass and other JCA options. See docs/signapk.md.\n";
 
 static int parse_int_arg(const char *opt, const char *s, int *out)
@@ -71,6 +75,9 @@ static int parse_signapk(int argc, char **argv, signapk_args *a)
             i++;
         } else if (strcmp(o, "--disable-v2") == 0) {
             a->opt.v2 = false;
+        } else if (strcmp(o, "--so-alignment") == 0) {
+            rc = parse_int_arg(o, v, &a->opt.so_alignment);
+            i++;
         } else if (strcmp(o, "--key-map") == 0 && v != NULL) {
             a->key_map = v;
             i++;
@@ -369,6 +376,13 @@ static bool is_signapk_jar(const char *path)
     return strncmp(base, "signapk", 7) == 0 && n > 4 && strcmp(base + n - 4, ".jar") == 0;
 }
 
+/* Debian's signapk 10 (package signapk) aligns .so to 4096, not 16384. */
+static bool is_debian_jar(const char *path)
+{
+    char real[PATH_MAX];
+    return realpath(path, real) != NULL && strcmp(real, DEBIAN_SIGNAPK_JAR) == 0;
+}
+
 /* JVM options that take the next argument as their value. */
 static bool jvm_option_with_value(const char *o)
 {
@@ -414,16 +428,21 @@ int cli_java_main(int argc, char **argv, int (*hsmsign_main)(int, char **))
     if (i + 1 < argc && strcmp(argv[i], "-jar") == 0 && is_signapk_jar(argv[i + 1])) {
         /* hsmsign signapk ARGS; global options come from HSMSIGN_* and the config. */
         int n = argc - (i + 2);
-        char **args = calloc((size_t)n + 3, sizeof *args);
+        char **args = calloc((size_t)n + 5, sizeof *args);
         if (args == NULL) {
             fputs("hsmsign-java: out of memory\n", stderr);
             return hs_result_exit_code(HS_E_NOMEM);
         }
-        char self[] = "hsmsign", cmd[] = "signapk";
-        args[0] = self;
-        args[1] = cmd;
-        memcpy(args + 2, argv + i + 2, (size_t)n * sizeof *args);
-        int rc = hsmsign_main(n + 2, args);
+        char self[] = "hsmsign", cmd[] = "signapk", so[] = "--so-alignment", debian[] = "4096";
+        int k = 0;
+        args[k++] = self;
+        args[k++] = cmd;
+        if (is_debian_jar(argv[i + 1])) {
+            args[k++] = so;
+            args[k++] = debian;
+        }
+        memcpy(args + k, argv + i + 2, (size_t)n * sizeof *args);
+        int rc = hsmsign_main(n + k, args);
         free(args);
         return rc;
     }

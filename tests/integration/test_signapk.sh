@@ -95,6 +95,12 @@ same_as_jar "--disable-v2" "$SIGNAPK_JAR" --disable-v2 "$CERT" "$PK8" "$WORK/app
 apk_verifies "$WORK/nov2.hs"
 same_as_jar "SHA-1 certificate, minSdk 14" "$SIGNAPK_JAR" "$K/oldkey.x509.pem" "$K/oldkey.pk8" "$WORK/app14.apk" sha1apk
 same_as_jar "re-signing a signed APK" "$SIGNAPK_JAR" "$CERT" "$PK8" "$WORK/sha1apk.hs" resign
+make_apk withso 24 so || { echo "Bail out! aapt failed"; exit 1; }
+ref "$CERT" "$PK8" "$WORK/withso.apk" "$WORK/so4k.ref"
+hs signapk --so-alignment 4096 "$CERT" "$PK8" "$WORK/withso.apk" "$WORK/so4k.hs"
+assert "stored .so, --so-alignment 4096: byte-identical to Debian's signapk.jar" cmp -s "$WORK/so4k.ref" "$WORK/so4k.hs"
+"$JAVA_WRAPPER" -jar "$SIGNAPK_JAR" "$CERT" "$PK8" "$WORK/withso.apk" "$WORK/so4k.java" </dev/null
+assert "hsmsign-java -jar Debian's jar: its .so alignment" cmp -s "$WORK/so4k.ref" "$WORK/so4k.java"
 if [ -f "$FWRES" ]; then
     same_as_jar "framework-res.apk" "$SIGNAPK_JAR" "$CERT" "$PK8" "$FWRES" fwres
     apk_verifies "$WORK/fwres.hs"
@@ -132,7 +138,6 @@ if [ -f "$AOSP_JAR" ]; then
         "$AOSP_JAR" -a 4096 --align-file-size --min-sdk-version 29 "$CERT" "$PK8" "$WORK/app28.apk" afs
     assert "--align-file-size: size is a multiple of 4096" [ $(( $(stat -c %s "$WORK/afs.hs") % 4096 )) -eq 0 ]
     apk_verifies "$WORK/afs.hs"
-    make_apk withso 24 so || { echo "Bail out! aapt failed"; exit 1; }
     same_as_jar "AOSP-main: stored .so aligned to 16 KiB" "$AOSP_JAR" "$CERT" "$PK8" "$WORK/withso.apk" so
     same_as_jar "AOSP-main: -w" "$AOSP_JAR" -w "$CERT" "$PK8" "$WORK/ota.zip" aospota
 else

@@ -25,7 +25,7 @@
 #define JAR_MAGIC 0xcafeu            /* JarOutputStream's first-entry extra field */
 #define ALIGN_EXTRA_ID 0xd935u       /* SignApk's alignment extra field */
 #define ALIGN_EXTRA_MIN 6u
-#define SO_ALIGNMENT 16384u          /* AOSP main aligns .so to 16 KiB pages */
+#define SO_ALIGNMENT 16384u          /* AOSP main aligns .so to 16 KiB pages (the maximum) */
 #define FLAG_UTF8 0x0800u            /* ZipOutputStream always writes UTF-8 names */
 #define DESCRIPTOR_SIG 0x08074b50u
 #define LEVEL_APK 9                  /* outputJar.setLevel(9) for APKs */
@@ -64,6 +64,7 @@ void hs_signapk_options_init(hs_signapk_options *opt)
 {
     memset(opt, 0, sizeof *opt);
     opt->alignment = 4;
+    opt->so_alignment = (int)SO_ALIGNMENT;
     opt->min_sdk = -1;
     opt->v2 = true;
 }
@@ -294,11 +295,11 @@ static uint64_t java_length(const char *name, size_t len)
 }
 
 /* SignApk's getStoredEntryDataAlignment. */
-static uint32_t stored_alignment(const hs_zip_entry *ent, int def)
+static uint32_t stored_alignment(const hs_zip_entry *ent, int def, int so)
 {
     if (def <= 0)
         return 0;
-    return name_ends(ent, ".so") ? SO_ALIGNMENT : (uint32_t)def;
+    return name_ends(ent, ".so") ? (uint32_t)so : (uint32_t)def;
 }
 
 /* The first pass of copyFiles: STORED entries, each aligned through the
@@ -321,7 +322,8 @@ static hs_result copy_stored(job *j, hs_error *e)
             return hs_fail(e, HS_E_FORMAT, "%s: entry %.*s: CRC mismatch", j->in,
                            (int)ent->name_len, ent->name);
         /* signWholeFile copies with alignment 0 (the field is still added). */
-        uint32_t alignment = stored_alignment(ent, j->opt->whole_file ? 0 : j->opt->alignment);
+        uint32_t alignment = stored_alignment(ent, j->opt->whole_file ? 0 : j->opt->alignment,
+                                              j->opt->so_alignment);
         offset += HS_ZIP_LFH_SIZE + java_length(ent->name, ent->name_len);
         if (first)
             offset += 4;
@@ -647,8 +649,10 @@ hs_result hs_signapk_sign(const char *in, const hs_apk_key *key, const hs_signap
 {
     memset(res, 0, sizeof *res);
     job j = {.in = in, .key = key, .opt = opt, .sign = sign, .res = res};
-    if (opt->alignment < 0 || opt->alignment > 65535)
-        return hs_fail(e, HS_E_USAGE, "alignment %d out of range", opt->alignment);
+    if (opt->alignment < 0 || opt->alignment > 65535 || opt->so_alignment < 1 ||
+        opt->so_alignment > (int)SO_ALIGNMENT)
+        return hs_fail(e, HS_E_USAGE, "alignment %d / .so alignment %d out of range",
+                       opt->alignment, opt->so_alignment);
     if (opt->whole_file && opt->otacert == NULL)
         return hs_fail(e, HS_E_USAGE, "-w needs the certificate file's bytes");
     hs_result r = hs_zip_open(&j.zip, in, e);

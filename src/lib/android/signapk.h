@@ -26,6 +26,9 @@
 typedef struct hs_signapk_options {
     int alignment;            /* -a N: stored entries' data alignment (signapk's default 4) */
     bool align_file_size;     /* --align-file-size: pad the EOCD comment to a multiple of N */
+    /* Alignment of stored .so entries when alignment > 0: AOSP main's
+     * 16384 (the default); Debian's signapk 10 uses 4096. */
+    int so_alignment;
     int min_sdk;              /* --min-sdk-version; -1: from AndroidManifest.xml */
     bool v2;                  /* false: --disable-v2 */
     bool whole_file;          /* -w: OTA package */
@@ -34,7 +37,7 @@ typedef struct hs_signapk_options {
     const char *artifact;     /* input path for the audit entries; NULL: the input path */
 } hs_signapk_options;
 
-/* alignment 4, min_sdk -1, v2 on. */
+/* alignment 4, so_alignment 16384, min_sdk -1, v2 on. */
 void hs_signapk_options_init(hs_signapk_options *opt);
 
 typedef struct hs_signapk_result {
