@@ -8,6 +8,8 @@
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+/* next_in is const: zlib only reads the input. */
+#define ZLIB_CONST
 #include <zlib.h>
 
 #include "android/apk_digest.h"
@@ -190,7 +192,7 @@ static hs_result deflate_java(const uint8_t *in, size_t len, int level, hs_apk_b
         goto out;
     }
     out->cap = bound;
-    zs.next_in = (Bytef *)(uintptr_t)in;
+    zs.next_in = in;
     zs.avail_in = (uInt)len;
     zs.next_out = out->data;
     zs.avail_out = (uInt)bound;
@@ -247,12 +249,13 @@ static bool copied(const job *j, const hs_zip_entry *ent)
     return hs_apk_entry_is_signed_content(ent->name, ent->name_len);
 }
 
-static const hs_zip *sort_zip; /* qsort has no context argument */
-
-static int cmp_names(const void *a, const void *b)
+/* Java's String order, which is byte order for UTF-8 outside the
+ * surrogate range. */
+static int cmp_names(const void *a, const void *b, void *ctx)
 {
-    const hs_zip_entry *x = &sort_zip->entries[*(const size_t *)a];
-    const hs_zip_entry *y = &sort_zip->entries[*(const size_t *)b];
+    const hs_zip *z = ctx;
+    const hs_zip_entry *x = &z->entries[*(const size_t *)a];
+    const hs_zip_entry *y = &z->entries[*(const size_t *)b];
     size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
     int c = memcmp(x->name, y->name, n);
     return c != 0 ? c : (int)x->name_len - (int)y->name_len;
@@ -276,8 +279,7 @@ static hs_result collect_names(job *j, hs_error *e)
         if (copied(j, ent))
             j->names[j->name_count++] = i;
     }
-    sort_zip = z;
-    qsort(j->names, j->name_count, sizeof *j->names, cmp_names);
+    qsort_r(j->names, j->name_count, sizeof *j->names, cmp_names, (void *)z);
     return HS_OK;
 }
 
