@@ -117,6 +117,11 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv);
 int cli_sign_batch(const cli_globals *g, int argc, char **argv);
 int cli_verify_apk(const cli_globals *g, int argc, char **argv);
 int cmd_avb(const cli_globals *g, int argc, char **argv);
+/* signapk.jar's command line, sign ota, and hsmsign-java (cmd_signapk.c):
+ * cli_java_main runs hsmsign_main for `-jar signapk*.jar`, else execs java. */
+int cmd_signapk(const cli_globals *g, int argc, char **argv);
+int cli_sign_ota(const cli_globals *g, int argc, char **argv);
+int cli_java_main(int argc, char **argv, int (*hsmsign_main)(int, char **));
 int cmd_ceremony(const cli_globals *g, int argc, char **argv);
 int cmd_shares(const cli_globals *g, int argc, char **argv);
 /* Audit log (cmd_audit.c); cli_audit_checkpoint signs a checkpoint from

@@ -80,10 +80,11 @@ int cmd_sign(const cli_globals *g, int argc, char **argv)
         {"raw", sign_raw, "detached signature of a file"},
         {"apk", cli_sign_apk, "APK Signature Scheme v2/v3 (v1, v4 on request)"},
         {"batch", cli_sign_batch, "many APKs from a manifest, in one process"},
+        {"ota", cli_sign_ota, "OTA package, whole-file signature (signapk -w layout)"},
     };
     return cli_dispatch(g, "sign", "Sign artifacts. Every signature is made by the HSM and "
                                    "recorded in the audit log before it is written.",
-                        subs, 3, argc, argv);
+                        subs, sizeof subs / sizeof subs[0], argc, argv);
 }
 
 int cmd_verify(const cli_globals *g, int argc, char **argv)

@@ -18,8 +18,9 @@ static const char usage_text[] =
     "  token      initialize and list tokens (SoftHSM convenience: token init --dir)\n"
     "  wrapkey    create or show the token's AES wrap key\n"
     "  key        generate, import, list and show signing keys\n"
-    "  sign       sign files: raw, apk, batch\n"
+    "  sign       sign files: raw, apk, batch, ota\n"
     "  verify     check signatures: apk\n"
+    "  signapk    AOSP signapk.jar's command line (byte-identical output, OUT in place)\n"
     "  avb        Android Verified Boot: vbmeta, hash/hashtree footers, avbtool helper\n"
     "  ceremony   provision two HSMs with a wrap key split into shares; restore one\n"
     "  shares     verify backup shares against a ceremony transcript\n"
@@ -56,6 +57,7 @@ static const struct {
     {"sign", cmd_sign},
     {"verify", cmd_verify},
     {"avb", cmd_avb},
+    {"signapk", cmd_signapk},
     {"ceremony", cmd_ceremony},
     {"shares", cmd_shares},
     {"audit", cmd_audit},
@@ -186,8 +188,17 @@ static int finish_stdout(int rc)
     return rc != 0 ? rc : hs_result_exit_code(HS_E_IO);
 }
 
+/* Called as hsmsign-java (the symlink releasetools' --java_path names). */
+static bool called_as_java(const char *argv0)
+{
+    const char *base = strrchr(argv0, '/');
+    return strcmp(base ? base + 1 : argv0, "hsmsign-java") == 0;
+}
+
 int main(int argc, char **argv)
 {
     hs_harden_process();
+    if (argc > 0 && called_as_java(argv[0]))
+        return finish_stdout(cli_java_main(argc, argv, run));
     return finish_stdout(run(argc, argv));
 }

@@ -103,6 +103,37 @@ static void unwritable_directory_fails_cleanly(void **state)
     assert_non_null(strstr(e.msg, "/nonexistent-dir/x"));
 }
 
+/* The signapk drop-in contract: an existing file keeps its inode (a
+ * handle opened before reads the new bytes, shorter or longer), a missing
+ * one is created, and a target that cannot be written is left alone. */
+static void in_place_write_keeps_the_inode(void **state)
+{
+    (void)state;
+    char path[512], sub[512];
+    snprintf(path, sizeof path, "%s/held", dir);
+    hs_error e;
+    bool in_place = true;
+    assert_int_equal(hs_write_file_in_place(path, "first version", 13, 0644, &in_place, &e), HS_OK);
+    assert_false(in_place); /* created */
+    FILE *held = fopen(path, "rb");
+    assert_non_null(held);
+    struct stat before, after;
+    assert_int_equal(fstat(fileno(held), &before), 0);
+    assert_int_equal(hs_write_file_in_place(path, "v2", 2, 0644, &in_place, &e), HS_OK);
+    assert_true(in_place);
+    char buf[32] = {0};
+    assert_int_equal(fread(buf, 1, sizeof buf, held), 2);
+    assert_string_equal(buf, "v2");
+    assert_int_equal(stat(path, &after), 0);
+    assert_int_equal(before.st_ino, after.st_ino);
+    fclose(held);
+    snprintf(sub, sizeof sub, "%s/adir", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(hs_write_file_in_place(sub, "x", 1, 0644, &in_place, &e), HS_E_IO);
+    assert_non_null(strstr(e.msg, "adir"));
+    assert_false(in_place);
+}
+
 static void secure_memory_is_usable_and_wiped(void **state)
 {
     (void)state;
@@ -124,6 +155,7 @@ int main(void)
         cmocka_unit_test(abort_leaves_nothing),
         cmocka_unit_test(read_errors_name_the_file),
         cmocka_unit_test(unwritable_directory_fails_cleanly),
+        cmocka_unit_test(in_place_write_keeps_the_inode),
         cmocka_unit_test(secure_memory_is_usable_and_wiped),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

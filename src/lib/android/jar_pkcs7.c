@@ -60,10 +60,23 @@ static void algorithm_id(hs_apk_buf *b, const uint8_t *oid, size_t oid_len, bool
     der_wrap(b, TAG_SEQUENCE, &alg);
 }
 
-static void digest_algorithm(hs_apk_buf *b, bool sha256)
+static const uint8_t oid_sha256_rsa[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b};
+
+/* How the two encoders differ: apksig gives every AlgorithmIdentifier
+ * NULL parameters and names the key type as signature algorithm; Bouncy
+ * Castle's CMSSignedDataGenerator (signapk -w) leaves SHA-256's
+ * parameters out and names the signature algorithm (sha256WithRSA),
+ * while for SHA-1 it writes what apksig writes. */
+typedef struct pkcs7_style {
+    bool digest_null;
+    const uint8_t *sig_oid;
+    size_t sig_oid_len;
+} pkcs7_style;
+
+static void digest_algorithm(hs_apk_buf *b, bool sha256, bool null_params)
 {
     if (sha256)
-        algorithm_id(b, oid_sha256, sizeof oid_sha256, true);
+        algorithm_id(b, oid_sha256, sizeof oid_sha256, null_params);
     else
         algorithm_id(b, oid_sha1, sizeof oid_sha1, true);
 }
@@ -93,8 +106,9 @@ static hs_result issuer_and_serial(const uint8_t *cert_der, size_t cert_len, hs_
     return r;
 }
 
-hs_result hs_jar_pkcs7_build(const uint8_t *cert_der, size_t cert_len, bool sha256, bool rsa,
-                             const uint8_t *sig, size_t sig_len, hs_apk_buf *out, hs_error *e)
+static hs_result build(const uint8_t *cert_der, size_t cert_len, bool sha256,
+                       const pkcs7_style *st, const uint8_t *sig, size_t sig_len, hs_apk_buf *out,
+                       hs_error *e)
 {
     static const uint8_t version1 = 1;
     hs_apk_buf signer = {0}, signed_data = {0}, set = {0}, content = {0}, info = {0};
@@ -104,15 +118,12 @@ hs_result hs_jar_pkcs7_build(const uint8_t *cert_der, size_t cert_len, bool sha2
         hs_apk_buf_free(&signer);
         return r;
     }
-    digest_algorithm(&signer, sha256);
-    if (rsa)
-        algorithm_id(&signer, oid_rsa, sizeof oid_rsa, true);
-    else
-        algorithm_id(&signer, oid_ec_public_key, sizeof oid_ec_public_key, true);
+    digest_algorithm(&signer, sha256, st->digest_null);
+    algorithm_id(&signer, st->sig_oid, st->sig_oid_len, true);
     der_tlv(&signer, TAG_OCTET_STRING, sig, sig_len);
 
     der_tlv(&signed_data, TAG_INTEGER, &version1, 1);
-    digest_algorithm(&set, sha256);
+    digest_algorithm(&set, sha256, st->digest_null);
     der_wrap(&signed_data, TAG_SET, &set);
     hs_apk_buf encap = {0};
     der_tlv(&encap, TAG_OID, oid_data, sizeof oid_data);
@@ -127,4 +138,22 @@ hs_result hs_jar_pkcs7_build(const uint8_t *cert_der, size_t cert_len, bool sha2
     der_wrap(&info, TAG_CONTEXT_0, &content);
     der_wrap(out, TAG_SEQUENCE, &info);
     return hs_apk_buf_check(out, "JAR signature block", e);
+}
+
+hs_result hs_jar_pkcs7_build(const uint8_t *cert_der, size_t cert_len, bool sha256, bool rsa,
+                             const uint8_t *sig, size_t sig_len, hs_apk_buf *out, hs_error *e)
+{
+    pkcs7_style st = {true, rsa ? oid_rsa : oid_ec_public_key,
+                      rsa ? sizeof oid_rsa : sizeof oid_ec_public_key};
+    return build(cert_der, cert_len, sha256, &st, sig, sig_len, out, e);
+}
+
+hs_result hs_jar_pkcs7_build_bc_rsa(const uint8_t *cert_der, size_t cert_len, bool sha256,
+                                    const uint8_t *sig, size_t sig_len, hs_apk_buf *out,
+                                    hs_error *e)
+{
+    /* (with SHA-1 it writes what apksig does) */
+    pkcs7_style st = {!sha256, sha256 ? oid_sha256_rsa : oid_rsa,
+                      sha256 ? sizeof oid_sha256_rsa : sizeof oid_rsa};
+    return build(cert_der, cert_len, sha256, &st, sig, sig_len, out, e);
 }

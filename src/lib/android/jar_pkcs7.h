@@ -19,4 +19,10 @@ hs_result hs_jar_pkcs7_build(const uint8_t *cert_der, size_t cert_len, bool sha2
                              const uint8_t *sig, size_t sig_len, hs_apk_buf *out,
                              hs_error *e) HS_MUST_CHECK;
 
+/* The same SignedData as Bouncy Castle's CMSSignedDataGenerator writes it
+ * for signapk -w (RSA, no signed attributes, detached). */
+hs_result hs_jar_pkcs7_build_bc_rsa(const uint8_t *cert_der, size_t cert_len, bool sha256,
+                                    const uint8_t *sig, size_t sig_len, hs_apk_buf *out,
+                                    hs_error *e) HS_MUST_CHECK;
+
 #endif

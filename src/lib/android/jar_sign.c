@@ -194,11 +194,12 @@ static hs_result build_sf(jar_job *j, hs_error *e)
     hs_jar_attrs attrs = {0};
     const char *schemes = j->p->v2 && j->p->v3 ? "2, 3" : j->p->v2 ? "2" : j->p->v3 ? "3" : NULL;
     const char *manifest_attr = j->sha256 ? "SHA-256-Digest-Manifest" : "SHA1-Digest-Manifest";
+    const char *created_by = j->p->created_by ? j->p->created_by : "1.0 (Android)";
     hs_result r = b64 ? HS_OK : hs_fail(e, HS_E_NOMEM, "%s: out of memory", j->path);
     if (r == HS_OK)
         r = hs_jar_attrs_put(&attrs, "Signature-Version", 17, "1.0", 3, e);
     if (r == HS_OK)
-        r = hs_jar_attrs_put(&attrs, "Created-By", 10, "1.0 (Android)", 13, e);
+        r = hs_jar_attrs_put(&attrs, "Created-By", 10, created_by, strlen(created_by), e);
     /* Stripping protection: the APK-specific schemes also applied. */
     if (r == HS_OK && schemes != NULL)
         r = hs_jar_attrs_put(&attrs, "X-Android-APK-Signed", 20, schemes, strlen(schemes), e);
@@ -318,13 +319,6 @@ hs_result hs_jar_write_new_entry(const char *path, const char *name, const hs_ap
     return r == HS_OK ? hs_apk_buf_check(&added->cd, path, e) : r;
 }
 
-static hs_result write_entry(jar_job *j, const char *name, const hs_apk_buf *data,
-                             hs_apk_out *out, hs_jar_entries *added, hs_error *e)
-{
-    return hs_jar_write_new_entry(j->path, name, data, j->p->mod_time, j->p->mod_date, out, added,
-                                  e);
-}
-
 static hs_result choose_algorithms(jar_job *j, hs_error *e)
 {
     EVP_PKEY *pub = j->p->key->public_key;
@@ -341,11 +335,10 @@ static hs_result choose_algorithms(jar_job *j, hs_error *e)
     return HS_OK;
 }
 
-hs_result hs_jar_sign_append(const hs_jar_sign_params *p, hs_apk_out *out, hs_jar_entries *added,
-                             hs_error *e)
+hs_result hs_jar_sign_build(const hs_jar_sign_params *p, hs_jar_files *out, hs_error *e)
 {
     jar_job j = {.p = p, .path = p->zip->path};
-    char sf_name[32], block_name[32];
+    memset(out, 0, sizeof *out);
     hs_result r = choose_algorithms(&j, e);
     if (r == HS_OK)
         r = collect_entries(&j, e);
@@ -355,19 +348,34 @@ hs_result hs_jar_sign_append(const hs_jar_sign_params *p, hs_apk_out *out, hs_ja
         r = build_sf(&j, e);
     if (r == HS_OK)
         r = sign_sf(&j, e);
-    snprintf(sf_name, sizeof sf_name, "META-INF/%s.SF", j.name);
-    snprintf(block_name, sizeof block_name, "META-INF/%s.%s", j.name, j.rsa ? "RSA" : "EC");
-    /* apksig's order: the signature files, then MANIFEST.MF. */
-    if (r == HS_OK)
-        r = write_entry(&j, sf_name, &j.sf, out, added, e);
-    if (r == HS_OK)
-        r = write_entry(&j, block_name, &j.block, out, added, e);
-    if (r == HS_OK)
-        r = write_entry(&j, "META-INF/MANIFEST.MF", &j.manifest, out, added, e);
     free(j.entries);
-    hs_apk_buf_free(&j.manifest);
-    hs_apk_buf_free(&j.sf);
-    hs_apk_buf_free(&j.block);
+    /* apksig's order: the signature files, then MANIFEST.MF. */
+    snprintf(out->name[0], sizeof out->name[0], "META-INF/%s.SF", j.name);
+    snprintf(out->name[1], sizeof out->name[1], "META-INF/%s.%s", j.name, j.rsa ? "RSA" : "EC");
+    snprintf(out->name[2], sizeof out->name[2], "META-INF/MANIFEST.MF");
+    out->data[0] = j.sf;
+    out->data[1] = j.block;
+    out->data[2] = j.manifest;
+    if (r != HS_OK)
+        hs_jar_files_free(out);
+    return r;
+}
+
+void hs_jar_files_free(hs_jar_files *f)
+{
+    for (size_t i = 0; i < 3; i++)
+        hs_apk_buf_free(&f->data[i]);
+}
+
+hs_result hs_jar_sign_append(const hs_jar_sign_params *p, hs_apk_out *out, hs_jar_entries *added,
+                             hs_error *e)
+{
+    hs_jar_files f;
+    hs_result r = hs_jar_sign_build(p, &f, e);
+    for (size_t i = 0; r == HS_OK && i < 3; i++)
+        r = hs_jar_write_new_entry(p->zip->path, f.name[i], &f.data[i], p->mod_time,
+                                   p->mod_date, out, added, e);
+    hs_jar_files_free(&f);
     return r;
 }
 

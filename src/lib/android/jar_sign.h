@@ -23,6 +23,7 @@ typedef struct hs_jar_sign_params {
     const char *artifact;
     const uint8_t *artifact_sha256;
     uint16_t mod_time, mod_date;     /* DOS timestamp for the new entries */
+    const char *created_by;          /* .SF Created-By; NULL: apksigner's "1.0 (Android)" */
 } hs_jar_sign_params;
 
 /* The new entries' central directory records, to append to the CD. */
@@ -35,6 +36,16 @@ typedef struct hs_jar_entries {
 hs_result hs_jar_sign_append(const hs_jar_sign_params *p, hs_apk_out *out, hs_jar_entries *added,
                              hs_error *e) HS_MUST_CHECK;
 void hs_jar_entries_free(hs_jar_entries *added);
+
+/* The three v1 files' names and bytes, for a writer that lays out its own
+ * entries (signapk.c), in apksig's order: .SF, signature block, manifest. */
+typedef struct hs_jar_files {
+    char name[3][32];
+    hs_apk_buf data[3];
+} hs_jar_files;
+hs_result hs_jar_sign_build(const hs_jar_sign_params *p, hs_jar_files *out,
+                            hs_error *e) HS_MUST_CHECK;
+void hs_jar_files_free(hs_jar_files *f);
 
 /* Appends a new entry as apksig writes the ones it adds: deflated like
  * Java's Deflater(9, nowrap), local header at the output's end, its CD

@@ -339,6 +339,49 @@ hs_result hs_write_file_atomic(const char *path, const void *data, size_t len, m
     return r;
 }
 
+static hs_result overwrite_fd(int fd, const char *path, const void *data, size_t len,
+                              hs_error *e)
+{
+    /* Reserve the space first so that a full disk is found before any
+     * byte of OUT changes (file systems without fallocate skip this). */
+    int err = len > 0 ? posix_fallocate(fd, 0, (off_t)len) : 0;
+    if (err != 0 && err != EOPNOTSUPP && err != EINVAL)
+        return hs_fail(e, HS_E_IO, "%s: cannot reserve %zu bytes: %s", path, len, strerror(err));
+    if (lseek(fd, 0, SEEK_SET) != 0)
+        return hs_fail(e, HS_E_IO, "%s: cannot seek: %s", path, strerror(errno));
+    hs_result r = hs_write_fd_all(fd, data, len, path, e);
+    if (r != HS_OK)
+        return r;
+    if (ftruncate(fd, (off_t)len) != 0)
+        return hs_fail(e, HS_E_IO, "%s: cannot truncate: %s", path, strerror(errno));
+    if (fsync(fd) != 0)
+        return hs_fail(e, HS_E_IO, "%s: fsync failed: %s", path, strerror(errno));
+    return HS_OK;
+}
+
+hs_result hs_write_file_in_place(const char *path, const void *data, size_t len, mode_t mode,
+                                 bool *in_place, hs_error *e)
+{
+    *in_place = false;
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0 && errno == ENOENT)
+        return hs_write_file_atomic(path, data, len, mode, false, e);
+    if (fd < 0)
+        return hs_fail(e, HS_E_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+    struct stat st;
+    hs_result r = HS_OK;
+    if (fstat(fd, &st) != 0)
+        r = hs_fail(e, HS_E_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        r = hs_fail(e, HS_E_IO, "%s: not a regular file", path);
+    if (r == HS_OK)
+        r = overwrite_fd(fd, path, data, len, e);
+    *in_place = r == HS_OK;
+    if (close(fd) != 0 && r == HS_OK)
+        r = hs_fail(e, HS_E_IO, "%s: close failed: %s", path, strerror(errno));
+    return r;
+}
+
 hs_result hs_mkdir_p(const char *dir, mode_t mode, hs_error *e)
 {
     char *p = strdup(dir);

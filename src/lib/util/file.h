@@ -47,6 +47,15 @@ void hs_atomic_abort(hs_atomic_file *af);
 hs_result hs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
                                bool no_replace, hs_error *e) HS_MUST_CHECK;
 
+/* The drop-in contract of `hsmsign signapk`: callers (releasetools) hold
+ * OUT open and read the result through that handle, so an existing OUT
+ * gets the bytes in its own inode: space reserved, overwritten from
+ * offset 0, truncated to len, fsynced. Nothing is changed when OUT cannot
+ * be opened for writing or is not a regular file. A missing OUT is
+ * created with hs_write_file_atomic (mode). *in_place tells which. */
+hs_result hs_write_file_in_place(const char *path, const void *data, size_t len, mode_t mode,
+                                 bool *in_place, hs_error *e) HS_MUST_CHECK;
+
 /* write(2) until done, retrying EINTR and short writes. */
 hs_result hs_write_fd_all(int fd, const void *data, size_t len, const char *what,
                           hs_error *e) HS_MUST_CHECK;
