@@ -444,7 +444,9 @@ static hs_result build_scheme(job *j, v23_ctx *c, hs_apk_scheme scheme, hs_apk_b
     hs_apk_signer_input in = {.algorithm = &c->alg, .content_digest = c->digest,
                               .content_digest_len = c->digest_len, .cert_der = j->key->cert_der,
                               .cert_der_len = j->key->cert_der_len, .spki_der = c->spki,
-                              .spki_der_len = (size_t)c->spki_len, .v3_also = true};
+                              .spki_der_len = (size_t)c->spki_len, .v3_also = true,
+                              /* one v3 signer for every platform that has v3 */
+                              .min_sdk = c->alg.min_sdk, .max_sdk = HS_APK_V3_MAX_SDK};
     hs_apk_buf signed_data = {0};
     uint8_t *sig = NULL;
     size_t sig_len = 0;
