@@ -82,6 +82,9 @@ hs_result hs_agent_connect(const char *path, hs_agent_client **out, hs_error *e)
         r = hello != NULL ? hs_agent_call(c, hello, &c->info, e)
                           : hs_fail(e, HS_E_NOMEM, "out of memory");
     json_decref(hello);
+    if (r == HS_E_IO)
+        r = hs_error_prefix(e, "the agent at %s dropped the connection (it serves its own user "
+                               "only): ", path);
     if (r == HS_OK)
         r = hs_agent_response_check(c->info, e);
     if (r == HS_OK &&
