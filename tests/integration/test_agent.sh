@@ -56,6 +56,7 @@ wait_until() {
 agent_ready() { grep -q '^HSMSIGN_AGENT=' "$WORK/agent.out"; }
 # An exited child stays a zombie until waited for: kill -0 still finds it.
 exited() { local s; s=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null); [ -z "$s" ] || [ "$s" = Z ]; }
+ready_or_exited() { agent_ready || exited "$AGENT_PID"; }
 
 # start_agent [WRAPPER...] -- [AGENT OPTIONS...]: a foreground agent behind
 # the counting shim, as a child of this shell (AGENT_PID).
@@ -68,7 +69,8 @@ start_agent() {
         "${wrap[@]}" "$HSMSIGN" agent start --foreground --socket "$SOCK" "$@" \
         >"$WORK/agent.out" 2>>"$WORK/agent.log" &
     AGENT_PID=$!
-    wait_until "the agent to be ready" agent_ready
+    wait_until "the agent to be ready" ready_or_exited
+    agent_ready || fail "the agent exited instead of serving: $(tail -1 "$WORK/agent.log")"
 }
 # wait_agent: the agent's exit status, once it has exited (bounded).
 wait_agent() {
@@ -192,12 +194,29 @@ echo "# $written of 60 signatures were written before and after the kill"
 assert "every signature a client wrote ($written) has its audit entry ($n)" test "$n" -eq "$written" -a "$written" -gt 0
 assert "the killed agent left its socket behind" test -S "$SOCK"
 start_agent -- --checkpoint-delay 1
-assert "agent start replaced the stale socket" agent_ready
+assert "agent start replaced the stale socket" test -S "$SOCK"
 check "the new agent signs" client sign raw --key platform in1.txt after-kill.sig
 assert "... the same bytes" cmp -s after-kill.sig ref.sig
 check "agent stop" client agent stop
 wait_agent
 check "audit verify passes after the kill and restart" hs audit verify
+
+# --- a dropped session: the agent logs in again, unwraps again -------------
+# The agent's second C_Sign finds its session gone (a YubiHSM 2's idle
+# timeout); no checkpoint is due before the stop, so the counts are exact.
+HSMSIGN_SHIM_FAIL_FUNC=C_Sign HSMSIGN_SHIM_FAIL_AT=2 HSMSIGN_SHIM_FAIL_RV=CKR_SESSION_HANDLE_INVALID \
+    start_agent -- --checkpoint-delay 600
+check "sign before the session drops" client sign raw --key platform in1.txt drop1.sig
+check "sign after the session dropped: recovered inside the agent" client sign raw --key platform in2.txt drop2.sig
+check "openssl verifies the signature made after recovery" \
+    openssl dgst -sha256 -verify "$PLATFORM_PUB" -signature drop2.sig in2.txt
+check "status counts the recovery" client agent status --json
+assert "... one recovery" python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["recoveries"] == 1' "$WORK/out"
+check "agent stop" client agent stop
+wait_agent
+assert "recovery: a second login and a second unwrap" \
+    test "$(counts "c['logins'], c['calls']['C_UnwrapKey']")" = "2 2"
+assert "recovery: every session closed" sessions_all_closed
 
 # --- another user -----------------------------------------------------------
 if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
@@ -253,9 +272,11 @@ for sig in TERM INT; do
 done
 
 # --- daemon mode, as users run it -------------------------------------------------
+# C_Finalize takes 2 s in the shim: a stop that answered before releasing
+# would return before the counts file exists.
 rm -f counts.json
 HSMSIGN_MODULE=$P11SHIM HSMSIGN_SHIM_MODULE=$SOFTHSM_MODULE HSMSIGN_SHIM_COUNTS=$WORK/counts.json \
-    "$HSMSIGN" agent start --socket "$SOCK" >env.sh 2>"$WORK/err"
+    HSMSIGN_SHIM_LATENCY=C_Finalize:2000 "$HSMSIGN" agent start --socket "$SOCK" >env.sh 2>"$WORK/err"
 assert "agent start (daemon) prints the HSMSIGN_AGENT line" grep -q "^HSMSIGN_AGENT=$SOCK; export HSMSIGN_AGENT; HSMSIGN_AGENT_PID=" env.sh
 (. ./env.sh && env -u HSMSIGN_PIN HSMSIGN_MODULE=/nonexistent/pkcs11.so "$HSMSIGN" sign raw --key platform in3.txt daemon.sig) &&
     pass "sign raw through the daemon" || fail "sign raw through the daemon"

@@ -34,7 +34,8 @@ static hs_result connect_socket(const char *path, int *fd, hs_error *e)
         int err = errno;
         close(*fd);
         *fd = -1;
-        return hs_fail(e, err == ENOENT ? HS_E_NOTFOUND : HS_E_IO,
+        /* ECONNREFUSED: a socket left by a killed agent. */
+        return hs_fail(e, err == ENOENT || err == ECONNREFUSED ? HS_E_NOTFOUND : HS_E_IO,
                        "no agent at %s (HSMSIGN_AGENT): %s; start one with `hsmsign agent start`",
                        path, strerror(err));
     }
