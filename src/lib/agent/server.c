@@ -55,8 +55,8 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void logf_(const server *s, const char *fmt, ...) HS_PRINTF(2, 3);
-static void logf_(const server *s, const char *fmt, ...)
+static void agent_log(const server *s, const char *fmt, ...) HS_PRINTF(2, 3);
+static void agent_log(const server *s, const char *fmt, ...)
 {
     if (s->cfg->log == NULL)
         return;
@@ -178,19 +178,19 @@ static void accept_all(server *s)
         struct ucred cred;
         socklen_t len = sizeof cred;
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-            logf_(s, "refused a connection: SO_PEERCRED failed: %s", strerror(errno));
+            agent_log(s, "refused a connection: SO_PEERCRED failed: %s", strerror(errno));
             close(fd);
             continue;
         }
         if (cred.uid != getuid()) {
-            logf_(s, "refused a connection from uid %u (pid %d): the agent serves uid %u only",
+            agent_log(s, "refused a connection from uid %u (pid %d): the agent serves uid %u only",
                   (unsigned)cred.uid, (int)cred.pid, (unsigned)getuid());
             close(fd);
             continue;
         }
         hs_agent_inbuf *in = s->n_conns < MAX_CONNS ? malloc(sizeof *in) : NULL;
         if (in == NULL) {
-            logf_(s, "refused a connection from pid %d: too many connections", (int)cred.pid);
+            agent_log(s, "refused a connection from pid %d: too many connections", (int)cred.pid);
             close(fd);
             continue;
         }
@@ -309,7 +309,7 @@ static bool handle(server *s, conn *c, const json_t *msg)
         r = hs_fail(&e, HS_E_USAGE, "unknown agent request \"%s\"", op != NULL ? op : "");
     }
     if (r != HS_OK) {
-        logf_(s, "request %s from pid %d failed: %s", op != NULL ? op : "?", (int)c->pid, e.msg);
+        agent_log(s, "request %s from pid %d failed: %s", op != NULL ? op : "?", (int)c->pid, e.msg);
         ans = hs_agent_error_json(&e);
     } else if (ans == NULL) {
         ans = ok_json();
@@ -338,7 +338,7 @@ static void read_conn(server *s, conn *c)
         hs_error e;
         json_t *msg = NULL;
         if (hs_agent_inbuf_take(c->in, &msg, &e) != HS_OK) {
-            logf_(s, "dropped the connection of pid %d: %s", (int)c->pid, e.msg);
+            agent_log(s, "dropped the connection of pid %d: %s", (int)c->pid, e.msg);
             c->closing = true;
             return;
         }
@@ -363,7 +363,7 @@ static void flush_replies(server *s)
     hs_error_clear(&e);
     hs_result sync = deferred ? hs_audit_sync(s->cfg->audit, &e) : HS_OK;
     if (sync != HS_OK)
-        logf_(s, "audit log not durable, %s", e.msg);
+        agent_log(s, "audit log not durable, %s", e.msg);
     for (size_t i = 0; i < s->n_replies; i++) {
         reply *rp = &s->replies[i];
         if (rp->sig != NULL && sync != HS_OK) {
