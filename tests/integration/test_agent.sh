@@ -109,6 +109,11 @@ check "apksigner verify accepts the agent's APK (v2+v3: minSdk 24)" apksigner ve
 check "agent: sign apk again (key already unwrapped)" client sign apk --key platform --v1-signing true \
     --v2-signing true --v3-signing true "$V/app21.apk" agent2.apk
 check "apksigner verify accepts it (v1+v2+v3)" apksigner verify agent2.apk
+printf '[{"input":"%s","output":"b1.apk","key":"platform"},{"input":"%s","output":"b2.apk","key":"platform"}]' \
+    "$V/app21.apk" "$V/app21.apk" >batch.json
+check "agent: sign batch" client sign batch --v1-signing false --v2-signing true --v3-signing true \
+    --v4-signing false batch.json
+assert "agent: sign batch's outputs are byte-identical to standalone" cmp -s b2.apk ref.apk
 check "agent: avb signing-helper" sh -c 'HSMSIGN_AGENT=$2 "$HSMSIGN" avb signing-helper SHA256_RSA2048 "$1" <avb.block >agent.avbsig' _ "$PLATFORM_PUB" "$SOCK"
 assert "agent: signing-helper output identical to standalone" cmp -s agent.avbsig ref.avbsig
 expect_fail "a key the agent's key store lacks: clear error" 8 "nokey" client sign raw --key nokey in1.txt x.sig
@@ -120,12 +125,12 @@ check "agent stop" client agent stop
 check "the agent exited 0 after stop" wait_agent
 assert "stop: the socket is removed" test ! -e "$SOCK"
 assert "one login for the whole session" test "$(counts "c['logins']")" -eq 1
-assert "one unwrap per key (platform, ec) for 13 signing commands" test "$(counts "c['calls']['C_UnwrapKey']")" -eq 2
+assert "one unwrap per key (platform, ec) for 14 signing commands" test "$(counts "c['calls']['C_UnwrapKey']")" -eq 2
 assert "stop: every session closed, C_Finalize called" sessions_all_closed
 n_raw=0
 for f in a*.sig ec.sig agent.avbsig; do sig_logged "$f" && n_raw=$((n_raw + 1)); done
 assert "every raw and helper signature has its audit entry ($n_raw of 10)" test "$n_raw" -eq 10
-assert "both APKs are recorded as outputs" test "$(grep -cE '"op":"output","output_sha256":"[0-9a-f]{64}","purpose":"apk"' audit/entries.jsonl)" -ge 2
+assert "the four APKs are recorded as outputs" test "$(grep -cE '"op":"output","output_sha256":"[0-9a-f]{64}","purpose":"apk"' audit/entries.jsonl)" -ge 4
 check "audit verify passes" hs audit verify
 assert "the stop left a checkpoint covering the whole log" grep -q "covers $(wc -l <audit/entries.jsonl)" "$WORK/out"
 
