@@ -8,6 +8,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "agent/client.h"
 #include "keystore/keystore.h"
 
 int cli_fail(const cli_globals *g, const hs_error *e)
@@ -161,10 +162,29 @@ hs_result cli_pin_source(const char *spec, const char *default_env, hs_pin_sourc
     return r;
 }
 
+/* The agent holds the token, the login and the audit log: only connect
+ * (docs/agent.md). */
+static int open_agent(const cli_globals *g, const char *path, cli_ctx *ctx)
+{
+    hs_error e;
+    hs_error_clear(&e);
+    hs_result r = hs_agent_connect(path, &ctx->agent, &e);
+    if (r == HS_OK)
+        r = hs_agent_signer(ctx->agent, &ctx->signer, &e);
+    if (r != HS_OK) {
+        cli_close(ctx);
+        return cli_fail(g, &e);
+    }
+    return 0;
+}
+
 int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
 {
     memset(ctx, 0, sizeof *ctx);
     ctx->g = g;
+    const char *agent = getenv("HSMSIGN_AGENT");
+    if ((what & CLI_AGENT) && (what & CLI_SIGNER) && agent != NULL && agent[0] != '\0')
+        return open_agent(g, agent, ctx);
     hs_error e;
     hs_error_clear(&e);
     hs_result r = hs_p11_open(g->module, &ctx->p11, &e);
@@ -210,6 +230,8 @@ void cli_close(cli_ctx *ctx)
     cli_audit_checkpoint(ctx);
     hs_signer_free(ctx->signer);
     ctx->signer = NULL;
+    hs_agent_disconnect(ctx->agent);
+    ctx->agent = NULL;
     hs_audit_close(ctx->audit);
     ctx->audit = NULL;
     hs_auditkey_clear(&ctx->audit_key);

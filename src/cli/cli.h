@@ -33,6 +33,11 @@ enum {
     CLI_TOKEN = 1,  /* module loaded, token selected */
     CLI_LOGIN = 2,  /* ... and logged in */
     CLI_SIGNER = 4, /* ... and wrap key found, audit log open, signer ready */
+    /* With CLI_SIGNER, for commands that only sign (through ctx->signer):
+     * when HSMSIGN_AGENT names an agent's socket, the signer forwards to
+     * that agent and nothing else is opened (ctx->p11, ctx->audit NULL, no
+     * PIN asked). */
+    CLI_AGENT = 8,
 };
 
 typedef struct cli_ctx {
@@ -42,6 +47,7 @@ typedef struct cli_ctx {
     hs_audit *audit;
     hs_auditkey audit_key; /* empty when the token has none */
     hs_signer *signer;
+    struct hs_agent_client *agent; /* CLI_AGENT with HSMSIGN_AGENT set */
 } cli_ctx;
 
 /* Returns 0, or the exit status after printing the error. */
@@ -128,6 +134,8 @@ int cmd_shares(const cli_globals *g, int argc, char **argv);
  * cli_close when the command appended entries. */
 int cmd_audit(const cli_globals *g, int argc, char **argv);
 void cli_audit_checkpoint(cli_ctx *ctx);
+/* agent start|stop|status (cmd_agent.c) */
+int cmd_agent(const cli_globals *g, int argc, char **argv);
 
 
 

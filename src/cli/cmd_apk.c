@@ -330,7 +330,7 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv)
             return rc;
     }
     cli_ctx ctx;
-    rc = cli_open(g, CLI_SIGNER, &ctx);
+    rc = cli_open(g, CLI_SIGNER | CLI_AGENT, &ctx);
     if (rc != 0)
         return rc;
     hs_error e;
@@ -545,7 +545,7 @@ int cli_sign_batch(const cli_globals *g, int argc, char **argv)
         }
     }
     cli_ctx ctx;
-    rc = cli_open(g, CLI_SIGNER, &ctx);
+    rc = cli_open(g, CLI_SIGNER | CLI_AGENT, &ctx);
     if (rc != 0) {
         hs_batch_items_free(items, n);
         return rc;

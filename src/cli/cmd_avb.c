@@ -258,7 +258,7 @@ static int open_signing_key(const cli_globals *g, const char *key, cli_ctx *ctx,
     *pub = NULL;
     if (key == NULL)
         return 0;
-    int rc = cli_open(g, CLI_SIGNER, ctx);
+    int rc = cli_open(g, CLI_SIGNER | CLI_AGENT, ctx);
     if (rc != 0)
         return rc;
     hs_error e;

@@ -156,7 +156,7 @@ static hs_result sign_block(const cli_globals *g, const char *algorithm, const c
                     bits, hb.alg->name, hb.alg->sig_len * 8);
     cli_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
-    if (r == HS_OK && cli_open(g, CLI_SIGNER, &ctx) != 0)
+    if (r == HS_OK && cli_open(g, CLI_SIGNER | CLI_AGENT, &ctx) != 0)
         r = hs_fail(e, HS_E_P11, "signing helper: could not open the token (see above)");
     if (r == HS_OK) {
         hs_sign_request req;

@@ -173,7 +173,7 @@ int cli_key_rotate(const cli_globals *g, int argc, char **argv)
     if (rc != 0)
         return rc;
     cli_ctx ctx;
-    rc = cli_open(g, CLI_SIGNER, &ctx);
+    rc = cli_open(g, CLI_SIGNER | CLI_AGENT, &ctx);
     if (rc != 0)
         return rc;
     hs_error e;

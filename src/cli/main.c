@@ -25,6 +25,7 @@ static const char usage_text[] =
     "  ceremony   provision two HSMs with a wrap key split into shares; restore one\n"
     "  shares     verify backup shares against a ceremony transcript\n"
     "  audit      the signed audit log: show, verify, prove, verify-proof, check, policy\n"
+    "  agent      start, stop, status: one login for many commands (HSMSIGN_AGENT)\n"
     "  help       this text; `hsmsign help COMMAND [SUBCOMMAND]` is COMMAND's --help\n"
     "\n"
     "Global options (each also settable by environment variable and config file):\n"
@@ -61,6 +62,7 @@ static const struct {
     {"ceremony", cmd_ceremony},
     {"shares", cmd_shares},
     {"audit", cmd_audit},
+    {"agent", cmd_agent},
 };
 
 enum { OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,

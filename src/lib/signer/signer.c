@@ -35,7 +35,15 @@ struct hs_signer {
     hs_signer_stats stats;
     CK_MECHANISM_TYPE checked[8]; /* mechanisms known to be supported */
     size_t n_checked;
+    hs_signer_remote remote; /* remote.sign != NULL: no token here (p11, audit NULL) */
+    char remote_token[64];
 };
+
+/* The token's label for messages, local or remote. */
+static const char *token_label(const hs_signer *s)
+{
+    return s->p11 != NULL ? s->p11->label : s->remote_token;
+}
 
 /* Fails early, in words, when the token lacks a mechanism (checked once
  * per process per mechanism). */
@@ -68,9 +76,21 @@ hs_result hs_signer_new(hs_p11 *p11, const hs_wrapkey *wrap, const char *keystor
     return HS_OK;
 }
 
+hs_result hs_signer_new_remote(const hs_signer_remote *remote, const char *token,
+                               const hs_wrapkey *wrap, const char *keystore_dir, hs_signer **out,
+                               hs_error *e)
+{
+    hs_result r = hs_signer_new(NULL, wrap, keystore_dir, NULL, out, e);
+    if (r != HS_OK)
+        return r;
+    (*out)->remote = *remote;
+    snprintf((*out)->remote_token, sizeof (*out)->remote_token, "%s", token);
+    return HS_OK;
+}
+
 static void destroy_object(hs_signer *s, loaded_key *k)
 {
-    if (k->unwrapped && k->generation == s->p11->generation &&
+    if (s->p11 != NULL && k->unwrapped && k->generation == s->p11->generation &&
         hs_p11_key_session(s->p11) != CK_INVALID_HANDLE)
         (void)s->p11->fn->C_DestroyObject(hs_p11_key_session(s->p11), k->handle);
     k->unwrapped = false;
@@ -137,7 +157,7 @@ static hs_result load_key(hs_signer *s, const char *name, loaded_key **out, hs_e
         r = hs_fail(e, HS_E_VERIFY,
                     "key '%s' (%s/%s.key) was made under another wrap key (check value %s); "
                     "token '%s' has wrap key '%s' with check value %s",
-                    name, s->keystore, name, want, s->p11->label, s->wrap.label, have);
+                    name, s->keystore, name, want, token_label(s), s->wrap.label, have);
     }
     if (r != HS_OK) {
         hs_keyfile_free(&k->kf);
@@ -174,6 +194,9 @@ hs_result hs_signer_keyfile(hs_signer *s, const char *name, const hs_keyfile **k
 hs_result hs_signer_record(hs_signer *s, const char *operation, const char *key_name,
                            const uint8_t *fingerprint, const char *algorithm, hs_error *e)
 {
+    if (s->audit == NULL)
+        return hs_fail(e, HS_E_USAGE, "'%s' needs the token itself, not the agent (unset "
+                                      "HSMSIGN_AGENT)", operation);
     hs_audit_entry en = {.operation = operation, .key_name = key_name,
                          .key_fingerprint = fingerprint, .algorithm = algorithm};
     return hs_audit_append(s->audit, &en, NULL, e);
@@ -437,11 +460,14 @@ hs_result hs_signer_sign(hs_signer *s, const hs_sign_request *req, uint8_t **sig
     pthread_mutex_unlock(&s->lock);
     if (r == HS_OK)
         r = check_request(k, req, e);
-    if (r == HS_OK)
+    if (r == HS_OK && s->remote.sign != NULL)
+        r = s->remote.sign(s->remote.ctx, req, k->fingerprint, sig, sig_len, e);
+    else if (r == HS_OK)
         r = hsm_sign(s, k, req, sig, sig_len, e);
     if (r == HS_OK)
         r = verify(k, req, *sig, *sig_len, e);
-    if (r == HS_OK) {
+    /* Remote: the agent appended and synced the entry before answering. */
+    if (r == HS_OK && s->remote.sign == NULL) {
         uint8_t sig_sha[32];
         SHA256(*sig, *sig_len, sig_sha);
         hs_audit_entry en = {
@@ -474,6 +500,8 @@ static hs_result sign_cb(void *ctx, const hs_sign_request *req, uint8_t **sig, s
 static hs_result sync_cb(void *ctx, hs_error *e)
 {
     hs_signer *s = ctx;
+    if (s->audit == NULL)
+        return HS_OK; /* remote: nothing is deferred here */
     hs_result r = hs_audit_sync(s->audit, e);
     return r == HS_OK ? r : hs_error_prefix(e, "audit record not durable, so the result was "
                                                "discarded: ");
@@ -488,6 +516,9 @@ hs_sign_fn hs_signer_fn(hs_signer *s)
 hs_result hs_signer_adopt(hs_signer *s, const char *name, hs_keyalg alg, CK_OBJECT_HANDLE priv,
                           EVP_PKEY *pub, hs_error *e)
 {
+    if (s->p11 == NULL)
+        return hs_fail(e, HS_E_USAGE, "making key '%s' needs the token itself, not the agent "
+                                      "(unset HSMSIGN_AGENT)", name);
     loaded_key *k = calloc(1, sizeof *k);
     if (k == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
@@ -537,6 +568,9 @@ hs_result hs_signer_record_output(hs_signer *s, const char *purpose, const char 
     hs_result r = hs_signer_keyfile(s, key_name, &kf, e);
     if (r != HS_OK)
         return r;
+    if (s->remote.record_output != NULL)
+        return s->remote.record_output(s->remote.ctx, purpose, key_name, artifact, input_sha256,
+                                       output_sha256, e);
     hs_audit_entry en = {.operation = "output", .purpose = purpose, .key_name = key_name,
                          .key_fingerprint = kf->fingerprint, .artifact = artifact,
                          .input_sha256 = input_sha256, .output_sha256 = output_sha256};
@@ -546,7 +580,7 @@ hs_result hs_signer_record_output(hs_signer *s, const char *purpose, const char 
 hs_signer_stats hs_signer_get_stats(const hs_signer *s)
 {
     hs_signer_stats st = s->stats;
-    st.recoveries = s->p11->recoveries;
+    st.recoveries = s->p11 != NULL ? s->p11->recoveries : 0;
     return st;
 }
 

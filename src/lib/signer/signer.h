@@ -35,6 +35,28 @@ typedef struct hs_signer_stats {
  * open. None is owned by the signer. */
 hs_result hs_signer_new(hs_p11 *p11, const hs_wrapkey *wrap, const char *keystore_dir,
                         hs_audit *audit, hs_signer **out, hs_error *e) HS_MUST_CHECK;
+/* What a signer forwards to when another process holds the token (the
+ * agent, src/lib/agent/): that process's own chokepoint signs, verifies,
+ * records and makes the entry durable before answering. key_fp is the
+ * SHA-256 of the key file's public key here, so the other side refuses a
+ * key store that disagrees. */
+typedef struct hs_signer_remote {
+    void *ctx;
+    hs_result (*sign)(void *ctx, const hs_sign_request *req, const uint8_t key_fp[32],
+                      uint8_t **sig, size_t *sig_len, hs_error *e);
+    hs_result (*record_output)(void *ctx, const char *purpose, const char *key_name,
+                               const char *artifact, const uint8_t input_sha256[32],
+                               const uint8_t output_sha256[32], hs_error *e);
+} hs_signer_remote;
+
+/* A signer without a token: key files are read from keystore_dir and
+ * checked against wrap_kcv (the remote side's wrap key) and signatures
+ * are made by `remote` (borrowed), then verified here with the key file's
+ * public key. hs_signer_p11 is NULL; adopt and record fail. token_label
+ * names the remote token in messages. */
+hs_result hs_signer_new_remote(const hs_signer_remote *remote, const char *token_label,
+                               const hs_wrapkey *wrap, const char *keystore_dir, hs_signer **out,
+                               hs_error *e) HS_MUST_CHECK;
 /* Destroys every unwrapped session object. */
 void hs_signer_free(hs_signer *s);
 
