@@ -253,7 +253,7 @@ static int run_signapk(const cli_globals *g, const signapk_args *a, signapk_run 
         read_cert(a->cert, &w->cert_file, &w->cert_file_len, &w->cert, &e) != HS_OK)
         return cli_fail(g, &e);
     cli_ctx ctx;
-    rc = cli_open(g, CLI_SIGNER, &ctx);
+    rc = cli_open(g, CLI_SIGNER | CLI_AGENT, &ctx);
     if (rc != 0)
         return rc;
     hs_result r = sign_and_write(ctx.signer, w, &e);
@@ -350,7 +350,7 @@ int cli_sign_ota(const cli_globals *g, int argc, char **argv)
     int rc = cli_check_output(g, a.out, inputs, 1);
     cli_ctx ctx;
     if (rc == 0)
-        rc = cli_open(g, CLI_SIGNER, &ctx);
+        rc = cli_open(g, CLI_SIGNER | CLI_AGENT, &ctx);
     if (rc != 0)
         return rc;
     hs_error e;
