@@ -59,6 +59,7 @@ static const struct {
     {"ceremony", cmd_ceremony},
     {"shares", cmd_shares},
     {"audit", cmd_audit},
+    {"payload-signer", cmd_payload_signer},
 };
 
 enum { OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,

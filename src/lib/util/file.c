@@ -154,6 +154,29 @@ hs_result hs_write_fd_all(int fd, const void *data, size_t len, const char *what
     return HS_OK;
 }
 
+hs_result hs_write_file_in_place(const char *path, const void *data, size_t len, hs_error *e)
+{
+    /* No O_CREAT: the point is the caller's inode, so a missing file is
+     * the caller's business (it creates one atomically instead). */
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: %s", path,
+                       strerror(errno));
+    struct stat st;
+    hs_result r = HS_OK;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        r = hs_fail(e, HS_E_IO, "%s: not a regular file", path);
+    if (r == HS_OK && ftruncate(fd, 0) != 0)
+        r = hs_fail(e, HS_E_IO, "%s: truncate: %s", path, strerror(errno));
+    if (r == HS_OK)
+        r = hs_write_fd_all(fd, data, len, path, e);
+    if (r == HS_OK && fsync(fd) != 0)
+        r = hs_fail(e, HS_E_IO, "%s: fsync: %s", path, strerror(errno));
+    if (close(fd) != 0 && r == HS_OK)
+        r = hs_fail(e, HS_E_IO, "%s: close: %s", path, strerror(errno));
+    return r;
+}
+
 static char *dir_of(const char *path)
 {
     char *copy = strdup(path);

@@ -47,6 +47,17 @@ void hs_atomic_abort(hs_atomic_file *af);
 hs_result hs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
                                bool no_replace, hs_error *e) HS_MUST_CHECK;
 
+/* Replaces the contents of the existing file at path in the same inode
+ * (truncate, write, fsync), for drop-in tools whose caller holds the file
+ * open and reads the result back through that handle (releasetools'
+ * payload signer and signapk OUT, avbtool's --signing_helper_with_files
+ * FILE): a rename over path would leave the caller reading the old inode.
+ * Not crash-safe, unlike hs_write_file_atomic: call it only once data is
+ * complete, so that an error before it leaves the file untouched.
+ * HS_E_NOTFOUND when path does not exist (it is never created here). */
+hs_result hs_write_file_in_place(const char *path, const void *data, size_t len,
+                                 hs_error *e) HS_MUST_CHECK;
+
 /* write(2) until done, retrying EINTR and short writes. */
 hs_result hs_write_fd_all(int fd, const void *data, size_t len, const char *what,
                           hs_error *e) HS_MUST_CHECK;
