@@ -117,6 +117,33 @@ static void secure_memory_is_usable_and_wiped(void **state)
     assert_int_equal(hs_mkdir_p(path, 0700, &e), HS_OK);
 }
 
+/* A caller holding the file open reads the new bytes through its handle
+ * (same inode), a longer old content is cut, and a missing file is
+ * HS_E_NOTFOUND, not created. */
+static void in_place_write_keeps_the_inode(void **state)
+{
+    (void)state;
+    char path[512], missing[512];
+    snprintf(path, sizeof path, "%s/inplace.sig", dir);
+    snprintf(missing, sizeof missing, "%s/missing.sig", dir);
+    hs_error e;
+    assert_int_equal(hs_write_file_atomic(path, "old contents, longer", 20, 0644, false, &e), HS_OK);
+    FILE *held = fopen(path, "rb");
+    assert_non_null(held);
+    struct stat before, after;
+    assert_int_equal(stat(path, &before), 0);
+    assert_int_equal(hs_write_file_in_place(path, "new", 3, &e), HS_OK);
+    assert_int_equal(stat(path, &after), 0);
+    assert_int_equal(before.st_ino, after.st_ino);
+    char buf[32] = {0};
+    assert_int_equal(fread(buf, 1, sizeof buf, held), 3);
+    assert_memory_equal(buf, "new", 3);
+    fclose(held);
+    assert_int_equal(hs_write_file_in_place(missing, "x", 1, &e), HS_E_NOTFOUND);
+    assert_non_null(strstr(e.msg, "missing.sig"));
+    assert_int_equal(access(missing, F_OK), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -125,6 +152,7 @@ int main(void)
         cmocka_unit_test(read_errors_name_the_file),
         cmocka_unit_test(unwritable_directory_fails_cleanly),
         cmocka_unit_test(secure_memory_is_usable_and_wiped),
+        cmocka_unit_test(in_place_write_keeps_the_inode),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
