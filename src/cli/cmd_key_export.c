@@ -31,8 +31,9 @@ static const char export_help[] =
     "through --signing_helper), NAME.avbpubkey (RSA keys) and NAME.pk8, a\n"
     "placeholder holding no key material that releasetools requires to exist\n"
     "(text naming hsmsign and the key; every key reader refuses it). DIR is\n"
-    "created if missing; files written earlier are replaced, but an NAME.pk8\n"
-    "that is not a placeholder (a real private key) is never overwritten.\n"
+    "created if missing; files written earlier are replaced, but a NAME.pk8\n"
+    "that is not a placeholder (a real private key) is never overwritten: then\n"
+    "nothing is written.\n"
     "No token needed. Then, e.g.:\n"
     "    sign_target_files_apks.py -d DIR --java_path hsmsign-java \\\n"
     "        --avb_vbmeta_key DIR/avb.pem --avb_vbmeta_extra_args \\\n"
@@ -94,8 +95,8 @@ static hs_result write_pem(const cli_globals *g, const char *dir, const hs_keyfi
 static hs_result export_key(const cli_globals *g, const char *dir, const hs_keyfile *kf,
                             hs_error *e)
 {
-    /* The placeholder goes first: if DIR holds a real NAME.pk8, nothing of
-     * NAME is written next to it. */
+    /* The placeholder goes first, re-checked as it is replaced (export_all
+     * checked every slot before writing anything). */
     char *text = NULL;
     size_t len = 0;
     hs_result r = hs_placeholder_pk8_format(kf, &text, &len, e);
@@ -155,6 +156,17 @@ static hs_result export_all(const cli_globals *g, const char *dir, char **names,
     for (; r == HS_OK && loaded < n; loaded++)
         if ((r = hs_keystore_load(g->keystore, names[loaded], &kfs[loaded], e)) != HS_OK)
             break;
+    /* ... and every NAME.pk8 already there is checked, so a real private
+     * key in DIR stops the export before any file is written. */
+    for (size_t i = 0; r == HS_OK && i < n; i++) {
+        char *pk8;
+        if (asprintf(&pk8, "%s/%s.pk8", dir, kfs[i].name) < 0) {
+            r = hs_fail(e, HS_E_NOMEM, "out of memory");
+            break;
+        }
+        r = check_pk8_slot(pk8, e);
+        free(pk8);
+    }
     if (r == HS_OK)
         r = hs_mkdir_p(dir, 0755, e);
     for (size_t i = 0; r == HS_OK && i < n; i++)
