@@ -136,6 +136,10 @@ int cmd_audit(const cli_globals *g, int argc, char **argv);
 void cli_audit_checkpoint(cli_ctx *ctx);
 /* agent start|stop|status (cmd_agent.c) */
 int cmd_agent(const cli_globals *g, int argc, char **argv);
+/* releasetools' --payload_signer (cmd_payload_signer.c). */
+int cmd_payload_signer(const cli_globals *g, int argc, char **argv);
+/* key export-releasetools (cmd_key_export.c). */
+int cli_key_export_releasetools(const cli_globals *g, int argc, char **argv);
 
 
 

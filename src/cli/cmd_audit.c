@@ -494,8 +494,10 @@ static int audit_key(const cli_globals *g, int argc, char **argv)
 static const char check_help[] =
     "usage: hsmsign audit check DIR\n"
     "\n"
-    "Finds the signatures in the artifacts under DIR (APK v2/v3 signers; raw\n"
-    "FILE.sig next to FILE, SHA-256 RSA PKCS#1 v1.5 or ECDSA), keeps those made\n"
+    "Finds the signatures in the artifacts under DIR (*.apk: v1, v2 and v3\n"
+    "signers; *.img: the vbmeta signature of AVB images, vbmeta.img and partition\n"
+    "images with a footer, e.g. an unzipped target-files' IMAGES/; raw FILE.sig\n"
+    "next to FILE, SHA-256 RSA PKCS#1 v1.5 or ECDSA), keeps those made\n"
     "by a key of the key store, and reports each that has no audit log entry\n"
     "(matched by the SHA-256 of the signature): a signature made outside the\n"
     "log. Exit status 1 when there is any. Needs no token.\n";

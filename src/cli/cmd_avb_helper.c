@@ -13,7 +13,6 @@
  * signer chokepoint (HSM + audit entry), never a raw RSA request. Nothing
  * but the signature is written to stdout; errors go to stderr. */
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/decoder.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,26 +209,9 @@ int cmd_avb_signing_helper(const cli_globals *g, int argc, char **argv)
 }
 
 /* avbtool keeps FILE open and reads the signature back through that
- * handle (seek(0), read()), so the signature must go into the same inode:
- * a rename over FILE would leave avbtool reading its own block back. The
- * signature has exactly the block's length, so it replaces it whole. */
-static hs_result write_in_place(const char *path, const uint8_t *sig, size_t len, hs_error *e)
-{
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return hs_fail(e, HS_E_IO, "%s: %s", path, strerror(errno));
-    hs_result r = HS_OK;
-    if (lseek(fd, 0, SEEK_SET) != 0)
-        r = hs_fail(e, HS_E_IO, "%s: %s", path, strerror(errno));
-    if (r == HS_OK)
-        r = hs_write_fd_all(fd, sig, len, path, e);
-    if (r == HS_OK && fsync(fd) != 0)
-        r = hs_fail(e, HS_E_IO, "%s: fsync: %s", path, strerror(errno));
-    if (close(fd) != 0 && r == HS_OK)
-        r = hs_fail(e, HS_E_IO, "%s: close: %s", path, strerror(errno));
-    return r;
-}
-
+ * handle (seek(0), read()), so the signature goes into the same inode
+ * (hs_write_file_in_place): a rename over FILE would leave avbtool reading
+ * its own block back. */
 int cmd_avb_signing_helper_with_files(const cli_globals *g, int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
@@ -251,8 +233,9 @@ int cmd_avb_signing_helper_with_files(const cli_globals *g, int argc, char **arg
         r = hs_read_file(file, MAX_BLOCK, &block, &len, &e);
     if (r == HS_OK)
         r = sign_block(g, argv[1], argv[2], block, len, &sig, &sig_len, &e);
+    bool in_place;
     if (r == HS_OK)
-        r = write_in_place(file, sig, sig_len, &e);
+        r = hs_write_file_in_place(file, sig, sig_len, 0644, &in_place, &e);
     free(block);
     free(sig);
     return r == HS_OK ? 0 : cli_fail(NULL, &e);

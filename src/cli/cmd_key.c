@@ -452,7 +452,9 @@ int cmd_key(const cli_globals *g, int argc, char **argv)
         {"list", key_list, "list the keys in the key store"},
         {"show", key_show, "show a key's public parts"},
         {"rotate", cli_key_rotate, "sign a newer key into an APK signing certificate lineage"},
+        {"export-releasetools", cli_key_export_releasetools,
+         "write a key directory for AOSP releasetools (no secrets)"},
     };
-    return cli_dispatch(g, "key", "Signing keys, stored wrapped in the key store.", subs, 6, argc,
+    return cli_dispatch(g, "key", "Signing keys, stored wrapped in the key store.", subs, 7, argc,
                         argv);
 }

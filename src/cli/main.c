@@ -63,6 +63,7 @@ static const struct {
     {"shares", cmd_shares},
     {"audit", cmd_audit},
     {"agent", cmd_agent},
+    {"payload-signer", cmd_payload_signer},
 };
 
 enum { OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,

@@ -253,6 +253,40 @@ assert "one audit entry per helper signature (4)" \
 assert "audit entries name the key" \
     test "$(grep '"purpose":"avb-vbmeta"' audit/entries.jsonl | grep -c '"key":"avb4096"')" -eq 3
 
+# --- audit check reads AVB signatures ----------------------------------------
+# Every image made above through the HSM is in the log; the same vbmeta
+# re-signed outside hsmsign with the same key (rollback index changed, hash
+# and signature recomputed with openssl and the key file) is found unlogged.
+mkdir -p release
+cp vbmeta.img boot.img vendor.img system.img release/
+python3 - vbmeta.img release/outside_vbmeta.img testkey_rsa4096.pem <<'PY'
+import hashlib, struct, subprocess, sys
+src, dst, key = sys.argv[1:4]
+b = bytearray(open(src, "rb").read())
+auth, aux = struct.unpack(">QQ", b[12:28])
+hash_off, hash_size, sig_off, sig_size = struct.unpack(">QQQQ", b[32:64])
+b[112:120] = struct.pack(">Q", 77)  # rollback index: different signed bytes
+signed = bytes(b[:256]) + bytes(b[256 + auth:256 + auth + aux])
+b[256 + hash_off:256 + hash_off + hash_size] = hashlib.sha256(signed).digest()
+sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=signed,
+                     capture_output=True, check=True).stdout
+assert len(sig) == sig_size
+b[256 + sig_off:256 + sig_off + sig_size] = sig
+open(dst, "wb").write(b)
+PY
+check "avb verify accepts the vbmeta signed outside hsmsign" \
+    hs avb verify release/outside_vbmeta.img --follow-chain-partitions
+hs --json audit check release >"$WORK/out" 2>"$WORK/err"
+assert "audit check exits 1: a signature by our key is not in the log" test $? -eq 1
+audit_check_field() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($1)" "$WORK/out"; }
+assert "audit check: 5 AVB images, 4 signed (system.img: NONE), all by our keys" \
+    test "$(audit_check_field 'r["files"], r["signatures"], r["ours"]')" = "5 4 4"
+assert "audit check: exactly that vbmeta is unlogged, as an avb signature by avb4096" \
+    test "$(audit_check_field '[(u["artifact"].split("/")[-1], u["scheme"], u["key"]) for u in r["unlogged"]]')" \
+    = "[('outside_vbmeta.img', 'avb', 'avb4096')]"
+rm release/outside_vbmeta.img
+check "audit check: every AVB signature made through hsmsign is in the log" hs audit check release
+
 # --- through the PKCS#11 shim: one C_Sign per vbmeta, no session left open ---
 counts() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))$1)" counts.json; }
 shim() { env HSMSIGN_MODULE="$P11SHIM" HSMSIGN_SHIM_MODULE="$SOFTHSM_MODULE" \

@@ -16,6 +16,7 @@
 #include <openssl/pem.h>
 
 #include "keystore/pk8.h"
+#include "keystore/placeholder.h"
 
 /* Keys made once for the whole run (RSA generation is the slow part). */
 static EVP_PKEY *rsa_key, *ec_key;
@@ -351,6 +352,54 @@ static void refuses_damaged_pem(void **state)
     free_blob(&pem);
 }
 
+/* The placeholder .pk8 of `key export-releasetools`: formatted, recognized
+ * and parsed back; an import of it is refused naming the key; damaged
+ * ones are not placeholders. */
+static void placeholder_round_trip_and_refused_as_key(void **state)
+{
+    (void)state;
+    hs_keyfile kf;
+    memset(&kf, 0, sizeof kf);
+    snprintf(kf.name, sizeof kf.name, "releasekey");
+    for (int i = 0; i < 32; i++)
+        kf.fingerprint[i] = (uint8_t)(0xa0 + i);
+    char *text;
+    size_t len;
+    hs_error e;
+    assert_int_equal(hs_placeholder_pk8_format(&kf, &text, &len, &e), HS_OK);
+    assert_true(hs_placeholder_pk8_is((const uint8_t *)text, len));
+    assert_true(text[0] != 0x30 && strncmp(text, "-----BEGIN", 10) != 0);
+    assert_non_null(strstr(text, "not a private key"));
+    char name[HS_KEY_NAME_MAX + 1];
+    uint8_t fp[32];
+    assert_int_equal(hs_placeholder_pk8_parse((const uint8_t *)text, len, "p.pk8", name, fp, &e),
+                     HS_OK);
+    assert_string_equal(name, "releasekey");
+    assert_memory_equal(fp, kf.fingerprint, 32);
+
+    hs_pk8_key k;
+    assert_int_equal(hs_pk8_parse((const uint8_t *)text, len, "keys/releasekey.pk8", &k, &e),
+                     HS_E_USAGE);
+    assert_non_null(strstr(e.msg, "keys/releasekey.pk8"));
+    assert_non_null(strstr(e.msg, "export-releasetools"));
+    assert_non_null(strstr(e.msg, "'releasekey'"));
+    hs_pk8_free(&k);
+
+    /* A bad fingerprint line, or no key line: not a placeholder. */
+    char *bad = strdup(text);
+    char *f = strstr(bad, "public-key-sha256: ");
+    f[strlen("public-key-sha256: ")] = 'z';
+    assert_int_equal(hs_placeholder_pk8_parse((const uint8_t *)bad, len, "p.pk8", name, fp, &e),
+                     HS_E_FORMAT);
+    strcpy(strstr(bad, "key: "), "\n");
+    assert_int_equal(hs_placeholder_pk8_parse((const uint8_t *)bad, strlen(bad), "p.pk8", name,
+                                              fp, &e),
+                     HS_E_FORMAT);
+    assert_false(hs_placeholder_pk8_is((const uint8_t *)"HSMSIGN-PLACEHOLDER", 19));
+    free(bad);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -362,6 +411,7 @@ int main(void)
         cmocka_unit_test(refuses_other_algorithms),
         cmocka_unit_test(refuses_encrypted_keys),
         cmocka_unit_test(refuses_damaged_pem),
+        cmocka_unit_test(placeholder_round_trip_and_refused_as_key),
     };
     return cmocka_run_group_tests(tests, make_keys, free_keys);
 }

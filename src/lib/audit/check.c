@@ -12,6 +12,9 @@
 #include <sys/stat.h>
 
 #include "android/apk.h"
+#include "android/avb_info.h"
+#include "android/avb_pubkey.h"
+#include "android/avb_verify.h"
 #include "audit/log.h"
 #include "keystore/keystore.h"
 #include "util/encoding.h"
@@ -119,18 +122,25 @@ static hs_result found(checker *c, const char *path, const char *scheme, const o
     return HS_OK;
 }
 
-static bool cert_fingerprint(const uint8_t *der, size_t len, uint8_t fp[32])
+/* SHA-256 of the SubjectPublicKeyInfo: the key store's fingerprint. */
+static bool key_fingerprint(EVP_PKEY *key, uint8_t fp[32])
 {
-    const uint8_t *p = der;
-    X509 *cert = d2i_X509(NULL, &p, (long)len);
     unsigned char *spki = NULL;
-    int spki_len = cert != NULL ? i2d_PUBKEY(X509_get0_pubkey(cert), &spki) : -1;
-    X509_free(cert);
+    int spki_len = key != NULL ? i2d_PUBKEY(key, &spki) : -1;
     if (spki_len <= 0)
         return false;
     EVP_Digest(spki, (size_t)spki_len, fp, NULL, EVP_sha256(), NULL);
     OPENSSL_free(spki);
     return true;
+}
+
+static bool cert_fingerprint(const uint8_t *der, size_t len, uint8_t fp[32])
+{
+    const uint8_t *p = der;
+    X509 *cert = d2i_X509(NULL, &p, (long)len);
+    bool ok = cert != NULL && key_fingerprint(X509_get0_pubkey(cert), fp);
+    X509_free(cert);
+    return ok;
 }
 
 /* An APK's v1 (JAR), v2 and v3 signatures. One that does not verify is no signature of
@@ -213,6 +223,43 @@ static hs_result check_raw(checker *c, const char *sig_path, hs_error *e)
     return r;
 }
 
+/* An AVB image: vbmeta.img, or a partition image with a footer (boot,
+ * system, ...). Its vbmeta signature counts when it verifies with the
+ * public key the image carries (as for APKs, one that does not is nobody's
+ * signature) and that key is one of ours; the log knows it by the SHA-256
+ * of the raw signature bytes, which is what the signer recorded for
+ * `avb` commands and `avb signing-helper` alike. A .img without AVB
+ * metadata (a plain file system image) is not an artifact here. */
+static hs_result check_avb(checker *c, const char *path, hs_error *e)
+{
+    hs_avb_image img;
+    hs_error ignored;
+    if (hs_avb_image_load(path, &img, &ignored) != HS_OK)
+        return HS_OK;
+    const hs_avb_vbmeta *v = &img.vbmeta;
+    c->rep->files++;
+    hs_result r = HS_OK;
+    if (v->alg->hash_len != 0) { /* algorithm NONE: unsigned */
+        c->rep->signatures++;
+        EVP_PKEY *pub = NULL;
+        uint8_t fp[32];
+        const our_key *k = NULL;
+        if (hs_avb_vbmeta_verify_signature(v, path, &ignored) == HS_OK &&
+            hs_avb_pubkey_decode(v->public_key.p, v->public_key.len, path, &pub, NULL,
+                                 &ignored) == HS_OK &&
+            key_fingerprint(pub, fp))
+            k = key_by_fingerprint(c, fp);
+        EVP_PKEY_free(pub);
+        if (k != NULL) {
+            uint8_t h[32];
+            EVP_Digest(v->signature.p, v->signature.len, h, NULL, EVP_sha256(), NULL);
+            r = found(c, path, "avb", k, h, e);
+        }
+    }
+    hs_avb_image_free(&img);
+    return r;
+}
+
 static bool ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
@@ -244,6 +291,11 @@ static hs_result walk(checker *c, const char *dir, unsigned depth, hs_error *e)
             r = check_apk(c, path, e);
         else if (S_ISREG(st.st_mode) && ends_with(de->d_name, ".sig"))
             r = check_raw(c, path, e);
+        else if (S_ISREG(st.st_mode) && ends_with(de->d_name, ".img"))
+            r = check_avb(c, path, e);
+        /* TODO(issue 13, OTA whole-file): a .zip with a signapk -w
+         * comment signature (sign ota / hsmsign signapk -w) is not read
+         * yet; APEX payloads (apex_payload.img inside a .apex) neither. */
         free(path);
     }
     closedir(d);

@@ -1,8 +1,9 @@
 /* `audit check`: signatures made by our keys that the log does not know.
  *
  * Walks a directory of release artifacts, finds every signature it can
- * read — APK v2 and v3 signers (their signature bytes), and raw detached
- * signatures FILE.sig next to FILE — keeps those whose public key is one
+ * read — APK v1, v2 and v3 signers (their signature bytes), raw detached
+ * signatures FILE.sig next to FILE, and the vbmeta signature of AVB images
+ * (*.img: vbmeta images and partition images with a footer) — keeps those whose public key is one
  * of the key store's keys, and reports each whose SHA-256 is the
  * sig_sha256 of no log entry: a signature made outside hsmsign, or with
  * its entry removed. */
@@ -16,7 +17,7 @@
 
 typedef struct hs_audit_finding {
     char *path;          /* artifact, malloc'd */
-    const char *scheme;  /* "apk-v2", "apk-v3", "raw" */
+    const char *scheme;  /* "jar-sf", "apk-v2", "apk-v3", "raw", "avb" */
     char key[129];       /* the key store's name for the signing key */
     uint8_t sig_sha256[32];
 } hs_audit_finding;

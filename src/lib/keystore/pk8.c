@@ -5,6 +5,7 @@
  * left, so every span handed out is inside the input and no later code
  * needs a bounds check. */
 #include "keystore/pk8.h"
+#include "keystore/placeholder.h"
 
 #include <openssl/evp.h>
 #include <string.h>
@@ -389,6 +390,16 @@ hs_result hs_pk8_parse(const uint8_t *in, size_t len, const char *path, hs_pk8_k
     parse ps = {path, e};
     key_kind kind = KIND_PKCS8;
     hs_pk8_span all = {in, len};
+    /* Say what a releasetools key directory's placeholder is, rather
+     * than "not a PKCS#8 key", to whoever tries to import it. */
+    char name[HS_KEY_NAME_MAX + 1];
+    uint8_t fp[32];
+    hs_error ignored;
+    if (hs_placeholder_pk8_parse(in, len, path, name, fp, &ignored) == HS_OK)
+        return hs_fail(e, HS_E_USAGE,
+                       "%s: a placeholder written by `hsmsign key export-releasetools` for the "
+                       "key '%s', not a private key (that key is already kept by hsmsign)",
+                       path, name);
     if (der_peek(&all, TAG_SEQUENCE))
         return parse_der(&ps, all, out, &kind);
     return parse_pem(&ps, all, out);

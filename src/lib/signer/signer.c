@@ -491,6 +491,30 @@ hs_result hs_signer_sign(hs_signer *s, const hs_sign_request *req, uint8_t **sig
     return HS_OK;
 }
 
+hs_result hs_signer_sign_digest(hs_signer *s, const char *key_name, const uint8_t digest[32],
+                                const char *operation, const char *artifact,
+                                const uint8_t *artifact_sha256, uint8_t **sig, size_t *sig_len,
+                                hs_error *e)
+{
+    *sig = NULL;
+    *sig_len = 0;
+    const hs_keyfile *kf;
+    hs_result r = hs_signer_keyfile(s, key_name, &kf, e);
+    if (r != HS_OK)
+        return r;
+    /* What openssl pkeyutl -pkeyopt digest:sha256 makes with this key. */
+    hs_sig_alg alg = hs_keyalg_is_rsa(kf->alg) ? HS_SIG_RSA_PKCS1_SHA256 : HS_SIG_ECDSA_SHA256;
+    if (!hs_keyalg_can_sign(kf->alg, alg))
+        return hs_fail(e, HS_E_USAGE, "key '%s' is %s and cannot sign a SHA-256 digest", key_name,
+                       hs_keyalg_name(kf->alg));
+    hs_sign_request req = {
+        .key_name = key_name, .alg = alg, .digest = digest, .digest_len = 32,
+        .operation = operation, .artifact = artifact, .artifact_sha256 = artifact_sha256,
+    };
+    memcpy(req.tbs_sha256, digest, 32);
+    return hs_signer_sign(s, &req, sig, sig_len, e);
+}
+
 static hs_result sign_cb(void *ctx, const hs_sign_request *req, uint8_t **sig, size_t *sig_len,
                          hs_error *e)
 {

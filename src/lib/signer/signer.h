@@ -64,6 +64,19 @@ hs_result hs_signer_sign(hs_signer *s, const hs_sign_request *req, uint8_t **sig
                          hs_error *e) HS_MUST_CHECK;
 hs_sign_fn hs_signer_fn(hs_signer *s);
 
+/* "Sign this digest": a SHA-256 digest computed by someone else (an A/B
+ * payload's hash from delta_generator, for releasetools' --payload_signer),
+ * signed as `openssl pkeyutl -sign -pkeyopt digest:sha256` does with the
+ * key: RSA PKCS#1 v1.5 over the SHA-256 DigestInfo, or DER ECDSA for an EC
+ * key. The bytes signed never reach hsmsign, only their SHA-256, so the
+ * audit entry's tbs_sha256 is the digest itself; operation names the
+ * purpose ("payload-digest"), artifact the file the digest came from and
+ * artifact_sha256 that file's SHA-256 (either may be NULL). */
+hs_result hs_signer_sign_digest(hs_signer *s, const char *key_name, const uint8_t digest[32],
+                                const char *operation, const char *artifact,
+                                const uint8_t *artifact_sha256, uint8_t **sig, size_t *sig_len,
+                                hs_error *e) HS_MUST_CHECK;
+
 /* The key file of a key (loaded and checked once, owned by the signer). */
 hs_result hs_signer_keyfile(hs_signer *s, const char *name, const hs_keyfile **kf,
                             hs_error *e) HS_MUST_CHECK;

@@ -47,7 +47,8 @@ void hs_atomic_abort(hs_atomic_file *af);
 hs_result hs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
                                bool no_replace, hs_error *e) HS_MUST_CHECK;
 
-/* The drop-in contract of `hsmsign signapk`: callers (releasetools) hold
+/* The drop-in contract of `hsmsign signapk`, `payload-signer` and
+ * `avb signing-helper-with-files`: callers (releasetools, avbtool) hold
  * OUT open and read the result through that handle, so an existing OUT
  * gets the bytes in its own inode: space reserved, overwritten from
  * offset 0, truncated to len, fsynced. Nothing is changed when OUT cannot
