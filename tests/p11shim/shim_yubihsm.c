@@ -308,6 +308,69 @@ struct storage {
     unsigned long objects, pages;
 };
 
+/* What each object seen so far is on the device, by handle: measuring the
+ * storage before every new object would otherwise read every object's
+ * attributes each time (SoftHSM's file store makes that slow). SoftHSM
+ * keeps a handle for one object while the module stays initialized; the
+ * cache is dropped at C_Initialize and C_Finalize, and on each delete. */
+struct cached {
+    CK_OBJECT_HANDLE handle;
+    enum yh_type type;
+    unsigned long pages;
+};
+static struct cached *cache;
+static size_t n_cache, cap_cache;
+
+static bool cache_get(CK_OBJECT_HANDLE h, struct cached *out)
+{
+    bool hit = false;
+    pthread_mutex_lock(&yh_lock);
+    for (size_t i = 0; i < n_cache && !hit; i++) {
+        if (cache[i].handle == h) {
+            *out = cache[i];
+            hit = true;
+        }
+    }
+    pthread_mutex_unlock(&yh_lock);
+    return hit;
+}
+
+static void cache_put(CK_OBJECT_HANDLE h, enum yh_type type, unsigned long pages)
+{
+    pthread_mutex_lock(&yh_lock);
+    if (n_cache == cap_cache) {
+        size_t cap = cap_cache == 0 ? 64 : cap_cache * 2;
+        struct cached *bigger = realloc(cache, cap * sizeof *cache);
+        if (bigger == NULL) { /* a test module: see grow() in shim_state.c */
+            fputs("hsmsign-p11shim: out of memory\n", stderr);
+            abort();
+        }
+        cache = bigger;
+        cap_cache = cap;
+    }
+    cache[n_cache++] = (struct cached){h, type, pages};
+    pthread_mutex_unlock(&yh_lock);
+}
+
+static void cache_drop(CK_OBJECT_HANDLE h)
+{
+    pthread_mutex_lock(&yh_lock);
+    for (size_t i = 0; i < n_cache; i++) {
+        if (cache[i].handle == h) {
+            cache[i] = cache[--n_cache];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&yh_lock);
+}
+
+static void cache_clear(void)
+{
+    pthread_mutex_lock(&yh_lock);
+    n_cache = 0;
+    pthread_mutex_unlock(&yh_lock);
+}
+
 /* What the device holds: every object it would store, plus one page and
  * one object per authentication key. */
 static CK_RV measure(CK_SESSION_HANDLE own, struct storage *st)
@@ -321,11 +384,18 @@ static CK_RV measure(CK_SESSION_HANDLE own, struct storage *st)
     st->objects = shim_cfg()->n_yh_auth_keys;
     st->pages = shim_cfg()->n_yh_auth_keys;
     for (CK_ULONG i = 0; rv == CKR_OK && i < n; i++) {
-        struct obj_info info;
-        if (describe(own, all[i], &info) != CKR_OK || info.type == YH_NONE)
+        struct cached c;
+        if (!cache_get(all[i], &c)) {
+            struct obj_info info;
+            if (describe(own, all[i], &info) != CKR_OK)
+                continue;
+            c = (struct cached){all[i], info.type, info.pages};
+            cache_put(all[i], info.type, info.pages);
+        }
+        if (c.type == YH_NONE)
             continue;
         st->objects++;
-        st->pages += info.pages;
+        st->pages += c.pages;
     }
     free(all);
     return rv;
@@ -510,6 +580,7 @@ CK_RV shim_yh_initialize(CK_VOID_PTR init_args)
         forwarded = *args;
         forwarded.pReserved = NULL;
     }
+    cache_clear();
     CK_RV rv = R()->C_Initialize(args != NULL ? &forwarded : NULL);
     if (rv == CKR_OK) {
         pthread_mutex_lock(&yh_lock);
@@ -541,6 +612,7 @@ void shim_yh_before_finalize(void)
             note_storage(&st);
         R()->C_CloseSession(own);
     }
+    cache_clear(); /* handles mean nothing after C_Finalize */
 }
 
 void shim_yh_counts(struct shim_yh_counts *out)
@@ -874,8 +946,10 @@ static void delete_public_half(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv)
     CK_ULONG n = 0;
     if (find_all(s, t, 2, found, 8, &n) != CKR_OK)
         return;
-    for (CK_ULONG i = 0; i < n; i++)
+    for (CK_ULONG i = 0; i < n; i++) {
         R()->C_DestroyObject(s, found[i]);
+        cache_drop(found[i]);
+    }
 }
 
 /* yubihsm_pkcs11.c C_DestroyObject: deleting a public key "returns success
@@ -902,6 +976,7 @@ CK_RV shim_yh_destroy_object(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj)
         delete_public_half(own, obj);
     R()->C_CloseSession(own);
     rv = R()->C_DestroyObject(s, obj);
+    cache_drop(obj);
     if (rv == CKR_OK)
         note_deleted(info.pages, obj);
     return rv;
