@@ -648,8 +648,8 @@ CK_RV shim_yh_get_slot_info(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info)
 CK_RV shim_yh_get_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 {
     CK_RV rv = R()->C_GetTokenInfo(slot, info);
-    if (rv != CKR_OK)
-        return rv;
+    if (rv != CKR_OK || (info->flags & CKF_TOKEN_INITIALIZED) == 0)
+        return rv; /* SoftHSM's spare empty slot stays what it is */
     copy_padded(info->label, sizeof info->label, "YubiHSM");
     copy_padded(info->manufacturerID, sizeof info->manufacturerID, "Yubico (www.yubico.com)");
     copy_padded(info->model, sizeof info->model, "YubiHSM");
