@@ -458,9 +458,12 @@ static void wrap_round_trip(CK_FUNCTION_LIST *p11, const void *arg)
     blob[len / 2] ^= 1;
     CHECK_RV(unwrap_with_template(p11, s, wk, blob, len, &key), CKR_WRAPPED_KEY_INVALID);
     blob[len / 2] ^= 1;
-    blob[len - 3] ^= 1;
+    blob[len - 3] ^= 1; /* in the seal's tag */
     CHECK_RV(unwrap_with_template(p11, s, wk, blob, len, &key), CKR_WRAPPED_KEY_INVALID);
     blob[len - 3] ^= 1;
+    blob[len - 20] ^= 1; /* in the sealed metadata (the last capability) */
+    CHECK_RV(unwrap_with_template(p11, s, wk, blob, len, &key), CKR_WRAPPED_KEY_INVALID);
+    blob[len - 20] ^= 1;
     CHECK_RV(unwrap_with_template(p11, s, wk, blob, len, &key), CKR_OK);
 
     /* The blob's ID, label and capabilities, not the template's. */
