@@ -439,6 +439,30 @@ static CK_RV id_taken(CK_SESSION_HANDLE own, enum yh_type type, const void *id, 
  * YHR_DEVICE_STORAGE_FAILED, which yubihsm_pkcs11 turns into
  * CKR_DEVICE_MEMORY, and an existing ID with YHR_DEVICE_OBJECT_EXISTS,
  * turned into CKR_ATTRIBUTE_VALUE_INVALID (util_pkcs11.c yrc_to_rv). */
+static CK_RV admit_on(CK_SESSION_HANDLE own, enum yh_type type, const void *id, CK_ULONG id_len,
+                      unsigned long pages)
+{
+    if (id != NULL && id_len > 0) {
+        bool taken = false;
+        CK_RV rv = id_taken(own, type, id, id_len, &taken);
+        if (rv != CKR_OK)
+            return rv;
+        if (taken)
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    struct storage st;
+    CK_RV rv = measure(own, &st);
+    if (rv != CKR_OK)
+        return rv;
+    note_storage(&st);
+    if (st.objects + 1 <= YH_MAX_OBJECTS && st.pages + pages <= YH_MAX_PAGES)
+        return CKR_OK;
+    pthread_mutex_lock(&yh_lock);
+    yh.storage_refused++;
+    pthread_mutex_unlock(&yh_lock);
+    return CKR_DEVICE_MEMORY;
+}
+
 static CK_RV admit(CK_SESSION_HANDLE app, enum yh_type type, const void *id, CK_ULONG id_len,
                    unsigned long pages)
 {
@@ -447,22 +471,7 @@ static CK_RV admit(CK_SESSION_HANDLE app, enum yh_type type, const void *id, CK_
     CK_RV rv = own_session(app, &own, &logged_in);
     if (rv != CKR_OK)
         return rv;
-    struct storage st;
-    bool taken = false;
-    if (!logged_in)
-        rv = CKR_USER_NOT_LOGGED_IN;
-    else if (id != NULL && id_len > 0 && (rv = id_taken(own, type, id, id_len, &taken)) == CKR_OK &&
-             taken)
-        rv = CKR_ATTRIBUTE_VALUE_INVALID;
-    else if (rv == CKR_OK && (rv = measure(own, &st)) == CKR_OK) {
-        note_storage(&st);
-        if (st.objects + 1 > YH_MAX_OBJECTS || st.pages + pages > YH_MAX_PAGES) {
-            pthread_mutex_lock(&yh_lock);
-            yh.storage_refused++;
-            pthread_mutex_unlock(&yh_lock);
-            rv = CKR_DEVICE_MEMORY;
-        }
-    }
+    rv = logged_in ? admit_on(own, type, id, id_len, pages) : CKR_USER_NOT_LOGGED_IN;
     R()->C_CloseSession(own);
     return rv;
 }
