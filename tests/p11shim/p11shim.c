@@ -42,6 +42,35 @@
     }
 #define FORWARD_SESSION(name, params, args) FORWARD_SESSION_FAULT(name, params, args, (void)0)
 
+/* Calls that the yubihsm2 personality answers with yh_call instead of the
+ * plain forward (shim_yubihsm.c); the shim's own checks come first. */
+#define FORWARD_PLAIN_YH(name, params, args, yh_call) \
+    static CK_RV shim_##name params \
+    { \
+        struct shim_call call; \
+        if (shim_enter(&call, SHIM_FN_##name, false, CK_INVALID_HANDLE)) \
+            return call.rv; \
+        if (shim_cfg()->yubihsm) \
+            return shim_leave(&call, yh_call args); \
+        if (shim_real()->C_##name == NULL) \
+            return shim_leave(&call, CKR_FUNCTION_NOT_SUPPORTED); \
+        return shim_leave(&call, shim_real()->C_##name args); \
+    }
+#define FORWARD_SESSION_YH(name, params, args, yh_call) \
+    static CK_RV shim_##name params \
+    { \
+        struct shim_call call; \
+        if (shim_enter(&call, SHIM_FN_##name, true, s)) \
+            return call.rv; \
+        if (shim_cfg()->yubihsm) \
+            return shim_leave(&call, yh_call args); \
+        if (shim_real()->C_##name == NULL) \
+            return shim_leave(&call, CKR_FUNCTION_NOT_SUPPORTED); \
+        return shim_leave(&call, shim_real()->C_##name args); \
+    }
+/* yubihsm_pkcs11 has no C_InitToken, C_InitPIN, C_SetPIN, C_CopyObject. */
+#define YH_UNSUPPORTED(...) CKR_FUNCTION_NOT_SUPPORTED
+
 /* --- calls with bookkeeping --------------------------------------------- */
 
 static CK_RV shim_Initialize(CK_VOID_PTR init_args)
@@ -49,7 +78,8 @@ static CK_RV shim_Initialize(CK_VOID_PTR init_args)
     struct shim_call call;
     if (shim_enter(&call, SHIM_FN_Initialize, false, CK_INVALID_HANDLE))
         return call.rv;
-    CK_RV rv = shim_real()->C_Initialize(init_args);
+    CK_RV rv = shim_cfg()->yubihsm ? shim_yh_initialize(init_args)
+                                   : shim_real()->C_Initialize(init_args);
     shim_note_initialized(rv);
     return shim_leave(&call, rv);
 }
@@ -59,6 +89,8 @@ static CK_RV shim_Finalize(CK_VOID_PTR reserved)
     struct shim_call call;
     if (shim_enter(&call, SHIM_FN_Finalize, false, CK_INVALID_HANDLE))
         return call.rv;
+    if (shim_cfg()->yubihsm)
+        shim_yh_before_finalize();
     CK_RV rv = shim_real()->C_Finalize(reserved);
     shim_note_finalized(rv);
     return shim_leave(&call, rv);
@@ -103,7 +135,8 @@ static CK_RV shim_Login(CK_SESSION_HANDLE s, CK_USER_TYPE user, CK_UTF8CHAR_PTR 
     struct shim_call call;
     if (shim_enter(&call, SHIM_FN_Login, true, s))
         return call.rv;
-    CK_RV rv = shim_real()->C_Login(s, user, pin, pin_len);
+    CK_RV rv = shim_cfg()->yubihsm ? shim_yh_login(s, user, pin, pin_len)
+                                   : shim_real()->C_Login(s, user, pin, pin_len);
     shim_note_login(rv);
     return shim_leave(&call, rv);
 }
@@ -113,26 +146,26 @@ static CK_RV shim_Login(CK_SESSION_HANDLE s, CK_USER_TYPE user, CK_UTF8CHAR_PTR 
 FORWARD_PLAIN(GetInfo, (CK_INFO_PTR info), (info))
 FORWARD_PLAIN(GetSlotList, (CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count),
               (present, list, count))
-FORWARD_PLAIN(GetSlotInfo, (CK_SLOT_ID slot, CK_SLOT_INFO_PTR info), (slot, info))
-FORWARD_PLAIN(GetTokenInfo, (CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info), (slot, info))
-FORWARD_PLAIN(GetMechanismList,
+FORWARD_PLAIN_YH(GetSlotInfo, (CK_SLOT_ID slot, CK_SLOT_INFO_PTR info), (slot, info), shim_yh_get_slot_info)
+FORWARD_PLAIN_YH(GetTokenInfo, (CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info), (slot, info), shim_yh_get_token_info)
+FORWARD_PLAIN_YH(GetMechanismList,
               (CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count),
-              (slot, list, count))
-FORWARD_PLAIN(GetMechanismInfo,
+              (slot, list, count), shim_yh_get_mechanism_list)
+FORWARD_PLAIN_YH(GetMechanismInfo,
               (CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info),
-              (slot, type, info))
-FORWARD_PLAIN(InitToken,
+              (slot, type, info), shim_yh_get_mechanism_info)
+FORWARD_PLAIN_YH(InitToken,
               (CK_SLOT_ID slot, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len, CK_UTF8CHAR_PTR label),
-              (slot, pin, pin_len, label))
+              (slot, pin, pin_len, label), YH_UNSUPPORTED)
 FORWARD_PLAIN(WaitForSlotEvent, (CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PTR reserved),
               (flags, slot, reserved))
 
-FORWARD_SESSION(InitPIN, (CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR pin, CK_ULONG len),
-                (s, pin, len))
-FORWARD_SESSION(SetPIN,
+FORWARD_SESSION_YH(InitPIN, (CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR pin, CK_ULONG len),
+                (s, pin, len), YH_UNSUPPORTED)
+FORWARD_SESSION_YH(SetPIN,
                 (CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
                  CK_UTF8CHAR_PTR new_pin, CK_ULONG new_len),
-                (s, old_pin, old_len, new_pin, new_len))
+                (s, old_pin, old_len, new_pin, new_len), YH_UNSUPPORTED)
 FORWARD_SESSION(GetSessionInfo, (CK_SESSION_HANDLE s, CK_SESSION_INFO_PTR info), (s, info))
 FORWARD_SESSION(GetOperationState,
                 (CK_SESSION_HANDLE s, CK_BYTE_PTR state, CK_ULONG_PTR len), (s, state, len))
@@ -142,25 +175,25 @@ FORWARD_SESSION(SetOperationState,
                 (s, state, len, enc_key, auth_key))
 FORWARD_SESSION(Logout, (CK_SESSION_HANDLE s), (s))
 
-FORWARD_SESSION(CreateObject,
+FORWARD_SESSION_YH(CreateObject,
                 (CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
                  CK_OBJECT_HANDLE_PTR obj),
-                (s, tmpl, n, obj))
-FORWARD_SESSION(CopyObject,
+                (s, tmpl, n, obj), shim_yh_create_object)
+FORWARD_SESSION_YH(CopyObject,
                 (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR tmpl,
                  CK_ULONG n, CK_OBJECT_HANDLE_PTR copy),
-                (s, obj, tmpl, n, copy))
-FORWARD_SESSION(DestroyObject, (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj), (s, obj))
+                (s, obj, tmpl, n, copy), YH_UNSUPPORTED)
+FORWARD_SESSION_YH(DestroyObject, (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj), (s, obj), shim_yh_destroy_object)
 FORWARD_SESSION(GetObjectSize, (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj, CK_ULONG_PTR size),
                 (s, obj, size))
-FORWARD_SESSION(GetAttributeValue,
+FORWARD_SESSION_YH(GetAttributeValue,
                 (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n),
-                (s, obj, tmpl, n))
+                (s, obj, tmpl, n), shim_yh_get_attribute_value)
 FORWARD_SESSION(SetAttributeValue,
                 (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n),
                 (s, obj, tmpl, n))
-FORWARD_SESSION(FindObjectsInit, (CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n),
-                (s, tmpl, n))
+FORWARD_SESSION_YH(FindObjectsInit, (CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n),
+                (s, tmpl, n), shim_yh_find_objects_init)
 FORWARD_SESSION(FindObjects,
                 (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR objs, CK_ULONG max,
                  CK_ULONG_PTR found),
@@ -220,24 +253,26 @@ FORWARD_IN_OUT(DecryptDigestUpdate)
 FORWARD_IN_OUT(SignEncryptUpdate)
 FORWARD_IN_OUT(DecryptVerifyUpdate)
 
-FORWARD_SESSION(GenerateKey,
+FORWARD_SESSION_YH(GenerateKey,
                 (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
                  CK_OBJECT_HANDLE_PTR key),
-                (s, mech, tmpl, n, key))
-FORWARD_SESSION(GenerateKeyPair,
+                (s, mech, tmpl, n, key), shim_yh_generate_key)
+FORWARD_SESSION_YH(GenerateKeyPair,
                 (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pub_tmpl,
                  CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv_tmpl, CK_ULONG priv_n,
                  CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv),
-                (s, mech, pub_tmpl, pub_n, priv_tmpl, priv_n, pub, priv))
-FORWARD_SESSION(WrapKey,
+                (s, mech, pub_tmpl, pub_n, priv_tmpl, priv_n, pub, priv),
+                   shim_yh_generate_key_pair)
+FORWARD_SESSION_YH(WrapKey,
                 (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wrapping_key,
                  CK_OBJECT_HANDLE key, CK_BYTE_PTR wrapped, CK_ULONG_PTR wrapped_len),
-                (s, mech, wrapping_key, key, wrapped, wrapped_len))
-FORWARD_SESSION(UnwrapKey,
+                (s, mech, wrapping_key, key, wrapped, wrapped_len), shim_yh_wrap_key)
+FORWARD_SESSION_YH(UnwrapKey,
                 (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE unwrapping_key,
                  CK_BYTE_PTR wrapped, CK_ULONG wrapped_len, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
                  CK_OBJECT_HANDLE_PTR key),
-                (s, mech, unwrapping_key, wrapped, wrapped_len, tmpl, n, key))
+                (s, mech, unwrapping_key, wrapped, wrapped_len, tmpl, n, key),
+                   shim_yh_unwrap_key)
 FORWARD_SESSION(DeriveKey,
                 (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE base,
                  CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OBJECT_HANDLE_PTR key),

@@ -51,6 +51,8 @@ static const char *const shim_vars[] = {
     "HSMSIGN_SHIM_FAIL_AT", "HSMSIGN_SHIM_FAIL_FUNC", "HSMSIGN_SHIM_FAIL_RV",
     "HSMSIGN_SHIM_FAIL_MODE", "HSMSIGN_SHIM_LATENCY_MS", "HSMSIGN_SHIM_LATENCY",
     "HSMSIGN_SHIM_MAX_SESSIONS", "HSMSIGN_SHIM_IDLE_TIMEOUT_MS", "HSMSIGN_SHIM_COUNTS",
+    "HSMSIGN_SHIM_PERSONALITY", "HSMSIGN_SHIM_YUBIHSM_FIRMWARE", "HSMSIGN_SHIM_YUBIHSM_AUTH_KEYS",
+    "YUBIHSM_PKCS11_CONF",
 };
 
 
@@ -289,6 +291,11 @@ static int run_quietly(char *const argv[])
 int create_token(void **state)
 {
     (void)state;
+    return create_token_with_pin(USER_PIN);
+}
+
+int create_token_with_pin(const char *user_pin)
+{
     const char *base = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
     snprintf(tmpdir, sizeof tmpdir, "%s/p11shim-test-XXXXXX", base);
     if (mkdtemp(tmpdir) == NULL)
@@ -310,7 +317,7 @@ int create_token(void **state)
 
     const char *util = getenv("SOFTHSM2_UTIL");
     char *argv[] = {(char *)(util != NULL ? util : "softhsm2-util"), "--init-token", "--free",
-                    "--label", "t", "--so-pin", SO_PIN, "--pin", USER_PIN, NULL};
+                    "--label", "t", "--so-pin", SO_PIN, "--pin", (char *)user_pin, NULL};
     if (run_quietly(argv) != 0) {
         fprintf(stderr, "softhsm2-util --init-token failed\n");
         return -1;

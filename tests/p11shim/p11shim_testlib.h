@@ -45,6 +45,8 @@ int run_scenario(const char *const *env, scenario_fn *fn, const void *arg);
 /* cmocka group setup/teardown: a SoftHSM token "t" (SO PIN SO_PIN, user
  * PIN USER_PIN) in a fresh temporary directory, SOFTHSM2_CONF set. */
 int create_token(void **state);
+/* The same with another user PIN (the yubihsm2 personality wants 8..64). */
+int create_token_with_pin(const char *user_pin);
 int remove_token(void **state);
 
 /* ---- child side: PKCS#11 helpers (they CHECK their own calls) -------- */

@@ -215,6 +215,71 @@ static bool load_latency(struct shim_config *cfg)
     return load_latency_list(cfg);
 }
 
+/* "2.4.0" -> {2, 40}: yubihsm_pkcs11's C_GetTokenInfo reports major and
+ * minor * 10 + patch (yubihsm_pkcs11.c, C_GetTokenInfo). */
+static bool load_firmware(struct shim_config *cfg)
+{
+    const char *var = "HSMSIGN_SHIM_YUBIHSM_FIRMWARE";
+    const char *value = env(var);
+    if (value == NULL)
+        value = "2.4.0";
+    unsigned major, minor, patch;
+    char tail;
+    if (strlen(value) >= sizeof cfg->yh_firmware ||
+        sscanf(value, "%u.%u.%u%c", &major, &minor, &patch, &tail) != 3 || major > 255 ||
+        minor > 24 || patch > 9)
+        return config_error(var, value, "expected MAJOR.MINOR.PATCH such as 2.4.0");
+    strcpy(cfg->yh_firmware, value);
+    cfg->yh_version.major = (CK_BYTE)major;
+    cfg->yh_version.minor = (CK_BYTE)(minor * 10 + patch);
+    return true;
+}
+
+/* "0001,0002": the authentication keys the emulated device holds. */
+static bool load_auth_keys(struct shim_config *cfg)
+{
+    const char *var = "HSMSIGN_SHIM_YUBIHSM_AUTH_KEYS";
+    const char *value = env(var);
+    if (value == NULL)
+        value = "0001";
+    char list[256];
+    if (strlen(value) >= sizeof list)
+        return config_error(var, value, "list too long");
+    strcpy(list, value);
+    char *save = NULL;
+    for (char *item = strtok_r(list, ",", &save); item != NULL;
+         item = strtok_r(NULL, ",", &save)) {
+        unsigned long id;
+        if (strlen(item) != 4 || !parse_ulong(item, 16, &id) || id == 0 || id == 0xffff)
+            return config_error(var, value, "expected 4-hex-digit key IDs (not 0000 or ffff)");
+        if (cfg->n_yh_auth_keys == sizeof cfg->yh_auth_keys / sizeof cfg->yh_auth_keys[0])
+            return config_error(var, value, "at most 16 authentication keys");
+        cfg->yh_auth_keys[cfg->n_yh_auth_keys++] = (unsigned)id;
+    }
+    if (cfg->n_yh_auth_keys == 0)
+        return config_error(var, value, "at least one authentication key");
+    return true;
+}
+
+/* HSMSIGN_SHIM_PERSONALITY=yubihsm2 also changes two defaults: 16 sessions
+ * and a 30 s idle timeout, the device's documented limits, unless the
+ * test sets them itself. */
+static bool load_personality(struct shim_config *cfg)
+{
+    const char *var = "HSMSIGN_SHIM_PERSONALITY";
+    const char *value = env(var);
+    if (value == NULL)
+        return true;
+    if (strcmp(value, "yubihsm2") != 0)
+        return config_error(var, value, "the only personality is \"yubihsm2\"");
+    cfg->yubihsm = true;
+    if (env("HSMSIGN_SHIM_MAX_SESSIONS") == NULL)
+        cfg->max_sessions = 16;
+    if (env("HSMSIGN_SHIM_IDLE_TIMEOUT_MS") == NULL)
+        cfg->idle_timeout_ms = 30000;
+    return load_firmware(cfg) && load_auth_keys(cfg);
+}
+
 bool shim_config_load(struct shim_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -225,5 +290,6 @@ bool shim_config_load(struct shim_config *cfg)
            load_path("HSMSIGN_SHIM_HANG_MARK", cfg->hang_mark, sizeof cfg->hang_mark) &&
            load_faults(cfg) && load_latency(cfg) &&
            load_number("HSMSIGN_SHIM_MAX_SESSIONS", &cfg->max_sessions) &&
-           load_number("HSMSIGN_SHIM_IDLE_TIMEOUT_MS", &cfg->idle_timeout_ms);
+           load_number("HSMSIGN_SHIM_IDLE_TIMEOUT_MS", &cfg->idle_timeout_ms) &&
+           load_personality(cfg);
 }

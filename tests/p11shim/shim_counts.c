@@ -11,6 +11,36 @@ static void write_field(FILE *f, const char *name, unsigned long value)
     fprintf(f, "\"%s\":%lu,", name, value);
 }
 
+/* Configuration strings come from the test's environment or pReserved:
+ * written as JSON strings with the few characters that need escaping. */
+static void write_string(FILE *f, const char *name, const char *value)
+{
+    fprintf(f, "\"%s\":\"", name);
+    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputs("\",", f);
+}
+
+static void write_yubihsm(FILE *f, const struct shim_yh_counts *y)
+{
+    fputs("\"personality\":\"yubihsm2\",\"yubihsm\":{", f);
+    write_string(f, "connector", y->connector);
+    write_string(f, "config_source", y->config_source);
+    write_string(f, "firmware", y->firmware);
+    write_field(f, "objects_created", y->objects_created);
+    write_field(f, "objects_deleted", y->objects_deleted);
+    write_field(f, "objects_unwrapped", y->objects_unwrapped);
+    write_field(f, "unwrapped_left", y->unwrapped_left);
+    write_field(f, "storage_refused", y->storage_refused);
+    fprintf(f, "\"objects_left\":%ld,\"pages_used\":%ld},", y->objects_left, y->pages_used);
+}
+
 static void write_counts(FILE *f, const struct shim_counts *c)
 {
     fprintf(f, "{\"finalized\":%s,", c->finalized ? "true" : "false");
@@ -25,6 +55,8 @@ static void write_counts(FILE *f, const struct shim_counts *c)
     write_field(f, "max_sessions_open", c->max_sessions_open);
     write_field(f, "logins", c->logins);
     write_field(f, "faults_injected", c->faults_injected);
+    if (c->yubihsm)
+        write_yubihsm(f, &c->yh);
     fputs("\"calls\":{", f);
     for (int i = 0; i < SHIM_FN_COUNT; i++)
         fprintf(f, "%s\"%s\":%lu", i == 0 ? "" : ",", shim_fn_name((enum shim_fn)i),

@@ -74,6 +74,20 @@ CK_FUNCTION_LIST *shim_real(void)
     return real;
 }
 
+const struct shim_config *shim_cfg(void)
+{
+    return &cfg;
+}
+
+/* The personality's fields, taken last, outside the lock: they have their
+ * own lock in shim_yubihsm.c. */
+static void add_personality_counts(struct shim_counts *snapshot)
+{
+    snapshot->yubihsm = cfg.yubihsm;
+    if (cfg.yubihsm)
+        shim_yh_counts(&snapshot->yh);
+}
+
 /* A test module may die on allocation failure: there is nothing sensible
  * to forward or to report once the bookkeeping is incomplete. */
 static void *grow(void *array, size_t *cap, size_t elem_size)
@@ -339,6 +353,7 @@ void shim_note_finalized(CK_RV real_rv)
     snapshot = counts;
     pthread_mutex_unlock(&lock);
 
+    add_personality_counts(&snapshot);
     if (cfg.counts_path[0] != '\0')
         shim_counts_write(cfg.counts_path, &snapshot);
 }
@@ -416,6 +431,7 @@ __attribute__((destructor)) static void write_counts_at_exit(void)
     pthread_mutex_lock(&lock);
     snapshot = counts;
     pthread_mutex_unlock(&lock);
+    add_personality_counts(&snapshot);
     if (!snapshot.finalized)
         shim_counts_write(cfg.counts_path, &snapshot);
 }

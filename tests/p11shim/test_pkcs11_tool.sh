@@ -18,7 +18,8 @@ export SOFTHSM2_CONF=$work/softhsm2.conf
 export HSMSIGN_SHIM_MODULE=$HSMSIGN_SOFTHSM_MODULE
 unset HSMSIGN_SHIM_FAIL_AT HSMSIGN_SHIM_FAIL_FUNC HSMSIGN_SHIM_FAIL_RV HSMSIGN_SHIM_FAIL_MODE \
     HSMSIGN_SHIM_LATENCY_MS HSMSIGN_SHIM_LATENCY HSMSIGN_SHIM_MAX_SESSIONS \
-    HSMSIGN_SHIM_IDLE_TIMEOUT_MS HSMSIGN_SHIM_COUNTS
+    HSMSIGN_SHIM_IDLE_TIMEOUT_MS HSMSIGN_SHIM_COUNTS HSMSIGN_SHIM_PERSONALITY \
+    HSMSIGN_SHIM_YUBIHSM_FIRMWARE HSMSIGN_SHIM_YUBIHSM_AUTH_KEYS YUBIHSM_PKCS11_CONF
 
 "$SOFTHSM2_UTIL" --init-token --free --label shimtool --so-pin 12345678 --pin 1234 >/dev/null
 
@@ -65,4 +66,27 @@ HSMSIGN_SHIM_FAIL_FUNC=C_Sign HSMSIGN_SHIM_FAIL_RV=CKR_DEVICE_ERROR \
 grep -q '"C_SignFinal":1' "$work/retry.json" || fail "expected the multi-part retry"
 openssl dgst -sha256 -verify "$work/pub.pem" -signature "$work/retry.sig" "$work/msg" \
     >/dev/null || fail "openssl rejects the signature made after the fault"
-echo "ok: pkcs11-tool lists, signs (openssl-verified), sees an injected fault, recovers from another"
+
+# 5. the yubihsm2 personality as pkcs11-tool sees it: Yubico's token, the
+#    vendor CCM wrap as the only wrap mechanism, and no start without a
+#    connector (pkcs11-tool passes no pReserved: the file is the way).
+printf 'connector = http://127.0.0.1:12345\n' > "$work/yubihsm_pkcs11.conf"
+yh() { HSMSIGN_SHIM_PERSONALITY=yubihsm2 YUBIHSM_PKCS11_CONF=$work/yubihsm_pkcs11.conf tool "$@"; }
+yh --list-mechanisms > "$work/yh-mechs.txt" 2>&1 || { cat "$work/yh-mechs.txt"; fail "yubihsm2 mechanism list"; }
+grep -q 'mechtype-0xD9554204.*wrap, unwrap' "$work/yh-mechs.txt" ||
+    { cat "$work/yh-mechs.txt"; fail "CKM_YUBICO_AES_CCM_WRAP not listed"; }
+if grep -q 'AES-KEY-WRAP' "$work/yh-mechs.txt"; then
+    cat "$work/yh-mechs.txt"; fail "SoftHSM's AES key wrap is still offered"
+fi
+[ "$(grep -c 'wrap' "$work/yh-mechs.txt")" = 1 ] || { cat "$work/yh-mechs.txt"; fail "another wrap mechanism"; }
+yh --list-slots > "$work/yh-slots.txt" 2>&1 || fail "yubihsm2 slot list"
+grep -q 'token manufacturer : Yubico (www.yubico.com)' "$work/yh-slots.txt" &&
+    grep -q 'firmware version   : 2.40' "$work/yh-slots.txt" ||
+    { cat "$work/yh-slots.txt"; fail "not Yubico's token info"; }
+if HSMSIGN_SHIM_PERSONALITY=yubihsm2 tool --list-slots > "$work/yh-noconf.txt" 2>&1; then
+    fail "the yubihsm2 personality started without a connector"
+fi
+grep -q 'C_Initialize.*CKR_ARGUMENTS_BAD' "$work/yh-noconf.txt" ||
+    { cat "$work/yh-noconf.txt"; fail "wrong error without a connector"; }
+echo "ok: pkcs11-tool lists, signs (openssl-verified), sees an injected fault, recovers from another;"
+echo "ok: with the yubihsm2 personality it lists Yubico's token and CKM_YUBICO_AES_CCM_WRAP only"
