@@ -429,6 +429,74 @@ static int check_vbmeta_output(const cli_globals *g, const avb_args *a)
     return rc;
 }
 
+/* What a signing avb command does once its arguments are checked: the
+ * vbmeta options filled from the key, the library call with the signer. */
+typedef hs_result (*avb_op)(const avb_args *a, const hs_avb_vbmeta_opts *vo, hs_sign_fn *fn,
+                            hs_avb_report *rep, hs_error *e);
+
+/* Opens the key (when one is given), runs op, closes, reports; args are
+ * freed here. footer: the report is about an image changed in place. */
+static int run_signed(const cli_globals *g, avb_args *a, avb_op op, const char *name,
+                      const char *path, bool footer)
+{
+    cli_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    EVP_PKEY *pub;
+    int rc = open_signing_key(g, a->key, &ctx, &pub);
+    if (rc == 0) {
+        hs_avb_vbmeta_opts vo;
+        fill_vbmeta_opts(a, pub, &vo);
+        hs_sign_fn fn = {NULL, NULL};
+        if (ctx.signer != NULL)
+            fn = hs_signer_fn(ctx.signer);
+        hs_avb_report rep;
+        hs_error e;
+        hs_error_clear(&e);
+        hs_result r = op(a, &vo, &fn, &rep, &e);
+        cli_close(&ctx);
+        if (r != HS_OK)
+            rc = cli_fail(g, &e);
+        else
+            print_report(g, name, path, a, &rep, footer);
+    }
+    args_free(a);
+    return rc;
+}
+
+static hs_result make_vbmeta_op(const avb_args *a, const hs_avb_vbmeta_opts *vo, hs_sign_fn *fn,
+                                hs_avb_report *rep, hs_error *e)
+{
+    return hs_avb_make_vbmeta_image(a->output, vo, a->padding_size, fn, rep, e);
+}
+
+static void fill_footer_opts(const avb_args *a, const hs_avb_vbmeta_opts *vo,
+                             hs_avb_footer_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->vbmeta = *vo;
+    o->partition_name = a->partition_name;
+    o->partition_size = a->partition_size;
+    o->hash_algorithm = a->hash_algorithm;
+    o->salt_hex = a->salt;
+    o->do_not_generate_fec = a->no_fec;
+}
+
+static hs_result hash_footer_op(const avb_args *a, const hs_avb_vbmeta_opts *vo, hs_sign_fn *fn,
+                                hs_avb_report *rep, hs_error *e)
+{
+    hs_avb_footer_opts o;
+    fill_footer_opts(a, vo, &o);
+    return hs_avb_add_hash_footer(a->image, &o, fn, rep, e);
+}
+
+static hs_result hashtree_footer_op(const avb_args *a, const hs_avb_vbmeta_opts *vo,
+                                    hs_sign_fn *fn, hs_avb_report *rep, hs_error *e)
+{
+    hs_avb_footer_opts o;
+    fill_footer_opts(a, vo, &o);
+    return hs_avb_add_hashtree_footer(a->image, &o, fn, rep, e);
+}
+
 static int avb_make_vbmeta(const cli_globals *g, int argc, char **argv)
 {
     const char *cmd = "avb make-vbmeta";
@@ -446,28 +514,7 @@ static int avb_make_vbmeta(const cli_globals *g, int argc, char **argv)
         args_free(&a);
         return rc;
     }
-    cli_ctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    EVP_PKEY *pub;
-    rc = open_signing_key(g, a.key, &ctx, &pub);
-    if (rc == 0) {
-        hs_avb_vbmeta_opts o;
-        fill_vbmeta_opts(&a, pub, &o);
-        hs_sign_fn fn = {NULL, NULL};
-        if (ctx.signer != NULL)
-            fn = hs_signer_fn(ctx.signer);
-        hs_avb_report rep;
-        hs_error e;
-        hs_error_clear(&e);
-        hs_result r = hs_avb_make_vbmeta_image(a.output, &o, a.padding_size, &fn, &rep, &e);
-        cli_close(&ctx);
-        if (r != HS_OK)
-            rc = cli_fail(g, &e);
-        else
-            print_report(g, "make-vbmeta", a.output, &a, &rep, false);
-    }
-    args_free(&a);
-    return rc;
+    return run_signed(g, &a, make_vbmeta_op, "make-vbmeta", a.output, false);
 }
 
 static const char hash_footer_help[] =
@@ -510,36 +557,8 @@ static int footer_command(const cli_globals *g, int argc, char **argv, bool hash
         args_free(&a);
         return rc;
     }
-    cli_ctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    EVP_PKEY *pub;
-    rc = open_signing_key(g, a.key, &ctx, &pub);
-    if (rc == 0) {
-        hs_avb_footer_opts o;
-        memset(&o, 0, sizeof o);
-        fill_vbmeta_opts(&a, pub, &o.vbmeta);
-        o.partition_name = a.partition_name;
-        o.partition_size = a.partition_size;
-        o.hash_algorithm = a.hash_algorithm;
-        o.salt_hex = a.salt;
-        o.do_not_generate_fec = a.no_fec;
-        hs_sign_fn fn = {NULL, NULL};
-        if (ctx.signer != NULL)
-            fn = hs_signer_fn(ctx.signer);
-        hs_avb_report rep;
-        hs_error e;
-        hs_error_clear(&e);
-        hs_result r = hashtree ? hs_avb_add_hashtree_footer(a.image, &o, &fn, &rep, &e)
-                               : hs_avb_add_hash_footer(a.image, &o, &fn, &rep, &e);
-        cli_close(&ctx);
-        if (r != HS_OK)
-            rc = cli_fail(g, &e);
-        else
-            print_report(g, hashtree ? "add-hashtree-footer" : "add-hash-footer", a.image, &a,
-                         &rep, true);
-    }
-    args_free(&a);
-    return rc;
+    return run_signed(g, &a, hashtree ? hashtree_footer_op : hash_footer_op,
+                      hashtree ? "add-hashtree-footer" : "add-hash-footer", a.image, true);
 }
 
 static int avb_add_hash_footer(const cli_globals *g, int argc, char **argv)
