@@ -167,9 +167,11 @@ int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
     ctx->g = g;
     hs_error e;
     hs_error_clear(&e);
-    hs_result r = hs_p11_open(g->module, &ctx->p11, &e);
-    if (r == HS_OK)
+    hs_result r = hs_p11_open_args(g->module, g->module_init_args, &ctx->p11, &e);
+    if (r == HS_OK) {
+        ctx->p11->accept_custody_gap = g->accept_custody_gap;
         r = hs_p11_select_token(ctx->p11, g->token, &e);
+    }
     if (r == HS_OK && (what & (CLI_LOGIN | CLI_SIGNER))) {
         hs_pin_source src;
         r = cli_pin_source(g->pin_source, "HSMSIGN_PIN", &src, &e);
