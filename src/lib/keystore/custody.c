@@ -272,6 +272,14 @@ hs_result hs_custody_check_wrapkey(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HAN
         return hs_error_prefix(e, "wrap key '%s': ", label);
     if (rep.ok)
         return HS_OK;
+    if (hs_p11_is_nss(p))
+        return hs_fail(e, HS_E_VERIFY,
+                       "token '%s': refusing to use wrap key '%s': %s, so anyone with the user "
+                       "PIN and a key file can make the token unwrap a signing key as "
+                       "extractable and read it. NSS softokn cannot do better; to use it anyway "
+                       "give --accept-custody-gap (or HSMSIGN_ACCEPT_CUSTODY_GAP=1; "
+                       "docs/tokens.md)",
+                       p->label, label, rep.problem);
     return hs_fail(e, HS_E_VERIFY,
                    "token '%s': refusing to use wrap key '%s': %s, so anyone with the user PIN "
                    "and a key file could make the token unwrap that key as extractable and read "

@@ -92,11 +92,20 @@ static hs_result wrap_private(hs_p11 *p, const hs_wrapkey *wrap, CK_OBJECT_HANDL
     CK_SESSION_HANDLE s = hs_p11_key_session(p);
     CK_ULONG len = 0;
     CK_RV rv = p->fn->C_WrapKey(s, &m, wrap->handle, priv, NULL, &len);
-    if (rv == CKR_OK) {
-        kf->wrapped = malloc(len);
-        if (kf->wrapped == NULL)
+    /* NSS answers the length query for RFC 5649 with less than it then
+     * needs (CKR_BUFFER_TOO_SMALL): room for the padding block too. */
+    for (int attempt = 0; rv == CKR_OK && attempt < 2; attempt++) {
+        CK_ULONG cap = len + 16;
+        uint8_t *grown = realloc(kf->wrapped, cap);
+        if (grown == NULL)
             return hs_fail(e, HS_E_NOMEM, "out of memory");
+        kf->wrapped = grown;
+        len = cap;
         rv = p->fn->C_WrapKey(s, &m, wrap->handle, priv, kf->wrapped, &len);
+        if (rv != CKR_BUFFER_TOO_SMALL)
+            break;
+        rv = CKR_OK;
+        len = cap + 1024;
     }
     if (rv != CKR_OK)
         return hs_p11_fail(p, e, rv, "C_WrapKey", "wrapping key '%s' under wrap key '%s'", name,

@@ -347,6 +347,8 @@ hs_result hs_wrapkey_inspect(hs_p11 *p, const char *label, hs_wrapkey *out,
     hs_result r = find_one(p, label, out, e);
     if (r == HS_OK)
         r = hs_custody_inspect_wrapkey(p, hs_p11_key_session(p), out->handle, rep, e);
+    if (r == HS_OK)
+        out->custody_gap = !rep->ok && p->accept_custody_gap && hs_p11_is_nss(p);
     return r;
 }
 
