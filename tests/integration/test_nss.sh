@@ -55,6 +55,9 @@ ceremony_config ceremony.json "NSS migration" pkcs11:token=primary backup 2 alic
 check "SoftHSM ceremony: provision 2-of-3 onto two tokens" \
     hs ceremony provision ceremony.json --out-dir cer
 PRIMARY_PIN=$(age -d -i ids/operator.txt cer/credentials/primary-user-pin.age)
+assert "the transcript carries the wrap key's canary" python3 -c \
+    "import json,base64; assert len(base64.b64decode(json.load(open('cer/transcript.json'))['wrap_key']['canary'])) > 600"
+assert "transcript.txt names the canary" grep -q "canary (RFC 5649" cer/transcript.txt
 share() { ls cer/shares/*-"$1".share.age; }
 ids="--identity ids/alice.txt --identity ids/bob.txt"
 soft() { HSMSIGN_PIN=$PRIMARY_PIN "$HSMSIGN" --token primary "$@"; }
