@@ -274,13 +274,16 @@ hs_result hs_wrapkey_matches(hs_p11 *p, const hs_wrapkey *w, const hs_keyfile *k
         hs_hex_encode(kf->wrap_kcv, HS_KCV_LEN, want);
     if (w->have_kcv)
         hs_hex_encode(w->kcv, HS_KCV_LEN, have);
+    if (!kf->wrap_kcv_unknown && w->have_kcv)
+        return hs_fail(e, HS_E_VERIFY,
+                       "%s was made under another wrap key (check value %s); token '%s' has "
+                       "wrap key '%s' with check value %s",
+                       what, want, p->label, w->label, have);
     return hs_fail(e, HS_E_VERIFY,
                    "%s was made under another wrap key (check value %s); token '%s' has wrap "
-                   "key '%s' (check value %s), which %s",
-                   what, want[0] ? want : "unknown", p->label, w->label, have[0] ? have : "unknown",
-                   kf->wrap_canary != NULL && !(!kf->wrap_kcv_unknown && w->have_kcv)
-                       ? "does not unwrap the key file's canary"
-                       : "differs");
+                   "key '%s' (check value %s), which does not unwrap the key file's canary",
+                   what, want[0] ? want : "unknown", p->label, w->label,
+                   have[0] ? have : "unknown");
 }
 
 hs_result hs_wrapkey_import(hs_p11 *p, const char *label, const uint8_t key[32], hs_wrapkey *out,
