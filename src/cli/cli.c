@@ -180,6 +180,10 @@ int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
     }
     if (r == HS_OK && (what & CLI_SIGNER)) {
         r = hs_wrapkey_find(ctx->p11, g->wrap_label, &ctx->wrap, &e);
+        if (r == HS_OK && ctx->wrap.custody_gap && !g->quiet)
+            fprintf(stderr, "hsmsign: note: token '%s' does not enforce the wrap key's custody "
+                            "attributes (accepted with --accept-custody-gap; docs/tokens.md)\n",
+                    ctx->p11->label);
         if (r == HS_OK)
             r = cli_open_audit(ctx, &e);
         if (r == HS_OK)
