@@ -126,11 +126,10 @@ static hs_result start_keyfile(hs_keyfile *kf, hs_signer *s, const char *name, h
     snprintf(kf->wrap_label, sizeof kf->wrap_label, "%s", w->label);
     memcpy(kf->wrap_kcv, w->kcv, HS_KCV_LEN);
     kf->wrap_kcv_unknown = !w->have_kcv;
-    kf->wrap_canary = malloc(w->canary_len);
-    if (kf->wrap_canary == NULL)
-        return hs_fail(e, HS_E_NOMEM, "out of memory");
-    memcpy(kf->wrap_canary, w->canary, w->canary_len);
-    kf->wrap_canary_len = w->canary_len;
+    hs_result r = hs_wrapkey_make_canary(hs_signer_p11(s), w, &kf->wrap_canary,
+                                         &kf->wrap_canary_len, e);
+    if (r != HS_OK)
+        return r;
     return hs_keyfile_set_public(kf, pub, e);
 }
 

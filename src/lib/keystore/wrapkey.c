@@ -52,21 +52,32 @@ static hs_result read_kcv(hs_p11 *p, CK_SESSION_HANDLE s, hs_wrapkey *out, hs_er
     return HS_OK;
 }
 
-/* The canary for new key files: the test key wrapped by the token. */
-static hs_result make_canary(hs_p11 *p, CK_SESSION_HANDLE s, hs_wrapkey *w, hs_error *e)
+hs_result hs_wrapkey_make_canary(hs_p11 *p, const hs_wrapkey *w, uint8_t **out, size_t *out_len,
+                                 hs_error *e)
 {
+    *out = NULL;
+    *out_len = 0;
     CK_OBJECT_HANDLE t;
     hs_result r = hs_kwp_test_object(p, w->mech, &t, e);
     if (r != HS_OK)
         return r;
+    CK_SESSION_HANDLE s = hs_p11_key_session(p);
     CK_MECHANISM m = {w->mech, NULL, 0};
-    CK_ULONG len = sizeof w->canary;
-    CK_RV rv = p->fn->C_WrapKey(s, &m, w->handle, t, w->canary, &len);
+    /* The test key is 634 bytes of PKCS#8; a token's own encoding may be
+     * a little longer, and RFC 5649 adds at most 15 bytes. */
+    CK_ULONG len = 1024;
+    uint8_t *buf = malloc(len);
+    CK_RV rv = buf != NULL ? p->fn->C_WrapKey(s, &m, w->handle, t, buf, &len) : CKR_HOST_MEMORY;
     (void)p->fn->C_DestroyObject(s, t);
-    if (rv != CKR_OK)
-        return hs_p11_fail(p, e, rv, "C_WrapKey", "wrapping the public test key under wrap key "
-                           "'%s' (its canary)", w->label);
-    w->canary_len = len;
+    if (rv != CKR_OK) {
+        free(buf);
+        return rv == CKR_HOST_MEMORY ? hs_fail(e, HS_E_NOMEM, "out of memory")
+                                     : hs_p11_fail(p, e, rv, "C_WrapKey",
+                                                   "wrapping the public test key under wrap key "
+                                                   "'%s' (its canary)", w->label);
+    }
+    *out = buf;
+    *out_len = len;
     return HS_OK;
 }
 
@@ -82,8 +93,6 @@ static hs_result describe(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, co
     hs_result r = read_kcv(p, s, out, e);
     if (r == HS_OK)
         r = hs_p11_get_bool(p, s, h, CKA_TRUSTED, &out->trusted, e);
-    if (r == HS_OK)
-        r = make_canary(p, s, out, e);
     return r;
 }
 

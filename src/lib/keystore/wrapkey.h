@@ -18,8 +18,6 @@
 
 #define HS_WRAPKEY_DEFAULT_LABEL "hsmsign-wrap"
 
-#define HS_WRAPKEY_CANARY_MAX 1024
-
 typedef struct hs_wrapkey {
     CK_OBJECT_HANDLE handle;
     uint8_t kcv[HS_KCV_LEN]; /* CKA_CHECK_VALUE: first 3 bytes of AES-ECB(key, 0^16) */
@@ -29,8 +27,6 @@ typedef struct hs_wrapkey {
      * caller accepted that (hs_p11.accept_custody_gap). */
     bool custody_gap;
     CK_MECHANISM_TYPE mech;  /* the token's RFC 5649 mechanism (hs_kwp_detect) */
-    uint8_t canary[HS_WRAPKEY_CANARY_MAX]; /* made by the token, for new key files */
-    size_t canary_len;
     char label[64];
 } hs_wrapkey;
 
@@ -70,6 +66,12 @@ hs_result hs_wrapkey_replace(hs_p11 *p, const char *label, const uint8_t key[32]
  * unwrap); HS_E_VERIFY naming both keys when it is not. */
 hs_result hs_wrapkey_matches(hs_p11 *p, const hs_wrapkey *w, const hs_keyfile *kf,
                              const char *what, hs_error *e) HS_MUST_CHECK;
+
+/* The canary for a new key file, made by the token: the test key wrapped
+ * under w. *out is malloc'd. Only key generation and import need it, so
+ * signing pays nothing for it. */
+hs_result hs_wrapkey_make_canary(hs_p11 *p, const hs_wrapkey *w, uint8_t **out, size_t *out_len,
+                                 hs_error *e) HS_MUST_CHECK;
 
 /* The canary of a key held in host memory (ceremony transcripts). */
 hs_result hs_wrapkey_canary_of(const uint8_t key[32], uint8_t **out, size_t *out_len,
