@@ -307,6 +307,26 @@ hs_result hs_wrapkey_import(hs_p11 *p, const char *label, const uint8_t key[32],
     return r;
 }
 
+/* The mechanism the wrap key is restricted to (CKA_ALLOWED_MECHANISMS of
+ * exactly one RFC 5649 candidate), which the known-answer test chose when
+ * the key was made: then no test is needed in every signing process (it
+ * costs a session key, an unwrap and a wrap). False when the token keeps
+ * no such restriction (NSS): the caller runs the test. */
+static bool restricted_mechanism(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                                 CK_MECHANISM_TYPE *mech)
+{
+    uint8_t *v = NULL;
+    size_t len = 0;
+    hs_error ignored;
+    if (hs_p11_get_attr(p, s, h, CKA_ALLOWED_MECHANISMS, &v, &len, &ignored) != HS_OK)
+        return false;
+    bool one = len == sizeof *mech;
+    if (one)
+        memcpy(mech, v, sizeof *mech);
+    free(v);
+    return one && hs_kwp_candidate(*mech);
+}
+
 static hs_result find_one(hs_p11 *p, const char *label, hs_wrapkey *out, hs_error *e)
 {
     CK_SESSION_HANDLE s = hs_p11_key_session(p);
@@ -327,9 +347,11 @@ static hs_result find_one(hs_p11 *p, const char *label, hs_wrapkey *out, hs_erro
                        "it again)",
                        p->label, n, label);
     CK_MECHANISM_TYPE mech;
-    r = hs_kwp_detect(p, &mech, e);
-    if (r != HS_OK)
-        return r;
+    if (!restricted_mechanism(p, s, h, &mech)) {
+        r = hs_kwp_detect(p, &mech, e);
+        if (r != HS_OK)
+            return r;
+    }
     return describe(p, s, h, label, mech, out, e);
 }
 
