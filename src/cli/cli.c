@@ -187,9 +187,11 @@ int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
         return open_agent(g, agent, ctx);
     hs_error e;
     hs_error_clear(&e);
-    hs_result r = hs_p11_open(g->module, &ctx->p11, &e);
-    if (r == HS_OK)
+    hs_result r = hs_p11_open_args(g->module, g->module_init_args, &ctx->p11, &e);
+    if (r == HS_OK) {
+        ctx->p11->accept_custody_gap = g->accept_custody_gap;
         r = hs_p11_select_token(ctx->p11, g->token, &e);
+    }
     if (r == HS_OK && (what & (CLI_LOGIN | CLI_SIGNER))) {
         hs_pin_source src;
         r = cli_pin_source(g->pin_source, "HSMSIGN_PIN", &src, &e);
@@ -198,6 +200,10 @@ int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
     }
     if (r == HS_OK && (what & CLI_SIGNER)) {
         r = hs_wrapkey_find(ctx->p11, g->wrap_label, &ctx->wrap, &e);
+        if (r == HS_OK && ctx->wrap.custody_gap && !g->quiet)
+            fprintf(stderr, "hsmsign: note: token '%s' does not enforce the wrap key's custody "
+                            "attributes (accepted with --accept-custody-gap; docs/tokens.md)\n",
+                    ctx->p11->label);
         if (r == HS_OK)
             r = cli_open_audit(ctx, &e);
         if (r == HS_OK)

@@ -17,12 +17,15 @@
 
 typedef struct cli_globals {
     const char *module;     /* --module, HSMSIGN_MODULE, config "module" */
+    /* --module-init-args, HSMSIGN_MODULE_INIT_ARGS, config "module-init-args" */
+    const char *module_init_args;
     const char *token;      /* --token, HSMSIGN_TOKEN, config "token" */
     const char *pin_source; /* --pin-source, HSMSIGN_PIN_SOURCE, config "pin-source" */
     const char *keystore;   /* --keystore, HSMSIGN_KEYSTORE, config "keystore" */
     const char *audit_log;  /* --audit-log, HSMSIGN_AUDIT_LOG, config "audit-log" */
     const char *wrap_label; /* --wrap-key-label, HSMSIGN_WRAP_KEY_LABEL, config "wrap-key-label" */
     const char *config;     /* --config (else HSMSIGN_CONFIG, per-user, system: config.h) */
+    bool accept_custody_gap; /* --accept-custody-gap, HSMSIGN_ACCEPT_CUSTODY_GAP=1 */
     bool json;
     bool quiet;
     int verbose;

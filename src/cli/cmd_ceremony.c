@@ -120,6 +120,7 @@ static int ceremony_provision(const cli_globals *g, int argc, char **argv)
         r = read_current_pin(cur_backup, "current SO PIN of the backup token", &pins[1], &e);
     if (r == HS_OK) {
         o.module = g->module;
+        o.module_init_args = g->module_init_args;
         o.audit_dir = g->audit_log;
         o.current_so_pin[0] = pins[0];
         o.current_so_pin[1] = pins[1] != NULL ? pins[1] : pins[0];

@@ -340,7 +340,10 @@ static int print_summary(const cli_globals *g, const hs_keyfile *kf)
 {
     char fp[65], kcv[7], serial_hex[80] = "";
     hs_keyfile_fingerprint_hex(kf, fp);
-    hs_hex_encode(kf->wrap_kcv, HS_KCV_LEN, kcv);
+    if (kf->wrap_kcv_unknown)
+        snprintf(kcv, sizeof kcv, "none");
+    else
+        hs_hex_encode(kf->wrap_kcv, HS_KCV_LEN, kcv);
     char *subject = X509_NAME_oneline(X509_get_subject_name(kf->cert), NULL, 0);
     const ASN1_INTEGER *sn = X509_get0_serialNumber(kf->cert);
     BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);

@@ -184,7 +184,7 @@ static int token_init(const cli_globals *g, int argc, char **argv)
     if (r == HS_OK && dir != NULL)
         r = write_softhsm_conf(dir, &made, &e);
     if (r == HS_OK)
-        r = hs_p11_open(g->module, &p, &e);
+        r = hs_p11_open_args(g->module, g->module_init_args, &p, &e);
     if (r == HS_OK)
         r = hs_p11_init_token(p, label, so_pin, user_pin, &e);
     hs_pin_free(so_pin);
@@ -230,7 +230,7 @@ static int token_list(const cli_globals *g, int argc, char **argv)
     hs_p11 *p;
     hs_p11_token_info *list = NULL;
     size_t n = 0;
-    hs_result r = hs_p11_open(g->module, &p, &e);
+    hs_result r = hs_p11_open_args(g->module, g->module_init_args, &p, &e);
     if (r == HS_OK)
         r = hs_p11_list_tokens(p, &list, &n, &e);
     if (r != HS_OK) {

@@ -4,33 +4,45 @@
 
 #include "cli.h"
 #include "keystore/auditkey.h"
+#include "keystore/kwp.h"
+#include "p11/ckr.h"
 #include "util/encoding.h"
 
 /* custody: NULL after create (checked there), else what show found. */
 static void print_wrapkey(const cli_globals *g, const cli_ctx *ctx, const char *verb,
                           const hs_custody_report *custody)
 {
-    char kcv[7];
-    hs_hex_encode(ctx->wrap.kcv, HS_KCV_LEN, kcv);
-    bool protected = custody == NULL || custody->ok;
+    char kcv[7] = "";
+    if (ctx->wrap.have_kcv)
+        hs_hex_encode(ctx->wrap.kcv, HS_KCV_LEN, kcv);
+    bool protected = !ctx->wrap.custody_gap && (custody == NULL || custody->ok);
+    const char *problem = protected ? "" : custody != NULL ? custody->problem
+                                                           : "the token keeps no custody attributes";
     if (g->json) {
-        cli_print_json(json_pack("{s:b, s:s, s:s, s:s, s:s, s:b, s:b, s:s}", "ok", 1, "token",
-                                 ctx->p11->label, "label", ctx->wrap.label, "check_value", kcv,
-                                 "mechanism", "CKM_AES_KEY_WRAP_PAD", "trusted", ctx->wrap.trusted,
-                                 "protected", protected,
-                                 "problem", protected ? "" : custody->problem));
+        cli_print_json(json_pack("{s:b, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:s}", "ok", 1,
+                                 "token", ctx->p11->label, "label", ctx->wrap.label,
+                                 "check_value", kcv, "blob_format", "rfc5649", "mechanism",
+                                 hs_ckm_name(ctx->wrap.mech), "trusted", ctx->wrap.trusted,
+                                 "protected", protected, "custody_gap_accepted",
+                                 ctx->wrap.custody_gap, "problem", problem));
         return;
     }
     printf("%s wrap key '%s' on token '%s'\n", verb, ctx->wrap.label, ctx->p11->label);
-    printf("  check value: %s\n  trusted:     %s\n", kcv,
+    printf("  check value: %s\n  blobs:       RFC 5649, through %s\n  trusted:     %s\n",
+           kcv[0] ? kcv : "none (the token keeps no CKA_CHECK_VALUE; key files name the key by "
+                          "their canary)",
+           hs_ckm_name(ctx->wrap.mech),
            ctx->wrap.trusted ? "yes (keys may be CKA_WRAP_WITH_TRUSTED)"
                              : "no (the token does not let the user set CKA_TRUSTED)");
     if (protected)
         printf("  custody:     unwrap template, wrap template and allowed mechanisms in place\n");
+    else if (hs_p11_is_nss(ctx->p11))
+        printf("  custody:     NOT ENFORCED: %s; used only with --accept-custody-gap "
+               "(docs/tokens.md)\n", problem);
     else
         printf("  custody:     UNPROTECTED: %s; commands refuse it until it is replaced with "
                "`hsmsign ceremony restore --replace-wrap-key` (docs/ceremony.md)\n",
-               custody->problem);
+               problem);
 }
 
 /* A development token made without a ceremony still needs an audit key:

@@ -39,6 +39,7 @@ static const char **slot_for(cli_globals *g, const char *key)
         *u = '-';
     key = dashed;
     if (strcmp(key, "module") == 0) return &g->module;
+    if (strcmp(key, "module-init-args") == 0) return &g->module_init_args;
     if (strcmp(key, "token") == 0) return &g->token;
     if (strcmp(key, "pin-source") == 0) return &g->pin_source;
     if (strcmp(key, "keystore") == 0) return &g->keystore;
@@ -97,7 +98,7 @@ hs_result cli_config_load(cli_globals *g, const char *path, bool must_exist, hs_
         const char **slot = slot_for(g, key);
         if (slot == NULL) {
             r = hs_fail(e, HS_E_USAGE,
-                        "config file %s: unknown key '%s' (known: module, token, pin-source, "
+                        "config file %s: unknown key '%s' (known: module, module-init-args, token, pin-source, "
                         "keystore, audit-log, wrap-key-label; '_' may stand for '-')",
                         path, key);
             break;
@@ -125,6 +126,7 @@ void cli_config_env(cli_globals *g)
         const char *env, *key;
     } vars[] = {
         {"HSMSIGN_MODULE", "module"},         {"HSMSIGN_TOKEN", "token"},
+        {"HSMSIGN_MODULE_INIT_ARGS", "module-init-args"},
         {"HSMSIGN_PIN_SOURCE", "pin-source"}, {"HSMSIGN_KEYSTORE", "keystore"},
         {"HSMSIGN_AUDIT_LOG", "audit-log"},   {"HSMSIGN_WRAP_KEY_LABEL", "wrap-key-label"},
     };
@@ -134,6 +136,9 @@ void cli_config_env(cli_globals *g)
         if (*slot == NULL && v != NULL && *v != '\0')
             *slot = v;
     }
+    const char *gap = getenv("HSMSIGN_ACCEPT_CUSTODY_GAP");
+    if (gap != NULL && strcmp(gap, "1") == 0)
+        g->accept_custody_gap = true;
 }
 
 /* Where the config file is looked for when neither --config nor

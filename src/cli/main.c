@@ -30,6 +30,10 @@ static const char usage_text[] =
     "\n"
     "Global options (each also settable by environment variable and config file):\n"
     "  --module PATH        PKCS#11 module [HSMSIGN_MODULE; default SoftHSMv2]\n"
+    "  --module-init-args S the module's configuration string, passed to C_Initialize\n"
+    "                       (NSS: \"configdir='sql:DIR' ...\") [HSMSIGN_MODULE_INIT_ARGS]\n"
+    "  --accept-custody-gap use a token that does not enforce the wrap key's custody\n"
+    "                       attributes (NSS softokn) [HSMSIGN_ACCEPT_CUSTODY_GAP=1]\n"
     "  --token URI|LABEL    token: RFC 7512 pkcs11: URI or label [HSMSIGN_TOKEN]\n"
     "  --pin-source SRC     env:VAR, file:PATH, fd:N or prompt [HSMSIGN_PIN_SOURCE;\n"
     "                       default env:HSMSIGN_PIN if set, else prompt]. Never a PIN itself.\n"
@@ -66,13 +70,15 @@ static const struct {
     {"payload-signer", cmd_payload_signer},
 };
 
-enum { OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,
+enum { OPT_MODULE_INIT_ARGS = 240, OPT_CUSTODY_GAP, OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,
        OPT_VERSION, OPT_WRAP_LABEL, OPT_PIN };
 
 static int parse_globals(int argc, char **argv, cli_globals *g)
 {
     static const struct option opts[] = {
         {"module", required_argument, NULL, OPT_MODULE},
+        {"module-init-args", required_argument, NULL, OPT_MODULE_INIT_ARGS},
+        {"accept-custody-gap", no_argument, NULL, OPT_CUSTODY_GAP},
         {"token", required_argument, NULL, OPT_TOKEN},
         {"pin-source", required_argument, NULL, OPT_PIN_SOURCE},
         {"keystore", required_argument, NULL, OPT_KEYSTORE},
@@ -92,6 +98,8 @@ static int parse_globals(int argc, char **argv, cli_globals *g)
     while ((c = getopt_long(argc, argv, "+qvh", opts, NULL)) != -1) {
         switch (c) {
         case OPT_MODULE: g->module = optarg; break;
+        case OPT_MODULE_INIT_ARGS: g->module_init_args = optarg; break;
+        case OPT_CUSTODY_GAP: g->accept_custody_gap = true; break;
         case OPT_TOKEN: g->token = optarg; break;
         case OPT_PIN_SOURCE: g->pin_source = optarg; break;
         case OPT_KEYSTORE: g->keystore = optarg; break;

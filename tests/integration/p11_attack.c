@@ -16,7 +16,11 @@
  *       issue 11 (no unwrap template): an old deployment, so the tests can
  *       show that the attack succeeds against it.
  *
- * The PIN comes from $HSMSIGN_PIN (an attacker has it). */
+ * The PIN comes from $HSMSIGN_PIN (an attacker has it); the module's
+ * C_Initialize configuration (NSS softokn's "configdir=...") from
+ * $HSMSIGN_MODULE_INIT_ARGS. The blob is RFC 5649: through
+ * CKM_AES_KEY_WRAP_PAD, or CKM_AES_KEY_WRAP_KWP (0x210B) where the token's
+ * 0x210A is something else (NSS); the control unwrap finds which. */
 #include <dlfcn.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -31,6 +35,9 @@ static CK_SESSION_HANDLE sess;
 static int leaks, blocked;
 static const char *outdir;
 static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+#define CKM_KWP 0x0000210BUL
+/* The token's RFC 5649 mechanism, found by the control unwrap. */
+static CK_MECHANISM_TYPE wrap_mech = CKM_AES_KEY_WRAP_PAD;
 
 static const char *rv_name(CK_RV rv)
 {
@@ -85,7 +92,10 @@ static int open_token(const char *module, const char *label)
 {
     void *h = dlopen(module, RTLD_NOW | RTLD_LOCAL);
     CK_C_GetFunctionList gfl = h != NULL ? (CK_C_GetFunctionList)dlsym(h, "C_GetFunctionList") : NULL;
-    if (gfl == NULL || gfl(&fn) != CKR_OK || fn->C_Initialize(NULL) != CKR_OK) {
+    const char *conf = getenv("HSMSIGN_MODULE_INIT_ARGS");
+    CK_C_INITIALIZE_ARGS args = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, (void *)conf};
+    if (gfl == NULL || gfl(&fn) != CKR_OK ||
+        fn->C_Initialize(conf != NULL && *conf != '\0' ? &args : NULL) != CKR_OK) {
         fprintf(stderr, "p11_attack: cannot load %s\n", module);
         return -1;
     }
@@ -185,7 +195,7 @@ static void wrap_out(const char *what, CK_OBJECT_HANDLE target)
         printf("note: %s: could not make the attacker's own AES key\n", what);
         return;
     }
-    CK_MECHANISM m = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+    CK_MECHANISM m = {wrap_mech, NULL, 0};
     unsigned char blob[8192];
     CK_ULONG len = sizeof blob;
     CK_RV rv = fn->C_WrapKey(sess, &m, mine, target, blob, &len);
@@ -266,10 +276,10 @@ static CK_RV unwrap(CK_OBJECT_HANDLE wrap, const unsigned char *blob, size_t blo
 
 /* The unwrap hsmsign itself makes: must work, or the attack proves
  * nothing (the blob or the wrap key would be wrong). */
-static CK_RV legit_unwrap(CK_OBJECT_HANDLE wrap, const unsigned char *blob, size_t blob_len,
-                          CK_KEY_TYPE kt, CK_OBJECT_HANDLE *out)
+static CK_RV legit_unwrap_with(CK_OBJECT_HANDLE wrap, const unsigned char *blob, size_t blob_len,
+                               CK_KEY_TYPE kt, CK_OBJECT_HANDLE *out)
 {
-    CK_MECHANISM m = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+    CK_MECHANISM m = {wrap_mech, NULL, 0};
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
     CK_ATTRIBUTE t[] = {
         {CKA_KEY_TYPE, &kt, sizeof kt},       {CKA_CLASS, &cls, sizeof cls},
@@ -294,6 +304,19 @@ static CK_RV legit_unwrap(CK_OBJECT_HANDLE wrap, const unsigned char *blob, size
         rv = fn->C_UnwrapKey(sess, &m, wrap, (CK_BYTE *)blob, blob_len, old,
                              sizeof old / sizeof old[0], out);
     }
+    return rv;
+}
+
+static CK_RV legit_unwrap(CK_OBJECT_HANDLE wrap, const unsigned char *blob, size_t blob_len,
+                          CK_KEY_TYPE kt, CK_OBJECT_HANDLE *out)
+{
+    CK_RV rv = legit_unwrap_with(wrap, blob, blob_len, kt, out);
+    if (rv != CKR_OK) {
+        wrap_mech = CKM_KWP;
+        rv = legit_unwrap_with(wrap, blob, blob_len, kt, out);
+    }
+    if (rv == CKR_OK)
+        printf("control: RFC 5649 through mechanism 0x%lx\n", (unsigned long)wrap_mech);
     return rv;
 }
 
@@ -349,7 +372,7 @@ static void try_after_legit(CK_OBJECT_HANDLE k, int rsa)
     else {
         unsigned char kv[32];
         CK_OBJECT_HANDLE mine = attacker_aes(kv);
-        CK_MECHANISM m = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+        CK_MECHANISM m = {wrap_mech, NULL, 0};
         unsigned char blob[8192];
         CK_ULONG len = sizeof blob;
         CK_RV rv = fn->C_WrapKey(sess, &m, mine, k, blob, &len);
@@ -415,9 +438,9 @@ static void try_wrapkey_itself(CK_OBJECT_HANDLE wrap)
         }
     }
     /* Decrypt the blob with the wrap key as a cipher. */
-    CK_MECHANISM_TYPE mechs[] = {CKM_AES_ECB, CKM_AES_KEY_WRAP_PAD, CKM_AES_CBC};
+    CK_MECHANISM_TYPE mechs[] = {CKM_AES_ECB, wrap_mech, CKM_AES_CBC};
     const char *names[] = {"C_DecryptInit(wrap key, CKM_AES_ECB)",
-                           "C_DecryptInit(wrap key, CKM_AES_KEY_WRAP_PAD)",
+                           "C_DecryptInit(wrap key, its RFC 5649 mechanism)",
                            "C_DecryptInit(wrap key, CKM_AES_CBC)"};
     unsigned char iv[16] = {0};
     for (size_t i = 0; i < 3; i++) {
@@ -489,7 +512,10 @@ static int attack(const char *wrap_label, const char *blob_path, const char *typ
     };
     for (size_t i = 0; i < sizeof attempts / sizeof attempts[0]; i++) {
         CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
-        rv = unwrap(wrap, blob, blob_len, &attempts[i], kt, &o);
+        attempt a = attempts[i];
+        if (a.mech == CKM_AES_KEY_WRAP_PAD)
+            a.mech = wrap_mech; /* the blob's own format */
+        rv = unwrap(wrap, blob, blob_len, &a, kt, &o);
         if (rv != CKR_OK) {
             block(attempts[i].what, rv);
             continue;

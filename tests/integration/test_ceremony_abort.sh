@@ -66,7 +66,9 @@ stop_at C_GenerateKeyPair 1 "generating the audit key"
 stop_at C_CreateObject 1 "primary token"
 stop_at C_InitToken 2 "backup token"
 stop_at C_InitPIN 2 "backup token"
-stop_at C_CreateObject 2 "backup token"
+# Each token's import makes two objects: the known-answer AES key of the
+# RFC 5649 test (keystore/kwp.h), then the wrap key; #3 is the backup's first.
+stop_at C_CreateObject 3 "backup token"
 stop_at C_Sign 2 "writing the transcript"
 # Initialized tokens: reset (C_InitToken), new SO PIN (C_SetPIN) and its
 # confirming login, user PIN, and the final proof of the contents.

@@ -133,6 +133,41 @@ static void test_round_trip(void **state)
     hs_transcript_free(t);
 }
 
+/* Issue 14: the module's configuration string and the wrap key's canary,
+ * optional, read back as written; absent when not set (older readers of
+ * a SoftHSM ceremony's transcript see no new field). */
+static void test_init_args_and_canary(void **state)
+{
+    (void)state;
+    hs_transcript *t = sample(), *back;
+    assert_non_null(t);
+    char *json, *json2, *text;
+    hs_error e;
+    assert_int_equal(hs_transcript_to_json(t, &json, &e), HS_OK);
+    assert_null(strstr(json, "init_args"));
+    assert_null(strstr(json, "canary"));
+    free(json);
+    snprintf(t->module_init_args, sizeof t->module_init_args,
+             "configdir='sql:/x' certPrefix='' keyPrefix='' secmod='secmod.db' flags=");
+    memset(t->wrap_canary, 0xa5, 40);
+    t->wrap_canary_len = 40;
+    assert_int_equal(hs_transcript_to_json(t, &json, &e), HS_OK);
+    assert_int_equal(hs_transcript_parse(json, strlen(json), "t.json", &back, &e), HS_OK);
+    assert_string_equal(back->module_init_args, t->module_init_args);
+    assert_int_equal(back->wrap_canary_len, 40);
+    assert_memory_equal(back->wrap_canary, t->wrap_canary, 40);
+    assert_int_equal(hs_transcript_to_json(back, &json2, &e), HS_OK);
+    assert_string_equal(json, json2);
+    assert_int_equal(hs_transcript_to_text(t, &text, &e), HS_OK);
+    assert_non_null(strstr(text, "C_Initialize pReserved): configdir='sql:/x'"));
+    assert_non_null(strstr(text, "canary (RFC 5649"));
+    free(text);
+    free(json);
+    free(json2);
+    hs_transcript_free(back);
+    hs_transcript_free(t);
+}
+
 static void expect_bad(const char *json, const char *needle)
 {
     hs_transcript *t = NULL;
@@ -385,6 +420,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_init_args_and_canary),
         cmocka_unit_test(test_strict),
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_signature),

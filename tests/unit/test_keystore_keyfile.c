@@ -113,6 +113,54 @@ static void expect_format_error(const char *text, const char *words)
     assert_non_null(strstr(e.msg, "keys/platform.key"));
 }
 
+static json_t *wrap_with(const char *kcv, const char *canary)
+{
+    json_t *w = json_pack("{s:s, s:s, s:s}", "mechanism", "CKM_AES_KEY_WRAP_PAD", "key_label",
+                          "hsmsign-wrap", "key_check_value", kcv);
+    if (canary != NULL)
+        json_object_set_new(w, "canary", json_string(canary));
+    return w;
+}
+
+/* Issue 14: a key file made on a token without CKA_CHECK_VALUE has an
+ * empty check value and a canary; the canary is optional otherwise. */
+static void wrap_canary(void **state)
+{
+    (void)state;
+    hs_keyfile kf;
+    hs_error e;
+    static const char canary[] = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYX"; /* 24 bytes */
+    char *t = forge("wrap", wrap_with("", canary));
+    assert_int_equal(parse_text(t, &kf, &e), HS_OK);
+    assert_true(kf.wrap_kcv_unknown);
+    assert_int_equal(kf.wrap_canary_len, 24);
+    assert_int_equal(kf.wrap_canary[23], 23);
+    char *again;
+    assert_int_equal(hs_keyfile_serialize(&kf, &again, &e), HS_OK);
+    assert_non_null(strstr(again, "\"key_check_value\": \"\""));
+    assert_non_null(strstr(again, canary));
+    free(again);
+    hs_keyfile_free(&kf);
+    free(t);
+    t = forge("wrap", wrap_with("abcdef", canary));
+    assert_int_equal(parse_text(t, &kf, &e), HS_OK);
+    assert_false(kf.wrap_kcv_unknown);
+    assert_int_equal(kf.wrap_canary_len, 24);
+    hs_keyfile_free(&kf);
+    free(t);
+    t = forge("wrap", wrap_with("", NULL));
+    expect_format_error(t, "may be empty only with a wrap.canary");
+    free(t);
+    t = forge("wrap", wrap_with("abcdef", "!!"));
+    expect_format_error(t, "wrap.canary is not valid base64");
+    free(t);
+    json_t *w = wrap_with("abcdef", NULL);
+    json_object_set_new(w, "extra", json_string("x"));
+    t = forge("wrap", w);
+    expect_format_error(t, "unknown field 'wrap.extra'");
+    free(t);
+}
+
 static void rejects_each_kind_of_damage(void **state)
 {
     (void)state;
@@ -177,6 +225,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(round_trip),
         cmocka_unit_test(rejects_each_kind_of_damage),
+        cmocka_unit_test(wrap_canary),
         cmocka_unit_test(key_names),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -167,6 +167,10 @@ hs_result hs_agent_signer(hs_agent_client *c, hs_signer **out, hs_error *e)
     if (r != HS_OK)
         return r;
     snprintf(wrap.label, sizeof wrap.label, "%s", label);
+    /* A token without CKA_CHECK_VALUE (NSS) announces zeros: nothing to
+     * compare here then; the agent checks each key file by its canary. */
+    for (size_t i = 0; i < HS_KCV_LEN; i++)
+        wrap.have_kcv = wrap.have_kcv || wrap.kcv[i] != 0;
     c->remote = (hs_signer_remote){.ctx = c, .sign = remote_sign,
                                    .record_output = remote_record_output};
     return hs_signer_new_remote(&c->remote, token, &wrap, keystore, out, e);

@@ -213,7 +213,7 @@ static hs_result preflight(prov *c, hs_p11 *p, int t, const char *spec, hs_error
 static hs_result probe_tokens(prov *c, hs_error *e)
 {
     hs_p11 *p;
-    hs_result r = hs_p11_open(c->o->module, &p, e);
+    hs_result r = hs_p11_open_args(c->o->module, c->o->module_init_args, &p, e);
     const char *spec[2] = {c->cfg->primary, c->cfg->backup};
     for (int i = 0; r == HS_OK && i < 2; i++) {
         r = hs_p11_token_probe(p, spec[i], &c->state[i], &c->info[i], e);
@@ -259,6 +259,25 @@ static hs_result make_secrets(prov *c, hs_error *e)
     if (RAND_priv_bytes(c->key, 32) != 1)
         return hs_fail(e, HS_E_CRYPTO, "no randomness for the wrap key");
     hs_result r = hs_wrapkey_kcv_of(c->key, c->t->kcv, e);
+    uint8_t *canary = NULL;
+    size_t canary_len = 0;
+    if (r == HS_OK)
+        r = hs_wrapkey_canary_of(c->key, &canary, &canary_len, e);
+    if (r == HS_OK && canary_len > sizeof c->t->wrap_canary)
+        r = hs_fail(e, HS_E_INTERNAL, "the wrap key's canary is %zu bytes", canary_len);
+    if (r == HS_OK) {
+        memcpy(c->t->wrap_canary, canary, canary_len);
+        c->t->wrap_canary_len = canary_len;
+    }
+    free(canary);
+    if (r == HS_OK && c->o->module_init_args != NULL) {
+        /* Recorded whole or not at all: a shortened one names another setup. */
+        int w = snprintf(c->t->module_init_args, sizeof c->t->module_init_args, "%s",
+                         c->o->module_init_args);
+        if (w < 0 || (size_t)w >= sizeof c->t->module_init_args)
+            r = hs_fail(e, HS_E_USAGE, "--module-init-args is longer than the %zu bytes a "
+                        "transcript records", sizeof c->t->module_init_args - 1);
+    }
     const char *labels[HS_SHARE_MAX_SHARES];
     for (size_t i = 0; i < c->cfg->n_holders; i++)
         labels[i] = c->cfg->holders[i].name;
@@ -426,7 +445,7 @@ static hs_result prove_token(prov *c, int t, const char *spec, hs_error *e)
                          : "backup token: checking it holds only what the ceremony made");
     const char *labels[2] = {c->cfg->wrap_label, HS_AUDITKEY_LABEL};
     hs_p11 *p;
-    hs_result r = hs_p11_open(c->o->module, &p, e);
+    hs_result r = hs_p11_open_args(c->o->module, c->o->module_init_args, &p, e);
     if (r == HS_OK)
         r = hs_p11_select_token(p, spec, e);
     if (r == HS_OK)
@@ -445,7 +464,7 @@ static hs_result provision_token(prov *c, int t, hs_error *e)
              c->info[t].label);
     step(c, msg);
     hs_p11 *p;
-    hs_result r = hs_p11_open(c->o->module, &p, e);
+    hs_result r = hs_p11_open_args(c->o->module, c->o->module_init_args, &p, e);
     if (r == HS_OK)
         r = hs_p11_take_over_token(p, spec, c->state[t], c->o->current_so_pin[t],
                                    c->pins[t][SO], c->pins[t][USER], c->o->force_reset, e);
@@ -531,7 +550,7 @@ static hs_result sign_aborted(prov *c, const char *json, hs_error *e)
         return hs_fail(e, HS_E_NOTFOUND, "no audit key yet");
     hs_p11 *p = NULL;
     hs_auditkey k = {0};
-    hs_result r = hs_p11_open(c->o->module, &p, e);
+    hs_result r = hs_p11_open_args(c->o->module, c->o->module_init_args, &p, e);
     if (r == HS_OK)
         r = hs_p11_select_token(p, c->cfg->primary, e);
     if (r == HS_OK)
@@ -603,7 +622,7 @@ static hs_result write_transcript(prov *c, hs_error *e)
     hs_result r = hs_ceremony_self_sha256(t->tool_sha256, e);
     /* The module is loaded first, so that it is among the libraries. */
     if (r == HS_OK)
-        r = hs_p11_open(c->o->module, &p, e);
+        r = hs_p11_open_args(c->o->module, c->o->module_init_args, &p, e);
     if (r == HS_OK)
         r = hash_file(p->module_path, &t->module, e);
     if (r == HS_OK)

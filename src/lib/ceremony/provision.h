@@ -18,6 +18,7 @@ typedef void (*hs_ceremony_step_fn)(void *ctx, const char *what);
 
 typedef struct hs_provision_options {
     const char *module;             /* PKCS#11 module, NULL: the default */
+    const char *module_init_args;   /* its C_Initialize configuration, NULL: none */
     const char *out_dir;            /* must be empty or absent */
     const char *audit_dir;          /* the audit log the operations are recorded in */
     bool force_reset;               /* erase an in-use SoftHSM token */

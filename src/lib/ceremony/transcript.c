@@ -2,6 +2,7 @@
 #include "ceremony/transcript.h"
 
 #include <jansson.h>
+#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,7 @@ static json_t *build(const hs_transcript *t)
     json_t *libs = json_array();
     for (size_t i = 0; i < t->n_libs; i++)
         json_array_append_new(libs, file_json(&t->libs[i]));
-    return json_pack(
+    json_t *o = json_pack(
         "{s:s, s:i, s:s, s:s, s:{s:s, s:s, s:o, s:o, s:o}, s:o, s:{s:s, s:s, s:o}, "
         "s:{s:o, s:i, s:i, s:o}, s:o, s:b, s:o, s:o, s:b}",
         "format", HS_TRANSCRIPT_FORMAT, "version", HS_TRANSCRIPT_VERSION, "ceremony", t->name,
@@ -84,6 +85,19 @@ static json_t *build(const hs_transcript *t)
         (int)t->n_holders, "holders", holders, "roles", roles, "holders_may_hold_roles",
         t->holders_may_hold_roles, "credentials", creds, "audit_key", audit, "memory_locked",
         t->memory_locked);
+    if (o != NULL && t->module_init_args[0] != '\0')
+        json_object_set_new(json_object_get(o, "tool"), "pkcs11_module_init_args",
+                            json_string(t->module_init_args));
+    if (o != NULL && t->wrap_canary_len > 0) {
+        char *c = hs_base64_encode(t->wrap_canary, t->wrap_canary_len);
+        if (c == NULL || json_object_set_new(json_object_get(o, "wrap_key"), "canary",
+                                             json_string(c)) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+        free(c);
+    }
+    return o;
 }
 
 hs_result hs_transcript_to_json(const hs_transcript *t, char **out, hs_error *e)
@@ -159,6 +173,9 @@ hs_result hs_transcript_to_text(const hs_transcript *t, char **out, hs_error *e)
         hexs(t->module.sha256, 32, h));
     for (size_t i = 0; i < t->n_libs; i++)
         add(&b, "  %s\n    sha256 %s\n", t->libs[i].path, hexs(t->libs[i].sha256, 32, h));
+    if (t->module_init_args[0] != '\0')
+        add(&b, "PKCS#11 module configuration (C_Initialize pReserved): %s\n",
+            t->module_init_args);
     add(&b, "Secrets in locked memory: %s\n\n", t->memory_locked ? "yes" : "NO (mlock failed)");
     add(&b, "TOKENS\n");
     for (int i = 0; i < 2; i++)
@@ -166,8 +183,15 @@ hs_result hs_transcript_to_text(const hs_transcript *t, char **out, hs_error *e)
                 "hardware %s\n",
             t->tokens[i].role, t->tokens[i].label, t->tokens[i].serial, t->tokens[i].model,
             t->tokens[i].manufacturer, t->tokens[i].firmware, t->tokens[i].hardware);
-    add(&b, "\nWRAP KEY\n  label %s, AES-256, check value (KCV) %s\n\n", t->wrap_label,
+    add(&b, "\nWRAP KEY\n  label %s, AES-256, check value (KCV) %s\n", t->wrap_label,
         hexs(t->kcv, HS_SHARE_KCV_LEN, h));
+    if (t->wrap_canary_len > 0) {
+        uint8_t d[32];
+        SHA256(t->wrap_canary, t->wrap_canary_len, d);
+        add(&b, "  canary (RFC 5649 of hsmsign's public test key) sha256 %s\n",
+            hexs(d, 32, h));
+    }
+    add(&b, "\n");
     add(&b, "SHARES: %u of %zu needed to restore, share set %s\n", t->threshold, t->n_holders,
         hexs(t->set_id, HS_SHARE_SET_ID_LEN, h));
     for (size_t i = 0; i < t->n_holders; i++) {
@@ -382,6 +406,21 @@ hs_result hs_transcript_aborted_json(const hs_transcript *t, const char *const *
     return *out != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
 }
 
+static bool get_canary(json_t *v, hs_transcript *t)
+{
+    uint8_t *b;
+    size_t n;
+    if (!json_is_string(v) || !hs_base64_decode(json_string_value(v), &b, &n))
+        return false;
+    bool ok = n >= 16 && n <= sizeof t->wrap_canary;
+    if (ok) {
+        memcpy(t->wrap_canary, b, n);
+        t->wrap_canary_len = n;
+    }
+    free(b);
+    return ok;
+}
+
 /* v2: the libraries and module in 'tool'. */
 static hs_result parse_tool_files(json_t *tool, hs_transcript *t, const char *src, hs_error *e)
 {
@@ -428,15 +467,19 @@ static hs_result parse_root(json_t *root, hs_transcript *t, const char *src, hs_
                     "roles", &roles, "credentials", &creds, "audit_key", &audit,
                     "holders_may_hold_roles", &may, "memory_locked", &locked) != 0)
         return bad(e, src, "missing or unknown top-level field");
-    json_t *tname, *tver, *tsha, *tlibs, *tmod, *wlabel, *walg, *wkcv;
+    json_t *tname, *tver, *tsha, *tlibs, *tmod, *wlabel, *walg, *wkcv, *tinit = NULL,
+           *wcanary = NULL;
     if (!copy_str(name, t->name, sizeof t->name) || !copy_str(date, t->date, sizeof t->date) ||
-        json_unpack(tool, version >= 2 ? "{s:o, s:o, s:o, s:o, s:o !}" : "{s:o, s:o, s:o !}",
+        json_unpack(tool, version >= 2 ? "{s:o, s:o, s:o, s:o, s:o, s?o !}" : "{s:o, s:o, s:o !}",
                     "name", &tname, "version", &tver, "sha256", &tsha, "libraries", &tlibs,
-                    "pkcs11_module", &tmod) != 0 ||
+                    "pkcs11_module", &tmod, "pkcs11_module_init_args", &tinit) != 0 ||
+        (tinit != NULL && !copy_str(tinit, t->module_init_args, sizeof t->module_init_args)) ||
         !copy_str(tver, t->tool_version, sizeof t->tool_version) ||
         !get_hex(tsha, t->tool_sha256, 32) ||
-        json_unpack(wrap, "{s:o, s:o, s:o !}", "label", &wlabel, "algorithm", &walg,
-                    "check_value", &wkcv) != 0 ||
+        json_unpack(wrap, version >= 2 ? "{s:o, s:o, s:o, s?o !}" : "{s:o, s:o, s:o !}",
+                    "label", &wlabel, "algorithm", &walg, "check_value", &wkcv, "canary",
+                    &wcanary) != 0 ||
+        (wcanary != NULL && !get_canary(wcanary, t)) ||
         !copy_str(wlabel, t->wrap_label, sizeof t->wrap_label) ||
         !get_hex(wkcv, t->kcv, HS_SHARE_KCV_LEN))
         return bad(e, src, "malformed 'ceremony', 'date', 'tool' or 'wrap_key'");

@@ -20,6 +20,7 @@
 #define HS_TRANSCRIPT_SALT_LEN 16
 #define HS_TRANSCRIPT_MAX (4u << 20)
 #define HS_TRANSCRIPT_PATH_MAX 255
+#define HS_TRANSCRIPT_CANARY_MAX 1024
 
 typedef struct hs_transcript_file {
     char path[HS_TRANSCRIPT_PATH_MAX + 1]; /* relative to the ceremony directory */
@@ -79,6 +80,13 @@ typedef struct hs_transcript {
     size_t n_libs;
     hs_transcript_file libs[HS_TRANSCRIPT_LIBS_MAX];
     hs_transcript_file module;
+    /* Optional in v2 (issue 14): the module's C_Initialize configuration
+     * string ("" when none), and the wrap key's canary: the public test key
+     * wrapped under it in RFC 5649 on the host (keystore/wrapkey.h), which
+     * names the key on tokens without CKA_CHECK_VALUE (len 0 when absent). */
+    char module_init_args[512];
+    uint8_t wrap_canary[HS_TRANSCRIPT_CANARY_MAX];
+    size_t wrap_canary_len;
     bool holders_may_hold_roles;
     bool memory_locked;
 } hs_transcript;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "keystore/custody.h"
+#include "keystore/kwp.h"
 #include "util/file.h"
 #include "p11/objects.h"
 
@@ -142,16 +143,27 @@ hs_result hs_auditkey_generate(hs_p11 *p, hs_auditkey_alg want, hs_auditkey *out
     n_priv += 6;
     CK_MECHANISM m = {ed ? CKM_EC_EDWARDS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN, NULL, 0};
     CK_RV rv = CKR_OK;
-    for (int attempt = 0; attempt < 2; attempt++) {
+    /* NSS softokn refuses CKA_DESTROYABLE and CKA_COPYABLE with
+     * CKR_GENERAL_ERROR: a third attempt without CKA_COPYABLE too (the
+     * private half's last entry then), when the caller accepted that NSS
+     * does not keep custody attributes. */
+    bool nss_gap = hs_p11_is_nss(p) && p->accept_custody_gap;
+    for (int attempt = 0; attempt < 3; attempt++) {
         rv = p->fn->C_GenerateKeyPair(s, &m, pub_t, n_pub, priv_t, n_priv, &out->pub, &out->priv);
-        if (rv == CKR_OK || attempt > 0 || !hs_custody_attr_unknown(rv))
+        bool unknown = hs_custody_attr_unknown(rv) || (nss_gap && rv == CKR_GENERAL_ERROR);
+        if (rv == CKR_OK || !unknown || attempt == 2 || (attempt == 1 && !nss_gap))
             break;
-        n_pub--;
+        if (attempt == 0)
+            n_pub--;
         n_priv--;
     }
     if (rv != CKR_OK)
-        return hs_p11_fail(p, e, rv, "C_GenerateKeyPair", "generating the %s audit key",
-                           hs_auditkey_alg_name(out->alg));
+        return hs_p11_fail(p, e, rv, "C_GenerateKeyPair", "generating the %s audit key%s",
+                           hs_auditkey_alg_name(out->alg),
+                           hs_p11_is_nss(p) && !p->accept_custody_gap
+                               ? " with its custody attributes, which NSS softokn does not keep; "
+                                 "see --accept-custody-gap"
+                               : "");
     r = load_public(p, s, out, e);
     if (r != HS_OK) {
         /* Do not leave a key behind whose public half nobody can read. */

@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "keystore/kwp.h"
 #include "p11/objects.h"
 
 static const CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 static const CK_OBJECT_CLASS private_class = CKO_PRIVATE_KEY;
-static const CK_MECHANISM_TYPE wrap_mechanism = CKM_AES_KEY_WRAP_PAD;
 
 #define BOOL_ATTR(type, value) {(type), (void *)&(value), sizeof(CK_BBOOL)}
 
@@ -43,12 +43,22 @@ const CK_ATTRIBUTE *hs_custody_unwrap_template(void)
     return unwrap_template;
 }
 
-void hs_custody_wrapkey_attrs(CK_ATTRIBUTE out[HS_CUSTODY_WRAPKEY_ATTRS])
+CK_ULONG hs_custody_unwrap_attrs(bool gap, CK_ATTRIBUTE out[HS_CUSTODY_UNWRAP_ATTRS])
+{
+    CK_ULONG n = 0;
+    for (size_t i = 0; i < HS_CUSTODY_UNWRAP_ATTRS; i++)
+        if (!gap || unwrap_template[i].type != CKA_COPYABLE)
+            out[n++] = unwrap_template[i];
+    return n;
+}
+
+void hs_custody_wrapkey_attrs(CK_ATTRIBUTE out[HS_CUSTODY_WRAPKEY_ATTRS],
+                              const CK_MECHANISM_TYPE *mech)
 {
     const CK_ATTRIBUTE attrs[HS_CUSTODY_WRAPKEY_ATTRS] = {
         {CKA_UNWRAP_TEMPLATE, (void *)unwrap_template, sizeof unwrap_template},
         {CKA_WRAP_TEMPLATE, (void *)wrap_template, sizeof wrap_template},
-        {CKA_ALLOWED_MECHANISMS, (void *)&wrap_mechanism, sizeof wrap_mechanism},
+        {CKA_ALLOWED_MECHANISMS, (void *)mech, sizeof *mech},
         BOOL_ATTR(CKA_COPYABLE, no),
         BOOL_ATTR(CKA_DESTROYABLE, no),
     };
@@ -187,11 +197,12 @@ static hs_result check_mechanisms(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HAND
     for (size_t i = 0; i < n && only_wrap; i++) {
         CK_MECHANISM_TYPE m;
         memcpy(&m, v + i * sizeof m, sizeof m);
-        only_wrap = m == CKM_AES_KEY_WRAP_PAD;
+        only_wrap = hs_kwp_candidate(m);
     }
     free(v);
     if (!only_wrap)
-        weak(rep, "its CKA_ALLOWED_MECHANISMS is not limited to CKM_AES_KEY_WRAP_PAD");
+        weak(rep, "its CKA_ALLOWED_MECHANISMS is not limited to the RFC 5649 mechanism "
+                  "(CKM_AES_KEY_WRAP_PAD or CKM_AES_KEY_WRAP_KWP)");
     return HS_OK;
 }
 
@@ -232,6 +243,14 @@ hs_result hs_custody_inspect_wrapkey(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_H
 {
     rep->ok = true;
     rep->problem[0] = '\0';
+    /* NSS stores a template as the raw CK_ATTRIBUTE array, pointers and
+     * all, so reading it back would follow stale pointers; and it
+     * enforces none of it (measured: tests/integration/test_nss.sh). */
+    if (hs_p11_is_nss(p)) {
+        weak(rep, "NSS softokn enforces no CKA_UNWRAP_TEMPLATE, CKA_ALLOWED_MECHANISMS, "
+                  "CKA_COPYABLE or CKA_DESTROYABLE");
+        return HS_OK;
+    }
     hs_result r = check_template(p, s, h, CKA_UNWRAP_TEMPLATE, unwrap_template,
                                  HS_CUSTODY_UNWRAP_ATTRS, rep, e);
     if (r == HS_OK)
@@ -253,6 +272,14 @@ hs_result hs_custody_check_wrapkey(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HAN
         return hs_error_prefix(e, "wrap key '%s': ", label);
     if (rep.ok)
         return HS_OK;
+    if (hs_p11_is_nss(p))
+        return hs_fail(e, HS_E_VERIFY,
+                       "token '%s': refusing to use wrap key '%s': %s, so anyone with the user "
+                       "PIN and a key file can make the token unwrap a signing key as "
+                       "extractable and read it. NSS softokn cannot do better; to use it anyway "
+                       "give --accept-custody-gap (or HSMSIGN_ACCEPT_CUSTODY_GAP=1; "
+                       "docs/tokens.md)",
+                       p->label, label, rep.problem);
     return hs_fail(e, HS_E_VERIFY,
                    "token '%s': refusing to use wrap key '%s': %s, so anyone with the user PIN "
                    "and a key file could make the token unwrap that key as extractable and read "

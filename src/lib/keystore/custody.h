@@ -9,12 +9,18 @@
  *   - CKA_UNWRAP_TEMPLATE: what it unwraps is a sensitive, non-extractable,
  *     non-modifiable, non-copyable, sign-only private session object;
  *   - CKA_WRAP_TEMPLATE: it wraps private keys only;
- *   - CKA_ALLOWED_MECHANISMS: CKM_AES_KEY_WRAP_PAD only, so the blob
- *     cannot be fed through another mode (ECB, CBC, RFC 3394);
+ *   - CKA_ALLOWED_MECHANISMS: the token's RFC 5649 mechanism only
+ *     (CKM_AES_KEY_WRAP_PAD or _KWP, kwp.h), so the blob cannot be fed
+ *     through another mode (ECB, CBC, RFC 3394);
  *   - CKA_MODIFIABLE, CKA_COPYABLE and (PKCS#11 2.40+) CKA_DESTROYABLE
  *     false, so none of this can be undone or the key thrown away;
  * and every command that uses the wrap key reads this back and refuses a
  * key that lacks any of it (hs_custody_check_wrapkey).
+ *
+ * NSS softokn keeps none of this (it refuses CKA_ALLOWED_MECHANISMS,
+ * CKA_COPYABLE and CKA_DESTROYABLE, stores CKA_UNWRAP_TEMPLATE as opaque
+ * bytes and enforces nothing of it); its wrap keys are used only with
+ * hs_p11.accept_custody_gap (docs/tokens.md).
  *
  * The audit key likewise can only sign (its private half) and verify (its
  * public half). */
@@ -41,10 +47,18 @@ const CK_ATTRIBUTE *hs_custody_unwrap_template(void);
 
 /* Fills out[0..HS_CUSTODY_WRAPKEY_ATTRS) with the custody attributes of a
  * new wrap key: CKA_UNWRAP_TEMPLATE, CKA_WRAP_TEMPLATE,
- * CKA_ALLOWED_MECHANISMS, CKA_COPYABLE=false, CKA_DESTROYABLE=false (last,
- * so a token older than PKCS#11 2.40 can be retried without it). Points to
- * static storage. */
-void hs_custody_wrapkey_attrs(CK_ATTRIBUTE out[HS_CUSTODY_WRAPKEY_ATTRS]);
+ * CKA_ALLOWED_MECHANISMS (*mech, the token's RFC 5649 mechanism: kwp.h),
+ * CKA_COPYABLE=false, CKA_DESTROYABLE=false (last, so a token older than
+ * PKCS#11 2.40 can be retried without it). Points to static storage and to
+ * *mech, which must outlive out. */
+void hs_custody_wrapkey_attrs(CK_ATTRIBUTE out[HS_CUSTODY_WRAPKEY_ATTRS],
+                              const CK_MECHANISM_TYPE *mech);
+
+/* Copies the unwrap template into out (room for HS_CUSTODY_UNWRAP_ATTRS)
+ * and returns its length. With gap (a token that does not enforce custody,
+ * NSS), the attributes such a token refuses in a template are left out:
+ * CKA_COPYABLE. */
+CK_ULONG hs_custody_unwrap_attrs(bool gap, CK_ATTRIBUTE out[HS_CUSTODY_UNWRAP_ATTRS]);
 
 /* What a wrap key lacks, for `wrapkey show` and for the refusal message. */
 typedef struct hs_custody_report {

@@ -15,7 +15,9 @@ static const char *const fields[] = {
     "format", "version", "name", "algorithm", "origin", "created", "wrap",
     "wrapped_private_key", "public_key", "public_key_sha256", "certificate", "checksum",
 };
-static const char *const wrap_fields[] = {"mechanism", "key_label", "key_check_value"};
+/* "canary" (last) is optional: key files made before it, or by a token
+ * that has CKA_CHECK_VALUE, may lack it. */
+static const char *const wrap_fields[] = {"mechanism", "key_label", "key_check_value", "canary"};
 
 hs_result hs_key_name_check(const char *name, hs_error *e)
 {
@@ -39,6 +41,7 @@ bad:
 void hs_keyfile_free(hs_keyfile *kf)
 {
     free(kf->wrapped);
+    free(kf->wrap_canary);
     free(kf->spki);
     X509_free(kf->cert);
     EVP_PKEY_free(kf->pub);
@@ -110,15 +113,18 @@ static hs_result cert_pem(X509 *cert, char **out, hs_error *e)
 hs_result hs_keyfile_serialize(const hs_keyfile *kf, char **out, hs_error *e)
 {
     *out = NULL;
-    char kcv[2 * HS_KCV_LEN + 1], fp[65], sum[72];
-    hs_hex_encode(kf->wrap_kcv, HS_KCV_LEN, kcv);
+    char kcv[2 * HS_KCV_LEN + 1] = "", fp[65], sum[72];
+    if (!kf->wrap_kcv_unknown)
+        hs_hex_encode(kf->wrap_kcv, HS_KCV_LEN, kcv);
     hs_keyfile_fingerprint_hex(kf, fp);
     char *wrapped = hs_base64_encode(kf->wrapped, kf->wrapped_len);
     char *spki = hs_base64_encode(kf->spki, kf->spki_len);
+    char *canary = kf->wrap_canary != NULL
+                       ? hs_base64_encode(kf->wrap_canary, kf->wrap_canary_len) : NULL;
     char *pem = NULL;
     json_t *obj = NULL;
     hs_result r = HS_E_NOMEM;
-    if (wrapped == NULL || spki == NULL)
+    if (wrapped == NULL || spki == NULL || (kf->wrap_canary != NULL && canary == NULL))
         goto out;
     r = cert_pem(kf->cert, &pem, e);
     if (r != HS_OK)
@@ -130,7 +136,8 @@ hs_result hs_keyfile_serialize(const hs_keyfile *kf, char **out, hs_error *e)
                     kf->wrap_label, "key_check_value", kcv, "wrapped_private_key", wrapped,
                     "public_key", spki, "public_key_sha256", fp, "certificate", pem);
     r = HS_E_NOMEM;
-    if (obj == NULL)
+    if (obj == NULL || (canary != NULL && json_object_set_new(json_object_get(obj, "wrap"),
+                                                              "canary", json_string(canary)) != 0))
         goto out;
     r = checksum_of(obj, sum, e);
     if (r != HS_OK)
@@ -155,6 +162,7 @@ hs_result hs_keyfile_serialize(const hs_keyfile *kf, char **out, hs_error *e)
     }
 out:
     free(wrapped);
+    free(canary);
     free(spki);
     free(pem);
     json_decref(obj);
@@ -169,10 +177,11 @@ static const char *get_string(json_t *obj, const char *key)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static hs_result check_exact_fields(json_t *obj, const char *const *names, size_t n,
-                                    const char *path, const char *where, hs_error *e)
+/* names[0..n_required) must be there; names[n_required..n) may be. */
+static hs_result check_exact_fields(json_t *obj, const char *const *names, size_t n_required,
+                                    size_t n, const char *path, const char *where, hs_error *e)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n_required; i++)
         if (json_object_get(obj, names[i]) == NULL)
             return hs_fail(e, HS_E_FORMAT, "key file %s: field '%s%s' is missing", path, where,
                            names[i]);
@@ -199,7 +208,7 @@ static hs_result parse_fields(json_t *root, const char *path, hs_keyfile *kf, hs
     if (!name || !alg || !origin || !created || !wrapped || !spki || !fp || !pem ||
         !json_is_object(wrap))
         return hs_fail(e, HS_E_FORMAT, "key file %s: a field has the wrong type", path);
-    hs_result r = check_exact_fields(wrap, wrap_fields, 3, path, "wrap.", e);
+    hs_result r = check_exact_fields(wrap, wrap_fields, 3, 4, path, "wrap.", e);
     if (r != HS_OK)
         return r;
     const char *mech = get_string(wrap, "mechanism"), *wlabel = get_string(wrap, "key_label"),
@@ -221,8 +230,18 @@ static hs_result parse_fields(json_t *root, const char *path, hs_keyfile *kf, hs
         return hs_fail(e, HS_E_FORMAT, "key file %s: created or wrap key label too long", path);
     snprintf(kf->created, sizeof kf->created, "%s", created);
     snprintf(kf->wrap_label, sizeof kf->wrap_label, "%s", wlabel);
-    if (!hs_hex_decode(kcv, kf->wrap_kcv, HS_KCV_LEN))
-        return hs_fail(e, HS_E_FORMAT, "key file %s: wrap.key_check_value is not 3 hex bytes", path);
+    const char *canary = get_string(wrap, "canary");
+    if (json_object_get(wrap, "canary") != NULL &&
+        (canary == NULL || !hs_base64_decode(canary, &kf->wrap_canary, &kf->wrap_canary_len) ||
+         kf->wrap_canary_len < 16))
+        return hs_fail(e, HS_E_FORMAT, "key file %s: wrap.canary is not valid base64", path);
+    /* Empty when the token could not say: then the canary names the key. */
+    kf->wrap_kcv_unknown = *kcv == '\0';
+    if (!kf->wrap_kcv_unknown ? !hs_hex_decode(kcv, kf->wrap_kcv, HS_KCV_LEN)
+                           : kf->wrap_canary == NULL)
+        return hs_fail(e, HS_E_FORMAT,
+                       "key file %s: wrap.key_check_value is not 3 hex bytes (it may be empty "
+                       "only with a wrap.canary)", path);
     if (!hs_base64_decode(wrapped, &kf->wrapped, &kf->wrapped_len) || kf->wrapped_len < 16)
         return hs_fail(e, HS_E_FORMAT, "key file %s: wrapped_private_key is not valid base64", path);
     uint8_t *der;
@@ -286,7 +305,8 @@ hs_result hs_keyfile_parse(const uint8_t *text, size_t len, const char *path, hs
                      (long long)json_integer_value(version), HS_KEYFILE_VERSION);
         goto out;
     }
-    r = check_exact_fields(root, fields, sizeof fields / sizeof fields[0], path, "", e);
+    r = check_exact_fields(root, fields, sizeof fields / sizeof fields[0],
+                           sizeof fields / sizeof fields[0], path, "", e);
     if (r != HS_OK)
         goto out;
     const char *sum = get_string(root, "checksum");

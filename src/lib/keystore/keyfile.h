@@ -1,10 +1,12 @@
 /* The key file: everything hsmsign keeps about one signing key outside
  * the HSM. It holds no secret in plaintext: the private key is wrapped
- * under the token's wrap key (CKM_AES_KEY_WRAP_PAD, RFC 5649). Format:
+ * under the token's wrap key in RFC 5649 (AES-KWP; the field keeps the name
+ * "CKM_AES_KEY_WRAP_PAD", SoftHSM's name for it: keystore/kwp.h). Format:
  * docs/key-file.md. */
 #ifndef HSMSIGN_KEYSTORE_KEYFILE_H
 #define HSMSIGN_KEYSTORE_KEYFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +28,10 @@ typedef struct hs_keyfile {
     char created[32];  /* RFC 3339 UTC */
     char wrap_label[64];
     uint8_t wrap_kcv[HS_KCV_LEN];
+    bool wrap_kcv_unknown; /* made on a token whose AES keys have no
+                              CKA_CHECK_VALUE (NSS): the canary names the key */
+    uint8_t *wrap_canary;  /* hs_kwp_test_key wrapped under the wrap key, or NULL */
+    size_t wrap_canary_len;
     uint8_t *wrapped;  /* wrapped PKCS#8 private key */
     size_t wrapped_len;
     uint8_t *spki;     /* SubjectPublicKeyInfo DER */

@@ -6,6 +6,7 @@
 
 #include "keystore/cert.h"
 #include "keystore/keystore.h"
+#include "keystore/kwp.h"
 #include "keystore/pk8.h"
 #include "p11/objects.h"
 #include "util/secmem.h"
@@ -87,15 +88,24 @@ static hs_result generate_pair(hs_p11 *p, const hs_wrapkey *wrap, const hs_keyge
 static hs_result wrap_private(hs_p11 *p, const hs_wrapkey *wrap, CK_OBJECT_HANDLE priv,
                               const char *name, hs_keyfile *kf, hs_error *e)
 {
-    CK_MECHANISM m = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+    CK_MECHANISM m = {wrap->mech, NULL, 0};
     CK_SESSION_HANDLE s = hs_p11_key_session(p);
     CK_ULONG len = 0;
     CK_RV rv = p->fn->C_WrapKey(s, &m, wrap->handle, priv, NULL, &len);
-    if (rv == CKR_OK) {
-        kf->wrapped = malloc(len);
-        if (kf->wrapped == NULL)
+    /* NSS answers the length query for RFC 5649 with less than it then
+     * needs (CKR_BUFFER_TOO_SMALL): room for the padding block too. */
+    for (int attempt = 0; rv == CKR_OK && attempt < 2; attempt++) {
+        CK_ULONG cap = len + 16;
+        uint8_t *grown = realloc(kf->wrapped, cap);
+        if (grown == NULL)
             return hs_fail(e, HS_E_NOMEM, "out of memory");
+        kf->wrapped = grown;
+        len = cap;
         rv = p->fn->C_WrapKey(s, &m, wrap->handle, priv, kf->wrapped, &len);
+        if (rv != CKR_BUFFER_TOO_SMALL)
+            break;
+        rv = CKR_OK;
+        len = cap + 1024;
     }
     if (rv != CKR_OK)
         return hs_p11_fail(p, e, rv, "C_WrapKey", "wrapping key '%s' under wrap key '%s'", name,
@@ -115,6 +125,11 @@ static hs_result start_keyfile(hs_keyfile *kf, hs_signer *s, const char *name, h
     now_rfc3339(kf->created);
     snprintf(kf->wrap_label, sizeof kf->wrap_label, "%s", w->label);
     memcpy(kf->wrap_kcv, w->kcv, HS_KCV_LEN);
+    kf->wrap_kcv_unknown = !w->have_kcv;
+    hs_result r = hs_wrapkey_make_canary(hs_signer_p11(s), w, &kf->wrap_canary,
+                                         &kf->wrap_canary_len, e);
+    if (r != HS_OK)
+        return r;
     return hs_keyfile_set_public(kf, pub, e);
 }
 
@@ -129,6 +144,8 @@ hs_result hs_key_generate(hs_signer *s, const hs_keygen_params *kp, hs_error *e)
     bool adopted = false;
     char subject[HS_KEY_NAME_MAX + 8];
     hs_result r = check_new_name(s, kp->name, e);
+    if (r == HS_OK)
+        r = hs_kwp_token_can_hold(p, kp->alg, kp->name, e);
     if (r == HS_OK)
         r = generate_pair(p, wrap, kp, &o, e);
     if (r == HS_OK)
@@ -229,7 +246,10 @@ hs_result hs_key_import(hs_signer *s, const char *name, const uint8_t *key_bytes
     if (r == HS_OK)
         r = check_public(&pk8, key_path, cert_pub, &alg, e);
     if (r == HS_OK)
-        r = hs_p11_require_mechanism(p, CKM_AES_KEY_WRAP_PAD, CKF_WRAP, "wrapping imported keys", e);
+        r = hs_kwp_token_can_hold(p, alg, name, e);
+    if (r == HS_OK)
+        r = hs_p11_require_mechanism(p, hs_signer_wrapkey(s)->mech, CKF_WRAP,
+                                     "wrapping imported keys", e);
     if (r == HS_OK)
         r = create_private(p, &pk8, name, &o.priv, e);
     hs_pk8_free(&pk8);

@@ -1,6 +1,12 @@
 /* The wrap key: one AES-256 key inside the token under which every signing
- * key is stored outside it (CKM_AES_KEY_WRAP_PAD). Sensitive, never
- * extractable, usable only for wrap/unwrap. */
+ * key is stored outside it, in RFC 5649 (keystore/kwp.h). Sensitive, never
+ * extractable, usable only for wrap/unwrap.
+ *
+ * Its identity: CKA_CHECK_VALUE where the token has it; where it does not
+ * (NSS softokn), a canary: the public test key hs_kwp_test_key wrapped
+ * under it. Only the same AES key unwraps a canary (RFC 5649's integrity
+ * check), on any token, so key files carry one and a token proves it
+ * holds their wrap key by unwrapping it. */
 #ifndef HSMSIGN_KEYSTORE_WRAPKEY_H
 #define HSMSIGN_KEYSTORE_WRAPKEY_H
 
@@ -15,7 +21,12 @@
 typedef struct hs_wrapkey {
     CK_OBJECT_HANDLE handle;
     uint8_t kcv[HS_KCV_LEN]; /* CKA_CHECK_VALUE: first 3 bytes of AES-ECB(key, 0^16) */
+    bool have_kcv;           /* false: the token has no CKA_CHECK_VALUE (NSS) */
     bool trusted;            /* CKA_TRUSTED: keys can be CKA_WRAP_WITH_TRUSTED */
+    /* The token does not enforce the custody attributes (custody.h) and the
+     * caller accepted that (hs_p11.accept_custody_gap). */
+    bool custody_gap;
+    CK_MECHANISM_TYPE mech;  /* the token's RFC 5649 mechanism (hs_kwp_detect) */
     char label[64];
 } hs_wrapkey;
 
@@ -47,6 +58,24 @@ hs_result hs_wrapkey_inspect(hs_p11 *p, const char *label, hs_wrapkey *out,
  * again after an interruption. */
 hs_result hs_wrapkey_replace(hs_p11 *p, const char *label, const uint8_t key[32],
                              hs_wrapkey *out, size_t *replaced, hs_error *e) HS_MUST_CHECK;
+
+/* Whether w is the wrap key a key file was made under: by check value
+ * when both have one, else by unwrapping the key file's canary. HS_OK
+ * when it is, or when neither can tell (an old key file on a token without
+ * CKA_CHECK_VALUE: then RFC 5649's integrity check refuses a wrong key at
+ * unwrap); HS_E_VERIFY naming both keys when it is not. */
+hs_result hs_wrapkey_matches(hs_p11 *p, const hs_wrapkey *w, const hs_keyfile *kf,
+                             const char *what, hs_error *e) HS_MUST_CHECK;
+
+/* The canary for a new key file, made by the token: the test key wrapped
+ * under w. *out is malloc'd. Only key generation and import need it, so
+ * signing pays nothing for it. */
+hs_result hs_wrapkey_make_canary(hs_p11 *p, const hs_wrapkey *w, uint8_t **out, size_t *out_len,
+                                 hs_error *e) HS_MUST_CHECK;
+
+/* The canary of a key held in host memory (ceremony transcripts). */
+hs_result hs_wrapkey_canary_of(const uint8_t key[32], uint8_t **out, size_t *out_len,
+                               hs_error *e) HS_MUST_CHECK;
 
 /* The check value of a key held in host memory, computed the way tokens
  * compute CKA_CHECK_VALUE, so a restored key can be matched. */

@@ -121,6 +121,7 @@ const char *hs_ckm_name(CK_MECHANISM_TYPE m)
     case CKM_AES_KEY_GEN: return "CKM_AES_KEY_GEN";
     case CKM_AES_KEY_WRAP: return "CKM_AES_KEY_WRAP";
     case CKM_AES_KEY_WRAP_PAD: return "CKM_AES_KEY_WRAP_PAD";
+    case 0x210BUL: return "CKM_AES_KEY_WRAP_KWP";
     case CKM_AES_ECB: return "CKM_AES_ECB";
     case CKM_AES_GCM: return "CKM_AES_GCM";
     case CKM_SHA256: return "CKM_SHA256";

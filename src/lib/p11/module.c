@@ -46,13 +46,29 @@ hs_result (hs_p11_fail)(const hs_p11 *p, hs_error *e, CK_RV rv, const char *func
     return HS_E_P11;
 }
 
+/* C_Initialize with the module's configuration string, if any, in
+ * pReserved (NSS softokn reads its database directory from it, Yubico's
+ * module its connector URL). p11-kit's own initialize always passes NULL
+ * there, so the module is called directly; OS locking as p11-kit asks. */
+static CK_RV initialize(hs_p11 *p)
+{
+    if (p->init_args == NULL)
+        return p11_kit_module_initialize(p->fn);
+    CK_C_INITIALIZE_ARGS args;
+    memset(&args, 0, sizeof args);
+    args.flags = CKF_OS_LOCKING_OK;
+    args.pReserved = p->init_args;
+    CK_RV rv = p->fn->C_Initialize(&args);
+    return rv == CKR_CRYPTOKI_ALREADY_INITIALIZED ? CKR_OK : rv;
+}
+
 /* C_Initialize under the token lock: SoftHSM reads every token file of its
  * directory here. */
 static CK_RV initialize_locked_once(hs_p11 *p, hs_error *e)
 {
     if (hs_p11_token_lock(p, e) != HS_OK)
         return CKR_CANT_LOCK;
-    CK_RV rv = p11_kit_module_initialize(p->fn);
+    CK_RV rv = initialize(p);
     hs_p11_token_unlock(p);
     if (rv != CKR_OK)
         hs_p11_fail(p, e, rv, "C_Initialize", "initializing the module");
@@ -60,6 +76,12 @@ static CK_RV initialize_locked_once(hs_p11 *p, hs_error *e)
 }
 
 hs_result hs_p11_open(const char *module_path, hs_p11 **out, hs_error *e)
+{
+    return hs_p11_open_args(module_path, NULL, out, e);
+}
+
+hs_result hs_p11_open_args(const char *module_path, const char *init_args, hs_p11 **out,
+                           hs_error *e)
 {
     *out = NULL;
     if (module_path == NULL || *module_path == '\0')
@@ -82,6 +104,13 @@ hs_result hs_p11_open(const char *module_path, hs_p11 **out, hs_error *e)
     p->token_lock_fd = -1;
     p->key_session = CK_INVALID_HANDLE;
     p->max_sessions = 4;
+    if (init_args != NULL && *init_args != '\0') {
+        p->init_args = strdup(init_args);
+        if (p->init_args == NULL) {
+            hs_p11_close(p);
+            return hs_fail(e, HS_E_NOMEM, "out of memory");
+        }
+    }
 
     /* p11-kit would otherwise print its own messages on stderr; the
      * library reports errors only through hs_error. */
@@ -146,6 +175,7 @@ void hs_p11_close(hs_p11 *p)
     if (p->pin != NULL)
         hs_pin_free(p->pin);
     hs_p11_token_lock_close(p);
+    free(p->init_args);
     pthread_mutex_destroy(&p->token_mutex);
     pthread_mutex_destroy(&p->lock);
     hs_wipe(p, sizeof *p);
@@ -227,7 +257,7 @@ static hs_result reinitialize(hs_p11 *p, hs_error *e)
     if (p->key_session != CK_INVALID_HANDLE || p->pool_len > 0)
         return HS_OK;
     (void)p11_kit_module_finalize(p->fn);
-    CK_RV rv = p11_kit_module_initialize(p->fn);
+    CK_RV rv = initialize(p);
     if (rv != CKR_OK) {
         p->initialized = false;
         return hs_p11_fail(p, e, rv, "C_Initialize", "initializing the module again");

@@ -23,7 +23,11 @@
 typedef struct hs_p11 {
     CK_FUNCTION_LIST *fn;
     char module_path[1024];
+    char *init_args; /* pReserved of C_Initialize (--module-init-args), or NULL */
     bool initialized;
+    /* The caller accepts a token that does not enforce the wrap key's
+     * custody attributes (--accept-custody-gap; keystore/custody.h). */
+    bool accept_custody_gap;
 
     bool have_token;
     CK_SLOT_ID slot;
@@ -58,6 +62,12 @@ typedef struct hs_p11 {
  * under an inter-process token lock and retry transient failures (see
  * p11/token_lock.h), so parallel hsmsign processes can share one token. */
 hs_result hs_p11_open(const char *module_path, hs_p11 **out, hs_error *e) HS_MUST_CHECK;
+
+/* hs_p11_open, passing init_args (NULL or "": none) to C_Initialize as
+ * CK_C_INITIALIZE_ARGS.pReserved, e.g. NSS softokn's
+ * "configdir='sql:DIR' certPrefix='' keyPrefix='' secmod='secmod.db' flags=". */
+hs_result hs_p11_open_args(const char *module_path, const char *init_args, hs_p11 **out,
+                           hs_error *e) HS_MUST_CHECK;
 
 /* Closes every session, logs out, calls C_Finalize, unloads the module and
  * wipes the PIN. Safe on NULL and on any partially opened state. */

@@ -8,6 +8,7 @@
 
 #include "keystore/custody.h"
 #include "keystore/keystore.h"
+#include "keystore/kwp.h"
 #include "p11/ckr.h"
 #include "util/encoding.h"
 #include "util/secmem.h"
@@ -149,15 +150,26 @@ static hs_result load_key(hs_signer *s, const char *name, loaded_key **out, hs_e
     loaded_key *k = calloc(1, sizeof *k);
     if (k == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
+    char what[HS_KEY_NAME_MAX * 2 + 1100];
+    snprintf(what, sizeof what, "key '%s' (%s/%s.key)", name, s->keystore, name);
     hs_result r = hs_keystore_load(s->keystore, name, &k->kf, e);
-    if (r == HS_OK && !hs_ct_equal(k->kf.wrap_kcv, s->wrap.kcv, HS_KCV_LEN)) {
-        char want[7], have[7];
-        hs_hex_encode(k->kf.wrap_kcv, HS_KCV_LEN, want);
-        hs_hex_encode(s->wrap.kcv, HS_KCV_LEN, have);
-        r = hs_fail(e, HS_E_VERIFY,
-                    "key '%s' (%s/%s.key) was made under another wrap key (check value %s); "
-                    "token '%s' has wrap key '%s' with check value %s",
-                    name, s->keystore, name, want, token_label(s), s->wrap.label, have);
+    if (r == HS_OK && s->p11 == NULL) {
+        /* Remote (the agent): the agent, which holds the token, checks the
+         * key file fully (check value or canary); here only the check
+         * value it announced, when both sides have one. */
+        if (s->wrap.have_kcv && !hs_ct_equal(k->kf.wrap_kcv, s->wrap.kcv, HS_KCV_LEN)) {
+            char want[7], have[7];
+            hs_hex_encode(k->kf.wrap_kcv, HS_KCV_LEN, want);
+            hs_hex_encode(s->wrap.kcv, HS_KCV_LEN, have);
+            r = hs_fail(e, HS_E_VERIFY,
+                        "%s was made under another wrap key (check value %s); token '%s' has "
+                        "wrap key '%s' with check value %s",
+                        what, want, token_label(s), s->wrap.label, have);
+        }
+    } else if (r == HS_OK) {
+        r = hs_wrapkey_matches(s->p11, &s->wrap, &k->kf, what, e);
+        if (r == HS_OK)
+            r = hs_kwp_token_can_hold(s->p11, k->kf.alg, name, e);
     }
     if (r != HS_OK) {
         hs_keyfile_free(&k->kf);
@@ -205,7 +217,7 @@ hs_result hs_signer_record(hs_signer *s, const char *operation, const char *key_
 static hs_result unwrap(hs_signer *s, loaded_key *k, hs_error *e)
 {
     hs_p11 *p = s->p11;
-    hs_result mr = require_mechanism(s, CKM_AES_KEY_WRAP_PAD, CKF_UNWRAP, "unwrapping signing keys", e);
+    hs_result mr = require_mechanism(s, s->wrap.mech, CKF_UNWRAP, "unwrapping signing keys", e);
     if (mr != HS_OK)
         return mr;
     /* The key type and label, then exactly the wrap key's
@@ -216,10 +228,10 @@ static hs_result unwrap(hs_signer *s, loaded_key *k, hs_error *e)
         {CKA_KEY_TYPE, &kt, sizeof kt},
         {CKA_LABEL, k->name, strlen(k->name)},
     };
-    memcpy(&t[2], hs_custody_unwrap_template(), HS_CUSTODY_UNWRAP_ATTRS * sizeof t[0]);
-    CK_MECHANISM m = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+    CK_ULONG n = 2 + hs_custody_unwrap_attrs(s->wrap.custody_gap, &t[2]);
+    CK_MECHANISM m = {s->wrap.mech, NULL, 0};
     CK_RV rv = p->fn->C_UnwrapKey(hs_p11_key_session(p), &m, s->wrap.handle, k->kf.wrapped,
-                                  k->kf.wrapped_len, t, sizeof t / sizeof t[0], &k->handle);
+                                  k->kf.wrapped_len, t, n, &k->handle);
     if (rv != CKR_OK) {
         hs_p11_fail(p, e, rv, "C_UnwrapKey", "unwrapping key '%s' from %s/%s.key%s", k->name,
                     s->keystore, k->name,
