@@ -1,0 +1,142 @@
+#include "p11/profile.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "p11/ckr.h"
+
+/* PKCS#11 3.0's name for RFC 5649; SoftHSM calls it CKM_AES_KEY_WRAP_PAD. */
+#define HS_CKM_AES_KEY_WRAP_KWP 0x210BUL
+
+static const hs_profile_ops profiles[HS_PROFILE_COUNT] = {
+    {HS_PROFILE_WRAPPED, "wrapped", HS_KEYS_WRAPPED_SESSION, true, true,
+     "signing keys are stored outside the token, wrapped under its AES wrap key, and unwrapped "
+     "into session objects to sign"},
+    {HS_PROFILE_YUBIHSM, "yubihsm", HS_KEYS_WRAPPED_PERSISTENT, true, false,
+     "signing keys are stored wrapped under the YubiHSM wrap key and unwrapped into objects "
+     "deleted after use"},
+    {HS_PROFILE_RESIDENT, "resident", HS_KEYS_RESIDENT, false, true,
+     "signing keys are generated inside the token as sensitive, non-extractable token objects; "
+     "key files name them by CKA_ID. There is no wrap key and no shares: a key exists only in "
+     "this token"},
+};
+
+const hs_profile_ops *hs_profile_ops_of(hs_profile p)
+{
+    return (unsigned)p < HS_PROFILE_COUNT ? &profiles[p] : &profiles[HS_PROFILE_WRAPPED];
+}
+
+const char *hs_profile_name(hs_profile p)
+{
+    return hs_profile_ops_of(p)->name;
+}
+
+bool hs_profile_parse(const char *name, hs_profile *out)
+{
+    for (size_t i = 0; i < HS_PROFILE_COUNT; i++)
+        if (strcmp(name, profiles[i].name) == 0) {
+            *out = profiles[i].id;
+            return true;
+        }
+    return false;
+}
+
+hs_result hs_p11_module_info_get(hs_p11 *p, hs_p11_module_info *out, hs_error *e)
+{
+    memset(out, 0, sizeof *out);
+    CK_INFO info;
+    CK_RV rv = p->fn->C_GetInfo(&info);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_GetInfo", "reading the module's identity");
+    hs_p11_string(out->manufacturer, sizeof out->manufacturer, info.manufacturerID,
+                  sizeof info.manufacturerID);
+    hs_p11_string(out->description, sizeof out->description, info.libraryDescription,
+                  sizeof info.libraryDescription);
+    out->lib_major = info.libraryVersion.major;
+    out->lib_minor = info.libraryVersion.minor;
+    out->cryptoki_major = info.cryptokiVersion.major;
+    out->cryptoki_minor = info.cryptokiVersion.minor;
+    return HS_OK;
+}
+
+static bool has_mechanism(hs_p11 *p, CK_MECHANISM_TYPE m, CK_FLAGS flags)
+{
+    CK_MECHANISM_INFO info;
+    return p->fn->C_GetMechanismInfo(p->slot, m, &info) == CKR_OK && (info.flags & flags) == flags;
+}
+
+static hs_result detect(hs_p11 *p, hs_profile_choice *out, hs_error *e)
+{
+    hs_p11_module_info mi;
+    hs_result r = hs_p11_module_info_get(p, &mi, e);
+    if (r != HS_OK)
+        return r;
+    /* Yubico's module has no standard wrap mechanism; its name is the
+     * only sign that the vendor one is there. */
+    if (strncasecmp(mi.manufacturer, "Yubico", 6) == 0 && strstr(mi.description, "YubiHSM")) {
+        out->profile = HS_PROFILE_YUBIHSM;
+        snprintf(out->why, sizeof out->why, "module '%s' by %s", mi.description, mi.manufacturer);
+        return HS_OK;
+    }
+    CK_FLAGS wrap = CKF_WRAP | CKF_UNWRAP;
+    if (has_mechanism(p, CKM_AES_KEY_WRAP_PAD, wrap) || has_mechanism(p, HS_CKM_AES_KEY_WRAP_KWP, wrap)) {
+        out->profile = HS_PROFILE_WRAPPED;
+        snprintf(out->why, sizeof out->why, "token '%s' wraps and unwraps with AES key wrap (RFC 5649)",
+                 p->label);
+        return HS_OK;
+    }
+    out->profile = HS_PROFILE_RESIDENT;
+    snprintf(out->why, sizeof out->why,
+             "token '%s' (%s %s) has no AES key wrap with padding to wrap and unwrap keys",
+             p->label, p->manufacturer, p->model);
+    return HS_OK;
+}
+
+hs_result hs_profile_select(hs_p11 *p, const char *requested, hs_profile_choice *out, hs_error *e)
+{
+    memset(out, 0, sizeof *out);
+    if (requested != NULL) {
+        if (!hs_profile_parse(requested, &out->profile))
+            return hs_fail(e, HS_E_USAGE, "unknown profile '%s' (known: wrapped, yubihsm, resident)",
+                           requested);
+        out->requested = true;
+        snprintf(out->why, sizeof out->why, "named by --profile");
+        return HS_OK;
+    }
+    return detect(p, out, e);
+}
+
+hs_result hs_profile_choose(hs_p11 *p, const char *requested, hs_profile_choice *out, hs_error *e)
+{
+    hs_result r = hs_profile_select(p, requested, out, e);
+    if (r == HS_OK && !hs_profile_ops_of(out->profile)->implemented)
+        r = hs_fail(e, HS_E_P11, "token '%s': profile '%s' (%s) is not supported by this hsmsign yet",
+                    p->label, hs_profile_name(out->profile), out->why);
+    return r;
+}
+
+hs_result hs_p11_check_key_size(hs_p11 *p, CK_MECHANISM_TYPE gen, unsigned long bits,
+                                const char *what, hs_error *e)
+{
+    CK_MECHANISM_INFO info;
+    CK_RV rv = p->fn->C_GetMechanismInfo(p->slot, gen, &info);
+    if (rv == CKR_MECHANISM_INVALID)
+        return hs_fail(e, HS_E_P11, "token '%s' does not support %s, which hsmsign needs for %s",
+                       p->label, hs_ckm_name(gen), what);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_GetMechanismInfo", "checking %s for %s", hs_ckm_name(gen),
+                           what);
+    /* 0 means "no limit given" on some modules: let C_GenerateKeyPair say. */
+    if (info.ulMaxKeySize != 0 && bits > info.ulMaxKeySize)
+        return hs_fail(e, HS_E_P11,
+                       "token '%s' (%s) makes keys of at most %lu bits with %s; %s needs %lu",
+                       p->label, p->model, (unsigned long)info.ulMaxKeySize, hs_ckm_name(gen),
+                       what, bits);
+    if (bits < info.ulMinKeySize)
+        return hs_fail(e, HS_E_P11,
+                       "token '%s' (%s) makes keys of at least %lu bits with %s; %s needs %lu",
+                       p->label, p->model, (unsigned long)info.ulMinKeySize, hs_ckm_name(gen),
+                       what, bits);
+    return HS_OK;
+}
