@@ -10,6 +10,7 @@
 #include "keystore/custody.h"
 #include "util/file.h"
 #include "p11/objects.h"
+#include "p11/profile.h"
 
 /* DER of the OID 1.3.101.112 (id-Ed25519), what SoftHSM and PKCS#11 3.0
  * accept as CKA_EC_PARAMS for Ed25519. */
@@ -141,14 +142,9 @@ hs_result hs_auditkey_generate(hs_p11 *p, hs_auditkey_alg want, hs_auditkey *out
     n_pub += 5;
     n_priv += 6;
     CK_MECHANISM m = {ed ? CKM_EC_EDWARDS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN, NULL, 0};
-    CK_RV rv = CKR_OK;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        rv = p->fn->C_GenerateKeyPair(s, &m, pub_t, n_pub, priv_t, n_priv, &out->pub, &out->priv);
-        if (rv == CKR_OK || attempt > 0 || !hs_custody_attr_unknown(rv))
-            break;
-        n_pub--;
-        n_priv--;
-    }
+    bool relaxed;
+    CK_RV rv = hs_p11_generate_pair(p, s, &m, pub_t, n_pub, priv_t, n_priv, &out->pub, &out->priv,
+                                    &relaxed);
     if (rv != CKR_OK)
         return hs_p11_fail(p, e, rv, "C_GenerateKeyPair", "generating the %s audit key",
                            hs_auditkey_alg_name(out->alg));

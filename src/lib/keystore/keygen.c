@@ -9,7 +9,6 @@
 #include "keystore/cert.h"
 #include "keystore/keystore.h"
 #include "keystore/pk8.h"
-#include "keystore/custody.h"
 #include "p11/objects.h"
 #include "util/secmem.h"
 
@@ -120,9 +119,10 @@ static hs_result random_id(hs_keyfile *kf, hs_error *e)
 }
 
 /* Resident profile: token objects under a fresh random CKA_ID, the
- * private key sensitive, never extractable and sign-only. CKA_MODIFIABLE
- * false is the last entry of each template, left out on a token that
- * refuses it (as for the audit key). */
+ * private key sensitive, never extractable and sign-only where the token
+ * allows (hs_p11_generate_pair: tpm2-pkcs11 keys can always decrypt too).
+ * CKA_MODIFIABLE false is the last entry of each template, left out on a
+ * token that refuses it. */
 static hs_result generate_resident_pair(hs_p11 *p, const hs_keygen_params *kp,
                                         const hs_keyfile *kf, token_objects *o, hs_error *e)
 {
@@ -162,15 +162,9 @@ static hs_result generate_resident_pair(hs_p11 *p, const hs_keygen_params *kp,
     };
     CK_MECHANISM m = {mt, NULL, 0};
     CK_ULONG n_priv = sizeof priv_t / sizeof priv_t[0];
-    CK_RV rv = CKR_OK;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        rv = p->fn->C_GenerateKeyPair(hs_p11_key_session(p), &m, pub_t, n_pub, priv_t, n_priv,
-                                      &o->pub, &o->priv);
-        if (rv == CKR_OK || attempt > 0 || !hs_custody_attr_unknown(rv))
-            break;
-        n_pub--;
-        n_priv--;
-    }
+    bool relaxed;
+    CK_RV rv = hs_p11_generate_pair(p, hs_p11_key_session(p), &m, pub_t, n_pub, priv_t, n_priv,
+                                    &o->pub, &o->priv, &relaxed);
     if (rv != CKR_OK)
         return hs_p11_fail(p, e, rv, "C_GenerateKeyPair", "generating %s key '%s' in the token",
                            hs_keyalg_name(kp->alg), kp->name);

@@ -140,3 +140,50 @@ hs_result hs_p11_check_key_size(hs_p11 *p, CK_MECHANISM_TYPE gen, unsigned long 
                        what, bits);
     return HS_OK;
 }
+
+/* Copies t without the entries saying `type` is false. */
+static CK_ULONG without_false(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type,
+                              CK_ATTRIBUTE *out)
+{
+    CK_ULONG k = 0;
+    for (CK_ULONG i = 0; i < n; i++) {
+        bool is_false = t[i].type == type && t[i].ulValueLen == sizeof(CK_BBOOL) &&
+                        *(const CK_BBOOL *)t[i].pValue == CK_FALSE;
+        if (!is_false)
+            out[k++] = t[i];
+    }
+    return k;
+}
+
+static bool worth_retrying(CK_RV rv)
+{
+    return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_TEMPLATE_INCONSISTENT ||
+           rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_GENERAL_ERROR;
+}
+
+CK_RV hs_p11_generate_pair(hs_p11 *p, CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_ATTRIBUTE *pub,
+                           CK_ULONG n_pub, CK_ATTRIBUTE *priv, CK_ULONG n_priv,
+                           CK_OBJECT_HANDLE *h_pub, CK_OBJECT_HANDLE *h_priv, bool *relaxed)
+{
+    enum { MAX_ATTRS = 32 };
+    CK_ATTRIBUTE rpub[MAX_ATTRS], rpriv[MAX_ATTRS];
+    *relaxed = false;
+    if (n_pub > MAX_ATTRS || n_priv > MAX_ATTRS || n_pub == 0 || n_priv == 0)
+        return CKR_ARGUMENTS_BAD;
+    CK_ULONG rn_pub = without_false(pub, n_pub - 1, CKA_ENCRYPT, rpub);
+    CK_ULONG rn_priv = without_false(priv, n_priv - 1, CKA_DECRYPT, rpriv);
+    rpub[rn_pub++] = pub[n_pub - 1];
+    rpriv[rn_priv++] = priv[n_priv - 1];
+    CK_RV rv = CKR_GENERAL_ERROR;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        bool relax = attempt >= 2, short_ = attempt % 2 == 1;
+        CK_ATTRIBUTE *tp = relax ? rpub : pub, *tq = relax ? rpriv : priv;
+        CK_ULONG np = (relax ? rn_pub : n_pub) - short_, nq = (relax ? rn_priv : n_priv) - short_;
+        rv = p->fn->C_GenerateKeyPair(s, m, tp, np, tq, nq, h_pub, h_priv);
+        if (rv == CKR_OK)
+            *relaxed = relax;
+        if (rv == CKR_OK || !worth_retrying(rv))
+            break;
+    }
+    return rv;
+}

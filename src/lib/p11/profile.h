@@ -80,6 +80,21 @@ hs_result hs_profile_select(hs_p11 *p, const char *requested, hs_profile_choice 
 hs_result hs_p11_check_key_size(hs_p11 *p, CK_MECHANISM_TYPE gen, unsigned long bits,
                                 const char *what, hs_error *e) HS_MUST_CHECK;
 
+/* C_GenerateKeyPair with templates some tokens cannot honour in full,
+ * tried in this order until one is taken:
+ *   1. as given;
+ *   2. without the last entry of each template (the caller puts there an
+ *      attribute older tokens do not know, e.g. CKA_MODIFIABLE or
+ *      CKA_DESTROYABLE false);
+ *   3. and 4. as 1. and 2. without CKA_DECRYPT false (private) and
+ *      CKA_ENCRYPT false (public): tpm2-pkcs11 makes every key able to
+ *      sign and decrypt and refuses a template that says otherwise
+ *      (CKR_GENERAL_ERROR). *relaxed is set then.
+ * Returns the last CK_RV. */
+CK_RV hs_p11_generate_pair(hs_p11 *p, CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_ATTRIBUTE *pub,
+                           CK_ULONG n_pub, CK_ATTRIBUTE *priv, CK_ULONG n_priv,
+                           CK_OBJECT_HANDLE *h_pub, CK_OBJECT_HANDLE *h_priv, bool *relaxed);
+
 /* The module's C_GetInfo strings (blank padding removed). */
 typedef struct hs_p11_module_info {
     char manufacturer[33], description[33];
