@@ -12,7 +12,9 @@
  *   p11_attack MODULE TOKEN attack-resident LABEL KEYTYPE OUTDIR
  *       A resident-profile signing key (a token object, issue 14), found
  *       by label: read it, make it extractable or readable, copy it so,
- *       wrap it under the attacker's own key.
+ *       wrap it under the attacker's own key. An attribute the token lets
+ *       the attacker change is WEAK (counted, exit 0: hsmsign's signer
+ *       then refuses the key); key material obtained is a LEAK (exit 1).
  *   p11_attack MODULE TOKEN attack-audit
  *       The audit key: can it be changed, destroyed, used to decrypt?
  *   p11_attack MODULE TOKEN make-weak-wrapkey LABEL VALUE_HEX
@@ -32,7 +34,7 @@
 
 static CK_FUNCTION_LIST *fn;
 static CK_SESSION_HANDLE sess;
-static int leaks, blocked;
+static int leaks, blocked, weakened;
 static const char *outdir;
 static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 
@@ -577,10 +579,19 @@ static int attack_resident(const char *label, const char *type)
         CK_BBOOL v = sets[i].value;
         CK_ATTRIBUTE a = {sets[i].type, &v, sizeof v};
         CK_RV rv = fn->C_SetAttributeValue(sess, k, &a, 1);
-        if (rv == CKR_OK && get_bool(k, sets[i].type) == (v != CK_FALSE))
-            leak(sets[i].what, "the resident key's attribute changed");
-        else
+        if (rv == CKR_OK && get_bool(k, sets[i].type) == (v != CK_FALSE)) {
+            weakened++;
+            printf("WEAK: %s: the token changed the attribute\n", sets[i].what);
+        } else {
             block(sets[i].what, rv);
+        }
+    }
+    /* With the attributes changed, the value may now be readable. */
+    if (weakened > 0 && !read_secret(k, secret, "C_GetAttributeValue(weakened resident key, private value)",
+                                     rsa ? "rsa-d.bin" : "ec-d.bin")) {
+        CK_ATTRIBUTE probe = {secret, NULL, 0};
+        block("C_GetAttributeValue(weakened resident key, private value)",
+              fn->C_GetAttributeValue(sess, k, &probe, 1));
     }
     CK_ATTRIBUTE copies[] = {
         {CKA_EXTRACTABLE, &yes, sizeof yes},
@@ -599,7 +610,7 @@ static int attack_resident(const char *label, const char *type)
         }
     }
     wrap_out("C_WrapKey(attacker's AES key, resident key)", k);
-    printf("%d blocked, %d leaked\n", blocked, leaks);
+    printf("%d blocked, %d weakened, %d leaked\n", blocked, weakened, leaks);
     return leaks > 0 ? 1 : 0;
 }
 

@@ -53,11 +53,11 @@ assert "the private keys are sensitive and never extractable token objects" \
     test "$(grep -c 'Access: *sensitive, always sensitive, never extractable' objects.txt)" -ge 3
 assert "... and only sign (no decrypt, unwrap or derive)" \
     python3 -c "
-import re, sys
+import re
 t = open('objects.txt').read()
-for block in t.split('Private Key Object')[1:]:
-    use = re.search(r'Usage: *(.*)', block).group(1)
-    assert use.strip() == 'sign', use"
+for o in re.split(r'\n(?=\S)', t):
+    if o.startswith('Private Key Object'):
+        assert re.search(r'Usage: *(.*)', o).group(1).strip() == 'sign', o"
 
 # --- signing ----------------------------------------------------------------------
 head -c 100000 /dev/urandom >data.bin
@@ -76,6 +76,7 @@ assert "apksigner names the resident key's certificate" grep -q "CN=r2048" "$WOR
 check "p11_attack: the resident RSA key cannot be read, made extractable, copied or wrapped out" \
     "$P11_ATTACK" "$SOFTHSM_MODULE" res attack-resident r2048 rsa "$WORK/loot"
 sed 's/^/    /' "$WORK/out"
+assert "... SoftHSM let no attribute change either" grep -q "^6 blocked, 0 weakened, 0 leaked" "$WORK/out"
 check "p11_attack: nor the resident EC key" "$P11_ATTACK" "$SOFTHSM_MODULE" res attack-resident p256 ec "$WORK/loot"
 assert "nothing was recovered" test ! -e "$WORK/loot"
 
