@@ -96,6 +96,7 @@ check "(test) replace the private object by one a PIN holder can read out" sh -c
     openssl pkcs8 -topk8 -nocrypt -in imp.pem -outform DER -out imp-again.der &&
     pkcs11-tool --module '$SOFTHSM_MODULE' --token-label res --login --pin env:HSMSIGN_PIN --write-object imp-again.der \
         --type privkey --id $id --label imp --usage-sign --private --extractable >/dev/null 2>&1"
+rm -f x.sig
 expect_fail "the signer refuses a resident key whose private key could leave the token" 1 \
     "key 'imp' on token 'res' has CKA_(SENSITIVE false|EXTRACTABLE true).*refuses" hs sign raw --key imp data.bin x.sig
 assert "... and wrote no signature" test ! -e x.sig
@@ -114,6 +115,7 @@ canon = json.dumps(o, sort_keys=True, separators=(',', ':'), ensure_ascii=True)
 o['checksum'] = 'sha256:' + hashlib.sha256(canon.encode()).hexdigest()
 json.dump(o, open('keys/p256.key', 'w'))
 PY
+rm -f x.sig
 expect_fail "a key file pointed at another key's object is refused: the token's public key differs" 1 \
     "key 'p256': the public key on token 'res' is not the one in" hs sign raw --key p256 data.bin x.sig
 assert "... and wrote no signature" test ! -e x.sig

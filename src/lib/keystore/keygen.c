@@ -223,6 +223,8 @@ hs_result hs_key_generate(hs_signer *s, const hs_keygen_params *kp, hs_error *e)
         r = random_id(&kf, e);
     if (r == HS_OK)
         r = resident ? generate_resident_pair(p, kp, &kf, &o, e) : generate_pair(p, wrap, kp, &o, e);
+    if (r == HS_OK && resident)
+        r = hs_p11_check_key_kept(p, hs_p11_key_session(p), o.priv, kp->name, e);
     if (r == HS_OK)
         r = hs_p11_public_key(p, hs_p11_key_session(p), o.pub, &pub, e);
     if (r == HS_OK)
@@ -377,6 +379,8 @@ hs_result hs_key_import(hs_signer *s, const char *name, const uint8_t *key_bytes
         r = random_id(&kf, e);
     if (r == HS_OK)
         r = create_private(p, &pk8, name, &kf, &o.priv, e);
+    if (r == HS_OK && resident)
+        r = hs_p11_check_key_kept(p, hs_p11_key_session(p), o.priv, name, e);
     if (r == HS_OK && resident)
         r = create_public(p, &pk8, cert_pub, name, &kf, &o.pub, e);
     hs_pk8_free(&pk8);

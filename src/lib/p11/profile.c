@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "p11/ckr.h"
+#include "p11/objects.h"
 
 /* PKCS#11 3.0's name for RFC 5649; SoftHSM calls it CKM_AES_KEY_WRAP_PAD. */
 #define HS_CKM_AES_KEY_WRAP_KWP 0x210BUL
@@ -186,4 +187,30 @@ CK_RV hs_p11_generate_pair(hs_p11 *p, CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_A
             break;
     }
     return rv;
+}
+
+hs_result hs_p11_check_key_kept(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                                const char *name, hs_error *e)
+{
+    static const struct {
+        CK_ATTRIBUTE_TYPE type;
+        bool want;
+        const char *name;
+    } need[] = {
+        {CKA_PRIVATE, true, "CKA_PRIVATE"},
+        {CKA_SENSITIVE, true, "CKA_SENSITIVE"},
+        {CKA_EXTRACTABLE, false, "CKA_EXTRACTABLE"},
+    };
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+        bool v;
+        hs_result r = hs_p11_get_bool(p, s, h, need[i].type, &v, e);
+        if (r != HS_OK)
+            return hs_error_prefix(e, "checking key '%s': ", name);
+        if (v != need[i].want)
+            return hs_fail(e, HS_E_VERIFY,
+                           "key '%s' on token '%s' has %s %s: its private key could be read "
+                           "out of the token, so hsmsign refuses to sign with it",
+                           name, p->label, need[i].name, v ? "true" : "false");
+    }
+    return HS_OK;
 }

@@ -95,6 +95,15 @@ CK_RV hs_p11_generate_pair(hs_p11 *p, CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_A
                            CK_ULONG n_pub, CK_ATTRIBUTE *priv, CK_ULONG n_priv,
                            CK_OBJECT_HANDLE *h_pub, CK_OBJECT_HANDLE *h_priv, bool *relaxed);
 
+/* A private key hsmsign keeps in the token (resident profile) is used
+ * only while the token says it cannot leave: CKA_PRIVATE and
+ * CKA_SENSITIVE true, CKA_EXTRACTABLE false. Else HS_E_VERIFY naming the
+ * attribute: checked when a key is generated or imported (a token may
+ * ignore the template) and before each first use (a token may let a PIN
+ * holder change them: tpm2-pkcs11 1.9 does). */
+hs_result hs_p11_check_key_kept(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                                const char *name, hs_error *e) HS_MUST_CHECK;
+
 /* The module's C_GetInfo strings (blank padding removed). */
 typedef struct hs_p11_module_info {
     char manufacturer[33], description[33];

@@ -255,35 +255,6 @@ static hs_result find_by_id(hs_signer *s, const loaded_key *k, CK_OBJECT_CLASS c
     return HS_OK;
 }
 
-/* A resident key is signed with only if the token keeps it in: private,
- * sensitive and not extractable. */
-static hs_result check_resident_attrs(hs_signer *s, const loaded_key *k, CK_OBJECT_HANDLE h,
-                                      hs_error *e)
-{
-    static const struct {
-        CK_ATTRIBUTE_TYPE type;
-        bool want;
-        const char *name;
-    } need[] = {
-        {CKA_PRIVATE, true, "CKA_PRIVATE"},
-        {CKA_SENSITIVE, true, "CKA_SENSITIVE"},
-        {CKA_EXTRACTABLE, false, "CKA_EXTRACTABLE"},
-    };
-    hs_p11 *p = s->p11;
-    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
-        bool v;
-        hs_result r = hs_p11_get_bool(p, hs_p11_key_session(p), h, need[i].type, &v, e);
-        if (r != HS_OK)
-            return hs_error_prefix(e, "checking key '%s': ", k->name);
-        if (v != need[i].want)
-            return hs_fail(e, HS_E_VERIFY,
-                           "key '%s' on token '%s' has %s %s: its private key could be read "
-                           "out of the token, so hsmsign refuses to sign with it",
-                           k->name, p->label, need[i].name, v ? "true" : "false");
-    }
-    return HS_OK;
-}
-
 /* Makes a resident key usable: finds its objects by CKA_ID, checks the
  * token's public key is the key file's and that the private key cannot
  * leave. (Every signature is verified with the key file's public key as
@@ -295,7 +266,7 @@ static hs_result find_resident(hs_signer *s, loaded_key *k, hs_error *e)
     EVP_PKEY *token_pub = NULL;
     hs_result r = find_by_id(s, k, CKO_PRIVATE_KEY, &priv, e);
     if (r == HS_OK)
-        r = check_resident_attrs(s, k, priv, e);
+        r = hs_p11_check_key_kept(p, hs_p11_key_session(p), priv, k->name, e);
     if (r == HS_OK)
         r = find_by_id(s, k, CKO_PUBLIC_KEY, &pub, e);
     if (r == HS_OK)
