@@ -81,7 +81,7 @@ static void print_provisioned(const cli_globals *g, const hs_transcript *t, cons
  * changes, for a module whose profile has none. The tokens may not be
  * initialized yet, so the first slot with a token stands for the module
  * (one module, one kind of token). */
-static hs_result check_profile(const cli_globals *g, hs_error *e)
+static hs_result check_profile(const cli_globals *g, hs_profile *profile, hs_error *e)
 {
     hs_p11 *p = NULL;
     hs_p11_token_info *list = NULL;
@@ -101,6 +101,7 @@ static hs_result check_profile(const cli_globals *g, hs_error *e)
     ctx.p11 = p;
     if (r == HS_OK && (n > 0 || g->profile != NULL))
         r = cli_require_wrap_profile(&ctx, "provision", e);
+    *profile = ctx.profile.profile; /* wrapped (0) when nothing told otherwise */
     free(list);
     hs_p11_close(p);
     return r;
@@ -141,8 +142,9 @@ static int ceremony_provision(const cli_globals *g, int argc, char **argv)
     hs_transcript *t = NULL;
     char *pins[2] = {NULL, NULL};
     hs_result r = hs_ceremony_config_load(argv[optind], &cfg, &e);
+    hs_profile profile = HS_PROFILE_WRAPPED;
     if (r == HS_OK)
-        r = check_profile(g, &e);
+        r = check_profile(g, &profile, &e);
     if (r == HS_OK && cfg->warning[0] != '\0') /* always shown */
         fprintf(stderr, "hsmsign: WARNING: %s: %s\n", argv[optind], cfg->warning);
     if (r == HS_OK)
@@ -151,6 +153,7 @@ static int ceremony_provision(const cli_globals *g, int argc, char **argv)
         r = read_current_pin(cur_backup, "current SO PIN of the backup token", &pins[1], &e);
     if (r == HS_OK) {
         o.module = g->module;
+        o.profile = hs_profile_name(profile);
         o.audit_dir = g->audit_log;
         o.current_so_pin[0] = pins[0];
         o.current_so_pin[1] = pins[1] != NULL ? pins[1] : pins[0];
