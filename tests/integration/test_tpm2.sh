@@ -8,8 +8,8 @@
 # profile is chosen automatically, RSA-2048/3072 and EC P-256 keys are
 # generated in the TPM, signatures verify with openssl, an APK with
 # apksigner, AVB with openssl (and avbtool when it is on PATH), the audit
-# log with its P-256 audit key; RSA-4096 is refused naming the TPM's limit;
-# the attacker with the user PIN gets no key out.
+# log with its P-256 audit key; RSA-4096 and importing a .pk8 are refused
+# saying why; the attacker with the user PIN gets no key out.
 . "$(dirname "$0")/lib.sh"
 : "${P11_ATTACK:?P11_ATTACK must name the p11_attack program}"
 
@@ -167,6 +167,14 @@ objs = [o for o in re.split(r'\n(?=\S)', t) if o.startswith('Private Key Object'
 for k in ('r2048', 'r3072', 'p256'):
     b = [o for o in objs if re.search(r'label: *%s\n' % k, o)]
     assert len(b) == 1 and 'sensitive, always sensitive, never extractable' in b[0], (k, t)"
+
+openssl genrsa -out imp.pem 2048 2>/dev/null
+openssl pkcs8 -topk8 -nocrypt -in imp.pem -outform DER -out imp.pk8
+openssl req -new -x509 -sha256 -key imp.pem -subj "/CN=imported" -days 30 -out imp.crt
+expect_fail "key import is refused: tpm2-pkcs11 takes no private key objects" 4 \
+    "C_CreateObject failed .*this token does not take existing private keys.*generate new keys in it" \
+    hs key import imp --pk8 imp.pk8 --cert imp.crt
+assert "... and no key file was written" test ! -e keys/imp.key
 
 head -c 300000 /dev/urandom >data.bin
 for k in r2048 r3072 p256; do
