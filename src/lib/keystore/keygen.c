@@ -274,11 +274,16 @@ static hs_result create_private(hs_p11 *p, const hs_pk8_key *k, const char *name
     /* Resident: a token object that never leaves (CKA_ID last, so the
      * common part stays the same). */
     CK_ATTRIBUTE t[11 + HS_PK8_RSA_PARTS] = {
-        {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &kt, sizeof kt},
-        {CKA_TOKEN, resident ? &yes : &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
-        {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, resident ? &no : &yes, sizeof yes},
-        {CKA_SIGN, &yes, sizeof yes},      {CKA_LABEL, (void *)name, strlen(name)},
-        {CKA_DECRYPT, &no, sizeof no},     {CKA_ID, (void *)kf->key_id, kf->key_id_len},
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_KEY_TYPE, &kt, sizeof kt},
+        {CKA_TOKEN, resident ? &yes : &no, sizeof no},
+        {CKA_PRIVATE, &yes, sizeof yes},
+        {CKA_SENSITIVE, &yes, sizeof yes},
+        {CKA_EXTRACTABLE, resident ? &no : &yes, sizeof yes},
+        {CKA_SIGN, &yes, sizeof yes},
+        {CKA_LABEL, (void *)name, strlen(name)},
+        {CKA_DECRYPT, &no, sizeof no},
+        {CKA_ID, (void *)kf->key_id, kf->key_id_len},
     };
     CK_ULONG n = resident ? 10 : 8;
     if (k->rsa) {

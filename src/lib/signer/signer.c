@@ -75,7 +75,8 @@ hs_result hs_signer_new(hs_p11 *p11, hs_profile profile, const hs_wrapkey *wrap,
 static void destroy_object(hs_signer *s, loaded_key *k)
 {
     /* A resident key is the token's only copy: never destroyed here. */
-    if (k->unwrapped && hs_profile_ops_of(s->profile)->storage != HS_KEYS_RESIDENT && k->generation == s->p11->generation &&
+    bool resident = hs_profile_ops_of(s->profile)->storage == HS_KEYS_RESIDENT;
+    if (k->unwrapped && !resident && k->generation == s->p11->generation &&
         hs_p11_key_session(s->p11) != CK_INVALID_HANDLE)
         (void)s->p11->fn->C_DestroyObject(hs_p11_key_session(s->p11), k->handle);
     k->unwrapped = false;
@@ -227,8 +228,8 @@ static hs_result unwrap(hs_signer *s, loaded_key *k, hs_error *e)
     return r;
 }
 
-/* The private key object a resident key file names, by CKA_ID: exactly
- * one, with its public key object. */
+/* The key object of class cls (private or public) a resident key file
+ * names by CKA_ID: exactly one. */
 static hs_result find_by_id(hs_signer *s, const loaded_key *k, CK_OBJECT_CLASS cls,
                             CK_OBJECT_HANDLE *h, hs_error *e)
 {
