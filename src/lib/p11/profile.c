@@ -61,10 +61,19 @@ hs_result hs_p11_module_info_get(hs_p11 *p, hs_p11_module_info *out, hs_error *e
     return HS_OK;
 }
 
-static bool has_mechanism(hs_p11 *p, CK_MECHANISM_TYPE m, CK_FLAGS flags)
+/* Whether the token has m for all of flags. Only CKR_MECHANISM_INVALID
+ * means "no": any other failure (a token error, a dropped device) fails,
+ * or a fault would quietly choose another profile. */
+static hs_result has_mechanism(hs_p11 *p, CK_MECHANISM_TYPE m, CK_FLAGS flags, bool *has,
+                               hs_error *e)
 {
     CK_MECHANISM_INFO info;
-    return p->fn->C_GetMechanismInfo(p->slot, m, &info) == CKR_OK && (info.flags & flags) == flags;
+    CK_RV rv = p->fn->C_GetMechanismInfo(p->slot, m, &info);
+    *has = rv == CKR_OK && (info.flags & flags) == flags;
+    if (rv == CKR_OK || rv == CKR_MECHANISM_INVALID)
+        return HS_OK;
+    return hs_p11_fail(p, e, rv, "C_GetMechanismInfo", "checking %s to choose the token's profile",
+                       hs_ckm_name(m));
 }
 
 static hs_result detect(hs_p11 *p, hs_profile_choice *out, hs_error *e)
@@ -81,7 +90,13 @@ static hs_result detect(hs_p11 *p, hs_profile_choice *out, hs_error *e)
         return HS_OK;
     }
     CK_FLAGS wrap = CKF_WRAP | CKF_UNWRAP;
-    if (has_mechanism(p, CKM_AES_KEY_WRAP_PAD, wrap) || has_mechanism(p, HS_CKM_AES_KEY_WRAP_KWP, wrap)) {
+    bool pad = false, kwp = false;
+    r = has_mechanism(p, CKM_AES_KEY_WRAP_PAD, wrap, &pad, e);
+    if (r == HS_OK && !pad)
+        r = has_mechanism(p, HS_CKM_AES_KEY_WRAP_KWP, wrap, &kwp, e);
+    if (r != HS_OK)
+        return r;
+    if (pad || kwp) {
         out->profile = HS_PROFILE_WRAPPED;
         snprintf(out->why, sizeof out->why, "token '%s' wraps and unwraps with AES key wrap (RFC 5649)",
                  p->label);
