@@ -191,6 +191,8 @@ int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
     if (r == HS_OK) {
         ctx->p11->accept_custody_gap = g->accept_custody_gap;
         r = hs_p11_select_token(ctx->p11, g->token, &e);
+        if (r == HS_OK)
+            r = hs_profile_choose(ctx->p11, g->profile, &ctx->profile, &e);
     }
     if (r == HS_OK && (what & (CLI_LOGIN | CLI_SIGNER))) {
         hs_pin_source src;
@@ -199,21 +201,37 @@ int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
             r = hs_p11_login(ctx->p11, &src, &e);
     }
     if (r == HS_OK && (what & CLI_SIGNER)) {
-        r = hs_wrapkey_find(ctx->p11, g->wrap_label, &ctx->wrap, &e);
-        if (r == HS_OK && ctx->wrap.custody_gap && !g->quiet)
+        bool wrapped = hs_profile_ops_of(ctx->profile.profile)->has_wrap_key;
+        if (wrapped)
+            r = hs_wrapkey_find(ctx->p11, g->wrap_label, &ctx->wrap, &e);
+        if (r == HS_OK && wrapped && ctx->wrap.custody_gap && !g->quiet)
             fprintf(stderr, "hsmsign: note: token '%s' does not enforce the wrap key's custody "
                             "attributes (accepted with --accept-custody-gap; docs/tokens.md)\n",
                     ctx->p11->label);
         if (r == HS_OK)
             r = cli_open_audit(ctx, &e);
         if (r == HS_OK)
-            r = hs_signer_new(ctx->p11, &ctx->wrap, g->keystore, ctx->audit, &ctx->signer, &e);
+            r = hs_signer_new(ctx->p11, ctx->profile.profile, wrapped ? &ctx->wrap : NULL,
+                              g->keystore, ctx->audit, &ctx->signer, &e);
     }
     if (r != HS_OK) {
         cli_close(ctx);
         return cli_fail(g, &e);
     }
     return 0;
+}
+
+hs_result cli_require_wrap_profile(const cli_ctx *ctx, const char *doing, hs_error *e)
+{
+    if (hs_profile_ops_of(ctx->profile.profile)->has_wrap_key)
+        return HS_OK;
+    return hs_fail(e, HS_E_USAGE,
+                   "token '%s' is used with the %s profile (%s): it has no wrap key and no "
+                   "shares, so there is nothing to %s. Signing keys are generated inside it with "
+                   "`hsmsign key generate` and never leave it; `hsmsign audit init` makes the "
+                   "audit key. To use a wrap key on a token that can, give --profile wrapped",
+                   ctx->p11->label, hs_profile_name(ctx->profile.profile), ctx->profile.why,
+                   doing);
 }
 
 hs_result cli_open_audit(cli_ctx *ctx, hs_error *e)

@@ -12,6 +12,7 @@
 #include "audit/record.h"
 #include "keystore/wrapkey.h"
 #include "p11/p11.h"
+#include "p11/profile.h"
 #include "signer/signer.h"
 #include "util/result.h"
 
@@ -24,6 +25,7 @@ typedef struct cli_globals {
     const char *keystore;   /* --keystore, HSMSIGN_KEYSTORE, config "keystore" */
     const char *audit_log;  /* --audit-log, HSMSIGN_AUDIT_LOG, config "audit-log" */
     const char *wrap_label; /* --wrap-key-label, HSMSIGN_WRAP_KEY_LABEL, config "wrap-key-label" */
+    const char *profile;    /* --profile, HSMSIGN_PROFILE, config "profile"; NULL: detected */
     const char *config;     /* --config (else HSMSIGN_CONFIG, per-user, system: config.h) */
     bool accept_custody_gap; /* --accept-custody-gap, HSMSIGN_ACCEPT_CUSTODY_GAP=1 */
     bool json;
@@ -35,7 +37,7 @@ typedef struct cli_globals {
 enum {
     CLI_TOKEN = 1,  /* module loaded, token selected */
     CLI_LOGIN = 2,  /* ... and logged in */
-    CLI_SIGNER = 4, /* ... and wrap key found, audit log open, signer ready */
+    CLI_SIGNER = 4, /* ... and wrap key found (if the profile has one), audit log open, signer ready */
     /* With CLI_SIGNER, for commands that only sign (through ctx->signer):
      * when HSMSIGN_AGENT names an agent's socket, the signer forwards to
      * that agent and nothing else is opened (ctx->p11, ctx->audit NULL, no
@@ -46,6 +48,7 @@ enum {
 typedef struct cli_ctx {
     const cli_globals *g;
     hs_p11 *p11;
+    hs_profile_choice profile; /* chosen when the token is selected */
     hs_wrapkey wrap;
     hs_audit *audit;
     hs_auditkey audit_key; /* empty when the token has none */
@@ -56,6 +59,9 @@ typedef struct cli_ctx {
 /* Returns 0, or the exit status after printing the error. */
 int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx);
 void cli_close(cli_ctx *ctx);
+/* Refuses (HS_E_USAGE) a wrap-key operation (`doing`) on a token whose
+ * profile has no wrap key, saying why and what to do instead. */
+hs_result cli_require_wrap_profile(const cli_ctx *ctx, const char *doing, hs_error *e) HS_MUST_CHECK;
 /* Finds the token's audit key (ctx->audit_key stays empty when there is
  * none) and opens the audit log with it: created when the directory does
  * not exist, refused (HS_E_AUDIT) without an audit key. */

@@ -77,6 +77,36 @@ static void print_provisioned(const cli_globals *g, const hs_transcript *t, cons
         printf("  share for %-16s %s/%s\n", t->holders[i].name, dir, t->holders[i].file.path);
 }
 
+/* The ceremony makes a wrap key and its shares: refused, before anything
+ * changes, for a module whose profile has none. The tokens may not be
+ * initialized yet, so the first slot with a token stands for the module
+ * (one module, one kind of token). */
+static hs_result check_profile(const cli_globals *g, hs_profile *profile, hs_error *e)
+{
+    hs_p11 *p = NULL;
+    hs_p11_token_info *list = NULL;
+    size_t n = 0;
+    cli_ctx ctx = {.g = g};
+    hs_result r = hs_p11_open(g->module, &p, e);
+    if (r == HS_OK)
+        r = hs_p11_list_tokens(p, &list, &n, e);
+    if (r == HS_OK && n > 0) {
+        p->slot = list[0].slot;
+        snprintf(p->label, sizeof p->label, "%s", list[0].label);
+        snprintf(p->model, sizeof p->model, "%s", list[0].model);
+        snprintf(p->manufacturer, sizeof p->manufacturer, "%s", list[0].manufacturer);
+    }
+    if (r == HS_OK && (n > 0 || g->profile != NULL))
+        r = hs_profile_choose(p, g->profile, &ctx.profile, e);
+    ctx.p11 = p;
+    if (r == HS_OK && (n > 0 || g->profile != NULL))
+        r = cli_require_wrap_profile(&ctx, "provision", e);
+    *profile = ctx.profile.profile; /* wrapped (0) when nothing told otherwise */
+    free(list);
+    hs_p11_close(p);
+    return r;
+}
+
 static int ceremony_provision(const cli_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -112,6 +142,9 @@ static int ceremony_provision(const cli_globals *g, int argc, char **argv)
     hs_transcript *t = NULL;
     char *pins[2] = {NULL, NULL};
     hs_result r = hs_ceremony_config_load(argv[optind], &cfg, &e);
+    hs_profile profile = HS_PROFILE_WRAPPED;
+    if (r == HS_OK)
+        r = check_profile(g, &profile, &e);
     if (r == HS_OK && cfg->warning[0] != '\0') /* always shown */
         fprintf(stderr, "hsmsign: WARNING: %s: %s\n", argv[optind], cfg->warning);
     if (r == HS_OK)
@@ -121,6 +154,7 @@ static int ceremony_provision(const cli_globals *g, int argc, char **argv)
     if (r == HS_OK) {
         o.module = g->module;
         o.module_init_args = g->module_init_args;
+        o.profile = hs_profile_name(profile);
         o.audit_dir = g->audit_log;
         o.current_so_pin[0] = pins[0];
         o.current_so_pin[1] = pins[1] != NULL ? pins[1] : pins[0];

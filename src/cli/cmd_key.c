@@ -295,10 +295,11 @@ static int key_list(const cli_globals *g, int argc, char **argv)
         char fp[65];
         hs_keyfile_fingerprint_hex(&kf, fp);
         if (g->json)
-            json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", kf.name,
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "name", kf.name,
                                                  "algorithm", hs_keyalg_name(kf.alg), "origin",
                                                  kf.origin, "created", kf.created,
-                                                 "public_key_sha256", fp));
+                                                 "public_key_sha256", fp, "profile",
+                                                 hs_profile_name(kf.profile)));
         else
             printf("%-24s %-9s %-10s %-20s %.16s...\n", kf.name, hs_keyalg_name(kf.alg), kf.origin,
                    kf.created, fp);
@@ -338,12 +339,20 @@ static int write_output(const cli_globals *g, const char *output, const void *da
 
 static int print_summary(const cli_globals *g, const hs_keyfile *kf)
 {
-    char fp[65], kcv[7], serial_hex[80] = "";
+    char fp[65], kcv[7], serial_hex[80] = "", id[2 * HS_KEY_ID_MAX + 1] = "", where[160];
+    bool resident = kf->profile == HS_PROFILE_RESIDENT;
     hs_keyfile_fingerprint_hex(kf, fp);
     if (kf->wrap_kcv_unknown)
         snprintf(kcv, sizeof kcv, "none");
     else
         hs_hex_encode(kf->wrap_kcv, HS_KCV_LEN, kcv);
+    hs_hex_encode(kf->key_id, kf->key_id_len, id);
+    if (resident)
+        snprintf(where, sizeof where, "token object, CKA_ID %s (no copy outside the token)", id);
+    else
+        snprintf(where, sizeof where, "wrapped under '%s' (check value %s)", kf->wrap_label, kcv);
+    if (resident)
+        kcv[0] = '\0';
     char *subject = X509_NAME_oneline(X509_get_subject_name(kf->cert), NULL, 0);
     const ASN1_INTEGER *sn = X509_get0_serialNumber(kf->cert);
     BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
@@ -357,18 +366,19 @@ static int print_summary(const cli_globals *g, const hs_keyfile *kf)
         BIO_read(b, not_after, sizeof not_after - 1);
     BIO_free(b);
     if (g->json)
-        cli_print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "name", kf->name,
-                                 "algorithm", hs_keyalg_name(kf->alg), "origin", kf->origin,
-                                 "created", kf->created, "public_key_sha256", fp,
-                                 "wrap_key_check_value", kcv, "subject", subject ? subject : "",
+        cli_print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "name",
+                                 kf->name, "algorithm", hs_keyalg_name(kf->alg), "origin",
+                                 kf->origin, "created", kf->created, "public_key_sha256", fp,
+                                 "profile", hs_profile_name(kf->profile), "wrap_key_check_value",
+                                 kcv, "token_key_id", id, "subject", subject ? subject : "",
                                  "serial", serial_hex, "not_after", not_after));
     else
         printf("name:              %s\nalgorithm:         %s\norigin:            %s\n"
-               "created:           %s\npublic key sha256: %s\nwrap key:          %s "
-               "(check value %s)\nsubject:           %s\nserial:            %s\n"
+               "created:           %s\npublic key sha256: %s\nprofile:           %s\n"
+               "private key:       %s\nsubject:           %s\nserial:            %s\n"
                "not after:         %s\n",
-               kf->name, hs_keyalg_name(kf->alg), kf->origin, kf->created, fp, kf->wrap_label, kcv,
-               subject ? subject : "", serial_hex, not_after);
+               kf->name, hs_keyalg_name(kf->alg), kf->origin, kf->created, fp,
+               hs_profile_name(kf->profile), where, subject ? subject : "", serial_hex, not_after);
     OPENSSL_free(subject);
     return 0;
 }

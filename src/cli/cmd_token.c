@@ -1,4 +1,4 @@
-/* hsmsign token: init (SoftHSM convenience), list. */
+/* hsmsign token: init (SoftHSM convenience), list, info. */
 #include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "p11/ckr.h"
+#include "p11/profile.h"
 #include "util/file.h"
 
 static const char init_help[] =
@@ -261,11 +263,133 @@ static int token_list(const cli_globals *g, int argc, char **argv)
     return 0;
 }
 
+static const char info_help[] =
+    "usage: hsmsign token info\n"
+    "\n"
+    "Describes the selected token (global --token) without logging in: the module\n"
+    "(C_GetInfo), the token, the profile hsmsign uses with it and why (global\n"
+    "--profile overrides the choice), whether it has a wrap key and shares, and the\n"
+    "mechanisms hsmsign uses with their key sizes.\n";
+
+/* The mechanisms token info reports: wrapping, key generation, signing. */
+static const CK_MECHANISM_TYPE info_mechanisms[] = {
+    CKM_AES_KEY_WRAP_PAD, 0x210BUL /* CKM_AES_KEY_WRAP_KWP */, CKM_AES_KEY_WRAP,
+    CKM_RSA_PKCS_KEY_PAIR_GEN, CKM_EC_KEY_PAIR_GEN, CKM_EC_EDWARDS_KEY_PAIR_GEN,
+    CKM_RSA_PKCS, CKM_RSA_PKCS_PSS, CKM_ECDSA, CKM_EDDSA,
+};
+
+static void flags_text(CK_FLAGS f, char *out, size_t cap)
+{
+    static const struct {
+        CK_FLAGS flag;
+        const char *name;
+    } names[] = {
+        {CKF_GENERATE_KEY_PAIR, "generate"}, {CKF_SIGN, "sign"}, {CKF_VERIFY, "verify"},
+        {CKF_WRAP, "wrap"}, {CKF_UNWRAP, "unwrap"}, {CKF_ENCRYPT, "encrypt"},
+    };
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (!(f & names[i].flag))
+            continue;
+        int n = snprintf(out + used, cap - used, "%s%s", used ? "," : "", names[i].name);
+        if (n < 0 || (size_t)n >= cap - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
+static json_t *info_mechanisms_report(const cli_globals *g, hs_p11 *p)
+{
+    json_t *arr = json_array();
+    if (!g->json)
+        printf("  mechanisms:\n");
+    for (size_t i = 0; i < sizeof info_mechanisms / sizeof info_mechanisms[0]; i++) {
+        CK_MECHANISM_TYPE m = info_mechanisms[i];
+        CK_MECHANISM_INFO mi;
+        if (p->fn->C_GetMechanismInfo(p->slot, m, &mi) != CKR_OK)
+            continue;
+        char flags[64], name[48];
+        flags_text(mi.flags, flags, sizeof flags);
+        snprintf(name, sizeof name, "%s", m == 0x210BUL ? "CKM_AES_KEY_WRAP_KWP" : hs_ckm_name(m));
+        if (g->json)
+            json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:s}", "mechanism", name,
+                                                 "min_key_size", (json_int_t)mi.ulMinKeySize,
+                                                 "max_key_size", (json_int_t)mi.ulMaxKeySize,
+                                                 "flags", flags));
+        else
+            printf("    %-28s %lu..%lu  %s\n", name, (unsigned long)mi.ulMinKeySize,
+                   (unsigned long)mi.ulMaxKeySize, flags);
+    }
+    return arr;
+}
+
+static int token_info(const cli_globals *g, int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        fputs(info_help, stdout);
+        return 0;
+    }
+    if (argc != 1)
+        return cli_usage("token info", "no arguments are taken");
+    hs_error e;
+    hs_error_clear(&e);
+    hs_p11 *p = NULL;
+    hs_p11_module_info mi;
+    hs_profile_choice pc;
+    hs_result r = hs_p11_open(g->module, &p, &e);
+    if (r == HS_OK)
+        r = hs_p11_select_token(p, g->token, &e);
+    if (r == HS_OK)
+        r = hs_p11_module_info_get(p, &mi, &e);
+    if (r == HS_OK)
+        r = hs_profile_select(p, g->profile, &pc, &e);
+    if (r != HS_OK) {
+        hs_p11_close(p);
+        return cli_fail(g, &e);
+    }
+    const hs_profile_ops *ops = hs_profile_ops_of(pc.profile);
+    char version[32], cryptoki[32];
+    snprintf(version, sizeof version, "%u.%u", mi.lib_major, mi.lib_minor);
+    snprintf(cryptoki, sizeof cryptoki, "%u.%u", mi.cryptoki_major, mi.cryptoki_minor);
+    if (!g->json) {
+        printf("token '%s' (serial %s, model %s, manufacturer %s)\n", p->label, p->serial,
+               p->model, p->manufacturer);
+        printf("  module:     %s by %s, version %s, PKCS#11 %s\n", mi.description,
+               mi.manufacturer, version, cryptoki);
+        printf("  profile:    %s (%s)%s\n", ops->name, pc.why,
+                ops->implemented ? "" : "; not supported by this hsmsign yet");
+        printf("  keys:       %s\n", ops->keys_summary);
+        printf("  wrap key:   %s\n", ops->has_wrap_key
+                                         ? "yes, backed up as shares by the ceremony "
+                                           "(`hsmsign wrapkey show`)"
+                                         : "none, and no shares: the resident profile keeps "
+                                           "each signing key only in this token");
+    }
+    json_t *mechs = info_mechanisms_report(g, p);
+    if (g->json) {
+        json_t *o = json_pack(
+            "{s:b, s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:b, s:b, s:b, s:b, s:o}",
+            "ok", 1, "token", "label", p->label, "serial", p->serial, "model", p->model,
+            "manufacturer", p->manufacturer, "module", "description", mi.description,
+            "manufacturer", mi.manufacturer, "version", version, "cryptoki",
+            cryptoki, "profile", ops->name, "profile_reason",
+            pc.why, "profile_requested", pc.requested, "profile_supported", ops->implemented,
+            "wrap_key", ops->has_wrap_key, "shares", ops->has_wrap_key, "mechanisms", mechs);
+        cli_print_json(o);
+    } else {
+        json_decref(mechs);
+    }
+    hs_p11_close(p);
+    return 0;
+}
+
 int cmd_token(const cli_globals *g, int argc, char **argv)
 {
     static const cli_subcommand subs[] = {
         {"init", token_init, "initialize a token (SoftHSM: in its own directory with --dir)"},
         {"list", token_list, "list the module's tokens"},
+        {"info", token_info, "describe the token: module, profile, wrap key, mechanisms"},
     };
-    return cli_dispatch(g, "token", "Tokens of the PKCS#11 module.", subs, 2, argc, argv);
+    return cli_dispatch(g, "token", "Tokens of the PKCS#11 module.", subs, 3, argc, argv);
 }

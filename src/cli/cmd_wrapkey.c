@@ -102,7 +102,9 @@ static int wrapkey_create(const cli_globals *g, int argc, char **argv)
     hs_error e;
     hs_error_clear(&e);
     bool audit_created = false;
-    hs_result r = cli_ensure_audit_key(&ctx, &audit_created, &e);
+    hs_result r = cli_require_wrap_profile(&ctx, "create", &e);
+    if (r == HS_OK)
+        r = cli_ensure_audit_key(&ctx, &audit_created, &e);
     if (r == HS_OK)
         r = cli_open_audit(&ctx, &e);
     if (r == HS_OK && audit_created)
@@ -142,7 +144,8 @@ static int wrapkey_show(const cli_globals *g, int argc, char **argv)
     hs_error e;
     hs_error_clear(&e);
     hs_custody_report custody;
-    if (hs_wrapkey_inspect(ctx.p11, g->wrap_label, &ctx.wrap, &custody, &e) != HS_OK) {
+    if (cli_require_wrap_profile(&ctx, "show", &e) != HS_OK ||
+        hs_wrapkey_inspect(ctx.p11, g->wrap_label, &ctx.wrap, &custody, &e) != HS_OK) {
         cli_close(&ctx);
         return cli_fail(g, &e);
     }

@@ -1,6 +1,6 @@
 /* The config file: `key = value` lines, '#' comments. Keys are the long
  * names of the global options (module, token, pin-source, keystore,
- * audit-log, wrap-key-label), with '_' accepted for '-'. Precedence:
+ * audit-log, wrap-key-label, profile), with '_' accepted for '-'. Precedence:
  * command line, then environment, then config file, then defaults.
  *
  * A config file names the PKCS#11 module hsmsign loads (code that runs
@@ -45,6 +45,7 @@ static const char **slot_for(cli_globals *g, const char *key)
     if (strcmp(key, "keystore") == 0) return &g->keystore;
     if (strcmp(key, "audit-log") == 0) return &g->audit_log;
     if (strcmp(key, "wrap-key-label") == 0) return &g->wrap_label;
+    if (strcmp(key, "profile") == 0) return &g->profile;
     return NULL;
 }
 
@@ -99,7 +100,7 @@ hs_result cli_config_load(cli_globals *g, const char *path, bool must_exist, hs_
         if (slot == NULL) {
             r = hs_fail(e, HS_E_USAGE,
                         "config file %s: unknown key '%s' (known: module, module-init-args, token, pin-source, "
-                        "keystore, audit-log, wrap-key-label; '_' may stand for '-')",
+                        "keystore, audit-log, wrap-key-label, profile; '_' may stand for '-')",
                         path, key);
             break;
         }
@@ -129,6 +130,7 @@ void cli_config_env(cli_globals *g)
         {"HSMSIGN_MODULE_INIT_ARGS", "module-init-args"},
         {"HSMSIGN_PIN_SOURCE", "pin-source"}, {"HSMSIGN_KEYSTORE", "keystore"},
         {"HSMSIGN_AUDIT_LOG", "audit-log"},   {"HSMSIGN_WRAP_KEY_LABEL", "wrap-key-label"},
+        {"HSMSIGN_PROFILE", "profile"},
     };
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         const char **slot = slot_for(g, vars[i].key);

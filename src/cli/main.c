@@ -15,7 +15,7 @@ static const char usage_text[] =
     "Sign Android releases with keys that never leave a PKCS#11 HSM in plaintext.\n"
     "\n"
     "Commands:\n"
-    "  token      initialize and list tokens (SoftHSM convenience: token init --dir)\n"
+    "  token      initialize, list and describe tokens (SoftHSM convenience: token init --dir)\n"
     "  wrapkey    create or show the token's AES wrap key\n"
     "  key        generate, import, list and show signing keys\n"
     "  sign       sign files: raw, apk, batch, ota\n"
@@ -40,6 +40,9 @@ static const char usage_text[] =
     "  --keystore DIR       key files [HSMSIGN_KEYSTORE; default ./keys]\n"
     "  --audit-log DIR      audit log [HSMSIGN_AUDIT_LOG; default ./audit]\n"
     "  --wrap-key-label L   wrap key label [HSMSIGN_WRAP_KEY_LABEL; default hsmsign-wrap]\n"
+    "  --profile NAME       how keys are kept on the token: wrapped, yubihsm or resident\n"
+    "                       [HSMSIGN_PROFILE; default: chosen from the token, see\n"
+    "                       `hsmsign token info`]\n"
     "  --config FILE        config file [HSMSIGN_CONFIG; default ~/.config/hsmsign/config,\n"
     "                       else /etc/hsmsign/config; never one in the working directory]\n"
     "  --json               machine-readable output on stdout\n"
@@ -71,7 +74,7 @@ static const struct {
 };
 
 enum { OPT_MODULE_INIT_ARGS = 240, OPT_CUSTODY_GAP, OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,
-       OPT_VERSION, OPT_WRAP_LABEL, OPT_PIN };
+       OPT_VERSION, OPT_WRAP_LABEL, OPT_PIN, OPT_PROFILE };
 
 static int parse_globals(int argc, char **argv, cli_globals *g)
 {
@@ -91,6 +94,7 @@ static int parse_globals(int argc, char **argv, cli_globals *g)
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
         {"pin", required_argument, NULL, OPT_PIN},
+        {"profile", required_argument, NULL, OPT_PROFILE},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -105,6 +109,7 @@ static int parse_globals(int argc, char **argv, cli_globals *g)
         case OPT_KEYSTORE: g->keystore = optarg; break;
         case OPT_AUDIT: g->audit_log = optarg; break;
         case OPT_WRAP_LABEL: g->wrap_label = optarg; break;
+        case OPT_PROFILE: g->profile = optarg; break;
         case OPT_CONFIG: g->config = optarg; break;
         case OPT_JSON: g->json = true; break;
         case 'q': g->quiet = true; break;

@@ -30,7 +30,7 @@ fi
 # Test PINs travel only through the environment, never argv.
 export HSMSIGN_PIN=4711-user HSMSIGN_SO_PIN=4711-security-officer
 export HSMSIGN_KEYSTORE=$WORK/keys HSMSIGN_AUDIT_LOG=$WORK/audit
-unset HSMSIGN_MODULE HSMSIGN_TOKEN HSMSIGN_PIN_SOURCE HSMSIGN_CONFIG
+unset HSMSIGN_MODULE HSMSIGN_TOKEN HSMSIGN_PIN_SOURCE HSMSIGN_CONFIG HSMSIGN_PROFILE
 # The tester's own ~/.config/hsmsign/config must not reach the tests.
 export XDG_CONFIG_HOME=$WORK/.config
 

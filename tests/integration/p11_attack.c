@@ -9,6 +9,12 @@
  *       generic-secret route gives the PKCS#8 itself: OUTDIR/pkcs8.der).
  *       Exit 0: every attempt blocked; 1: at least one LEAK; 2: the
  *       attack could not even start (e.g. the control unwrap failed).
+ *   p11_attack MODULE TOKEN attack-resident LABEL KEYTYPE OUTDIR
+ *       A resident-profile signing key (a token object, issue 14), found
+ *       by label: read it, make it extractable or readable, copy it so,
+ *       wrap it under the attacker's own key. An attribute the token lets
+ *       the attacker change is WEAK (counted, exit 0: hsmsign's signer
+ *       then refuses the key); key material obtained is a LEAK (exit 1).
  *   p11_attack MODULE TOKEN attack-audit
  *       The audit key: can it be changed, destroyed, used to decrypt?
  *   p11_attack MODULE TOKEN make-weak-wrapkey LABEL VALUE_HEX
@@ -32,7 +38,7 @@
 
 static CK_FUNCTION_LIST *fn;
 static CK_SESSION_HANDLE sess;
-static int leaks, blocked;
+static int leaks, blocked, weakened;
 static const char *outdir;
 static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 #define CKM_KWP 0x0000210BUL
@@ -569,6 +575,71 @@ static int attack_audit(void)
     return leaks > 0 ? 1 : 0;
 }
 
+/* A resident key has no wrap key and no blob: the token object itself is
+ * the target. */
+static int attack_resident(const char *label, const char *type)
+{
+    int rsa = strcmp(type, "rsa") == 0;
+    CK_OBJECT_HANDLE k = find(CKO_PRIVATE_KEY, label);
+    if (k == CK_INVALID_HANDLE) {
+        fprintf(stderr, "p11_attack: no private key '%s'\n", label);
+        return 2;
+    }
+    printf("control: found private key '%s'\n", label);
+    CK_ATTRIBUTE_TYPE secret = rsa ? CKA_PRIVATE_EXPONENT : CKA_VALUE;
+    if (!read_secret(k, secret, "C_GetAttributeValue(resident key, private value)",
+                     rsa ? "rsa-d.bin" : "ec-d.bin")) {
+        CK_ATTRIBUTE probe = {secret, NULL, 0};
+        block("C_GetAttributeValue(resident key, private value)",
+              fn->C_GetAttributeValue(sess, k, &probe, 1));
+    }
+    static const struct {
+        const char *what;
+        CK_ATTRIBUTE_TYPE type;
+        CK_BBOOL value;
+    } sets[] = {
+        {"C_SetAttributeValue(resident key, CKA_EXTRACTABLE=true)", CKA_EXTRACTABLE, CK_TRUE},
+        {"C_SetAttributeValue(resident key, CKA_SENSITIVE=false)", CKA_SENSITIVE, CK_FALSE},
+    };
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        CK_BBOOL v = sets[i].value;
+        CK_ATTRIBUTE a = {sets[i].type, &v, sizeof v};
+        CK_RV rv = fn->C_SetAttributeValue(sess, k, &a, 1);
+        if (rv == CKR_OK && get_bool(k, sets[i].type) == (v != CK_FALSE)) {
+            weakened++;
+            printf("WEAK: %s: the token changed the attribute\n", sets[i].what);
+        } else {
+            block(sets[i].what, rv);
+        }
+    }
+    /* With the attributes changed, the value may now be readable. */
+    if (weakened > 0 && !read_secret(k, secret, "C_GetAttributeValue(weakened resident key, private value)",
+                                     rsa ? "rsa-d.bin" : "ec-d.bin")) {
+        CK_ATTRIBUTE probe = {secret, NULL, 0};
+        block("C_GetAttributeValue(weakened resident key, private value)",
+              fn->C_GetAttributeValue(sess, k, &probe, 1));
+    }
+    CK_ATTRIBUTE copies[] = {
+        {CKA_EXTRACTABLE, &yes, sizeof yes},
+        {CKA_SENSITIVE, &no, sizeof no},
+    };
+    const char *copy_names[] = {"C_CopyObject(resident key, CKA_EXTRACTABLE=true)",
+                                "C_CopyObject(resident key, CKA_SENSITIVE=false)"};
+    for (size_t i = 0; i < 2; i++) {
+        CK_OBJECT_HANDLE c = CK_INVALID_HANDLE;
+        CK_RV rv = fn->C_CopyObject(sess, k, &copies[i], 1, &c);
+        if (rv == CKR_OK) {
+            exploit(copy_names[i], c, 0, rsa);
+            (void)fn->C_DestroyObject(sess, c);
+        } else {
+            block(copy_names[i], rv);
+        }
+    }
+    wrap_out("C_WrapKey(attacker's AES key, resident key)", k);
+    printf("%d blocked, %d weakened, %d leaked\n", blocked, weakened, leaks);
+    return leaks > 0 ? 1 : 0;
+}
+
 /* The wrap key exactly as hsmsign made it before issue 11. */
 static int make_weak(const char *label, const char *hex)
 {
@@ -609,7 +680,7 @@ static int make_weak(const char *label, const char *hex)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: p11_attack MODULE TOKEN attack|attack-audit|make-weak-wrapkey ...\n");
+        fprintf(stderr, "usage: p11_attack MODULE TOKEN attack|attack-resident|attack-audit|make-weak-wrapkey ...\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -619,6 +690,9 @@ int main(int argc, char **argv)
     if (strcmp(argv[3], "attack") == 0 && argc == 8) {
         outdir = argv[7];
         rc = attack(argv[4], argv[5], argv[6]);
+    } else if (strcmp(argv[3], "attack-resident") == 0 && argc == 7) {
+        outdir = argv[6];
+        rc = attack_resident(argv[4], argv[5]);
     } else if (strcmp(argv[3], "attack-audit") == 0 && argc == 4) {
         rc = attack_audit();
     } else if (strcmp(argv[3], "make-weak-wrapkey") == 0 && argc == 6) {

@@ -36,6 +36,7 @@ for i in 0 1 2 3 4; do
     assert "transcript: SHA-256 of $f" test "$(tj "t['shares']['holders'][$i]['sha256']")" = "$(sha256sum "cer/$f" | cut -d' ' -f1)"
 done
 assert "transcript.txt names the check value" grep -q "check value (KCV) $(tj 't["wrap_key"]["check_value"]')" cer/transcript.txt
+assert "the transcript records the token profile (wrapped)" test "$(tj 't["wrap_key"]["profile"]')" = wrapped
 
 # The transcript signature, checked by openssl with the exported audit key.
 alg=$(tj 't["audit_key"]["algorithm"]')

@@ -210,6 +210,73 @@ static void rejects_each_kind_of_damage(void **state)
     }
 }
 
+/* A key file made before profiles has no "profile": it is a wrapped one. */
+static void no_profile_is_wrapped(void **state)
+{
+    (void)state;
+    char *t = forge("profile", NULL);
+    hs_keyfile kf;
+    hs_error e;
+    assert_int_equal(parse_text(t, &kf, &e), HS_OK);
+    assert_int_equal(kf.profile, HS_PROFILE_WRAPPED);
+    assert_int_equal(kf.wrapped_len, 1232);
+    hs_keyfile_free(&kf);
+    free(t);
+    assert_non_null(strstr(good_text, "\"profile\": \"wrapped\""));
+    t = forge("profile", json_string("tpm"));
+    expect_format_error(t, "profile must be wrapped, yubihsm or resident");
+    free(t);
+    t = forge("profile", json_string("resident")); /* with wrap fields, no token_key */
+    expect_format_error(t, "field 'token_key' is missing");
+    free(t);
+}
+
+/* The resident profile: the object's CKA_ID instead of a wrapped blob. */
+static void resident_round_trip(void **state)
+{
+    (void)state;
+    hs_keyfile kf, back;
+    hs_error e;
+    assert_int_equal(parse_text(good_text, &kf, &e), HS_OK);
+    kf.profile = HS_PROFILE_RESIDENT;
+    free(kf.wrapped);
+    kf.wrapped = NULL;
+    kf.wrapped_len = 0;
+    kf.key_id_len = 16;
+    memcpy(kf.key_id, "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10", 16);
+    char *text;
+    assert_int_equal(hs_keyfile_serialize(&kf, &text, &e), HS_OK);
+    hs_keyfile_free(&kf);
+    assert_non_null(strstr(text, "\"id\": \"0102030405060708090a0b0c0d0e0f10\""));
+    assert_null(strstr(text, "wrapped_private_key"));
+    assert_null(strstr(text, "\"wrap\""));
+    assert_int_equal(parse_text(text, &back, &e), HS_OK);
+    assert_int_equal(back.profile, HS_PROFILE_RESIDENT);
+    assert_int_equal(back.key_id_len, 16);
+    assert_memory_equal(back.key_id, "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10", 16);
+    assert_null(back.wrapped);
+    char *again;
+    assert_int_equal(hs_keyfile_serialize(&back, &again, &e), HS_OK);
+    assert_string_equal(again, text);
+    hs_keyfile_free(&back);
+    free(again);
+    /* Strict as the wrapped form: wrapped fields, a bad ID or label refused. */
+    free(good_text);
+    good_text = text; /* forge() edits good_text; teardown frees it */
+    char *t = forge("wrapped_private_key", json_string("AAAA"));
+    expect_format_error(t, "unknown field 'wrapped_private_key'");
+    free(t);
+    t = forge("token_key", json_pack("{s:s, s:s}", "id", "0g", "label", "platform"));
+    expect_format_error(t, "token_key.id is not 1 to 64 hex bytes");
+    free(t);
+    t = forge("token_key", json_pack("{s:s, s:s}", "id", "0102", "label", "media"));
+    expect_format_error(t, "token_key.label is not the key's name");
+    free(t);
+    t = forge("token_key", json_pack("{s:s, s:s, s:s}", "id", "0102", "label", "platform", "x", ""));
+    expect_format_error(t, "unknown field 'token_key.x'");
+    free(t);
+}
+
 static void key_names(void **state)
 {
     (void)state;
@@ -227,6 +294,8 @@ int main(void)
         cmocka_unit_test(rejects_each_kind_of_damage),
         cmocka_unit_test(wrap_canary),
         cmocka_unit_test(key_names),
+        cmocka_unit_test(no_profile_is_wrapped),
+        cmocka_unit_test(resident_round_trip), /* last: it replaces good_text */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

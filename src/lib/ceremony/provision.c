@@ -608,6 +608,7 @@ static hs_result write_transcript(prov *c, hs_error *e)
     snprintf(t->name, sizeof t->name, "%s", c->cfg->name);
     snprintf(t->tool_version, sizeof t->tool_version, "%s", HSMSIGN_VERSION);
     snprintf(t->wrap_label, sizeof t->wrap_label, "%s", c->cfg->wrap_label);
+    snprintf(t->profile, sizeof t->profile, "%s", c->o->profile != NULL ? c->o->profile : "wrapped");
     memcpy(t->roles, c->cfg->roles, sizeof t->roles);
     t->holders_may_hold_roles = c->cfg->holders_may_hold_roles;
     t->version = HS_TRANSCRIPT_VERSION;

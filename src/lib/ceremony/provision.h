@@ -24,6 +24,7 @@ typedef struct hs_provision_options {
     bool force_reset;               /* erase an in-use SoftHSM token */
     const char *current_so_pin[2];  /* primary, backup: needed for initialized tokens */
     bool allow_unlocked_memory;     /* go on when mlock fails (recorded in the transcript) */
+    const char *profile;            /* token profile recorded in the transcript; NULL: "wrapped" */
     hs_ceremony_step_fn step;
     void *step_ctx;
 } hs_provision_options;

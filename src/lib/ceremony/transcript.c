@@ -74,13 +74,14 @@ static json_t *build(const hs_transcript *t)
     for (size_t i = 0; i < t->n_libs; i++)
         json_array_append_new(libs, file_json(&t->libs[i]));
     json_t *o = json_pack(
-        "{s:s, s:i, s:s, s:s, s:{s:s, s:s, s:o, s:o, s:o}, s:o, s:{s:s, s:s, s:o}, "
+        "{s:s, s:i, s:s, s:s, s:{s:s, s:s, s:o, s:o, s:o}, s:o, s:{s:s, s:s, s:o, s:s}, "
         "s:{s:o, s:i, s:i, s:o}, s:o, s:b, s:o, s:o, s:b}",
         "format", HS_TRANSCRIPT_FORMAT, "version", HS_TRANSCRIPT_VERSION, "ceremony", t->name,
         "date", t->date, "tool", "name", "hsmsign", "version", t->tool_version, "sha256",
         hex(t->tool_sha256, 32), "libraries", libs, "pkcs11_module", file_json(&t->module),
         "tokens", tokens, "wrap_key", "label", t->wrap_label,
-        "algorithm", "aes-256", "check_value", hex(t->kcv, HS_SHARE_KCV_LEN), "shares", "set_id",
+        "algorithm", "aes-256", "check_value", hex(t->kcv, HS_SHARE_KCV_LEN), "profile",
+        t->profile[0] ? t->profile : "wrapped", "shares", "set_id",
         hex(t->set_id, HS_SHARE_SET_ID_LEN), "threshold", (int)t->threshold, "count",
         (int)t->n_holders, "holders", holders, "roles", roles, "holders_may_hold_roles",
         t->holders_may_hold_roles, "credentials", creds, "audit_key", audit, "memory_locked",
@@ -183,7 +184,8 @@ hs_result hs_transcript_to_text(const hs_transcript *t, char **out, hs_error *e)
                 "hardware %s\n",
             t->tokens[i].role, t->tokens[i].label, t->tokens[i].serial, t->tokens[i].model,
             t->tokens[i].manufacturer, t->tokens[i].firmware, t->tokens[i].hardware);
-    add(&b, "\nWRAP KEY\n  label %s, AES-256, check value (KCV) %s\n", t->wrap_label,
+    add(&b, "\nWRAP KEY (profile %s)\n  label %s, AES-256, check value (KCV) %s\n",
+        t->profile[0] ? t->profile : "wrapped", t->wrap_label,
         hexs(t->kcv, HS_SHARE_KCV_LEN, h));
     if (t->wrap_canary_len > 0) {
         uint8_t d[32];
@@ -468,7 +470,7 @@ static hs_result parse_root(json_t *root, hs_transcript *t, const char *src, hs_
                     "holders_may_hold_roles", &may, "memory_locked", &locked) != 0)
         return bad(e, src, "missing or unknown top-level field");
     json_t *tname, *tver, *tsha, *tlibs, *tmod, *wlabel, *walg, *wkcv, *tinit = NULL,
-           *wcanary = NULL;
+           *wcanary = NULL, *wprofile = NULL;
     if (!copy_str(name, t->name, sizeof t->name) || !copy_str(date, t->date, sizeof t->date) ||
         json_unpack(tool, version >= 2 ? "{s:o, s:o, s:o, s:o, s:o, s?o !}" : "{s:o, s:o, s:o !}",
                     "name", &tname, "version", &tver, "sha256", &tsha, "libraries", &tlibs,
@@ -476,10 +478,11 @@ static hs_result parse_root(json_t *root, hs_transcript *t, const char *src, hs_
         (tinit != NULL && !copy_str(tinit, t->module_init_args, sizeof t->module_init_args)) ||
         !copy_str(tver, t->tool_version, sizeof t->tool_version) ||
         !get_hex(tsha, t->tool_sha256, 32) ||
-        json_unpack(wrap, version >= 2 ? "{s:o, s:o, s:o, s?o !}" : "{s:o, s:o, s:o !}",
+        json_unpack(wrap, version >= 2 ? "{s:o, s:o, s:o, s?o, s?o !}" : "{s:o, s:o, s:o !}",
                     "label", &wlabel, "algorithm", &walg, "check_value", &wkcv, "canary",
-                    &wcanary) != 0 ||
+                    &wcanary, "profile", &wprofile) != 0 ||
         (wcanary != NULL && !get_canary(wcanary, t)) ||
+        (wprofile != NULL && !copy_str(wprofile, t->profile, sizeof t->profile)) ||
         !copy_str(wlabel, t->wrap_label, sizeof t->wrap_label) ||
         !get_hex(wkcv, t->kcv, HS_SHARE_KCV_LEN))
         return bad(e, src, "malformed 'ceremony', 'date', 'tool' or 'wrap_key'");

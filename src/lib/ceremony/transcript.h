@@ -61,6 +61,7 @@ typedef struct hs_transcript {
     uint8_t tool_sha256[32];
     hs_transcript_token tokens[2]; /* primary, backup */
     char wrap_label[64];
+    char profile[16]; /* token profile (p11/profile.h); absent from older transcripts: "wrapped" */
     uint8_t kcv[HS_SHARE_KCV_LEN];
     uint8_t set_id[HS_SHARE_SET_ID_LEN];
     unsigned threshold;

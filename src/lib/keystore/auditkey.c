@@ -9,8 +9,10 @@
 
 #include "keystore/custody.h"
 #include "keystore/kwp.h"
+#include "p11/profile.h"
 #include "util/file.h"
 #include "p11/objects.h"
+#include "p11/profile.h"
 
 /* DER of the OID 1.3.101.112 (id-Ed25519), what SoftHSM and PKCS#11 3.0
  * accept as CKA_EC_PARAMS for Ed25519. */
@@ -143,6 +145,7 @@ hs_result hs_auditkey_generate(hs_p11 *p, hs_auditkey_alg want, hs_auditkey *out
     n_priv += 6;
     CK_MECHANISM m = {ed ? CKM_EC_EDWARDS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN, NULL, 0};
     CK_RV rv = CKR_OK;
+    const CK_ULONG full_pub = n_pub, full_priv = n_priv;
     /* NSS softokn refuses CKA_DESTROYABLE and CKA_COPYABLE with
      * CKR_GENERAL_ERROR: a third attempt without CKA_COPYABLE too (the
      * private half's last entry then), when the caller accepted that NSS
@@ -156,6 +159,13 @@ hs_result hs_auditkey_generate(hs_p11 *p, hs_auditkey_alg want, hs_auditkey *out
         if (attempt == 0)
             n_pub--;
         n_priv--;
+    }
+    /* Other tokens that refuse part of the template (tpm2-pkcs11 refuses
+     * CKA_DECRYPT false): the profile layer's relaxed attempts. */
+    if (rv != CKR_OK && !hs_p11_is_nss(p)) {
+        bool relaxed;
+        rv = hs_p11_generate_pair(p, s, &m, pub_t, full_pub, priv_t, full_priv, &out->pub,
+                                  &out->priv, &relaxed);
     }
     if (rv != CKR_OK)
         return hs_p11_fail(p, e, rv, "C_GenerateKeyPair", "generating the %s audit key%s",

@@ -11,13 +11,20 @@
 
 #define FORMAT_NAME "hsmsign-key"
 
+/* "profile" is optional (absent: wrapped, as every file written before
+ * profiles); the rest depends on the profile. */
 static const char *const fields[] = {
     "format", "version", "name", "algorithm", "origin", "created", "wrap",
-    "wrapped_private_key", "public_key", "public_key_sha256", "certificate", "checksum",
+    "wrapped_private_key", "public_key", "public_key_sha256", "certificate", "checksum", "profile",
+};
+static const char *const resident_fields[] = {
+    "format", "version", "profile", "name", "algorithm", "origin", "created", "token_key",
+    "public_key", "public_key_sha256", "certificate", "checksum",
 };
 /* "canary" (last) is optional: key files made before it, or by a token
  * that has CKA_CHECK_VALUE, may lack it. */
 static const char *const wrap_fields[] = {"mechanism", "key_label", "key_check_value", "canary"};
+static const char *const token_key_fields[] = {"id", "label"};
 
 hs_result hs_key_name_check(const char *name, hs_error *e)
 {
@@ -110,6 +117,23 @@ static hs_result cert_pem(X509 *cert, char **out, hs_error *e)
     return *out != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
 }
 
+/* The fields that say where the private key is: wrapped in the file, or
+ * a token object named by CKA_ID. 0, or -1 when out of memory. */
+static int where_key_is(const hs_keyfile *kf, json_t *obj, const char *kcv, const char *wrapped)
+{
+    if (kf->profile == HS_PROFILE_RESIDENT) {
+        char id[2 * HS_KEY_ID_MAX + 1];
+        hs_hex_encode(kf->key_id, kf->key_id_len, id);
+        return json_object_set_new(obj, "token_key",
+                                   json_pack("{s:s, s:s}", "id", id, "label", kf->name));
+    }
+    if (json_object_set_new(obj, "wrap",
+                            json_pack("{s:s, s:s, s:s}", "mechanism", "CKM_AES_KEY_WRAP_PAD",
+                                      "key_label", kf->wrap_label, "key_check_value", kcv)) != 0)
+        return -1;
+    return json_object_set_new(obj, "wrapped_private_key", json_string(wrapped));
+}
+
 hs_result hs_keyfile_serialize(const hs_keyfile *kf, char **out, hs_error *e)
 {
     *out = NULL;
@@ -117,7 +141,8 @@ hs_result hs_keyfile_serialize(const hs_keyfile *kf, char **out, hs_error *e)
     if (!kf->wrap_kcv_unknown)
         hs_hex_encode(kf->wrap_kcv, HS_KCV_LEN, kcv);
     hs_keyfile_fingerprint_hex(kf, fp);
-    char *wrapped = hs_base64_encode(kf->wrapped, kf->wrapped_len);
+    /* A resident key has no blob: "" keeps one path for both. */
+    char *wrapped = kf->wrapped != NULL ? hs_base64_encode(kf->wrapped, kf->wrapped_len) : strdup("");
     char *spki = hs_base64_encode(kf->spki, kf->spki_len);
     char *canary = kf->wrap_canary != NULL
                        ? hs_base64_encode(kf->wrap_canary, kf->wrap_canary_len) : NULL;
@@ -129,15 +154,17 @@ hs_result hs_keyfile_serialize(const hs_keyfile *kf, char **out, hs_error *e)
     r = cert_pem(kf->cert, &pem, e);
     if (r != HS_OK)
         goto out;
-    obj = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s}, s:s, s:s, s:s, s:s}",
-                    "format", FORMAT_NAME, "version", HS_KEYFILE_VERSION, "name", kf->name,
+    obj = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s}", "format", FORMAT_NAME, "version",
+                    HS_KEYFILE_VERSION, "profile", hs_profile_name(kf->profile), "name", kf->name,
                     "algorithm", hs_keyalg_name(kf->alg), "origin", kf->origin, "created",
-                    kf->created, "wrap", "mechanism", "CKM_AES_KEY_WRAP_PAD", "key_label",
-                    kf->wrap_label, "key_check_value", kcv, "wrapped_private_key", wrapped,
-                    "public_key", spki, "public_key_sha256", fp, "certificate", pem);
+                    kf->created);
     r = HS_E_NOMEM;
-    if (obj == NULL || (canary != NULL && json_object_set_new(json_object_get(obj, "wrap"),
-                                                              "canary", json_string(canary)) != 0))
+    if (obj == NULL || where_key_is(kf, obj, kcv, wrapped) != 0 ||
+        (canary != NULL && json_object_set_new(json_object_get(obj, "wrap"), "canary",
+                                               json_string(canary)) != 0) ||
+        json_object_set_new(obj, "public_key", json_string(spki)) != 0 ||
+        json_object_set_new(obj, "public_key_sha256", json_string(fp)) != 0 ||
+        json_object_set_new(obj, "certificate", json_string(pem)) != 0)
         goto out;
     r = checksum_of(obj, sum, e);
     if (r != HS_OK)
@@ -197,16 +224,12 @@ static hs_result check_exact_fields(json_t *obj, const char *const *names, size_
     return HS_OK;
 }
 
-static hs_result parse_fields(json_t *root, const char *path, hs_keyfile *kf, hs_error *e)
+/* wrap + wrapped_private_key (wrapped profile). */
+static hs_result parse_wrapped(json_t *root, const char *path, hs_keyfile *kf, hs_error *e)
 {
-    const char *name = get_string(root, "name"), *alg = get_string(root, "algorithm"),
-               *origin = get_string(root, "origin"), *created = get_string(root, "created"),
-               *wrapped = get_string(root, "wrapped_private_key"),
-               *spki = get_string(root, "public_key"), *fp = get_string(root, "public_key_sha256"),
-               *pem = get_string(root, "certificate");
+    const char *wrapped = get_string(root, "wrapped_private_key");
     json_t *wrap = json_object_get(root, "wrap");
-    if (!name || !alg || !origin || !created || !wrapped || !spki || !fp || !pem ||
-        !json_is_object(wrap))
+    if (!wrapped || !json_is_object(wrap))
         return hs_fail(e, HS_E_FORMAT, "key file %s: a field has the wrong type", path);
     hs_result r = check_exact_fields(wrap, wrap_fields, 3, 4, path, "wrap.", e);
     if (r != HS_OK)
@@ -216,19 +239,10 @@ static hs_result parse_fields(json_t *root, const char *path, hs_keyfile *kf, hs
     if (!mech || !wlabel || !kcv || strcmp(mech, "CKM_AES_KEY_WRAP_PAD") != 0)
         return hs_fail(e, HS_E_FORMAT, "key file %s: wrap mechanism must be CKM_AES_KEY_WRAP_PAD",
                        path);
-    if (hs_key_name_check(name, e) != HS_OK)
-        return hs_error_prefix(e, "key file %s: ", path);
-    snprintf(kf->name, sizeof kf->name, "%s", name);
-    if (!hs_keyalg_parse(alg, &kf->alg))
-        return hs_fail(e, HS_E_FORMAT, "key file %s: unknown algorithm '%s'", path, alg);
-    if (strcmp(origin, "generated") != 0 && strcmp(origin, "imported") != 0)
-        return hs_fail(e, HS_E_FORMAT, "key file %s: origin must be generated or imported", path);
-    snprintf(kf->origin, sizeof kf->origin, "%s", origin);
     /* Refused rather than shortened: a shortened wrap key label names
      * another key. */
-    if (strlen(created) >= sizeof kf->created || strlen(wlabel) >= sizeof kf->wrap_label)
-        return hs_fail(e, HS_E_FORMAT, "key file %s: created or wrap key label too long", path);
-    snprintf(kf->created, sizeof kf->created, "%s", created);
+    if (strlen(wlabel) >= sizeof kf->wrap_label)
+        return hs_fail(e, HS_E_FORMAT, "key file %s: wrap key label too long", path);
     snprintf(kf->wrap_label, sizeof kf->wrap_label, "%s", wlabel);
     const char *canary = get_string(wrap, "canary");
     if (json_object_get(wrap, "canary") != NULL &&
@@ -244,6 +258,52 @@ static hs_result parse_fields(json_t *root, const char *path, hs_keyfile *kf, hs
                        "only with a wrap.canary)", path);
     if (!hs_base64_decode(wrapped, &kf->wrapped, &kf->wrapped_len) || kf->wrapped_len < 16)
         return hs_fail(e, HS_E_FORMAT, "key file %s: wrapped_private_key is not valid base64", path);
+    return HS_OK;
+}
+
+/* token_key (resident profile): the object's CKA_ID and label. */
+static hs_result parse_token_key(json_t *root, const char *path, hs_keyfile *kf, hs_error *e)
+{
+    json_t *tk = json_object_get(root, "token_key");
+    if (!json_is_object(tk))
+        return hs_fail(e, HS_E_FORMAT, "key file %s: token_key is not an object", path);
+    hs_result r = check_exact_fields(tk, token_key_fields, 2, 2, path, "token_key.", e);
+    if (r != HS_OK)
+        return r;
+    const char *id = get_string(tk, "id"), *label = get_string(tk, "label");
+    size_t n = id != NULL ? strlen(id) : 0;
+    if (n == 0 || n % 2 != 0 || n / 2 > HS_KEY_ID_MAX || !hs_hex_decode(id, kf->key_id, n / 2))
+        return hs_fail(e, HS_E_FORMAT, "key file %s: token_key.id is not 1 to %d hex bytes", path,
+                       HS_KEY_ID_MAX);
+    kf->key_id_len = n / 2;
+    if (label == NULL || strcmp(label, kf->name) != 0)
+        return hs_fail(e, HS_E_FORMAT, "key file %s: token_key.label is not the key's name", path);
+    return HS_OK;
+}
+
+static hs_result parse_fields(json_t *root, const char *path, hs_keyfile *kf, hs_error *e)
+{
+    const char *name = get_string(root, "name"), *alg = get_string(root, "algorithm"),
+               *origin = get_string(root, "origin"), *created = get_string(root, "created"),
+               *spki = get_string(root, "public_key"), *fp = get_string(root, "public_key_sha256"),
+               *pem = get_string(root, "certificate");
+    if (!name || !alg || !origin || !created || !spki || !fp || !pem)
+        return hs_fail(e, HS_E_FORMAT, "key file %s: a field has the wrong type", path);
+    if (hs_key_name_check(name, e) != HS_OK)
+        return hs_error_prefix(e, "key file %s: ", path);
+    snprintf(kf->name, sizeof kf->name, "%s", name);
+    hs_result r = kf->profile == HS_PROFILE_RESIDENT ? parse_token_key(root, path, kf, e)
+                                                     : parse_wrapped(root, path, kf, e);
+    if (r != HS_OK)
+        return r;
+    if (!hs_keyalg_parse(alg, &kf->alg))
+        return hs_fail(e, HS_E_FORMAT, "key file %s: unknown algorithm '%s'", path, alg);
+    if (strcmp(origin, "generated") != 0 && strcmp(origin, "imported") != 0)
+        return hs_fail(e, HS_E_FORMAT, "key file %s: origin must be generated or imported", path);
+    snprintf(kf->origin, sizeof kf->origin, "%s", origin);
+    if (strlen(created) >= sizeof kf->created)
+        return hs_fail(e, HS_E_FORMAT, "key file %s: created too long", path);
+    snprintf(kf->created, sizeof kf->created, "%s", created);
     uint8_t *der;
     size_t der_len;
     if (!hs_base64_decode(spki, &der, &der_len))
@@ -278,6 +338,19 @@ static hs_result parse_fields(json_t *root, const char *path, hs_keyfile *kf, hs
     return HS_OK;
 }
 
+static hs_result read_profile(json_t *root, const char *path, hs_keyfile *kf, hs_error *e)
+{
+    json_t *v = json_object_get(root, "profile");
+    kf->profile = HS_PROFILE_WRAPPED;
+    kf->profile_given = v != NULL;
+    if (v == NULL)
+        return HS_OK;
+    if (!json_is_string(v) || !hs_profile_parse(json_string_value(v), &kf->profile))
+        return hs_fail(e, HS_E_FORMAT,
+                       "key file %s: profile must be wrapped, yubihsm or resident", path);
+    return HS_OK;
+}
+
 hs_result hs_keyfile_parse(const uint8_t *text, size_t len, const char *path, hs_keyfile *kf,
                            hs_error *e)
 {
@@ -305,8 +378,15 @@ hs_result hs_keyfile_parse(const uint8_t *text, size_t len, const char *path, hs
                      (long long)json_integer_value(version), HS_KEYFILE_VERSION);
         goto out;
     }
-    r = check_exact_fields(root, fields, sizeof fields / sizeof fields[0],
-                           sizeof fields / sizeof fields[0], path, "", e);
+    r = read_profile(root, path, kf, e);
+    if (r == HS_OK && kf->profile == HS_PROFILE_RESIDENT)
+        r = check_exact_fields(root, resident_fields,
+                               sizeof resident_fields / sizeof resident_fields[0],
+                               sizeof resident_fields / sizeof resident_fields[0], path, "", e);
+    else if (r == HS_OK)
+        /* the last of fields, "profile", is optional */
+        r = check_exact_fields(root, fields, sizeof fields / sizeof fields[0] - 1,
+                               sizeof fields / sizeof fields[0], path, "", e);
     if (r != HS_OK)
         goto out;
     const char *sum = get_string(root, "checksum");

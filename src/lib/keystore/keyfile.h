@@ -1,8 +1,9 @@
 /* The key file: everything hsmsign keeps about one signing key outside
- * the HSM. It holds no secret in plaintext: the private key is wrapped
- * under the token's wrap key in RFC 5649 (AES-KWP; the field keeps the name
- * "CKM_AES_KEY_WRAP_PAD", SoftHSM's name for it: keystore/kwp.h). Format:
- * docs/key-file.md. */
+ * the HSM. It holds no secret in plaintext: under the wrapped profile the
+ * private key is wrapped under the token's wrap key in RFC 5649 (AES-KWP;
+ * the field keeps the name "CKM_AES_KEY_WRAP_PAD", SoftHSM's name for it:
+ * keystore/kwp.h); under the resident profile it stays in the token and
+ * the file names it by CKA_ID. Format: docs/key-file.md. */
 #ifndef HSMSIGN_KEYSTORE_KEYFILE_H
 #define HSMSIGN_KEYSTORE_KEYFILE_H
 
@@ -14,18 +15,23 @@
 #include <openssl/x509.h>
 
 #include "keystore/keyalg.h"
+#include "p11/profile.h"
 #include "util/result.h"
 
 #define HS_KEYFILE_VERSION 1
 #define HS_KEYFILE_MAX_SIZE (256 * 1024)
 #define HS_KCV_LEN 3
 #define HS_KEY_NAME_MAX 128
+#define HS_KEY_ID_MAX 64
 
 typedef struct hs_keyfile {
     char name[HS_KEY_NAME_MAX + 1];
+    hs_profile profile; /* absent from the file (version 1 before profiles): wrapped */
+    bool profile_given; /* the file has a "profile" field (parsing only) */
     hs_keyalg alg;
     char origin[16];   /* "generated" (inside the HSM) or "imported" */
     char created[32];  /* RFC 3339 UTC */
+    /* wrapped and yubihsm profiles */
     char wrap_label[64];
     uint8_t wrap_kcv[HS_KCV_LEN];
     bool wrap_kcv_unknown; /* made on a token whose AES keys have no
@@ -34,6 +40,9 @@ typedef struct hs_keyfile {
     size_t wrap_canary_len;
     uint8_t *wrapped;  /* wrapped PKCS#8 private key */
     size_t wrapped_len;
+    /* resident profile: the token object's CKA_ID */
+    uint8_t key_id[HS_KEY_ID_MAX];
+    size_t key_id_len;
     uint8_t *spki;     /* SubjectPublicKeyInfo DER */
     size_t spki_len;
     uint8_t fingerprint[32]; /* SHA-256 of spki */

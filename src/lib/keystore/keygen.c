@@ -1,5 +1,7 @@
 #include "keystore/keygen.h"
 
+#include <openssl/core_names.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,14 +13,18 @@
 #include "p11/objects.h"
 #include "util/secmem.h"
 
-/* Objects a key operation created in the token: destroyed on every path. */
+/* Objects a key operation created in the token: destroyed on every path,
+ * except resident keys that made it into a key file (keep). */
 typedef struct token_objects {
     CK_OBJECT_HANDLE priv, pub;
+    bool keep;
 } token_objects;
 
 static void destroy_objects(hs_p11 *p, token_objects *o)
 {
     CK_SESSION_HANDLE s = hs_p11_key_session(p);
+    if (o->keep)
+        return;
     if (o->priv != CK_INVALID_HANDLE)
         (void)p->fn->C_DestroyObject(s, o->priv);
     if (o->pub != CK_INVALID_HANDLE)
@@ -45,14 +51,36 @@ static hs_result check_new_name(hs_signer *s, const char *name, hs_error *e)
     return HS_OK;
 }
 
+static bool is_resident(hs_signer *s)
+{
+    return hs_profile_ops_of(hs_signer_profile(s))->storage == HS_KEYS_RESIDENT;
+}
+
+/* What C_GenerateKeyPair needs for kp, checked against the token's
+ * mechanism and its key size limits (tpm2-pkcs11: RSA up to 3072). */
+static hs_result check_pair_mechanism(hs_p11 *p, const hs_keygen_params *kp, CK_MECHANISM_TYPE *mt,
+                                      hs_error *e)
+{
+    bool rsa = hs_keyalg_is_rsa(kp->alg);
+    *mt = rsa ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN;
+    hs_result r = hs_p11_require_mechanism(p, *mt, CKF_GENERATE_KEY_PAIR, "generating signing keys", e);
+    if (r == HS_OK)
+        r = hs_p11_check_key_size(p, *mt, rsa ? hs_keyalg_bits(kp->alg) : 256,
+                                  hs_keyalg_name(kp->alg), e);
+    return r;
+}
+
+/* Wrapped profile: session objects, the private one extractable only so
+ * it can leave wrapped; with a trusted wrap key the token enforces that it
+ * leaves under no other key. */
 static hs_result generate_pair(hs_p11 *p, const hs_wrapkey *wrap, const hs_keygen_params *kp,
                                token_objects *o, hs_error *e)
 {
-    bool rsa = hs_keyalg_is_rsa(kp->alg);
-    CK_MECHANISM_TYPE mt = rsa ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN;
-    hs_result r = hs_p11_require_mechanism(p, mt, CKF_GENERATE_KEY_PAIR, "generating signing keys", e);
+    CK_MECHANISM_TYPE mt;
+    hs_result r = check_pair_mechanism(p, kp, &mt, e);
     if (r != HS_OK)
         return r;
+    bool rsa = hs_keyalg_is_rsa(kp->alg);
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE, trusted = wrap->trusted ? CK_TRUE : CK_FALSE;
     CK_ULONG bits = hs_keyalg_bits(kp->alg);
     CK_BYTE f4[] = {0x01, 0x00, 0x01};
@@ -64,8 +92,6 @@ static hs_result generate_pair(hs_p11 *p, const hs_wrapkey *wrap, const hs_keyge
          rsa ? sizeof bits : sizeof hs_p256_oid_der},
         {CKA_PUBLIC_EXPONENT, f4, sizeof f4},
     };
-    /* Extractable only so it can leave wrapped; with a trusted wrap key
-     * the token enforces that it leaves under no other key. */
     CK_ATTRIBUTE priv_t[] = {
         {CKA_TOKEN, &no, sizeof no},           {CKA_PRIVATE, &yes, sizeof yes},
         {CKA_SENSITIVE, &yes, sizeof yes},     {CKA_EXTRACTABLE, &yes, sizeof yes},
@@ -81,6 +107,67 @@ static hs_result generate_pair(hs_p11 *p, const hs_wrapkey *wrap, const hs_keyge
                                         &o->pub, &o->priv);
     if (rv != CKR_OK)
         return hs_p11_fail(p, e, rv, "C_GenerateKeyPair", "generating %s key '%s'",
+                           hs_keyalg_name(kp->alg), kp->name);
+    return HS_OK;
+}
+
+static hs_result random_id(hs_keyfile *kf, hs_error *e)
+{
+    kf->key_id_len = 16;
+    if (RAND_bytes(kf->key_id, (int)kf->key_id_len) != 1)
+        return hs_fail(e, HS_E_CRYPTO, "no randomness for the key's CKA_ID");
+    return HS_OK;
+}
+
+/* Resident profile: token objects under a fresh random CKA_ID, the
+ * private key sensitive, never extractable and sign-only where the token
+ * allows (hs_p11_generate_pair: tpm2-pkcs11 keys can always decrypt too).
+ * CKA_MODIFIABLE false is the last entry of each template, left out on a
+ * token that refuses it. */
+static hs_result generate_resident_pair(hs_p11 *p, const hs_keygen_params *kp,
+                                        const hs_keyfile *kf, token_objects *o, hs_error *e)
+{
+    CK_MECHANISM_TYPE mt;
+    hs_result r = check_pair_mechanism(p, kp, &mt, e);
+    if (r != HS_OK)
+        return r;
+    bool rsa = hs_keyalg_is_rsa(kp->alg);
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    CK_ULONG bits = hs_keyalg_bits(kp->alg);
+    CK_BYTE f4[] = {0x01, 0x00, 0x01};
+    CK_ATTRIBUTE pub_t[] = {
+        {CKA_TOKEN, &yes, sizeof yes},
+        {CKA_PRIVATE, &no, sizeof no},
+        {CKA_VERIFY, &yes, sizeof yes},
+        {CKA_ENCRYPT, &no, sizeof no},
+        {CKA_WRAP, &no, sizeof no},
+        {CKA_LABEL, (void *)kp->name, strlen(kp->name)},
+        {CKA_ID, (void *)kf->key_id, kf->key_id_len},
+        {rsa ? CKA_MODULUS_BITS : CKA_EC_PARAMS, rsa ? (void *)&bits : (void *)hs_p256_oid_der,
+         rsa ? sizeof bits : sizeof hs_p256_oid_der},
+        {0, NULL, 0},
+        {0, NULL, 0},
+    };
+    CK_ULONG n_pub = 8;
+    if (rsa)
+        pub_t[n_pub++] = (CK_ATTRIBUTE){CKA_PUBLIC_EXPONENT, f4, sizeof f4};
+    pub_t[n_pub++] = (CK_ATTRIBUTE){CKA_MODIFIABLE, &no, sizeof no};
+    CK_ATTRIBUTE priv_t[] = {
+        {CKA_TOKEN, &yes, sizeof yes},       {CKA_PRIVATE, &yes, sizeof yes},
+        {CKA_SENSITIVE, &yes, sizeof yes},   {CKA_EXTRACTABLE, &no, sizeof no},
+        {CKA_SIGN, &yes, sizeof yes},        {CKA_DECRYPT, &no, sizeof no},
+        {CKA_UNWRAP, &no, sizeof no},        {CKA_DERIVE, &no, sizeof no},
+        {CKA_LABEL, (void *)kp->name, strlen(kp->name)},
+        {CKA_ID, (void *)kf->key_id, kf->key_id_len},
+        {CKA_MODIFIABLE, &no, sizeof no},
+    };
+    CK_MECHANISM m = {mt, NULL, 0};
+    CK_ULONG n_priv = sizeof priv_t / sizeof priv_t[0];
+    bool relaxed;
+    CK_RV rv = hs_p11_generate_pair(p, hs_p11_key_session(p), &m, pub_t, n_pub, priv_t, n_priv,
+                                    &o->pub, &o->priv, &relaxed);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_GenerateKeyPair", "generating %s key '%s' in the token",
                            hs_keyalg_name(kp->alg), kp->name);
     return HS_OK;
 }
@@ -120,16 +207,19 @@ static hs_result start_keyfile(hs_keyfile *kf, hs_signer *s, const char *name, h
 {
     const hs_wrapkey *w = hs_signer_wrapkey(s);
     snprintf(kf->name, sizeof kf->name, "%s", name);
+    kf->profile = hs_signer_profile(s);
     kf->alg = alg;
     snprintf(kf->origin, sizeof kf->origin, "%s", origin);
     now_rfc3339(kf->created);
-    snprintf(kf->wrap_label, sizeof kf->wrap_label, "%s", w->label);
-    memcpy(kf->wrap_kcv, w->kcv, HS_KCV_LEN);
-    kf->wrap_kcv_unknown = !w->have_kcv;
-    hs_result r = hs_wrapkey_make_canary(hs_signer_p11(s), w, &kf->wrap_canary,
-                                         &kf->wrap_canary_len, e);
-    if (r != HS_OK)
-        return r;
+    if (hs_profile_ops_of(kf->profile)->has_wrap_key) {
+        snprintf(kf->wrap_label, sizeof kf->wrap_label, "%s", w->label);
+        memcpy(kf->wrap_kcv, w->kcv, HS_KCV_LEN);
+        kf->wrap_kcv_unknown = !w->have_kcv;
+        hs_result r = hs_wrapkey_make_canary(hs_signer_p11(s), w, &kf->wrap_canary,
+                                             &kf->wrap_canary_len, e);
+        if (r != HS_OK)
+            return r;
+    }
     return hs_keyfile_set_public(kf, pub, e);
 }
 
@@ -137,17 +227,21 @@ hs_result hs_key_generate(hs_signer *s, const hs_keygen_params *kp, hs_error *e)
 {
     hs_p11 *p = hs_signer_p11(s);
     const hs_wrapkey *wrap = hs_signer_wrapkey(s);
-    token_objects o = {CK_INVALID_HANDLE, CK_INVALID_HANDLE};
+    token_objects o = {CK_INVALID_HANDLE, CK_INVALID_HANDLE, false};
     hs_keyfile kf;
     memset(&kf, 0, sizeof kf);
     EVP_PKEY *pub = NULL;
-    bool adopted = false;
+    bool adopted = false, resident = is_resident(s);
     char subject[HS_KEY_NAME_MAX + 8];
     hs_result r = check_new_name(s, kp->name, e);
+    if (r == HS_OK && resident)
+        r = random_id(&kf, e);
     if (r == HS_OK)
         r = hs_kwp_token_can_hold(p, kp->alg, kp->name, e);
     if (r == HS_OK)
-        r = generate_pair(p, wrap, kp, &o, e);
+        r = resident ? generate_resident_pair(p, kp, &kf, &o, e) : generate_pair(p, wrap, kp, &o, e);
+    if (r == HS_OK && resident)
+        r = hs_p11_check_key_kept(p, hs_p11_key_session(p), o.priv, kp->name, e);
     if (r == HS_OK)
         r = hs_p11_public_key(p, hs_p11_key_session(p), o.pub, &pub, e);
     if (r == HS_OK)
@@ -164,13 +258,16 @@ hs_result hs_key_generate(hs_signer *s, const hs_keygen_params *kp, hs_error *e)
                                 kp->validity_days ? kp->validity_days : 10000, kp->name,
                                 hs_signer_fn(s), &kf.cert, e);
     }
-    if (r == HS_OK)
+    if (r == HS_OK && !resident)
         r = wrap_private(p, wrap, o.priv, kp->name, &kf, e);
     if (adopted)
         hs_signer_forget(s, kp->name);
-    destroy_objects(p, &o);
     if (r == HS_OK)
         r = hs_keystore_save(hs_signer_keystore(s), &kf, e);
+    /* A resident key stays only when its key file was written: an object
+     * no key file names would be a key nobody can use or account for. */
+    o.keep = resident && r == HS_OK;
+    destroy_objects(p, &o);
     EVP_PKEY_free(pub);
     hs_keyfile_free(&kf);
     return r;
@@ -186,18 +283,26 @@ static const CK_ATTRIBUTE_TYPE rsa_attrs[HS_PK8_RSA_PARTS] = {
  * template points straight into the parsed key file, which is locked
  * memory (keystore/pk8.h): no component is copied anywhere else on the host. */
 static hs_result create_private(hs_p11 *p, const hs_pk8_key *k, const char *name,
-                                CK_OBJECT_HANDLE *out, hs_error *e)
+                                const hs_keyfile *kf, CK_OBJECT_HANDLE *out, hs_error *e)
 {
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
     CK_KEY_TYPE kt = k->rsa ? CKK_RSA : CKK_EC;
-    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-    CK_ATTRIBUTE t[8 + HS_PK8_RSA_PARTS] = {
-        {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &kt, sizeof kt},
-        {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
-        {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &yes, sizeof yes},
-        {CKA_SIGN, &yes, sizeof yes},      {CKA_LABEL, (void *)name, strlen(name)},
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE, resident = kf->profile == HS_PROFILE_RESIDENT;
+    /* Resident: a token object that never leaves (CKA_ID last, so the
+     * common part stays the same). */
+    CK_ATTRIBUTE t[11 + HS_PK8_RSA_PARTS] = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_KEY_TYPE, &kt, sizeof kt},
+        {CKA_TOKEN, resident ? &yes : &no, sizeof no},
+        {CKA_PRIVATE, &yes, sizeof yes},
+        {CKA_SENSITIVE, &yes, sizeof yes},
+        {CKA_EXTRACTABLE, resident ? &no : &yes, sizeof yes},
+        {CKA_SIGN, &yes, sizeof yes},
+        {CKA_LABEL, (void *)name, strlen(name)},
+        {CKA_DECRYPT, &no, sizeof no},
+        {CKA_ID, (void *)kf->key_id, kf->key_id_len},
     };
-    CK_ULONG n = 8;
+    CK_ULONG n = resident ? 10 : 8;
     if (k->rsa) {
         for (size_t i = 0; i < HS_PK8_RSA_PARTS; i++)
             t[n++] = (CK_ATTRIBUTE){rsa_attrs[i], (void *)k->rsa_parts[i].p,
@@ -207,9 +312,52 @@ static hs_result create_private(hs_p11 *p, const hs_pk8_key *k, const char *name
         t[n++] = (CK_ATTRIBUTE){CKA_EC_PARAMS, (void *)hs_p256_oid_der, sizeof hs_p256_oid_der};
     }
     CK_RV rv = p->fn->C_CreateObject(hs_p11_key_session(p), t, n, out);
+    if (rv != CKR_OK && resident)
+        return hs_p11_fail(p, e, rv, "C_CreateObject",
+                           "importing key '%s' as a sensitive, non-extractable token object; this "
+                           "token does not take existing private keys, so on the resident profile "
+                           "generate new keys in it instead (hsmsign key generate)",
+                           name);
     if (rv != CKR_OK)
         return hs_p11_fail(p, e, rv, "C_CreateObject", "loading key '%s' into the token to wrap it",
                            name);
+    return HS_OK;
+}
+
+/* The public key object that goes with an imported resident key, under
+ * the same CKA_ID, so the signer can check key file and token agree. */
+static hs_result create_public(hs_p11 *p, const hs_pk8_key *k, EVP_PKEY *pub, const char *name,
+                               const hs_keyfile *kf, CK_OBJECT_HANDLE *out, hs_error *e)
+{
+    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+    CK_KEY_TYPE kt = k->rsa ? CKK_RSA : CKK_EC;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    uint8_t point[67]; /* DER OCTET STRING of an uncompressed P-256 point */
+    size_t plen = 0;
+    if (!k->rsa && (EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                                                    point + 2, sizeof point - 2, &plen) != 1 ||
+                    plen != 65))
+        return hs_fail(e, HS_E_CRYPTO, "key '%s': cannot encode its P-256 public point", name);
+    point[0] = 0x04;
+    point[1] = (uint8_t)plen;
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_KEY_TYPE, &kt, sizeof kt},
+        {CKA_TOKEN, &yes, sizeof yes},
+        {CKA_PRIVATE, &no, sizeof no},
+        {CKA_VERIFY, &yes, sizeof yes},
+        {CKA_LABEL, (void *)name, strlen(name)},
+        {CKA_ID, (void *)kf->key_id, kf->key_id_len},
+        {k->rsa ? CKA_MODULUS : CKA_EC_PARAMS,
+         k->rsa ? (void *)k->rsa_parts[0].p : (void *)hs_p256_oid_der,
+         k->rsa ? (CK_ULONG)k->rsa_parts[0].len : sizeof hs_p256_oid_der},
+        {k->rsa ? CKA_PUBLIC_EXPONENT : CKA_EC_POINT,
+         k->rsa ? (void *)k->rsa_parts[1].p : (void *)point,
+         k->rsa ? (CK_ULONG)k->rsa_parts[1].len : (CK_ULONG)plen + 2},
+    };
+    CK_RV rv = p->fn->C_CreateObject(hs_p11_key_session(p), t, sizeof t / sizeof t[0], out);
+    if (rv != CKR_OK)
+        return hs_p11_fail(p, e, rv, "C_CreateObject", "storing the public key of '%s'", name);
     return HS_OK;
 }
 
@@ -233,9 +381,11 @@ hs_result hs_key_import(hs_signer *s, const char *name, const uint8_t *key_bytes
                         const char *key_path, X509 *cert, hs_error *e)
 {
     hs_p11 *p = hs_signer_p11(s);
-    token_objects o = {CK_INVALID_HANDLE, CK_INVALID_HANDLE};
+    token_objects o = {CK_INVALID_HANDLE, CK_INVALID_HANDLE, false};
     hs_keyfile kf;
     memset(&kf, 0, sizeof kf);
+    kf.profile = hs_signer_profile(s);
+    bool resident = is_resident(s);
     hs_keyalg alg;
     hs_pk8_key pk8;
     memset(&pk8, 0, sizeof pk8);
@@ -247,24 +397,31 @@ hs_result hs_key_import(hs_signer *s, const char *name, const uint8_t *key_bytes
         r = check_public(&pk8, key_path, cert_pub, &alg, e);
     if (r == HS_OK)
         r = hs_kwp_token_can_hold(p, alg, name, e);
-    if (r == HS_OK)
+    if (r == HS_OK && !resident)
         r = hs_p11_require_mechanism(p, hs_signer_wrapkey(s)->mech, CKF_WRAP,
                                      "wrapping imported keys", e);
+    if (r == HS_OK && resident)
+        r = random_id(&kf, e);
     if (r == HS_OK)
-        r = create_private(p, &pk8, name, &o.priv, e);
+        r = create_private(p, &pk8, name, &kf, &o.priv, e);
+    if (r == HS_OK && resident)
+        r = hs_p11_check_key_kept(p, hs_p11_key_session(p), o.priv, name, e);
+    if (r == HS_OK && resident)
+        r = create_public(p, &pk8, cert_pub, name, &kf, &o.pub, e);
     hs_pk8_free(&pk8);
     if (r == HS_OK)
         r = start_keyfile(&kf, s, name, alg, "imported", cert_pub, e);
     if (r == HS_OK)
         r = hs_signer_record(s, "import", name, kf.fingerprint, hs_keyalg_name(alg), e);
-    if (r == HS_OK)
+    if (r == HS_OK && !resident)
         r = wrap_private(p, hs_signer_wrapkey(s), o.priv, name, &kf, e);
-    destroy_objects(p, &o);
     if (r == HS_OK) {
         X509_up_ref(cert);
         kf.cert = cert;
         r = hs_keystore_save(hs_signer_keystore(s), &kf, e);
     }
+    o.keep = resident && r == HS_OK;
+    destroy_objects(p, &o);
     hs_keyfile_free(&kf);
     return r;
 }

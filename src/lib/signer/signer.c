@@ -10,6 +10,7 @@
 #include "keystore/keystore.h"
 #include "keystore/kwp.h"
 #include "p11/ckr.h"
+#include "p11/objects.h"
 #include "util/encoding.h"
 #include "util/secmem.h"
 
@@ -20,14 +21,15 @@ typedef struct loaded_key {
     EVP_PKEY *pub;  /* borrowed from kf, or owned when adopted */
     uint8_t fingerprint[32];
     bool adopted;
-    bool unwrapped;
+    bool unwrapped;  /* handle usable: unwrapped, or (resident) found and checked */
     CK_OBJECT_HANDLE handle;
     unsigned generation; /* p11 generation the handle belongs to */
 } loaded_key;
 
 struct hs_signer {
     hs_p11 *p11;
-    hs_wrapkey wrap;
+    hs_profile profile;
+    hs_wrapkey wrap; /* empty when the profile has no wrap key */
     char *keystore;
     hs_audit *audit;
     pthread_mutex_t lock;
@@ -60,8 +62,8 @@ static hs_result require_mechanism(hs_signer *s, CK_MECHANISM_TYPE m, CK_FLAGS f
     return r;
 }
 
-hs_result hs_signer_new(hs_p11 *p11, const hs_wrapkey *wrap, const char *keystore_dir,
-                        hs_audit *audit, hs_signer **out, hs_error *e)
+hs_result hs_signer_new(hs_p11 *p11, hs_profile profile, const hs_wrapkey *wrap,
+                        const char *keystore_dir, hs_audit *audit, hs_signer **out, hs_error *e)
 {
     *out = NULL;
     hs_signer *s = calloc(1, sizeof *s);
@@ -70,7 +72,9 @@ hs_result hs_signer_new(hs_p11 *p11, const hs_wrapkey *wrap, const char *keystor
         return hs_fail(e, HS_E_NOMEM, "out of memory");
     }
     s->p11 = p11;
-    s->wrap = *wrap;
+    s->profile = profile;
+    if (wrap != NULL)
+        s->wrap = *wrap;
     s->audit = audit;
     pthread_mutex_init(&s->lock, NULL);
     *out = s;
@@ -81,7 +85,7 @@ hs_result hs_signer_new_remote(const hs_signer_remote *remote, const char *token
                                const hs_wrapkey *wrap, const char *keystore_dir, hs_signer **out,
                                hs_error *e)
 {
-    hs_result r = hs_signer_new(NULL, wrap, keystore_dir, NULL, out, e);
+    hs_result r = hs_signer_new(NULL, HS_PROFILE_WRAPPED, wrap, keystore_dir, NULL, out, e);
     if (r != HS_OK)
         return r;
     (*out)->remote = *remote;
@@ -91,7 +95,9 @@ hs_result hs_signer_new_remote(const hs_signer_remote *remote, const char *token
 
 static void destroy_object(hs_signer *s, loaded_key *k)
 {
-    if (s->p11 != NULL && k->unwrapped && k->generation == s->p11->generation &&
+    /* A resident key is the token's only copy: never destroyed here. */
+    bool resident = hs_profile_ops_of(s->profile)->storage == HS_KEYS_RESIDENT;
+    if (s->p11 != NULL && k->unwrapped && !resident && k->generation == s->p11->generation &&
         hs_p11_key_session(s->p11) != CK_INVALID_HANDLE)
         (void)s->p11->fn->C_DestroyObject(hs_p11_key_session(s->p11), k->handle);
     k->unwrapped = false;
@@ -155,9 +161,10 @@ static hs_result load_key(hs_signer *s, const char *name, loaded_key **out, hs_e
     hs_result r = hs_keystore_load(s->keystore, name, &k->kf, e);
     if (r == HS_OK && s->p11 == NULL) {
         /* Remote (the agent): the agent, which holds the token, checks the
-         * key file fully (check value or canary); here only the check
-         * value it announced, when both sides have one. */
-        if (s->wrap.have_kcv && !hs_ct_equal(k->kf.wrap_kcv, s->wrap.kcv, HS_KCV_LEN)) {
+         * key file fully (profile, check value or canary); here only the
+         * check value it announced, when both sides have one. */
+        if (s->wrap.have_kcv && !k->kf.wrap_kcv_unknown &&
+            !hs_ct_equal(k->kf.wrap_kcv, s->wrap.kcv, HS_KCV_LEN)) {
             char want[7], have[7];
             hs_hex_encode(k->kf.wrap_kcv, HS_KCV_LEN, want);
             hs_hex_encode(s->wrap.kcv, HS_KCV_LEN, have);
@@ -166,7 +173,13 @@ static hs_result load_key(hs_signer *s, const char *name, loaded_key **out, hs_e
                         "wrap key '%s' with check value %s",
                         what, want, token_label(s), s->wrap.label, have);
         }
-    } else if (r == HS_OK) {
+    } else if (r == HS_OK && k->kf.profile != s->profile) {
+        r = hs_fail(e, HS_E_USAGE,
+                    "%s belongs to the %s profile; token '%s' is used with the %s profile (see "
+                    "`hsmsign token info`; --profile chooses another)",
+                    what, hs_profile_name(k->kf.profile), token_label(s),
+                    hs_profile_name(s->profile));
+    } else if (r == HS_OK && hs_profile_ops_of(s->profile)->has_wrap_key) {
         r = hs_wrapkey_matches(s->p11, &s->wrap, &k->kf, what, e);
         if (r == HS_OK)
             r = hs_kwp_token_can_hold(s->p11, k->kf.alg, name, e);
@@ -250,6 +263,64 @@ static hs_result unwrap(hs_signer *s, loaded_key *k, hs_error *e)
     return r;
 }
 
+/* The key object of class cls (private or public) a resident key file
+ * names by CKA_ID: exactly one. */
+static hs_result find_by_id(hs_signer *s, const loaded_key *k, CK_OBJECT_CLASS cls,
+                            CK_OBJECT_HANDLE *h, hs_error *e)
+{
+    hs_p11 *p = s->p11;
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_ID, (void *)k->kf.key_id, k->kf.key_id_len},
+    };
+    size_t n = 0;
+    hs_result r = hs_p11_find(p, hs_p11_key_session(p), t, 2, h, 1, &n, e);
+    if (r != HS_OK)
+        return hs_error_prefix(e, "finding key '%s': ", k->name);
+    char id[2 * HS_KEY_ID_MAX + 1];
+    hs_hex_encode(k->kf.key_id, k->kf.key_id_len, id);
+    const char *what = cls == CKO_PRIVATE_KEY ? "private" : "public";
+    if (n == 0)
+        return hs_fail(e, HS_E_NOTFOUND,
+                       "key '%s' (%s/%s.key) names the %s key object with CKA_ID %s, which token "
+                       "'%s' does not hold (deleted, or the key belongs to another token)",
+                       k->name, s->keystore, k->name, what, id, p->label);
+    if (n > 1)
+        return hs_fail(e, HS_E_P11, "token '%s' holds %zu %s key objects with CKA_ID %s (key '%s'); "
+                                    "expected one", p->label, n, what, id, k->name);
+    return HS_OK;
+}
+
+/* Makes a resident key usable: finds its objects by CKA_ID, checks the
+ * token's public key is the key file's and that the private key cannot
+ * leave. (Every signature is verified with the key file's public key as
+ * well, which ties the private object to the file.) */
+static hs_result find_resident(hs_signer *s, loaded_key *k, hs_error *e)
+{
+    hs_p11 *p = s->p11;
+    CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE, pub = CK_INVALID_HANDLE;
+    EVP_PKEY *token_pub = NULL;
+    hs_result r = find_by_id(s, k, CKO_PRIVATE_KEY, &priv, e);
+    if (r == HS_OK)
+        r = hs_p11_check_key_kept(p, hs_p11_key_session(p), priv, k->name, e);
+    if (r == HS_OK)
+        r = find_by_id(s, k, CKO_PUBLIC_KEY, &pub, e);
+    if (r == HS_OK)
+        r = hs_p11_public_key(p, hs_p11_key_session(p), pub, &token_pub, e);
+    if (r == HS_OK && EVP_PKEY_eq(token_pub, k->pub) != 1)
+        r = hs_fail(e, HS_E_VERIFY,
+                    "key '%s': the public key on token '%s' is not the one in %s/%s.key; the key "
+                    "file and the token object do not belong together",
+                    k->name, p->label, s->keystore, k->name);
+    EVP_PKEY_free(token_pub);
+    if (r != HS_OK)
+        return r;
+    k->handle = priv;
+    k->unwrapped = true;
+    k->generation = p->generation;
+    return HS_OK;
+}
+
 static hs_result ensure_usable(hs_signer *s, loaded_key *k, hs_error *e)
 {
     if (k->unwrapped && k->generation == s->p11->generation)
@@ -259,6 +330,8 @@ static hs_result ensure_usable(hs_signer *s, loaded_key *k, hs_error *e)
                        "token '%s' dropped the session holding new key '%s' before it was "
                        "wrapped; nothing was written, run the command again",
                        s->p11->label, k->name);
+    if (hs_profile_ops_of(s->profile)->storage == HS_KEYS_RESIDENT)
+        return find_resident(s, k, e);
     return unwrap(s, k, e);
 }
 
@@ -393,6 +466,8 @@ static hs_result recover(hs_signer *s, hs_error *e)
 {
     hs_result r = hs_p11_recover(s->p11, e);
     hs_wrapkey again;
+    if (r != HS_OK || !hs_profile_ops_of(s->profile)->has_wrap_key)
+        return r; /* resident keys are found again lazily, by CKA_ID */
     if (r == HS_OK)
         r = hs_wrapkey_find(s->p11, s->wrap.label, &again, e);
     if (r == HS_OK && !hs_ct_equal(again.kcv, s->wrap.kcv, HS_KCV_LEN))
@@ -623,6 +698,11 @@ hs_signer_stats hs_signer_get_stats(const hs_signer *s)
 hs_p11 *hs_signer_p11(hs_signer *s)
 {
     return s->p11;
+}
+
+hs_profile hs_signer_profile(const hs_signer *s)
+{
+    return s->profile;
 }
 
 const hs_wrapkey *hs_signer_wrapkey(const hs_signer *s)

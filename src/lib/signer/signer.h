@@ -1,8 +1,10 @@
 /* The signer chokepoint: every signature hsmsign makes, of every format,
  * passes through hs_signer_sign, which
  *   1. finds the key (key file in the key store) and checks it was made
- *      under this token's wrap key,
- *   2. unwraps it once per process into a session object,
+ *      for this token's profile and under its wrap key,
+ *   2. unwraps it once per process into a session object (resident
+ *      profile: finds the token object by CKA_ID and checks its public key
+ *      and that it is sensitive and not extractable),
  *   3. signs the host-computed digest in the HSM (one operation),
  *   4. verifies the signature with the key's public key,
  *   5. appends and fsyncs an audit entry,
@@ -21,6 +23,7 @@
 #include "keystore/keyfile.h"
 #include "keystore/wrapkey.h"
 #include "p11/p11.h"
+#include "p11/profile.h"
 #include "signer/sign_fn.h"
 
 typedef struct hs_signer hs_signer;
@@ -31,10 +34,13 @@ typedef struct hs_signer_stats {
     unsigned recoveries; /* sessions reopened after the token dropped them */
 } hs_signer_stats;
 
-/* p11 must be logged in; wrap is the token's wrap key; audit must be
- * open. None is owned by the signer. */
-hs_result hs_signer_new(hs_p11 *p11, const hs_wrapkey *wrap, const char *keystore_dir,
-                        hs_audit *audit, hs_signer **out, hs_error *e) HS_MUST_CHECK;
+/* p11 must be logged in; profile is the token's (p11/profile.h); wrap is
+ * its wrap key, NULL for a profile without one (resident: keys are found
+ * by CKA_ID and checked instead of unwrapped); audit must be open. None is
+ * owned by the signer. */
+hs_result hs_signer_new(hs_p11 *p11, hs_profile profile, const hs_wrapkey *wrap,
+                        const char *keystore_dir, hs_audit *audit, hs_signer **out,
+                        hs_error *e) HS_MUST_CHECK;
 /* What a signer forwards to when another process holds the token (the
  * agent, src/lib/agent/): that process's own chokepoint signs, verifies,
  * records and makes the entry durable before answering. key_fp is the
@@ -103,6 +109,7 @@ hs_result hs_signer_record_output(hs_signer *s, const char *purpose, const char 
 
 hs_signer_stats hs_signer_get_stats(const hs_signer *s);
 hs_p11 *hs_signer_p11(hs_signer *s);
+hs_profile hs_signer_profile(const hs_signer *s);
 const hs_wrapkey *hs_signer_wrapkey(const hs_signer *s);
 const char *hs_signer_keystore(const hs_signer *s);
 
