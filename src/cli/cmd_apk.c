@@ -8,8 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "android/apk.h"
-#include "android/apk_lineage_write.h"
+#include "apk/apk.h"
+#include "apk/apk_lineage_write.h"
 #include "cli.h"
 #include "keystore/cert.h"
 #include "util/encoding.h"

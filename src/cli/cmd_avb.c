@@ -1,17 +1,17 @@
 /* hsmsign avb: Android Verified Boot images signed by the HSM. Flags are
  * avbtool's, so release scripts translate one to one; every flag is
  * accepted both as avbtool spells it (--partition_name) and with hyphens
- * (--partition-name). The work is done by src/lib/android/avb_*; every
+ * (--partition-name). The work is done by src/lib/avb/; every
  * signature goes through the signer chokepoint (HSM + audit entry). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "android/avb_footer.h"
-#include "android/avb_info.h"
-#include "android/avb_pubkey.h"
-#include "android/avb_vbmeta.h"
-#include "android/avb_verify.h"
+#include "avb/avb_footer.h"
+#include "avb/avb_info.h"
+#include "avb/avb_pubkey.h"
+#include "avb/avb_vbmeta.h"
+#include "avb/avb_verify.h"
 #include "cmd_avb.h"
 #include "keystore/keystore.h"
 #include "util/encoding.h"

@@ -18,8 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "android/avb_helper.h"
-#include "android/avb_pubkey.h"
+#include "avb/avb_helper.h"
+#include "avb/avb_pubkey.h"
 #include "cmd_avb.h"
 #include "keystore/keystore.h"
 #include "util/file.h"

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "android/avb_pubkey.h"
+#include "avb/avb_pubkey.h"
 #include "cli.h"
 #include "keystore/keygen.h"
 #include "keystore/keystore.h"

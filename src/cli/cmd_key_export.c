@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "android/avb_pubkey.h"
+#include "avb/avb_pubkey.h"
 #include "cli.h"
 #include "keystore/keystore.h"
 #include "keystore/placeholder.h"

@@ -8,7 +8,7 @@
 
 #include <openssl/evp.h>
 
-#include "android/apk_lineage_write.h"
+#include "apk/apk_lineage_write.h"
 #include "cli.h"
 #include "util/file.h"
 

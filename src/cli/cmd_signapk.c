@@ -12,7 +12,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "android/signapk.h"
+#include "signapk/signapk.h"
 #include "cli.h"
 #include "util/file.h"
 

@@ -3,7 +3,7 @@
  * the v3 proof-of-rotation attribute value), then find and merge with
  * itself, as the verifier and key rotation use them. */
 #include "fuzz_common.h"
-#include "android/apk_lineage.h"
+#include "apk/apk_lineage.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -2,7 +2,7 @@
  * blocks, certificates, v1 JAR manifest and PKCS#7), as `hsmsign verify
  * apk` reads an untrusted APK. */
 #include "fuzz_common.h"
-#include "android/apk.h"
+#include "apk/apk.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,7 +1,7 @@
 /* The avbtool --signing_helper block on stdin: hs_avb_helper_parse_block.
  * The first byte picks the ALGORITHM argument, the rest is the block. */
 #include "fuzz_common.h"
-#include "android/avb_helper.h"
+#include "avb/avb_helper.h"
 
 static const char *const algorithms[] = {
     "SHA256_RSA2048", "SHA256_RSA4096", "SHA256_RSA8192",

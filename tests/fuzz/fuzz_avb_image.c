@@ -1,7 +1,7 @@
 /* Whole AVB images from a file: footer detection, vbmeta location and
  * parsing (hs_avb_image_load), as `hsmsign avb info` reads them. */
 #include "fuzz_common.h"
-#include "android/avb_info.h"
+#include "avb/avb_info.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,7 +1,7 @@
 /* AVB public key blobs (.avbpubkey, avb_pkmd.bin): hs_avb_pubkey_decode. */
 #include "fuzz_common.h"
 #include <openssl/evp.h>
-#include "android/avb_pubkey.h"
+#include "avb/avb_pubkey.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -2,7 +2,7 @@
  * auxiliary blocks, descriptors), then the `avbtool info_image` formatter
  * over everything the parser accepted. */
 #include "fuzz_common.h"
-#include "android/avb_info.h"
+#include "avb/avb_info.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

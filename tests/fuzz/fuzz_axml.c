@@ -1,6 +1,6 @@
 /* Binary AndroidManifest.xml (AXML): hs_axml_min_sdk. */
 #include "fuzz_common.h"
-#include "android/axml.h"
+#include "apk/axml.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

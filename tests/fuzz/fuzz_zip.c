@@ -2,9 +2,9 @@
  * headers, APK signing block location), reading each small entry
  * (inflate, CRC) and the minSdkVersion from the binary manifest. */
 #include "fuzz_common.h"
-#include "android/axml.h"
-#include "android/zip.h"
-#include "android/zip_inflate.h"
+#include "apk/axml.h"
+#include "zip/zip.h"
+#include "zip/zip_inflate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "android/apk.h"
-#include "android/axml.h"
+#include "apk/apk.h"
+#include "apk/axml.h"
 #include "soft_signer.h"
 #include "util/encoding.h"
 

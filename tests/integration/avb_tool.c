@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "android/avb_footer.h"
-#include "android/avb_helper.h"
-#include "android/avb_info.h"
-#include "android/avb_pubkey.h"
-#include "android/avb_vbmeta.h"
-#include "android/avb_verify.h"
+#include "avb/avb_footer.h"
+#include "avb/avb_helper.h"
+#include "avb/avb_info.h"
+#include "avb/avb_pubkey.h"
+#include "avb/avb_vbmeta.h"
+#include "avb/avb_verify.h"
 #include "soft_signer.h"
 #include "util/encoding.h"
 #include "util/file.h"

@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "android/apk_lineage.h"
-#include "android/zip.h"
+#include "apk/apk_lineage.h"
+#include "zip/zip.h"
 #include "util/file.h"
 
 static uint8_t *load(const char *name, size_t *len)

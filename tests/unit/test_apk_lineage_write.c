@@ -14,7 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "android/apk_lineage_write.h"
+#include "apk/apk_lineage_write.h"
 #include "soft_signer.h"
 
 #define KEYS 3

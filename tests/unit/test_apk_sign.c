@@ -18,7 +18,7 @@
 #include <openssl/x509.h>
 #include <unistd.h>
 
-#include "android/apk.h"
+#include "apk/apk.h"
 #include "soft_signer.h"
 #include "util/file.h"
 

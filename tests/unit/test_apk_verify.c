@@ -13,9 +13,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "android/apk.h"
-#include "android/apk_verify_internal.h"
-#include "android/zip_inflate.h"
+#include "apk/apk.h"
+#include "apk/apk_verify_internal.h"
+#include "zip/zip_inflate.h"
 
 static char path_buf[512];
 

@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "android/avb_bytes.h"
-#include "android/avb_info.h"
-#include "android/avb_verify.h"
+#include "avb/avb_bytes.h"
+#include "avb/avb_info.h"
+#include "avb/avb_verify.h"
 #include "util/file.h"
 
 static const char *vector_path(const char *name)

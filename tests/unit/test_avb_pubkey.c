@@ -14,7 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
-#include "android/avb_pubkey.h"
+#include "avb/avb_pubkey.h"
 #include "util/file.h"
 
 static char *vector_path(const char *name)

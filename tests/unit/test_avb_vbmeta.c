@@ -17,9 +17,9 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
-#include "android/avb_info.h"
-#include "android/avb_vbmeta.h"
-#include "android/avb_verify.h"
+#include "avb/avb_info.h"
+#include "avb/avb_vbmeta.h"
+#include "avb/avb_verify.h"
 
 typedef struct test_signer {
     EVP_PKEY *key;

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "android/axml.h"
+#include "apk/axml.h"
 #include "util/file.h"
 
 static uint8_t *load(const char *name, size_t *len)

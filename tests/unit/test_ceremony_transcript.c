@@ -371,6 +371,7 @@ static void test_reads_version_1(void **state)
     json_object_del(o, "memory_locked");
     json_object_del(json_object_get(o, "tool"), "libraries");
     json_object_del(json_object_get(o, "tool"), "pkcs11_module");
+    json_object_del(json_object_get(o, "wrap_key"), "profile"); /* v2 and later */
     for (size_t i = 0; i < 2; i++) {
         json_object_del(json_array_get(json_object_get(o, "tokens"), i), "firmware");
         json_object_del(json_array_get(json_object_get(o, "tokens"), i), "hardware");

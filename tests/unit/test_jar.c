@@ -14,10 +14,10 @@
 #include <openssl/x509.h>
 #include <unistd.h>
 
-#include "android/apk.h"
-#include "android/jar_manifest.h"
-#include "android/zip.h"
-#include "android/zip_inflate.h"
+#include "apk/apk.h"
+#include "jar/jar_manifest.h"
+#include "zip/zip.h"
+#include "zip/zip_inflate.h"
 #include "soft_signer.h"
 
 static const char *vector(const char *name)

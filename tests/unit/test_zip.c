@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "android/zip.h"
-#include "android/zip_inflate.h"
+#include "zip/zip.h"
+#include "zip/zip_inflate.h"
 #include "util/file.h"
 
 typedef struct test_entry {

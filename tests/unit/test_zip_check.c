@@ -15,9 +15,9 @@
 #define ZLIB_CONST
 #include <zlib.h>
 
-#include "android/zip.h"
-#include "android/zip_check.h"
-#include "android/zip_inflate.h"
+#include "zip/zip.h"
+#include "zip/zip_check.h"
+#include "zip/zip_inflate.h"
 #include "util/file.h"
 
 #define MAX_ZIP (1024u * 1024u)

@@ -11,10 +11,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "android/apk.h"
-#include "android/avb_info.h"
-#include "android/avb_pubkey.h"
-#include "android/avb_verify.h"
+#include "apk/apk.h"
+#include "avb/avb_info.h"
+#include "avb/avb_pubkey.h"
+#include "avb/avb_verify.h"
 #include "audit/log.h"
 #include "keystore/keystore.h"
 #include "util/encoding.h"
