@@ -22,6 +22,9 @@ typedef struct cli_globals {
     const char *keystore;   /* --keystore, HSMSIGN_KEYSTORE, config "keystore" */
     const char *audit_log;  /* --audit-log, HSMSIGN_AUDIT_LOG, config "audit-log" */
     const char *wrap_label; /* --wrap-key-label, HSMSIGN_WRAP_KEY_LABEL, config "wrap-key-label" */
+    /* --signature-cache DIR|off, HSMSIGN_SIGNATURE_CACHE, config
+     * "signature-cache"; NULL: the default (cmd_cache.c, docs/cache.md). */
+    const char *signature_cache;
     const char *config;     /* --config (else HSMSIGN_CONFIG, per-user, system: config.h) */
     bool json;
     bool quiet;
@@ -138,6 +141,10 @@ void cli_audit_checkpoint(cli_ctx *ctx);
 int cmd_agent(const cli_globals *g, int argc, char **argv);
 /* releasetools' --payload_signer (cmd_payload_signer.c). */
 int cmd_payload_signer(const cli_globals *g, int argc, char **argv);
+/* cache show|clear (cmd_cache.c), and the signature cache every local
+ * signer gets from cli_open: *out NULL when the cache is off. */
+int cmd_cache(const cli_globals *g, int argc, char **argv);
+hs_result cli_open_sigcache(const cli_globals *g, hs_sigcache **out, hs_error *e) HS_MUST_CHECK;
 /* key export-releasetools (cmd_key_export.c). */
 int cli_key_export_releasetools(const cli_globals *g, int argc, char **argv);
 

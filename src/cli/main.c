@@ -26,6 +26,7 @@ static const char usage_text[] =
     "  shares     verify backup shares against a ceremony transcript\n"
     "  audit      the signed audit log: show, verify, prove, verify-proof, check, policy\n"
     "  agent      start, stop, status: one login for many commands (HSMSIGN_AGENT)\n"
+    "  cache      show or clear the signature cache\n"
     "  help       this text; `hsmsign help COMMAND [SUBCOMMAND]` is COMMAND's --help\n"
     "\n"
     "Global options (each also settable by environment variable and config file):\n"
@@ -36,6 +37,8 @@ static const char usage_text[] =
     "  --keystore DIR       key files [HSMSIGN_KEYSTORE; default ./keys]\n"
     "  --audit-log DIR      audit log [HSMSIGN_AUDIT_LOG; default ./audit]\n"
     "  --wrap-key-label L   wrap key label [HSMSIGN_WRAP_KEY_LABEL; default hsmsign-wrap]\n"
+    "  --signature-cache D  signatures already made, reused after verification, or 'off'\n"
+    "                       [HSMSIGN_SIGNATURE_CACHE; default ~/.cache/hsmsign/signatures]\n"
     "  --config FILE        config file [HSMSIGN_CONFIG; default ~/.config/hsmsign/config,\n"
     "                       else /etc/hsmsign/config; never one in the working directory]\n"
     "  --json               machine-readable output on stdout\n"
@@ -63,11 +66,12 @@ static const struct {
     {"shares", cmd_shares},
     {"audit", cmd_audit},
     {"agent", cmd_agent},
+    {"cache", cmd_cache},
     {"payload-signer", cmd_payload_signer},
 };
 
 enum { OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,
-       OPT_VERSION, OPT_WRAP_LABEL, OPT_PIN };
+       OPT_VERSION, OPT_WRAP_LABEL, OPT_PIN, OPT_SIGCACHE };
 
 static int parse_globals(int argc, char **argv, cli_globals *g)
 {
@@ -78,6 +82,7 @@ static int parse_globals(int argc, char **argv, cli_globals *g)
         {"keystore", required_argument, NULL, OPT_KEYSTORE},
         {"audit-log", required_argument, NULL, OPT_AUDIT},
         {"wrap-key-label", required_argument, NULL, OPT_WRAP_LABEL},
+        {"signature-cache", required_argument, NULL, OPT_SIGCACHE},
         {"config", required_argument, NULL, OPT_CONFIG},
         {"json", no_argument, NULL, OPT_JSON},
         {"quiet", no_argument, NULL, 'q'},
@@ -97,6 +102,7 @@ static int parse_globals(int argc, char **argv, cli_globals *g)
         case OPT_KEYSTORE: g->keystore = optarg; break;
         case OPT_AUDIT: g->audit_log = optarg; break;
         case OPT_WRAP_LABEL: g->wrap_label = optarg; break;
+        case OPT_SIGCACHE: g->signature_cache = optarg; break;
         case OPT_CONFIG: g->config = optarg; break;
         case OPT_JSON: g->json = true; break;
         case 'q': g->quiet = true; break;

@@ -361,7 +361,7 @@ static void flush_replies(server *s)
         deferred = deferred || s->replies[i].sig != NULL;
     hs_error e;
     hs_error_clear(&e);
-    hs_result sync = deferred ? hs_audit_sync(s->cfg->audit, &e) : HS_OK;
+    hs_result sync = deferred ? hs_signer_sync(s->cfg->signer, &e) : HS_OK;
     if (sync != HS_OK)
         agent_log(s, "audit log not durable, %s", e.msg);
     for (size_t i = 0; i < s->n_replies; i++) {

@@ -2,7 +2,14 @@
  * passes through hs_signer_sign, which
  *   1. finds the key (key file in the key store) and checks it was made
  *      under this token's wrap key,
- *   2. unwraps it once per process into a session object,
+ *   1a. with a signature cache (sigcache.h, docs/cache.md): takes a
+ *      signature already made for the same key, algorithm and digest,
+ *      verifies it with the key's public key and records a "reuse" entry
+ *      naming the original; no HSM operation, no unwrap. An entry that
+ *      fails is dropped, reported through the warning callback, and the
+ *      request goes on to the HSM,
+ *   2. unwraps it once per process into a session object (lazily: on the
+ *      first signature that needs the HSM),
  *   3. signs the host-computed digest in the HSM (one operation),
  *   4. verifies the signature with the key's public key,
  *   5. appends and fsyncs an audit entry,
@@ -21,6 +28,7 @@
 #include "keystore/keyfile.h"
 #include "keystore/wrapkey.h"
 #include "p11/p11.h"
+#include "signer/sigcache.h"
 #include "signer/sign_fn.h"
 
 typedef struct hs_signer hs_signer;
@@ -29,6 +37,8 @@ typedef struct hs_signer_stats {
     unsigned unwraps;    /* C_UnwrapKey calls that succeeded */
     unsigned signatures; /* signatures released */
     unsigned recoveries; /* sessions reopened after the token dropped them */
+    unsigned reused;     /* ... of the signatures, taken from the signature cache */
+    unsigned dropped;    /* cache entries dropped as corrupt or forged */
 } hs_signer_stats;
 
 /* p11 must be logged in; wrap is the token's wrap key; audit must be
@@ -59,6 +69,20 @@ hs_result hs_signer_new_remote(const hs_signer_remote *remote, const char *token
                                hs_error *e) HS_MUST_CHECK;
 /* Destroys every unwrapped session object. */
 void hs_signer_free(hs_signer *s);
+
+/* Gives a local signer its signature cache (owned from now on; NULL turns
+ * it off). A remote signer never caches: the process that holds the token
+ * does. */
+void hs_signer_set_cache(hs_signer *s, hs_sigcache *cache);
+/* Where the signer reports what the caller should hear but that does not
+ * fail the request (a cache entry dropped as corrupt, a cache write that
+ * failed); without one these are dropped. The library never prints. */
+typedef void (*hs_signer_warn_fn)(void *ctx, const char *message);
+void hs_signer_set_warn(hs_signer *s, hs_signer_warn_fn fn, void *ctx);
+/* Makes the entries of deferred signatures durable (hs_audit_sync), then
+ * stores those signatures in the cache: a signature reaches no file, not
+ * even the cache, before its entry is durable. hs_sign_fn.sync calls it. */
+hs_result hs_signer_sync(hs_signer *s, hs_error *e) HS_MUST_CHECK;
 
 hs_result hs_signer_sign(hs_signer *s, const hs_sign_request *req, uint8_t **sig, size_t *sig_len,
                          hs_error *e) HS_MUST_CHECK;
