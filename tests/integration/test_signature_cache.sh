@@ -77,7 +77,9 @@ counted check "sign batch: first run" hs sign batch m1.json
 first_unwraps=$(calls C_UnwrapKey)
 before=$(entries)
 t0=$(date +%s.%N)
-counted check "sign batch: second run" hs sign batch m2.json
+counted check "sign batch: second run" hs --json sign batch m2.json
+assert "batch second run reports 0 HSM signatures, 6 reused, 0 unwraps" python3 -c "
+import json,sys; r = json.load(open(sys.argv[1])); assert (r['hsm_signatures'], r['reused'], r['unwraps']) == (0, 6, 0), r" "$WORK/out"
 t_cached=$(echo "$(date +%s.%N) - $t0" | bc)
 assert "batch second run: no HSM signature (the one C_Sign is the checkpoint), no unwrap ($first_unwraps before)" \
     test "$(calls C_Sign)-$(calls C_UnwrapKey)" = "1-0"
@@ -201,6 +203,8 @@ check "agent: sign raw" client sign raw --key platform ag.txt ag1.sig
 check "agent: the same bytes again" client sign raw --key platform ag.txt ag2.sig
 assert "agent: identical signatures" cmp -s ag1.sig ag2.sig
 check "agent: status" client --json agent status
+assert "agent status: 2 signatures, 1 reused from the cache" python3 -c "
+import json,sys; r = json.load(open(sys.argv[1])); assert (r['signatures'], r['reused']) == (2, 1), r" "$WORK/out"
 check "agent: stop" client agent stop
 wait "$AGENT_PID"
 assert "agent: one sign entry, then one reuse entry" \

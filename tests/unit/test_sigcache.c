@@ -91,6 +91,7 @@ static void test_malformed(void **state)
         {"alg rsa-pkcs1-sha256", "alg rsa-pkcs1-sha999"},            /* unknown algorithm */
         {"digest 1111", "digest 111"},                               /* odd hex */
         {"digest 1111", "digest zz11"},                              /* not hex */
+        {"key_sha256 abab", "key_sha256 ABab"},                      /* uppercase */
         {"digest 11111111", "digest "},                              /* digest shorter than alg's */
         {"key_sha256 abab", "key_sha256 ab"},                        /* short fingerprint */
         {"audit_seq 42", "audit_seq -1"},

@@ -241,6 +241,7 @@ static json_t *status_json(server *s)
     json_object_set_new(o, "connections", json_integer((json_int_t)s->n_conns));
     json_object_set_new(o, "signatures", json_integer(st.signatures));
     json_object_set_new(o, "unwraps", json_integer(st.unwraps));
+    json_object_set_new(o, "reused", json_integer(st.reused)); /* of signatures, from the cache */
     json_object_set_new(o, "recoveries", json_integer(st.recoveries));
     json_object_set_new(o, "entries_since_checkpoint",
                         json_integer((json_int_t)(appended - s->checkpointed)));

@@ -145,8 +145,8 @@ static bool hex_field(char **cur, const char *name, uint8_t *out, size_t max, si
     if (!field(cur, name, &v))
         return false;
     size_t hl = strlen(v);
-    if (hl == 0 || hl % 2 != 0 || hl / 2 > max)
-        return false;
+    if (hl == 0 || hl % 2 != 0 || hl / 2 > max || strspn(v, "0123456789abcdef") != hl)
+        return false; /* one spelling: what hs_sigcache_format writes */
     *len = hl / 2;
     return hs_hex_decode(v, out, *len);
 }
