@@ -4,6 +4,9 @@
 # `hsmsign audit verify` (tree, every checkpoint signature) and
 # `audit verify --git` (every commit). Usage: bench/audit/run.sh HSMSIGN [N]
 set -eu
+# Every run measures the HSM: the signature cache (on by default,
+# docs/cache.md) would turn repeated runs into reuses (bench/cache measures it).
+export HSMSIGN_SIGNATURE_CACHE=off
 HSMSIGN=${1:?usage: run.sh path/to/hsmsign [N]}
 N=${2:-1000}
 WORK=$(mktemp -d /tmp/hsmsign-bench-audit.XXXXXX)

@@ -178,6 +178,25 @@ static int open_agent(const cli_globals *g, const char *path, cli_ctx *ctx)
     return 0;
 }
 
+/* The signer's warnings (a cache entry dropped as forged) on stderr, even
+ * with -q: they say something is wrong. */
+static void print_warning(void *ctx, const char *message)
+{
+    (void)ctx;
+    fprintf(stderr, "hsmsign: warning: %s\n", message);
+}
+
+static hs_result open_sigcache(const cli_globals *g, hs_signer *s, hs_error *e)
+{
+    hs_sigcache *c = NULL;
+    hs_result r = cli_open_sigcache(g, &c, e);
+    if (r == HS_OK) {
+        hs_signer_set_cache(s, c);
+        hs_signer_set_warn(s, print_warning, NULL);
+    }
+    return r;
+}
+
 int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
 {
     memset(ctx, 0, sizeof *ctx);
@@ -213,6 +232,8 @@ int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
         if (r == HS_OK)
             r = hs_signer_new(ctx->p11, ctx->profile.profile, wrapped ? &ctx->wrap : NULL,
                               g->keystore, ctx->audit, &ctx->signer, &e);
+        if (r == HS_OK)
+            r = open_sigcache(g, ctx->signer, &e);
     }
     if (r != HS_OK) {
         cli_close(ctx);

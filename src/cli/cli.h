@@ -26,6 +26,9 @@ typedef struct cli_globals {
     const char *audit_log;  /* --audit-log, HSMSIGN_AUDIT_LOG, config "audit-log" */
     const char *wrap_label; /* --wrap-key-label, HSMSIGN_WRAP_KEY_LABEL, config "wrap-key-label" */
     const char *profile;    /* --profile, HSMSIGN_PROFILE, config "profile"; NULL: detected */
+    /* --signature-cache DIR|off, HSMSIGN_SIGNATURE_CACHE, config
+     * "signature-cache"; NULL: the default (cmd_cache.c, docs/cache.md). */
+    const char *signature_cache;
     const char *config;     /* --config (else HSMSIGN_CONFIG, per-user, system: config.h) */
     bool accept_custody_gap; /* --accept-custody-gap, HSMSIGN_ACCEPT_CUSTODY_GAP=1 */
     bool json;
@@ -147,6 +150,10 @@ void cli_audit_checkpoint(cli_ctx *ctx);
 int cmd_agent(const cli_globals *g, int argc, char **argv);
 /* releasetools' --payload_signer (cmd_payload_signer.c). */
 int cmd_payload_signer(const cli_globals *g, int argc, char **argv);
+/* cache show|clear (cmd_cache.c), and the signature cache every local
+ * signer gets from cli_open: *out NULL when the cache is off. */
+int cmd_cache(const cli_globals *g, int argc, char **argv);
+hs_result cli_open_sigcache(const cli_globals *g, hs_sigcache **out, hs_error *e) HS_MUST_CHECK;
 /* key export-releasetools (cmd_key_export.c). */
 int cli_key_export_releasetools(const cli_globals *g, int argc, char **argv);
 

@@ -590,14 +590,16 @@ int cli_sign_batch(const cli_globals *g, int argc, char **argv)
     hs_signer_stats st = hs_signer_get_stats(ctx.signer);
     cli_close(&ctx);
     if (g->json)
-        cli_print_json(json_pack("{s:b, s:I, s:I, s:I, s:I, s:o}", "ok", failed == 0, "signed",
-                                 (json_int_t)(n - failed), "failed", (json_int_t)failed, "unwraps",
-                                 (json_int_t)st.unwraps, "hsm_signatures", (json_int_t)st.signatures,
-                                 "apks", results));
+        cli_print_json(json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:o}", "ok", failed == 0,
+                                 "signed", (json_int_t)(n - failed), "failed", (json_int_t)failed,
+                                 "unwraps", (json_int_t)st.unwraps, "hsm_signatures",
+                                 (json_int_t)(st.signatures - st.reused), "reused",
+                                 (json_int_t)st.reused, "apks", results));
     else {
         json_decref(results);
-        printf("%zu signed, %zu failed; %u unwraps, %u HSM signatures\n", n - failed, failed,
-               st.unwraps, st.signatures);
+        printf("%zu signed, %zu failed; %u unwraps, %u HSM signatures, %u reused from the "
+               "signature cache\n", n - failed, failed, st.unwraps, st.signatures - st.reused,
+               st.reused);
     }
     hs_batch_items_free(items, n);
     return first_code;

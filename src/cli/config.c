@@ -46,6 +46,7 @@ static const char **slot_for(cli_globals *g, const char *key)
     if (strcmp(key, "audit-log") == 0) return &g->audit_log;
     if (strcmp(key, "wrap-key-label") == 0) return &g->wrap_label;
     if (strcmp(key, "profile") == 0) return &g->profile;
+    if (strcmp(key, "signature-cache") == 0) return &g->signature_cache;
     return NULL;
 }
 
@@ -100,7 +101,7 @@ hs_result cli_config_load(cli_globals *g, const char *path, bool must_exist, hs_
         if (slot == NULL) {
             r = hs_fail(e, HS_E_USAGE,
                         "config file %s: unknown key '%s' (known: module, module-init-args, token, pin-source, "
-                        "keystore, audit-log, wrap-key-label, profile; '_' may stand for '-')",
+                        "keystore, audit-log, wrap-key-label, profile, signature-cache; '_' may stand for '-')",
                         path, key);
             break;
         }
@@ -131,6 +132,7 @@ void cli_config_env(cli_globals *g)
         {"HSMSIGN_PIN_SOURCE", "pin-source"}, {"HSMSIGN_KEYSTORE", "keystore"},
         {"HSMSIGN_AUDIT_LOG", "audit-log"},   {"HSMSIGN_WRAP_KEY_LABEL", "wrap-key-label"},
         {"HSMSIGN_PROFILE", "profile"},
+        {"HSMSIGN_SIGNATURE_CACHE", "signature-cache"},
     };
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         const char **slot = slot_for(g, vars[i].key);

@@ -26,6 +26,7 @@ static const char usage_text[] =
     "  shares     verify backup shares against a ceremony transcript\n"
     "  audit      the signed audit log: show, verify, prove, verify-proof, check, policy\n"
     "  agent      start, stop, status: one login for many commands (HSMSIGN_AGENT)\n"
+    "  cache      show or clear the signature cache\n"
     "  help       this text; `hsmsign help COMMAND [SUBCOMMAND]` is COMMAND's --help\n"
     "\n"
     "Global options (each also settable by environment variable and config file):\n"
@@ -43,6 +44,8 @@ static const char usage_text[] =
     "  --profile NAME       how keys are kept on the token: wrapped, yubihsm or resident\n"
     "                       [HSMSIGN_PROFILE; default: chosen from the token, see\n"
     "                       `hsmsign token info`]\n"
+    "  --signature-cache D  signatures already made, reused after verification, or 'off'\n"
+    "                       [HSMSIGN_SIGNATURE_CACHE; default ~/.cache/hsmsign/signatures]\n"
     "  --config FILE        config file [HSMSIGN_CONFIG; default ~/.config/hsmsign/config,\n"
     "                       else /etc/hsmsign/config; never one in the working directory]\n"
     "  --json               machine-readable output on stdout\n"
@@ -70,11 +73,12 @@ static const struct {
     {"shares", cmd_shares},
     {"audit", cmd_audit},
     {"agent", cmd_agent},
+    {"cache", cmd_cache},
     {"payload-signer", cmd_payload_signer},
 };
 
 enum { OPT_MODULE_INIT_ARGS = 240, OPT_CUSTODY_GAP, OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,
-       OPT_VERSION, OPT_WRAP_LABEL, OPT_PIN, OPT_PROFILE };
+       OPT_VERSION, OPT_WRAP_LABEL, OPT_PIN, OPT_PROFILE, OPT_SIGCACHE };
 
 static int parse_globals(int argc, char **argv, cli_globals *g)
 {
@@ -87,6 +91,7 @@ static int parse_globals(int argc, char **argv, cli_globals *g)
         {"keystore", required_argument, NULL, OPT_KEYSTORE},
         {"audit-log", required_argument, NULL, OPT_AUDIT},
         {"wrap-key-label", required_argument, NULL, OPT_WRAP_LABEL},
+        {"signature-cache", required_argument, NULL, OPT_SIGCACHE},
         {"config", required_argument, NULL, OPT_CONFIG},
         {"json", no_argument, NULL, OPT_JSON},
         {"quiet", no_argument, NULL, 'q'},
@@ -110,6 +115,7 @@ static int parse_globals(int argc, char **argv, cli_globals *g)
         case OPT_AUDIT: g->audit_log = optarg; break;
         case OPT_WRAP_LABEL: g->wrap_label = optarg; break;
         case OPT_PROFILE: g->profile = optarg; break;
+        case OPT_SIGCACHE: g->signature_cache = optarg; break;
         case OPT_CONFIG: g->config = optarg; break;
         case OPT_JSON: g->json = true; break;
         case 'q': g->quiet = true; break;

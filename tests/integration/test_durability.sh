@@ -104,5 +104,20 @@ read -r syncs writes bad < <(check_trace v4.trace)
 assert "v4: nothing written or renamed while the log was not durable ($bad)" test "$bad" = 0
 assert "v4: the .idsig is there" test -s v4.apk.idsig
 check "apksigner verifies the v4 output" apksigner verify --min-sdk-version 24 v4.apk
+# With the signature cache (docs/cache.md): a signature's cache entry is
+# a file too, written only once its entry is durable; a reuse's entry is
+# made durable before the reused signature is written anywhere.
+for run in fill reuse; do
+    mkdir -p "cached-$run"
+    sed "s#signed/#cached-$run/#" batch.json >"cached-$run.json"
+    HSMSIGN_SIGNATURE_CACHE=$WORK/sigcache check "signature cache ($run): sign batch under strace" \
+        traced "cache-$run.trace" sign batch --v1-signing false --v2-signing true --v3-signing true \
+        "cached-$run.json"
+    read -r syncs writes bad < <(check_trace "cache-$run.trace")
+    assert "signature cache ($run): nothing written or renamed while the log was not durable ($bad)" \
+        test "$bad" = 0
+done
+assert "the first run wrote cache entries" test -n "$(ls sigcache)"
+assert "the second run reused (reuse entries in the log)" grep -q '"op":"reuse"' audit/entries.jsonl
 check "audit check after all of it" hs audit check .
 finish

@@ -241,6 +241,7 @@ static json_t *status_json(server *s)
     json_object_set_new(o, "connections", json_integer((json_int_t)s->n_conns));
     json_object_set_new(o, "signatures", json_integer(st.signatures));
     json_object_set_new(o, "unwraps", json_integer(st.unwraps));
+    json_object_set_new(o, "reused", json_integer(st.reused)); /* of signatures, from the cache */
     json_object_set_new(o, "recoveries", json_integer(st.recoveries));
     json_object_set_new(o, "entries_since_checkpoint",
                         json_integer((json_int_t)(appended - s->checkpointed)));
@@ -361,7 +362,7 @@ static void flush_replies(server *s)
         deferred = deferred || s->replies[i].sig != NULL;
     hs_error e;
     hs_error_clear(&e);
-    hs_result sync = deferred ? hs_audit_sync(s->cfg->audit, &e) : HS_OK;
+    hs_result sync = deferred ? hs_signer_sync(s->cfg->signer, &e) : HS_OK;
     if (sync != HS_OK)
         agent_log(s, "audit log not durable, %s", e.msg);
     for (size_t i = 0; i < s->n_replies; i++) {

@@ -148,8 +148,10 @@ hs_result hs_audit_policy_check(const char *log_dir, const char *policy_path, co
         json_t *o = json_loadb(line, len, 0, NULL);
         const char *op = json_string_value(json_object_get(o, "op"));
         const char *b = json_string_value(json_object_get(o, "batch"));
-        /* Signatures of artifacts; a key's self-signed certificate has none. */
-        if (op != NULL && strcmp(op, "sign") == 0 &&
+        /* Signatures of artifacts (made, or reused from the signature
+         * cache: released either way); a key's self-signed certificate
+         * has none. */
+        if (op != NULL && (strcmp(op, "sign") == 0 || strcmp(op, "reuse") == 0) &&
             json_is_string(json_object_get(o, "artifact")) &&
             (batch == NULL || (b != NULL && strcmp(b, batch) == 0)))
             r = check_entry(keys, o, counts, rep, e);

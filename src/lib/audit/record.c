@@ -239,6 +239,10 @@ static char *format_entry(const hs_audit *a, const hs_audit_entry *en, uint64_t 
     set_str(o, "reason", en->reason);
     if (en->prior != NULL)
         json_object_set_new(o, "prior_log", prior_json(en->prior));
+    if (en->reuse_of_seq != NULL)
+        json_object_set_new(o, "reuse_of", json_pack("{s:I, s:s?}", "seq",
+                                                     (json_int_t)*en->reuse_of_seq, "batch",
+                                                     en->reuse_of_batch));
     char *text = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(o);
     return text;

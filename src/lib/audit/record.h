@@ -36,7 +36,7 @@ typedef struct hs_audit_prior {
 } hs_audit_prior;
 
 typedef struct hs_audit_entry {
-    const char *operation;        /* "sign", "unwrap", "generate", "import", "wrapkey-create" */
+    const char *operation;        /* "sign", "reuse", "unwrap", "generate", "import", "wrapkey-create" */
     const char *purpose;          /* what was signed: "raw", "x509-self-signed", "apk-v2", ... */
     const char *key_name;
     const uint8_t *key_fingerprint; /* SHA-256 of the SubjectPublicKeyInfo, or NULL */
@@ -48,6 +48,10 @@ typedef struct hs_audit_entry {
     const uint8_t *output_sha256; /* or NULL */
     const char *reason;           /* why ("audit-restart"), or NULL */
     const hs_audit_prior *prior;  /* the log set aside ("audit-restart"), or NULL */
+    /* "reuse": the signature came from the signature cache; the entry that
+     * recorded it when it was made (seq, and its process's batch id). */
+    const uint64_t *reuse_of_seq; /* or NULL */
+    const char *reuse_of_batch;
 } hs_audit_entry;
 
 typedef struct hs_audit_context {

@@ -11,6 +11,7 @@
 #include "keystore/kwp.h"
 #include "p11/ckr.h"
 #include "p11/objects.h"
+#include "signer/sigcache.h"
 #include "util/encoding.h"
 #include "util/secmem.h"
 
@@ -40,6 +41,13 @@ struct hs_signer {
     size_t n_checked;
     hs_signer_remote remote; /* remote.sign != NULL: no token here (p11, audit NULL) */
     char remote_token[64];
+    hs_sigcache *cache;      /* owned; NULL: no signature cache */
+    hs_signer_warn_fn warn;
+    void *warn_ctx;
+    /* Signatures whose entries were appended without fsync: stored in the
+     * cache by hs_signer_sync once those entries are durable. */
+    hs_sigcache_entry **pending;
+    size_t n_pending, cap_pending;
 };
 
 /* The token's label for messages, local or remote. */
@@ -113,6 +121,13 @@ static void free_key(hs_signer *s, loaded_key *k)
     free(k);
 }
 
+static void drop_pending(hs_signer *s)
+{
+    for (size_t i = 0; i < s->n_pending; i++)
+        free(s->pending[i]);
+    s->n_pending = 0;
+}
+
 void hs_signer_free(hs_signer *s)
 {
     if (s == NULL)
@@ -120,6 +135,10 @@ void hs_signer_free(hs_signer *s)
     for (size_t i = 0; i < s->n_keys; i++)
         free_key(s, s->keys[i]);
     free(s->keys);
+    /* Never synced: their signatures were not released, not cached. */
+    drop_pending(s);
+    free(s->pending);
+    hs_sigcache_free(s->cache);
     free(s->keystore);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -536,6 +555,180 @@ static hs_result hsm_sign(hs_signer *s, loaded_key *k, const hs_sign_request *re
     return HS_OK;
 }
 
+void hs_signer_set_cache(hs_signer *s, hs_sigcache *cache)
+{
+    hs_sigcache_free(s->cache);
+    s->cache = cache;
+}
+
+void hs_signer_set_warn(hs_signer *s, hs_signer_warn_fn fn, void *ctx)
+{
+    s->warn = fn;
+    s->warn_ctx = ctx;
+}
+
+static void warn(hs_signer *s, const char *what, const hs_error *e)
+{
+    if (s->warn == NULL)
+        return;
+    char msg[sizeof e->msg + 256];
+    snprintf(msg, sizeof msg, "signature cache %s: %s", hs_sigcache_dir(s->cache), what);
+    if (e != NULL) {
+        size_t n = strlen(msg);
+        snprintf(msg + n, sizeof msg - n, ": %s", e->msg);
+    }
+    s->warn(s->warn_ctx, msg);
+}
+
+/* A cache entry that cannot be used is removed, so the next run does not
+ * trip over it again, and reported; the request then goes to the HSM. */
+static void drop_entry(hs_signer *s, const loaded_key *k, const hs_sign_request *req,
+                       const hs_error *why)
+{
+    char what[HS_KEY_NAME_MAX + 192], name[65];
+    hs_sigcache_name(k->fingerprint, req->alg, req->digest, req->digest_len, name);
+    snprintf(what, sizeof what,
+             "dropped entry %s for key '%s' (%s), signing in the HSM instead", name, k->name,
+             hs_sig_alg_name(req->alg));
+    warn(s, what, why);
+    hs_error de = {0};
+    if (hs_sigcache_drop(s->cache, k->fingerprint, req->alg, req->digest, req->digest_len, &de) !=
+        HS_OK)
+        warn(s, "cannot remove a bad entry", &de);
+    s->stats.dropped++;
+}
+
+static hs_result append_entry(hs_signer *s, const hs_sign_request *req, hs_audit_entry *en,
+                              uint64_t *seq, hs_error *e)
+{
+    return req->defer_durability ? hs_audit_append_deferred(s->audit, en, seq, e)
+                                 : hs_audit_append(s->audit, en, seq, e);
+}
+
+static void fill_entry(hs_audit_entry *en, const char *op, const loaded_key *k,
+                       const hs_sign_request *req, const uint8_t sig_sha[32])
+{
+    *en = (hs_audit_entry){
+        .operation = op, .purpose = req->operation, .key_name = k->name,
+        .key_fingerprint = k->fingerprint, .algorithm = hs_sig_alg_name(req->alg),
+        .tbs_sha256 = req->tbs_sha256, .sig_sha256 = sig_sha, .artifact = req->artifact,
+        .input_sha256 = req->artifact_sha256,
+    };
+}
+
+/* The cached signature for this request, verified and recorded as a
+ * "reuse" of its original entry; *reused false when there is none (or it
+ * was dropped). */
+static hs_result reuse(hs_signer *s, loaded_key *k, const hs_sign_request *req, uint8_t **sig,
+                       size_t *sig_len, bool *reused, hs_error *e)
+{
+    *reused = false;
+    /* Adopted keys are new keys signing their own certificate: nothing to
+     * find, and no key file to pin the cache entry to. */
+    if (s->cache == NULL || k->adopted)
+        return HS_OK;
+    hs_sigcache_entry *en = malloc(sizeof *en);
+    if (en == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    bool found = false;
+    hs_error ce = {0};
+    hs_result r = hs_sigcache_lookup(s->cache, k->fingerprint, req->alg, req->digest,
+                                     req->digest_len, en, &found, &ce);
+    /* The check that makes the cache safe: only a signature the key's
+     * public key accepts for exactly this digest is ever reused. */
+    if (r == HS_OK && found && verify(k, req, en->sig, en->sig_len, &ce) != HS_OK)
+        r = hs_fail(&ce, HS_E_VERIFY, "its signature does not verify with the public key of "
+                                      "key '%s'", k->name);
+    if (r == HS_E_NOMEM) {
+        free(en);
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    }
+    if (r != HS_OK)
+        drop_entry(s, k, req, &ce);
+    if (r != HS_OK || !found) {
+        free(en);
+        return HS_OK;
+    }
+    uint8_t sig_sha[32];
+    SHA256(en->sig, en->sig_len, sig_sha);
+    hs_audit_entry ae;
+    fill_entry(&ae, "reuse", k, req, sig_sha);
+    ae.reuse_of_seq = &en->seq;
+    ae.reuse_of_batch = en->batch;
+    *sig = malloc(en->sig_len);
+    r = *sig != NULL ? append_entry(s, req, &ae, NULL, e) : hs_fail(e, HS_E_NOMEM, "out of memory");
+    if (r == HS_OK) {
+        memcpy(*sig, en->sig, en->sig_len);
+        *sig_len = en->sig_len;
+        *reused = true;
+    }
+    free(en);
+    return r;
+}
+
+/* Queues (deferred entry) or writes the new signature into the cache. A
+ * failed write costs a future HSM operation, not this signature. */
+static hs_result remember(hs_signer *s, const loaded_key *k, const hs_sign_request *req,
+                          const uint8_t *sig, size_t sig_len, uint64_t seq, hs_error *e)
+{
+    if (s->cache == NULL || k->adopted || sig_len > HS_SIGCACHE_SIG_MAX)
+        return HS_OK;
+    hs_sigcache_entry *en = calloc(1, sizeof *en);
+    if (en == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    memcpy(en->key_sha256, k->fingerprint, 32);
+    en->alg = req->alg;
+    memcpy(en->digest, req->digest, req->digest_len);
+    en->digest_len = req->digest_len;
+    memcpy(en->sig, sig, sig_len);
+    en->sig_len = sig_len;
+    en->seq = seq;
+    snprintf(en->batch, sizeof en->batch, "%s", hs_audit_batch_id(s->audit));
+    if (!req->defer_durability) {
+        hs_error we = {0};
+        if (hs_sigcache_store(s->cache, en, &we) != HS_OK)
+            warn(s, "cannot store a signature", &we);
+        free(en);
+        return HS_OK;
+    }
+    pthread_mutex_lock(&s->lock);
+    hs_result r = HS_OK;
+    if (s->n_pending == s->cap_pending) {
+        size_t cap = s->cap_pending ? 2 * s->cap_pending : 16;
+        hs_sigcache_entry **grown = realloc(s->pending, cap * sizeof *grown);
+        if (grown == NULL)
+            r = hs_fail(e, HS_E_NOMEM, "out of memory");
+        else
+            s->pending = grown, s->cap_pending = cap;
+    }
+    if (r == HS_OK)
+        s->pending[s->n_pending++] = en;
+    else
+        free(en);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* HSM, verify, "sign" entry, cache. */
+static hs_result sign_fresh(hs_signer *s, loaded_key *k, const hs_sign_request *req, uint8_t **sig,
+                            size_t *sig_len, hs_error *e)
+{
+    hs_result r = hsm_sign(s, k, req, sig, sig_len, e);
+    if (r == HS_OK)
+        r = verify(k, req, *sig, *sig_len, e);
+    uint64_t seq = 0;
+    if (r == HS_OK) {
+        uint8_t sig_sha[32];
+        SHA256(*sig, *sig_len, sig_sha);
+        hs_audit_entry en;
+        fill_entry(&en, "sign", k, req, sig_sha);
+        r = append_entry(s, req, &en, &seq, e);
+    }
+    if (r == HS_OK)
+        r = remember(s, k, req, *sig, *sig_len, seq, e);
+    return r;
+}
+
 hs_result hs_signer_sign(hs_signer *s, const hs_sign_request *req, uint8_t **sig, size_t *sig_len,
                          hs_error *e)
 {
@@ -547,34 +740,30 @@ hs_result hs_signer_sign(hs_signer *s, const hs_sign_request *req, uint8_t **sig
     pthread_mutex_unlock(&s->lock);
     if (r == HS_OK)
         r = check_request(k, req, e);
-    if (r == HS_OK && s->remote.sign != NULL)
+    bool reused = false;
+    /* Remote: the agent (its own cache, HSM, entry made durable before it
+     * answered); checked here too. */
+    if (r == HS_OK && s->remote.sign != NULL) {
         r = s->remote.sign(s->remote.ctx, req, k->fingerprint, sig, sig_len, e);
-    else if (r == HS_OK)
-        r = hsm_sign(s, k, req, sig, sig_len, e);
-    if (r == HS_OK)
-        r = verify(k, req, *sig, *sig_len, e);
-    /* Remote: the agent appended and synced the entry before answering. */
-    if (r == HS_OK && s->remote.sign == NULL) {
-        uint8_t sig_sha[32];
-        SHA256(*sig, *sig_len, sig_sha);
-        hs_audit_entry en = {
-            .operation = "sign", .purpose = req->operation, .key_name = k->name,
-            .key_fingerprint = k->fingerprint, .algorithm = hs_sig_alg_name(req->alg),
-            .tbs_sha256 = req->tbs_sha256, .sig_sha256 = sig_sha, .artifact = req->artifact,
-            .input_sha256 = req->artifact_sha256,
-        };
-        r = req->defer_durability ? hs_audit_append_deferred(s->audit, &en, NULL, e)
-                                  : hs_audit_append(s->audit, &en, NULL, e);
+        if (r == HS_OK)
+            r = verify(k, req, *sig, *sig_len, e);
+    } else if (r == HS_OK) {
+        r = reuse(s, k, req, sig, sig_len, &reused, e);
+        if (r == HS_OK && !reused)
+            r = sign_fresh(s, k, req, sig, sig_len, e);
     }
     if (r != HS_OK) {
         /* No signature leaves without its audit entry. */
-        hs_wipe(*sig, *sig_len);
+        if (*sig != NULL)
+            hs_wipe(*sig, *sig_len);
         free(*sig);
         *sig = NULL;
         *sig_len = 0;
         return r;
     }
     s->stats.signatures++;
+    if (reused)
+        s->stats.reused++;
     return HS_OK;
 }
 
@@ -608,14 +797,27 @@ static hs_result sign_cb(void *ctx, const hs_sign_request *req, uint8_t **sig, s
     return hs_signer_sign(ctx, req, sig, sig_len, e);
 }
 
-static hs_result sync_cb(void *ctx, hs_error *e)
+hs_result hs_signer_sync(hs_signer *s, hs_error *e)
 {
-    hs_signer *s = ctx;
     if (s->audit == NULL)
         return HS_OK; /* remote: nothing is deferred here */
     hs_result r = hs_audit_sync(s->audit, e);
-    return r == HS_OK ? r : hs_error_prefix(e, "audit record not durable, so the result was "
-                                               "discarded: ");
+    if (r != HS_OK)
+        return hs_error_prefix(e, "audit record not durable, so the result was discarded: ");
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n_pending; i++) {
+        hs_error we = {0};
+        if (hs_sigcache_store(s->cache, s->pending[i], &we) != HS_OK)
+            warn(s, "cannot store a signature", &we);
+    }
+    drop_pending(s);
+    pthread_mutex_unlock(&s->lock);
+    return HS_OK;
+}
+
+static hs_result sync_cb(void *ctx, hs_error *e)
+{
+    return hs_signer_sync(ctx, e);
 }
 
 hs_sign_fn hs_signer_fn(hs_signer *s)

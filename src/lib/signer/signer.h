@@ -2,6 +2,13 @@
  * passes through hs_signer_sign, which
  *   1. finds the key (key file in the key store) and checks it was made
  *      for this token's profile and under its wrap key,
+ *   1a. with a signature cache (sigcache.h, docs/cache.md): takes a
+ *      signature already made for the same key, algorithm and digest,
+ *      verifies it with the key's public key and records a "reuse" entry
+ *      naming the original; no HSM operation, no unwrap. An entry that
+ *      fails is dropped, reported through the warning callback, and the
+ *      request goes on to the HSM; wrapped keys are unwrapped lazily, on
+ *      the first signature that needs the HSM,
  *   2. unwraps it once per process into a session object (resident
  *      profile: finds the token object by CKA_ID and checks its public key
  *      and that it is sensitive and not extractable),
@@ -24,6 +31,7 @@
 #include "keystore/wrapkey.h"
 #include "p11/p11.h"
 #include "p11/profile.h"
+#include "signer/sigcache.h"
 #include "signer/sign_fn.h"
 
 typedef struct hs_signer hs_signer;
@@ -32,6 +40,8 @@ typedef struct hs_signer_stats {
     unsigned unwraps;    /* C_UnwrapKey calls that succeeded */
     unsigned signatures; /* signatures released */
     unsigned recoveries; /* sessions reopened after the token dropped them */
+    unsigned reused;     /* ... of the signatures, taken from the signature cache */
+    unsigned dropped;    /* cache entries dropped as corrupt or forged */
 } hs_signer_stats;
 
 /* p11 must be logged in; profile is the token's (p11/profile.h); wrap is
@@ -65,6 +75,20 @@ hs_result hs_signer_new_remote(const hs_signer_remote *remote, const char *token
                                hs_error *e) HS_MUST_CHECK;
 /* Destroys every unwrapped session object. */
 void hs_signer_free(hs_signer *s);
+
+/* Gives a local signer its signature cache (owned from now on; NULL turns
+ * it off). A remote signer never caches: the process that holds the token
+ * does. */
+void hs_signer_set_cache(hs_signer *s, hs_sigcache *cache);
+/* Where the signer reports what the caller should hear but that does not
+ * fail the request (a cache entry dropped as corrupt, a cache write that
+ * failed); without one these are dropped. The library never prints. */
+typedef void (*hs_signer_warn_fn)(void *ctx, const char *message);
+void hs_signer_set_warn(hs_signer *s, hs_signer_warn_fn fn, void *ctx);
+/* Makes the entries of deferred signatures durable (hs_audit_sync), then
+ * stores those signatures in the cache: a signature reaches no file, not
+ * even the cache, before its entry is durable. hs_sign_fn.sync calls it. */
+hs_result hs_signer_sync(hs_signer *s, hs_error *e) HS_MUST_CHECK;
 
 hs_result hs_signer_sign(hs_signer *s, const hs_sign_request *req, uint8_t **sig, size_t *sig_len,
                          hs_error *e) HS_MUST_CHECK;
