@@ -134,8 +134,9 @@ compare_tf() {
     # (it zips files it has just written, with their mtime, e.g.
     # add_img_to_target_files.py for apex_info.pb and vbmeta_digest.txt:
     # two file-key runs differ there too): for those, every
-    # field but the time must match, and both times must be the run's own
-    # (not signapk's fixed 2009-01-01), which shows where they come from.
+    # field but the time must match, and times that differ must both be
+    # the run's own (not the fixed 2009-01-01), which shows where they
+    # come from.
     python3 - "$1" "$2" >"meta-$3.txt" <<'PY'
 import sys, zipfile
 a, b = (zipfile.ZipFile(p) for p in sys.argv[1:3])
@@ -149,7 +150,8 @@ for i in a.infolist():
     if j is None:
         continue
     if i.filename in RUN_TIME:
-        if meta(i)[1:] != meta(j)[1:] or i.date_time[0] < 2020 or j.date_time[0] < 2020:
+        if meta(i)[1:] != meta(j)[1:] or (i.date_time != j.date_time and
+                                          min(i.date_time[0], j.date_time[0]) < 2020):
             print(f"META-DIFFER: {i.filename} {meta(i)} {meta(j)}")
     elif meta(i) != meta(j):
         print(f"META-DIFFER: {i.filename} {meta(i)} {meta(j)}")
@@ -224,7 +226,7 @@ counts() { python3 -c "import json,sys; c = json.load(open(sys.argv[1])); print(
 used=$(tail -n +$((n0 + 1)) "$HSMSIGN_AUDIT_LOG/entries.jsonl" | python3 -c '
 import json, sys
 print(" ".join(sorted({e["key"] for e in map(json.loads, sys)
-                       if e.get("operation") == "sign" and e.get("key")})))')
+                       if e.get("op") == "sign" and e.get("key")})))')
 nused=$(echo "$used" | wc -w)
 assert "the counts file is written (agent finalized)" test -s counts.json
 assert "ONE login for the whole release: 3 target-files + OTA ($(counts "c['logins']"))" \
