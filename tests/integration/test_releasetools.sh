@@ -225,7 +225,7 @@ unset HSMSIGN_AGENT HSMSIGN_AGENT_PID
 counts() { python3 -c "import json,sys; c = json.load(open(sys.argv[1])); print($1)" "$WORK/counts.json"; }
 used=$(tail -n +$((n0 + 1)) "$HSMSIGN_AUDIT_LOG/entries.jsonl" | python3 -c '
 import json, sys
-print(" ".join(sorted({e["key"] for e in map(json.loads, sys)
+print(" ".join(sorted({e["key"] for e in map(json.loads, sys.stdin)
                        if e.get("op") == "sign" and e.get("key")})))')
 nused=$(echo "$used" | wc -w)
 assert "the counts file is written (agent finalized)" test -s counts.json
