@@ -10,7 +10,7 @@ BUILD_VG ?= build-vg
 BUILD_LINT ?= build-lint
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build check check-asan check-valgrind fuzz fuzz-short lint demo bench install clean
+.PHONY: all deps build check check-asan check-valgrind fuzz fuzz-short lint demo bench bench-release install clean
 
 all: build
 
@@ -59,6 +59,11 @@ demo: build
 # of `check`. BENCH_N=50 for a shorter run.
 bench: build
 	@bench/apk $(BUILD)
+
+# A whole release through releasetools: file keys, SunPKCS11, hsmsign's
+# agent (bench/README.md); needs ../shared/releasetools.
+bench-release: build
+	@bench/release $(BUILD)
 
 install: build
 	DESTDIR=$(DESTDIR) $(MESON) install -C $(BUILD)

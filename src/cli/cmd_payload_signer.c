@@ -127,7 +127,7 @@ int cmd_payload_signer(const cli_globals *g, int argc, char **argv)
         return cli_fail(g, &e);
     SHA256(digest, 32, file_sha); /* the HASH file is exactly the digest */
     cli_ctx ctx;
-    if ((rc = cli_open(g, CLI_SIGNER, &ctx)) != 0)
+    if ((rc = cli_open(g, CLI_SIGNER | CLI_AGENT, &ctx)) != 0)
         return rc;
     uint8_t *sig = NULL;
     size_t sig_len = 0;

@@ -6,7 +6,7 @@
 # is randomized, so openssl verifies it), written into SIG_FILE's own inode
 # (releasetools made it with MakeTempFile), with an audit entry that
 # records the digest. Bad requests fail clearly, sign nothing and leave
-# SIG_FILE as it was.
+# SIG_FILE as it was. Through an agent (HSMSIGN_AGENT) it needs no PIN.
 . "$(dirname "$0")/lib.sh"
 setup_token
 
@@ -108,6 +108,17 @@ expect_fail "SIG_FILE inside the audit log refused" 2 "audit log" \
 assert "SIG_FILE untouched by every failed request" cmp -s keep.sig keep.orig
 assert "no audit entry for any failed request (nothing signed)" test "$(entries)" -eq "$n"
 assert "no file made by the refused SIG_FILE in the audit log" test ! -e "$HSMSIGN_AUDIT_LOG/x.sig"
+# --- through the agent: no PIN and no PKCS#11 module in the signer ----------
+mkdir -m 700 run
+eval "$("$HSMSIGN" agent start --socket "$WORK/run/agent.sock")"
+trap '"$HSMSIGN" agent stop --socket "$WORK/run/agent.sock" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+: >agent.sig
+check "through the agent (HSMSIGN_AGENT; no PIN, no module): signed" \
+    env -u HSMSIGN_PIN HSMSIGN_MODULE=/nonexistent/pkcs11.so \
+    "$HSMSIGN" payload-signer --key payload2048 -in h2048.1 -out agent.sig
+assert "... the same bytes as openssl pkeyutl" cmp -s agent.sig want2048.1
+check "agent stop" hs agent stop
+unset HSMSIGN_AGENT HSMSIGN_AGENT_PID
 check "--help" hs payload-signer --help
 assert "--help names the releasetools flags" grep -q -- "--payload_signer_args" "$WORK/out"
 check "audit verify: the log holds" hs audit verify

@@ -1,25 +1,31 @@
 #!/bin/bash
-# A release through stock, unpatched AOSP releasetools with the keys in the
-# HSM (docs/releasetools.md), against the fixture's reference run with file
-# keys (../shared/releasetools, README there; skipped when absent):
+# A whole release through stock, unpatched AOSP releasetools with the keys
+# in the HSM (docs/releasetools.md), against the fixture's reference run
+# with file keys (../shared/releasetools, README there; skipped when absent):
 #   - the fixture's release keys imported into a SoftHSM token, the key
 #     directory written by `hsmsign key export-releasetools` (certificates,
 #     public keys, placeholder .pk8: no secret);
-#   - sign_target_files_apks.py on tf-full (and tf-apex) with -d EXPORTED,
-#     AVB vbmeta/boot keys (and the APEX payload key) given as the exported
-#     public PEMs and signed through `hsmsign avb signing-helper`;
-#   - the signed target-files must equal the reference run's entry by entry,
-#     except META/misc_info.txt lines that name the key directory or the
-#     helper; `audit verify` holds and `audit check` finds every AVB
-#     signature in the log;
-#   - ota_from_target_files.py -k EXPORTED/releasekey gets past its
-#     "Private key ... doesn't exist" check with the placeholder, and the
-#     OTA package equals the reference and is VERIFIED.
-# APKs, APEX containers and the OTA package are signed by releasetools'
-# --java_path. Until hsmsign-java lands that is java-via-placeholder below,
-# which runs the real java signapk with the fixture's real .pk8: switching
-# to hsmsign-java is the JAVA_PATH line (and APKS_THROUGH_HSMSIGN).
+#   - one `hsmsign agent` behind the counting shim (tests/p11shim) serves
+#     the whole release; releasetools and its signers run with no PIN and
+#     no PKCS#11 module, so every signature is the agent's;
+#   - sign_target_files_apks.py on tf-small, tf-full (AVB vbmeta and boot
+#     through `hsmsign avb signing-helper`) and tf-apex (APEX container
+#     through hsmsign-java, payload through the helper), `--java_path
+#     hsmsign-java`: each signed target-files equals the reference run's
+#     entry by entry (contents and zip metadata), except META/misc_info.txt
+#     lines that name the helper; every APK non-empty, apksigner verify
+#     accepts each;
+#   - ota_from_target_files.py -k EXPORTED/releasekey, --java_path
+#     hsmsign-java: the OTA package is byte-identical to the reference and
+#     check_ota_package_signature.py says VERIFIED;
+#   - the shim counts ONE login for the whole release and one C_UnwrapKey
+#     per distinct key used; audit verify holds; audit check over the whole
+#     unzipped release (APKs, AVB images, the OTA zip) finds every
+#     signature in the log, and reports an APK re-signed outside hsmsign
+#     with the same key.
 . "$(dirname "$0")/lib.sh"
+: "${P11SHIM:?P11SHIM must name the shim module}"
+HSMSIGN_JAVA=${HSMSIGN_JAVA:-$(dirname "$HSMSIGN_BINARY")/hsmsign-java}
 
 FIXTURE=${RELEASETOOLS_FIXTURE:-}
 if [ -z "$FIXTURE" ] || [ ! -f "$FIXTURE/scripts/env.sh" ]; then
@@ -35,18 +41,9 @@ for tool in java openssl zip unzip apksigner; do
     fi
 done
 
-# A private copy of the fixture: the scripts find everything from their own
-# location, and a copy that lost its symbolic links (a checkout without
-# symlink support turns each into a small file holding the target path, e.g.
-# hostout/framework/signapk.jar) gets them back.
-cp -a "$FIXTURE" rt
-chmod -R u+w rt
-find rt/hostout -type f -size -256c ! -perm -u+x | while read -r f; do
-    t=$(head -n 1 "$f")
-    if [ "$(wc -l <"$f")" -le 1 ] && [ "${t#/}" != "$t" ] && [ -e "$t" ]; then
-        rm "$f" && ln -s "$t" "$f"
-    fi
-done
+# A private copy of the fixture (symlinks restored: scripts/releasetools-fixture).
+"$(dirname "$0")/../../scripts/releasetools-fixture" copy "$FIXTURE" rt || {
+    echo "Bail out! cannot copy the fixture"; exit 1; }
 . rt/scripts/env.sh
 
 setup_token
@@ -64,7 +61,7 @@ fi
 # releasetools writes the key directory's path into what it signs (the
 # entry names of otacerts.zip, hence system.img and vbmeta.img, and
 # misc_info.txt), so the exported directory takes the reference keys' path
-# and the file keys move aside (the --java_path stand-in below uses them).
+# and the file keys move aside (kept for the re-signing outside hsmsign).
 mv "$R" "$REAL"
 E=$R
 KEYS="releasekey testkey platform shared media networkstack sdk_sandbox bluetooth nfc apexcontainer"
@@ -92,35 +89,36 @@ avbtool extract_public_key --key "$REAL/avb.pem" --output avb.avbpubkey
 assert "exported: avb.avbpubkey is what avbtool extracts from the private key" \
     cmp -s "$E/avb.avbpubkey" avb.avbpubkey
 
+# --- the agent: one login for the whole release ------------------------------
+# Behind the counting shim; the counts file is written when the agent
+# finalizes the module (agent stop returns after that).
+mkdir -m 700 run
+n0=$(wc -l <"$HSMSIGN_AUDIT_LOG/entries.jsonl")
+eval "$(HSMSIGN_MODULE=$P11SHIM HSMSIGN_SHIM_MODULE=$SOFTHSM_MODULE \
+    HSMSIGN_SHIM_COUNTS=$WORK/counts.json "$HSMSIGN" agent start --socket "$WORK/run/agent.sock")"
+if [ "${HSMSIGN_AGENT:-}" != "$WORK/run/agent.sock" ]; then
+    fail "agent start"; finish; exit
+fi
+pass "agent start (eval): HSMSIGN_AGENT=$HSMSIGN_AGENT"
+# A failing run must not leave the agent behind.
+trap '"$HSMSIGN" agent stop --socket "$WORK/run/agent.sock" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+# rt_run DESCRIPTION COMMAND...: releasetools with no PIN and no usable
+# PKCS#11 module, so a signer that opened the token itself would fail.
+rt_run() {
+    local what=$1; shift
+    check "$what" env -u HSMSIGN_PIN HSMSIGN_MODULE=/nonexistent/pkcs11.so "$@"
+}
+
 # --- the signers releasetools runs ------------------------------------------
 # avbtool runs ONE program as its --signing_helper.
 printf '#!/bin/sh\nexec "%s" avb signing-helper "$@"\n' "$HSMSIGN" >avb-helper
 chmod +x avb-helper
-# TEMPORARY, until hsmsign-java lands: releasetools' --java_path. It runs
-# the real java with the real .pk8 of the reference keys in place of the
-# exported placeholder (and refuses any .pk8 that is not one), so APKs,
-# the APEX container and the OTA package are signed as in the reference.
-cat >java-via-placeholder <<EOF
-#!/bin/bash
-args=()
-for a in "\$@"; do
-    case "\$a" in
-    *.pk8)
-        head -n 1 "\$a" | grep -qx 'HSMSIGN-PLACEHOLDER-PK8 1' || { echo "not a placeholder: \$a" >&2; exit 1; }
-        echo "\$a" >>"$WORK/java-calls"
-        a="$REAL/\$(basename "\$a")" ;;
-    esac
-    args+=("\$a")
-done
-exec java "\${args[@]}"
-EOF
-chmod +x java-via-placeholder
-JAVA_PATH=$WORK/java-via-placeholder   # hsmsign-java: JAVA_PATH=$(dirname "$HSMSIGN")/hsmsign-java
-APKS_THROUGH_HSMSIGN=false             # ... and true: then every signature is in the log
+JAVA_PATH=$HSMSIGN_JAVA
 HELPER_ARGS="--signing_helper $WORK/avb-helper"
 
 # compare_tf REF.zip OURS.zip NAME: every entry equal except misc_info.txt,
-# whose lines may differ only by the --signing_helper they name.
+# whose lines may differ only by the --signing_helper they name; then the
+# zip metadata of every entry (time, method, attributes, extra fields).
 compare_tf() {
     $PY rt/scripts/compare_tf.py "$1" "$2" >"cmp-$3.txt"
     local diffs
@@ -132,58 +130,84 @@ compare_tf() {
     diffs=$(diff "misc-ref-$3.txt" <(sed 's| --signing_helper [^ ]*||' "misc-ours-$3.txt"))
     if [ -z "$diffs" ]; then pass "$3: misc_info.txt differs only by the --signing_helper lines"
     else fail "$3: misc_info.txt differs elsewhere"; echo "$diffs" | sed 's/^/    /'; fi
+    # releasetools itself stamps four entries with the time of the run
+    # (it zips files it has just written, with their mtime, e.g.
+    # add_img_to_target_files.py for apex_info.pb and vbmeta_digest.txt:
+    # two file-key runs differ there too): for those, every
+    # field but the time must match, and times that differ must both be
+    # the run's own (not the fixed 2009-01-01), which shows where they
+    # come from.
+    python3 - "$1" "$2" >"meta-$3.txt" <<'PY'
+import sys, zipfile
+a, b = (zipfile.ZipFile(p) for p in sys.argv[1:3])
+RUN_TIME = {"META/apexkeys.txt", "META/otakeys.txt", "META/apex_info.pb",
+            "META/vbmeta_digest.txt"}
+meta = lambda i: (i.date_time, i.compress_type, i.external_attr, i.create_system, i.extra)
+mb = {i.filename: i for i in b.infolist()}
+print([i.filename for i in a.infolist()] == [i.filename for i in b.infolist()] or "ORDER differs")
+for i in a.infolist():
+    j = mb.get(i.filename)
+    if j is None:
+        continue
+    if i.filename in RUN_TIME:
+        if meta(i)[1:] != meta(j)[1:] or (i.date_time != j.date_time and
+                                          min(i.date_time[0], j.date_time[0]) < 2020):
+            print(f"META-DIFFER: {i.filename} {meta(i)} {meta(j)}")
+    elif meta(i) != meta(j):
+        print(f"META-DIFFER: {i.filename} {meta(i)} {meta(j)}")
+PY
+    diffs=$(grep -v '^True$' "meta-$3.txt")
+    if [ -z "$diffs" ]; then
+        pass "$3: same entry order and zip metadata (times, methods, attributes; the run's time on META/apexkeys.txt, otakeys.txt, apex_info.pb, vbmeta_digest.txt)"
+    else fail "$3: zip metadata differs"; echo "$diffs" | head -20 | sed 's/^/    /'; fi
+}
+# apks_ok ZIP NAME: every APK (and APEX container) in ZIP non-empty and
+# accepted by apksigner verify.
+apks_ok() {
+    rm -rf "x-$2" && mkdir "x-$2" && (cd "x-$2" && unzip -q "../$1")
+    local a n=0 bad=
+    while read -r a; do
+        n=$((n + 1))
+        if [ ! -s "$a" ]; then bad="$bad empty:$a"
+        elif ! apksigner verify "$a" >/dev/null 2>>"apksigner-$2.err"; then bad="$bad rejected:$a"; fi
+    done < <(find "x-$2" -type f \( -name '*.apk' -o -name '*.apex' \))
+    assert "$2: all $n APKs/APEXes non-empty and accepted by apksigner verify${bad:+ ($bad)}" \
+        test -z "$bad" -a "$n" -gt 0
 }
 
+# --- tf-small: APKs only (Debian signapk.jar's grammar) -----------------------
+rt_run "sign_target_files_apks.py tf-small through the agent (--java_path hsmsign-java)" \
+    $PY "$RT/sign_target_files_apks.py" -v -p "$HOSTOUT" --java_path "$JAVA_PATH" -d "$E" -o \
+    "$REF/tf-small.zip" signed-small.zip
+compare_tf "$REF/signed-small.zip" signed-small.zip small
+apks_ok signed-small.zip small
+
 # --- tf-full: APKs + AVB vbmeta and boot ------------------------------------
-n0=$(wc -l <"$HSMSIGN_AUDIT_LOG/entries.jsonl")
-check "sign_target_files_apks.py tf-full through hsmsign (AVB helper, exported key dir)" \
+rt_run "sign_target_files_apks.py tf-full through the agent (hsmsign-java, AVB helper)" \
     $PY "$RT/sign_target_files_apks.py" -v -p "$HOSTOUT" --java_path "$JAVA_PATH" -d "$E" -o \
     --avb_vbmeta_key "$E/avb.pem" --avb_vbmeta_algorithm SHA256_RSA4096 \
     --avb_vbmeta_extra_args "$HELPER_ARGS" \
     --avb_boot_key "$E/avb_boot.pem" --avb_boot_algorithm SHA256_RSA4096 \
     --avb_boot_extra_args "$HELPER_ARGS" \
     "$REF/tf-full.zip" signed-full.zip
-n1=$(wc -l <"$HSMSIGN_AUDIT_LOG/entries.jsonl")
-assert "the AVB signatures went through hsmsign (audit entries $n0 -> $n1)" \
+assert "the AVB signatures went through hsmsign" \
     test "$(grep -c '"purpose":"avb-signing-helper"' "$HSMSIGN_AUDIT_LOG/entries.jsonl")" -ge 2
-assert "APKs were signed through --java_path with placeholder .pk8 files" \
-    test "$(grep -c "^$E/.*\.pk8$" java-calls 2>/dev/null || echo 0)" -ge 1
+assert "the APKs went through hsmsign-java (signapk audit entries)" \
+    test "$(tail -n +$((n0 + 1)) "$HSMSIGN_AUDIT_LOG/entries.jsonl" | grep -c '"purpose":"apk-v2"')" -ge 7
 compare_tf "$REF/signed-full.zip" signed-full.zip full
-assert "every APK in the signed target-files is non-empty" \
-    test -z "$(unzip -Z1 signed-full.zip | grep '\.apk$' | while read -r a; do
-        [ "$(unzip -p signed-full.zip "$a" | wc -c)" -gt 0 ] || echo "$a"; done)"
-
-mkdir -p full && (cd full && unzip -q ../signed-full.zip)
-check "audit verify" hs audit verify
-check "audit check: every AVB signature of IMAGES/ is in the log" hs --json audit check full/IMAGES
-audit_field() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($1)" "$WORK/out"; }
-assert "audit check found vbmeta.img and boot.img signed by our keys" \
-    test "$(audit_field 'r["ours"]')" -ge 2
-hs --json audit check full >"$WORK/out" 2>"$WORK/err"
-rc=$?
-if $APKS_THROUGH_HSMSIGN; then
-    assert "audit check: every signature of the release is in the log" test "$rc" -eq 0
-else
-    # Until hsmsign-java: java signapk signed the APKs with the real keys,
-    # outside the log, and audit check must say so, APK signatures only.
-    schemes=$(audit_field 'sorted(set(u["scheme"] for u in r["unlogged"]))')
-    assert "audit check reports the APKs java signed outside hsmsign, and only those ($rc $schemes)" \
-        test "$rc" -eq 1 -a -n "$schemes" -a "${schemes/avb/}" = "$schemes"
-fi
+apks_ok signed-full.zip full
 
 # --- OTA: -k EXPORTED/releasekey (the placeholder .pk8) ---------------------
-check "ota_from_target_files.py -k EXPORTED/releasekey gets past the .pk8 check" \
+rt_run "ota_from_target_files.py through the agent (-k EXPORTED/releasekey, hsmsign-java -w)" \
     $PY "$RT/ota_from_target_files.py" -v -p "$HOSTOUT" --java_path "$JAVA_PATH" \
     -k "$E/releasekey" signed-full.zip ota-full.zip
 assert "OTA package byte-identical to the reference" cmp -s "$REF/ota-full.zip" ota-full.zip
 check "check_ota_package_signature.py with the exported certificate" \
     $PY "$RT/check_ota_package_signature.py" "$E/releasekey.x509.pem" ota-full.zip
 assert "check_ota_package_signature.py says VERIFIED" grep -q VERIFIED "$WORK/out"
-# TODO(issue 13, OTA whole-file): once hsmsign signapk -w signs it, `audit
-# check` reads the OTA's whole-file signature; assert it is logged then.
 
-# --- tf-apex: APEX payload key through the helper ---------------------------
-check "sign_target_files_apks.py tf-apex through hsmsign (APEX payload via the helper)" \
+# --- tf-apex: APEX container through hsmsign-java, payload through the helper
+rt_run "sign_target_files_apks.py tf-apex through the agent (container -a 4096 --align-file-size)" \
     $PY "$RT/sign_target_files_apks.py" -v -p "$HOSTOUT" --signapk_path "$SIGNAPK_AOSP" \
     --java_path "$JAVA_PATH" -d "$E" -o \
     -e com.android.synth.apex="$E/apexcontainer" \
@@ -191,7 +215,54 @@ check "sign_target_files_apks.py tf-apex through hsmsign (APEX payload via the h
     --avb_apex_extra_args "$HELPER_ARGS" \
     "$REF/tf-apex.zip" signed-apex.zip
 compare_tf "$REF/signed-apex.zip" signed-apex.zip apex
+apks_ok signed-apex.zip apex
 assert "the APEX payload signature is in the audit log" \
     test "$(grep -c '"purpose":"avb-signing-helper"' "$HSMSIGN_AUDIT_LOG/entries.jsonl")" -ge 3
-check "audit verify after the whole run" hs audit verify
+
+# --- one login, one unwrap per key ------------------------------------------
+check "agent stop" hs agent stop
+unset HSMSIGN_AGENT HSMSIGN_AGENT_PID
+counts() { python3 -c "import json,sys; c = json.load(open(sys.argv[1])); print($1)" "$WORK/counts.json"; }
+used=$(tail -n +$((n0 + 1)) "$HSMSIGN_AUDIT_LOG/entries.jsonl" | python3 -c '
+import json, sys
+print(" ".join(sorted({e["key"] for e in map(json.loads, sys.stdin)
+                       if e.get("op") == "sign" and e.get("key")})))')
+nused=$(echo "$used" | wc -w)
+assert "the counts file is written (agent finalized)" test -s counts.json
+assert "ONE login for the whole release: 3 target-files + OTA ($(counts "c['logins']"))" \
+    test "$(counts "c['logins']")" -eq 1
+assert "one C_UnwrapKey per distinct key used: $nused keys ($used), $(counts "c['calls']['C_UnwrapKey']") unwraps" \
+    test "$(counts "c['calls']['C_UnwrapKey']")" -eq "$nused" -a "$nused" -ge 8
+assert "every session closed at stop" test "$(counts "c['finalized'], c['sessions_open']")" = "True 0"
+
+# --- the audit log and audit check over the whole release -------------------
+check "audit verify" hs audit verify
+mkdir -p release/full release/apex release/small
+(cd release/full && unzip -q ../../signed-full.zip)
+(cd release/apex && unzip -q ../../signed-apex.zip)
+(cd release/small && unzip -q ../../signed-small.zip)
+cp ota-full.zip release/
+audit_field() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($1)" "$WORK/out"; }
+check "audit check over the whole release (APKs, AVB images, OTA): every signature logged" \
+    hs --json audit check release
+assert "... it read the APKs, vbmeta.img, boot.img and the OTA ($(audit_field 'r["ours"]') of ours)" \
+    test "$(audit_field 'r["ours"]')" -ge 25
+mkdir ota-only && cp ota-full.zip ota-only/
+check "audit check: the OTA package alone" hs --json audit check ota-only
+assert "... its whole-file signature is ours and logged" test "$(audit_field 'r["ours"], len(r["unlogged"])')" = "1 0"
+
+# The reverse: one APK re-signed outside hsmsign (apksigner, the same
+# platform key as a file) is reported.
+apk=$(find release/full -name '*.apk' | head -n 1)
+cert=$(apksigner verify --print-certs "$apk" | sed -n 's/.*certificate SHA-256 digest: //p' | head -n 1)
+for k in $KEYS; do
+    [ "$(openssl x509 -in "$REAL/$k.x509.pem" -outform DER | sha256sum | cut -c1-64)" = "$cert" ] && key=$k && break
+done
+check "re-sign $(basename "$apk") outside hsmsign with apksigner and $key.pk8" \
+    apksigner sign --key "$REAL/$key.pk8" --cert "$REAL/$key.x509.pem" --out release/resigned.apk "$apk"
+hs --json audit check release >out 2>err
+rc=$?
+assert "audit check reports the APK signed outside hsmsign, and only it (exit $rc)" \
+    test "$rc" -eq 1 -a "$(audit_field 'sorted({(u["artifact"].split("/")[-1], u["key"]) for u in r["unlogged"]})')" = \
+    "[('resigned.apk', '$key')]"
 finish

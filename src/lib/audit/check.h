@@ -2,8 +2,9 @@
  *
  * Walks a directory of release artifacts, finds every signature it can
  * read — APK v1, v2 and v3 signers (their signature bytes), raw detached
- * signatures FILE.sig next to FILE, and the vbmeta signature of AVB images
- * (*.img: vbmeta images and partition images with a footer) — keeps those whose public key is one
+ * signatures FILE.sig next to FILE, the vbmeta signature of AVB images
+ * (*.img: vbmeta images and partition images with a footer) and the
+ * whole-file signature of OTA packages (*.zip, signapk -w) — keeps those whose public key is one
  * of the key store's keys, and reports each whose SHA-256 is the
  * sig_sha256 of no log entry: a signature made outside hsmsign, or with
  * its entry removed. */
@@ -17,7 +18,8 @@
 
 typedef struct hs_audit_finding {
     char *path;          /* artifact, malloc'd */
-    const char *scheme;  /* "jar-sf", "apk-v2", "apk-v3", "raw", "avb" */
+    const char *scheme;  /* "jar-sf", "apk-v2", "apk-v3", "raw", "avb",
+                            "ota-wholefile" */
     char key[129];       /* the key store's name for the signing key */
     uint8_t sig_sha256[32];
 } hs_audit_finding;
