@@ -1,4 +1,4 @@
-/* TEST DRIVER ONLY: exercises src/lib/android with the soft signer so the
+/* TEST DRIVER ONLY: exercises src/lib/apk and src/lib/avb with the soft signer so the
  * integration scripts can compare our output with apksigner's byte for
  * byte. Not installed, never part of hsmsign.
  *
