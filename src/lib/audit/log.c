@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
 #include <jansson.h>
@@ -16,6 +17,7 @@
 #include "audit/lock.h"
 #include "audit/note.h"
 #include "audit/record.h"
+#include "audit/state.h"
 #include "util/encoding.h"
 #include "util/file.h"
 #include "util/stale_tmp.h"
@@ -127,31 +129,39 @@ hs_result hs_auditlog_load(const char *dir, hs_auditlog *log, hs_error *e)
     return hs_auditlog_from_bytes(data, len, log, e);
 }
 
-hs_result hs_auditlog_check_entries(const hs_auditlog *log, hs_error *e)
+hs_result hs_auditlog_check_entry(const char *line, size_t len, size_t i, hs_error *e)
 {
-    for (size_t i = 0; i < log->count; i++) {
-        size_t len;
-        const char *line = hs_auditlog_entry(log, i, &len);
-        json_error_t jerr;
-        json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-        json_t *seq = json_object_get(o, "seq");
-        bool ok = json_is_object(o) && json_is_integer(seq) &&
-                  json_integer_value(seq) == (json_int_t)i;
-        json_int_t got = json_is_integer(seq) ? json_integer_value(seq) : -1;
-        json_decref(o);
-        if (o == NULL)
-            return hs_fail(e, HS_E_VERIFY, HS_AUDIT_ENTRIES_FILE ": entry %zu (line %zu) is not valid JSON: %s",
-                           i, i + 1, jerr.text);
-        if (!ok)
-            return hs_fail(e, HS_E_VERIFY, HS_AUDIT_ENTRIES_FILE ": entry at line %zu has sequence number %lld, "
-                                           "expected %zu: entries were removed, inserted or "
-                                           "reordered", i + 1, (long long)got, i);
-    }
+    json_error_t jerr;
+    json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *seq = json_object_get(o, "seq");
+    bool ok = json_is_object(o) && json_is_integer(seq) &&
+              json_integer_value(seq) == (json_int_t)i;
+    json_int_t got = json_is_integer(seq) ? json_integer_value(seq) : -1;
+    json_decref(o);
+    if (o == NULL)
+        return hs_fail(e, HS_E_VERIFY, HS_AUDIT_ENTRIES_FILE ": entry %zu (line %zu) is not valid JSON: %s",
+                       i, i + 1, jerr.text);
+    if (!ok)
+        return hs_fail(e, HS_E_VERIFY, HS_AUDIT_ENTRIES_FILE ": entry at line %zu has sequence number %lld, "
+                                       "expected %zu: entries were removed, inserted or "
+                                       "reordered", i + 1, (long long)got, i);
     return HS_OK;
 }
 
-hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note, size_t len,
-                                       EVP_PKEY *pub, hs_checkpoint *cp, hs_error *e)
+hs_result hs_auditlog_check_entries(const hs_auditlog *log, hs_error *e)
+{
+    hs_result r = HS_OK;
+    for (size_t i = 0; r == HS_OK && i < log->count; i++) {
+        size_t len;
+        const char *line = hs_auditlog_entry(log, i, &len);
+        r = hs_auditlog_check_entry(line, len, i, e);
+    }
+    return r;
+}
+
+/* The checkpoint's signature, by pub, under the origin it names. */
+static hs_result verify_note(const char *note, size_t len, EVP_PKEY *pub, hs_checkpoint *cp,
+                             hs_error *e)
 {
     /* The origin names the key, so read it before the signature is checked;
      * nothing else is trusted until then. */
@@ -161,6 +171,13 @@ hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note,
         r = hs_note_verify(note, len, cp->origin, pub, &text_len, e);
     if (r == HS_OK)
         r = hs_checkpoint_parse(note, text_len, cp, e);
+    return r;
+}
+
+hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note, size_t len,
+                                       EVP_PKEY *pub, hs_checkpoint *cp, hs_error *e)
+{
+    hs_result r = verify_note(note, len, pub, cp, e);
     if (r != HS_OK)
         return r;
     if (cp->size > log->count)
@@ -229,12 +246,39 @@ static hs_result write_checkpoint(const char *dir, const hs_checkpoint *cp, cons
     return r;
 }
 
-static hs_result sign_checkpoint(const char *dir, hs_p11 *p, const hs_auditkey *key,
-                                 const hs_auditlog *log, hs_checkpoint_result *res, hs_error *e)
+/* The state is an optimisation that the signed root authenticates: one
+ * that cannot be read or written only costs the next gate a full check,
+ * so failures here are not errors. */
+static bool load_state(const char *dir, hs_auditstate *st)
 {
-    hs_result r = HS_OK;
-    memcpy(res->cp.root, log->roots + log->count * HS_MERKLE_HASH_LEN, HS_MERKLE_HASH_LEN);
-    res->cp.size = log->count;
+    char *text = NULL;
+    size_t len = 0;
+    bool found = false;
+    hs_error ignored;
+    bool ok = read_note(dir, HS_AUDIT_STATE_FILE, &text, &len, &found, &ignored) == HS_OK &&
+              found && hs_auditstate_parse(text, len, st, &ignored) == HS_OK;
+    free(text);
+    return ok;
+}
+
+static void save_state(const char *dir, const hs_auditstate *st)
+{
+    char *text = NULL, *path = path_in(dir, HS_AUDIT_STATE_FILE);
+    size_t len;
+    hs_error ignored;
+    if (path != NULL && hs_auditstate_format(st, &text, &len, &ignored) == HS_OK &&
+        hs_write_file_atomic(path, text, len, 0644, false, &ignored) != HS_OK)
+        hs_error_clear(&ignored); /* the next gate checks in full */
+    free(text);
+    free(path);
+}
+
+/* Signs and writes the checkpoint of st's tree, then st as its state. */
+static hs_result sign_checkpoint(const char *dir, hs_p11 *p, const hs_auditkey *key,
+                                 const hs_auditstate *st, hs_checkpoint_result *res, hs_error *e)
+{
+    hs_result r = hs_auditstate_root(st, res->cp.root, e);
+    res->cp.size = st->size;
     char *text = NULL, *note = NULL;
     uint8_t *sig = NULL;
     size_t sig_len = 0;
@@ -248,6 +292,10 @@ static hs_result sign_checkpoint(const char *dir, hs_p11 *p, const hs_auditkey *
         r = write_checkpoint(dir, &res->cp, note, e);
     if (r == HS_OK)
         res->signed_new = true;
+    /* After the checkpoint: a kill in between leaves a state for an older
+     * size, which the next gate ignores (full check, then rewritten). */
+    if (r == HS_OK)
+        save_state(dir, st);
     free(text);
     free(sig);
     free(note);
@@ -290,10 +338,10 @@ static hs_result check_history_copy(const char *dir, const hs_checkpoint *latest
     return r;
 }
 
-/* The gate itself, under the lock: *log and *latest are the loaded log and
+/* The full check, under the lock: *log and *latest are the loaded log and
  * its verified latest checkpoint (both valid only on success). */
-static hs_result gate_locked(const char *dir, EVP_PKEY *pub, hs_auditlog *log,
-                             hs_checkpoint *latest, hs_error *e)
+static hs_result gate_full(const char *dir, EVP_PKEY *pub, hs_auditlog *log,
+                           hs_checkpoint *latest, hs_error *e)
 {
     hs_result r = hs_auditlog_load(dir, log, e);
     if (r != HS_OK)
@@ -331,24 +379,104 @@ static hs_result gate_locked(const char *dir, EVP_PKEY *pub, hs_auditlog *log,
     return HS_OK;
 }
 
-hs_result hs_auditlog_gate(const char *dir, EVP_PKEY *pub, hs_error *e)
+/* The state of the whole log after a full check: the checkpoint's part
+ * is saved for the next gate, then the entries after it are added. */
+static hs_result state_of(const char *dir, const hs_auditlog *log, uint64_t covered,
+                          hs_auditstate *st, hs_error *e)
+{
+    hs_auditstate_init(st);
+    hs_result r = HS_OK;
+    for (size_t i = 0; r == HS_OK && i < log->count; i++) {
+        if (i == covered)
+            save_state(dir, st);
+        r = hs_auditstate_push_leaf(st, log->leaves + i * HS_MERKLE_HASH_LEN,
+                                    log->offsets[i + 1] - log->offsets[i] - 1, e);
+    }
+    if (r == HS_OK && covered == log->count)
+        save_state(dir, st);
+    return r;
+}
+
+static hs_result gate_slow(const char *dir, EVP_PKEY *pub, hs_auditstate *st,
+                           hs_checkpoint *latest, hs_error *e)
 {
     hs_auditlog log;
-    hs_checkpoint latest;
-    hs_result r = gate_locked(dir, pub, &log, &latest, e);
-    if (r == HS_OK)
-        hs_auditlog_free(&log);
+    hs_result r = gate_full(dir, pub, &log, latest, e);
+    if (r != HS_OK)
+        return r;
+    r = state_of(dir, &log, latest->size, st, e);
+    hs_auditlog_free(&log);
     return r;
+}
+
+/* The fast path: the checkpoint and the state are checked, then only the
+ * entries after the checkpoint are read. *fallback when there is no state
+ * for this checkpoint (nothing was judged yet). */
+static hs_result gate_fast(const char *dir, EVP_PKEY *pub, hs_auditstate *st,
+                           hs_checkpoint *latest, bool *fallback, hs_error *e)
+{
+    *fallback = true;
+    char *note = NULL, *entries = path_in(dir, HS_AUDIT_ENTRIES_FILE);
+    size_t len = 0;
+    bool found = false;
+    if (entries == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    int fd = open(entries, O_RDONLY | O_CLOEXEC);
+    free(entries);
+    hs_result r = fd >= 0 ? read_note(dir, HS_AUDIT_CHECKPOINT_FILE, &note, &len, &found, e)
+                          : HS_OK; /* no entries file: the full check says what is wrong */
+    if (r != HS_OK || !found || !load_state(dir, st))
+        goto out;
+    /* Parsed before its signature is checked only to choose the path; the
+     * checks below start from the verified checkpoint. */
+    if (hs_checkpoint_parse(note, len, latest, e) != HS_OK || latest->size != st->size)
+        goto out;
+    *fallback = false;
+    r = verify_note(note, len, pub, latest, e);
+    if (r != HS_OK)
+        hs_error_prefix(e, HS_AUDIT_CHECKPOINT_FILE ": ");
+    if (r == HS_OK)
+        r = check_history_copy(dir, latest, note, len, e);
+    if (r == HS_OK)
+        r = hs_auditstate_check(st, latest, e);
+    if (r == HS_OK)
+        r = hs_auditstate_extend(st, fd, e);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(note);
+    return r;
+}
+
+/* The gate itself, under the lock (log.h): *st is the state of the whole
+ * log and *latest its verified latest checkpoint (valid on success). */
+static hs_result gate_locked(const char *dir, EVP_PKEY *pub, hs_auditstate *st,
+                             hs_checkpoint *latest, hs_error *e)
+{
+    bool fallback;
+    hs_result r = gate_fast(dir, pub, st, latest, &fallback, e);
+    if (r == HS_OK && fallback)
+        return gate_slow(dir, pub, st, latest, e);
+    if (r == HS_E_NOMEM || r == HS_OK)
+        return r;
+    return r == HS_E_AUDIT ? r : refuse(dir, r, e);
+}
+
+hs_result hs_auditlog_gate(const char *dir, EVP_PKEY *pub, hs_error *e)
+{
+    hs_auditstate st;
+    hs_checkpoint latest;
+    return gate_locked(dir, pub, &st, &latest, e);
 }
 
 static hs_result checkpoint_locked(const char *dir, hs_p11 *p, const hs_auditkey *key,
                                    hs_checkpoint_result *res, hs_error *e)
 {
-    hs_auditlog log;
-    hs_result r = gate_locked(dir, key->public_key, &log, &res->cp, e);
+    hs_auditstate st;
+    hs_result r = gate_locked(dir, key->public_key, &st, &res->cp, e);
     if (r != HS_OK)
         return hs_error_prefix(e, "refusing to sign a new checkpoint: ");
-    bool up_to_date = res->cp.size == log.count;
+    bool up_to_date = res->cp.size == st.size;
     /* Entries appended with hs_audit_append_deferred by any process may
      * still be only in the page cache: a checkpoint must never outlive, in
      * a power cut, entries it covers. */
@@ -356,13 +484,12 @@ static hs_result checkpoint_locked(const char *dir, hs_p11 *p, const hs_auditkey
         r = hs_audit_fsync_entries(dir, e);
     /* Keeps the log's origin; size and root are replaced. */
     if (r == HS_OK && !up_to_date)
-        r = sign_checkpoint(dir, p, key, &log, res, e);
+        r = sign_checkpoint(dir, p, key, &st, res, e);
     if (r == HS_OK) {
         char msg[128];
         snprintf(msg, sizeof msg, "audit: %llu entries", (unsigned long long)res->cp.size);
         r = hs_auditgit_commit(dir, msg, !up_to_date, &res->committed, e);
     }
-    hs_auditlog_free(&log);
     return r;
 }
 
@@ -396,26 +523,19 @@ static hs_result create_in(const char *dir, hs_p11 *p, const hs_auditkey *key, h
     hs_checkpoint_result res;
     memset(&res, 0, sizeof res);
     hs_auditlog_origin(p->serial, res.cp.origin);
-    hs_auditlog log;
-    memset(&log, 0, sizeof log);
+    hs_auditstate empty;
+    hs_auditstate_init(&empty);
     char *entries = path_in(dir, HS_AUDIT_ENTRIES_FILE);
-    uint8_t *none = malloc(1);
-    hs_result r = entries != NULL && none != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
+    hs_result r = entries != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
     if (r == HS_OK)
         r = hs_write_file_atomic(entries, "", 0, 0644, false, e);
-    if (r == HS_OK) {
-        r = hs_auditlog_from_bytes(none, 0, &log, e);
-        none = NULL;
-    }
     if (r == HS_OK)
-        r = sign_checkpoint(dir, p, key, &log, &res, e);
+        r = sign_checkpoint(dir, p, key, &empty, &res, e);
     bool committed;
     if (r == HS_OK)
         r = hs_auditgit_commit(dir, "audit: log created", true, &committed, e);
     if (r == HS_OK)
         r = hs_fsync_dir(dir, e);
-    hs_auditlog_free(&log);
-    free(none);
     free(entries);
     return r;
 }

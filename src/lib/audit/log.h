@@ -50,6 +50,9 @@ const char *hs_auditlog_entry(const hs_auditlog *log, size_t i, size_t *len);
 /* Each entry is a JSON object whose "seq" is its index (catches entries
  * removed, duplicated or swapped even before the tree is compared). */
 hs_result hs_auditlog_check_entries(const hs_auditlog *log, hs_error *e) HS_MUST_CHECK;
+/* One entry line (no newline): a JSON object whose "seq" is i. */
+hs_result hs_auditlog_check_entry(const char *line, size_t len, size_t i,
+                                  hs_error *e) HS_MUST_CHECK;
 
 /* Verifies a signed checkpoint note with the auditor's key (the key name
  * is the checkpoint's origin) and that it commits to a prefix of log. */
@@ -73,12 +76,25 @@ hs_result hs_auditlog_init(const char *dir, hs_p11 *p, const hs_auditkey *key,
 
 /* The consistency gate, run with the log's lock held before the first
  * entry of a process is appended (record.c), so before any signature is
- * released: the latest checkpoint exists and verifies with pub, every
- * entry's seq is its index, the entries hash to the checkpoint's root as
- * a prefix (entries after it are those of commands that ended before
- * their checkpoint), and checkpoints/ holds the same checkpoint. Costs one
- * load of the log and one signature verification. HS_E_AUDIT naming the
- * file and the check that failed. */
+ * released: the latest checkpoint exists and verifies with pub,
+ * checkpoints/ holds the same checkpoint, and the log extends it.
+ *
+ * Fast path (a checkpoint.state for the checkpoint's size, state.h): the
+ * state reproduces the signed root (so the signature authenticates it),
+ * the entries file still holds the last covered entry, byte for byte,
+ * where the state says, and every entry after it has its index as seq.
+ * Costs one signature verification, O(log n) hashes and the bytes after
+ * the checkpoint: entries before the last covered one are not re-read
+ * (a rewrite of those in place is found by `audit verify` and git).
+ * A state that claims the checkpoint's size but does not reproduce its
+ * root is refused.
+ *
+ * Full path (no state, one that does not parse, or one for another size:
+ * an older log, or a kill between the checkpoint and its state): every
+ * entry's seq is its index and the first `size` entries hash to the
+ * checkpoint's root; the state is then written (best effort), which is how
+ * logs of earlier versions are upgraded. HS_E_AUDIT naming the file and
+ * the check that failed. */
 hs_result hs_auditlog_gate(const char *dir, EVP_PKEY *pub, hs_error *e) HS_MUST_CHECK;
 
 typedef struct hs_checkpoint_result {
