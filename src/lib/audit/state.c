@@ -215,10 +215,11 @@ hs_result hs_auditstate_extend(hs_auditstate *s, int fd, hs_error *e)
         return hs_fail(e, HS_E_IO, HS_AUDIT_ENTRIES_FILE ": %s", strerror(errno));
     uint64_t fsize = (uint64_t)st.st_size;
     if (fsize < s->end)
-        return hs_fail(e, HS_E_VERIFY, HS_AUDIT_ENTRIES_FILE " has %llu bytes but the checkpoint's "
-                                       "%llu entries end at byte %llu: entries were removed",
-                       (unsigned long long)fsize, (unsigned long long)s->size,
-                       (unsigned long long)s->end);
+        return hs_fail(e, HS_E_VERIFY, "the checkpoint covers %llu entries, which end at byte "
+                                       "%llu, but " HS_AUDIT_ENTRIES_FILE " has only %llu bytes: "
+                                       "entries were removed",
+                       (unsigned long long)s->size, (unsigned long long)s->end,
+                       (unsigned long long)fsize);
     uint64_t from = s->size > 0 ? s->last_start - (s->last_start > 0) : 0;
     if (s->size > 0 && s->end - s->last_start > MAX_ENTRY_BYTES)
         return hs_fail(e, HS_E_VERIFY, HS_AUDIT_STATE_FILE ": last entry longer than 64 KiB");
