@@ -33,7 +33,6 @@ void hs_auditlog_free(hs_auditlog *log)
     free(log->data);
     free(log->offsets);
     free(log->leaves);
-    free(log->roots);
     memset(log, 0, sizeof *log);
 }
 
@@ -43,27 +42,19 @@ const char *hs_auditlog_entry(const hs_auditlog *log, size_t i, size_t *len)
     return (const char *)log->data + log->offsets[i];
 }
 
-/* The root of every prefix in one pass, so checking a thousand
- * checkpoints costs a thousand lookups rather than a thousand trees. The
- * tree of m leaves is made of the complete subtrees given by m's binary
- * digits, largest first, folded from the right (RFC 6962's split at the
- * largest power of two below m, applied recursively). */
-static hs_result prefix_roots(hs_auditlog *log, hs_error *e)
+hs_result hs_auditlog_roots(const hs_auditlog *log, const uint64_t *sizes, size_t n,
+                            uint8_t *out, hs_error *e)
 {
-    log->roots = malloc((log->count + 1) * HS_MERKLE_HASH_LEN);
-    if (log->roots == NULL)
-        return hs_fail(e, HS_E_NOMEM, "out of memory");
-    hs_result r = hs_merkle_root(log->leaves, 0, log->roots, e);
-    uint8_t stack[64][HS_MERKLE_HASH_LEN], acc[HS_MERKLE_HASH_LEN];
-    size_t depth = 0;
-    for (size_t m = 1; r == HS_OK && m <= log->count; m++) {
-        memcpy(stack[depth++], log->leaves + (m - 1) * HS_MERKLE_HASH_LEN, HS_MERKLE_HASH_LEN);
-        for (size_t t = m; r == HS_OK && (t & 1) == 0; t >>= 1, depth--)
-            r = hs_merkle_node_hash(stack[depth - 2], stack[depth - 1], stack[depth - 2], e);
-        memcpy(acc, stack[depth - 1], sizeof acc);
-        for (size_t i = depth - 1; r == HS_OK && i-- > 0;)
-            r = hs_merkle_node_hash(stack[i], acc, acc, e);
-        memcpy(log->roots + m * HS_MERKLE_HASH_LEN, acc, sizeof acc);
+    hs_auditstate st;
+    hs_auditstate_init(&st);
+    hs_result r = HS_OK;
+    for (size_t k = 0; r == HS_OK && k < n; k++) {
+        if (sizes[k] > log->count || (k > 0 && sizes[k] < sizes[k - 1]))
+            return hs_fail(e, HS_E_INTERNAL, "audit log: roots asked out of order");
+        while (r == HS_OK && st.size < sizes[k])
+            r = hs_auditstate_push_leaf(&st, log->leaves + st.size * HS_MERKLE_HASH_LEN, 0, e);
+        if (r == HS_OK)
+            r = hs_auditstate_root(&st, out + k * HS_MERKLE_HASH_LEN, e);
     }
     return r;
 }
@@ -102,10 +93,7 @@ hs_result hs_auditlog_from_bytes(uint8_t *data, size_t len, hs_auditlog *log, hs
     }
     log->offsets[n] = start;
     log->count = n;
-    hs_result r = prefix_roots(log, e);
-    if (r != HS_OK)
-        hs_auditlog_free(log);
-    return r;
+    return HS_OK;
 }
 
 hs_result hs_auditlog_load(const char *dir, hs_auditlog *log, hs_error *e)
@@ -159,6 +147,16 @@ hs_result hs_auditlog_check_entries(const hs_auditlog *log, hs_error *e)
     return r;
 }
 
+static hs_result compare_root(const hs_checkpoint *cp, const uint8_t root[HS_MERKLE_HASH_LEN],
+                              hs_error *e)
+{
+    if (!hs_ct_equal(root, cp->root, HS_MERKLE_HASH_LEN))
+        return hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' at size %llu does not match the first "
+                                       "%llu entries: an entry was changed, removed or reordered",
+                       cp->origin, (unsigned long long)cp->size, (unsigned long long)cp->size);
+    return HS_OK;
+}
+
 /* The checkpoint's signature, by pub, under the origin it names. */
 static hs_result verify_note(const char *note, size_t len, EVP_PKEY *pub, hs_checkpoint *cp,
                              hs_error *e)
@@ -184,11 +182,11 @@ hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note,
         return hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' covers %llu entries but the log has "
                                        "only %zu: entries were removed",
                        cp->origin, (unsigned long long)cp->size, log->count);
-    if (!hs_ct_equal(log->roots + cp->size * HS_MERKLE_HASH_LEN, cp->root, HS_MERKLE_HASH_LEN))
-        return hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' at size %llu does not match the first "
-                                       "%llu entries: an entry was changed, removed or reordered",
-                       cp->origin, (unsigned long long)cp->size, (unsigned long long)cp->size);
-    return HS_OK;
+    uint8_t root[HS_MERKLE_HASH_LEN];
+    r = hs_auditlog_roots(log, &cp->size, 1, root, e);
+    if (r == HS_OK)
+        r = compare_root(cp, root, e);
+    return r;
 }
 
 static char *path_in(const char *dir, const char *name)
@@ -649,7 +647,42 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Checks every file in DIR/checkpoints/, in size order. */
+static int compare_size(const void *a, const void *b, void *cps)
+{
+    uint64_t x = ((const hs_checkpoint *)cps)[*(const size_t *)a].size,
+             y = ((const hs_checkpoint *)cps)[*(const size_t *)b].size;
+    return x < y ? -1 : x > y;
+}
+
+/* Each checkpoint's root against the tree of its size, all computed in
+ * one pass over the leaves (in size order, whatever the files' names). */
+static hs_result check_roots(const char *dir, const hs_auditlog *log, const hs_checkpoint *cps,
+                             const char *const *names, size_t n, hs_error *e)
+{
+    size_t *order = malloc((n + 1) * sizeof *order);
+    uint64_t *sizes = malloc((n + 1) * sizeof *sizes);
+    uint8_t *roots = malloc((n + 1) * HS_MERKLE_HASH_LEN);
+    hs_result r = order && sizes && roots ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
+    for (size_t i = 0; r == HS_OK && i < n; i++)
+        order[i] = i;
+    if (r == HS_OK)
+        qsort_r(order, n, sizeof *order, compare_size, (void *)cps);
+    for (size_t i = 0; r == HS_OK && i < n; i++)
+        sizes[i] = cps[order[i]].size;
+    if (r == HS_OK)
+        r = hs_auditlog_roots(log, sizes, n, roots, e);
+    for (size_t i = 0; r == HS_OK && i < n; i++) {
+        r = compare_root(&cps[order[i]], roots + i * HS_MERKLE_HASH_LEN, e);
+        if (r != HS_OK)
+            hs_error_prefix(e, "audit log %s: %s: ", dir, names[order[i]]);
+    }
+    free(order);
+    free(sizes);
+    free(roots);
+    return r;
+}
+
+/* Checks every file in DIR/checkpoints/. */
 static hs_result verify_history(const char *dir, const hs_auditlog *log, EVP_PKEY *pub,
                                 hs_auditlog_report *rep, hs_error *e)
 {
@@ -684,24 +717,34 @@ static hs_result verify_history(const char *dir, const hs_auditlog *log, EVP_PKE
     closedir(d);
     if (r == HS_OK && n > 1)
         qsort(names, n, sizeof *names, compare_names);
+    hs_checkpoint *cps = r == HS_OK && n > 0 ? malloc(n * sizeof *cps) : NULL;
+    if (r == HS_OK && n > 0 && cps == NULL)
+        r = hs_fail(e, HS_E_NOMEM, "out of memory");
+    /* Signatures and sizes first, then every root in one pass. */
     for (size_t i = 0; r == HS_OK && i < n; i++) {
         char *note;
         size_t len;
         bool found;
-        hs_checkpoint cp;
         r = read_note(dir, names[i], &note, &len, &found, e);
         /* Listed a moment ago: a checkpoint vanishing while it is being
          * verified is reported, not read as an empty note. */
         if (r == HS_OK && !found)
             r = hs_fail(e, HS_E_AUDIT, "checkpoint removed during verification");
         if (r == HS_OK)
-            r = hs_auditlog_check_checkpoint(log, note, len, pub, &cp, e);
+            r = verify_note(note, len, pub, &cps[i], e);
+        if (r == HS_OK && cps[i].size > log->count)
+            r = hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' covers %llu entries but the log has "
+                                        "only %zu: entries were removed",
+                        cps[i].origin, (unsigned long long)cps[i].size, log->count);
         if (r != HS_OK)
             hs_error_prefix(e, "audit log %s: %s: ", dir, names[i]);
-        else
-            rep->checkpoints++;
         free(note);
     }
+    if (r == HS_OK)
+        r = check_roots(dir, log, cps, (const char *const *)names, n, e);
+    if (r == HS_OK)
+        rep->checkpoints += n;
+    free(cps);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);

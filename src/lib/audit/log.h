@@ -36,7 +36,6 @@ typedef struct hs_auditlog {
     size_t count;      /* entries */
     size_t *offsets;   /* count + 1 offsets: entry i is [offsets[i], offsets[i+1] - 1) */
     uint8_t *leaves;   /* count leaf hashes */
-    uint8_t *roots;    /* count + 1 roots: roots + 32 * m is the root of the first m */
 } hs_auditlog;
 
 /* Loads DIR/entries.jsonl (absent: an empty log). */
@@ -45,6 +44,11 @@ hs_result hs_auditlog_load(const char *dir, hs_auditlog *log, hs_error *e) HS_MU
 hs_result hs_auditlog_from_bytes(uint8_t *data, size_t len, hs_auditlog *log,
                                  hs_error *e) HS_MUST_CHECK;
 void hs_auditlog_free(hs_auditlog *log);
+/* The roots of the first sizes[k] entries (k < n, sizes ascending, none
+ * above log->count) into out + 32 * k, in one pass over the leaves:
+ * checking any number of checkpoints costs one tree. */
+hs_result hs_auditlog_roots(const hs_auditlog *log, const uint64_t *sizes, size_t n,
+                            uint8_t *out, hs_error *e) HS_MUST_CHECK;
 /* Entry i's bytes, without the newline. */
 const char *hs_auditlog_entry(const hs_auditlog *log, size_t i, size_t *len);
 /* Each entry is a JSON object whose "seq" is its index (catches entries
