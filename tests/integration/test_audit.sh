@@ -198,6 +198,15 @@ check "audit verify --git on the intact history" verify --git
 check "the rewritten log still verifies without --git" verify
 expect_fail "tamper: a rewritten git history is found by --git" 1 "history was rewritten|does not match" \
     verify --git
+# Incremental: --git --checkpoint OLD starts at the commit holding OLD.
+git -C audit show HEAD~2:checkpoint >before-rewrite.checkpoint
+expect_fail "... and by --git --checkpoint OLD when the rewrite is after OLD's commit" 1 \
+    "history was rewritten|does not match" verify --git --checkpoint before-rewrite.checkpoint
+cp audit/checkpoint latest.checkpoint
+check "--git --checkpoint LATEST reads only from the commit that holds it" \
+    verify --git --checkpoint latest.checkpoint
+assert "... and says how many commits it did not read" \
+    grep -Eq "git history: [0-9]+ commits from the --checkpoint's, append-only \([1-9][0-9]* before it not read\)" "$WORK/out"
 
 # --- concurrency: two processes signing at once lose nothing -------------
 tamper

@@ -147,8 +147,8 @@ hs_result hs_auditlog_check_entries(const hs_auditlog *log, hs_error *e)
     return r;
 }
 
-static hs_result compare_root(const hs_checkpoint *cp, const uint8_t root[HS_MERKLE_HASH_LEN],
-                              hs_error *e)
+hs_result hs_auditlog_compare_root(const hs_checkpoint *cp, const uint8_t root[HS_MERKLE_HASH_LEN],
+                                   hs_error *e)
 {
     if (!hs_ct_equal(root, cp->root, HS_MERKLE_HASH_LEN))
         return hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' at size %llu does not match the first "
@@ -157,9 +157,8 @@ static hs_result compare_root(const hs_checkpoint *cp, const uint8_t root[HS_MER
     return HS_OK;
 }
 
-/* The checkpoint's signature, by pub, under the origin it names. */
-static hs_result verify_note(const char *note, size_t len, EVP_PKEY *pub, hs_checkpoint *cp,
-                             hs_error *e)
+hs_result hs_auditlog_verify_note(const char *note, size_t len, EVP_PKEY *pub,
+                                  hs_checkpoint *cp, hs_error *e)
 {
     /* The origin names the key, so read it before the signature is checked;
      * nothing else is trusted until then. */
@@ -175,7 +174,7 @@ static hs_result verify_note(const char *note, size_t len, EVP_PKEY *pub, hs_che
 hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note, size_t len,
                                        EVP_PKEY *pub, hs_checkpoint *cp, hs_error *e)
 {
-    hs_result r = verify_note(note, len, pub, cp, e);
+    hs_result r = hs_auditlog_verify_note(note, len, pub, cp, e);
     if (r != HS_OK)
         return r;
     if (cp->size > log->count)
@@ -185,7 +184,7 @@ hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note,
     uint8_t root[HS_MERKLE_HASH_LEN];
     r = hs_auditlog_roots(log, &cp->size, 1, root, e);
     if (r == HS_OK)
-        r = compare_root(cp, root, e);
+        r = hs_auditlog_compare_root(cp, root, e);
     return r;
 }
 
@@ -430,7 +429,7 @@ static hs_result gate_fast(const char *dir, EVP_PKEY *pub, hs_auditstate *st,
     if (hs_checkpoint_parse(note, len, latest, e) != HS_OK || latest->size != st->size)
         goto out;
     *fallback = false;
-    r = verify_note(note, len, pub, latest, e);
+    r = hs_auditlog_verify_note(note, len, pub, latest, e);
     if (r != HS_OK)
         hs_error_prefix(e, HS_AUDIT_CHECKPOINT_FILE ": ");
     if (r == HS_OK)
@@ -672,7 +671,7 @@ static hs_result check_roots(const char *dir, const hs_auditlog *log, const hs_c
     if (r == HS_OK)
         r = hs_auditlog_roots(log, sizes, n, roots, e);
     for (size_t i = 0; r == HS_OK && i < n; i++) {
-        r = compare_root(&cps[order[i]], roots + i * HS_MERKLE_HASH_LEN, e);
+        r = hs_auditlog_compare_root(&cps[order[i]], roots + i * HS_MERKLE_HASH_LEN, e);
         if (r != HS_OK)
             hs_error_prefix(e, "audit log %s: %s: ", dir, names[order[i]]);
     }
@@ -731,7 +730,7 @@ static hs_result verify_history(const char *dir, const hs_auditlog *log, EVP_PKE
         if (r == HS_OK && !found)
             r = hs_fail(e, HS_E_AUDIT, "checkpoint removed during verification");
         if (r == HS_OK)
-            r = verify_note(note, len, pub, &cps[i], e);
+            r = hs_auditlog_verify_note(note, len, pub, &cps[i], e);
         if (r == HS_OK && cps[i].size > log->count)
             r = hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' covers %llu entries but the log has "
                                         "only %zu: entries were removed",

@@ -58,6 +58,14 @@ hs_result hs_auditlog_check_entries(const hs_auditlog *log, hs_error *e) HS_MUST
 hs_result hs_auditlog_check_entry(const char *line, size_t len, size_t i,
                                   hs_error *e) HS_MUST_CHECK;
 
+/* The note's signature, by pub, under the origin it names; *cp is the
+ * signed checkpoint. Says nothing about any log. */
+hs_result hs_auditlog_verify_note(const char *note, size_t len, EVP_PKEY *pub,
+                                  hs_checkpoint *cp, hs_error *e) HS_MUST_CHECK;
+/* HS_E_VERIFY, naming the checkpoint, unless root is cp's root. */
+hs_result hs_auditlog_compare_root(const hs_checkpoint *cp, const uint8_t root[HS_MERKLE_HASH_LEN],
+                                   hs_error *e) HS_MUST_CHECK;
+
 /* Verifies a signed checkpoint note with the auditor's key (the key name
  * is the checkpoint's origin) and that it commits to a prefix of log. */
 hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note, size_t len,
