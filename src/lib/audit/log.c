@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,79 @@ hs_result hs_auditlog_roots(const hs_auditlog *log, const uint64_t *sizes, size_
     return r;
 }
 
+/* Hashing and parsing a large log is spread over the CPUs: each thread
+ * takes a contiguous span of entries. The first failure in log order is
+ * the one reported, as a single thread would. */
+#define MAX_SPANS 8
+#define MIN_SPAN 4096
+
+typedef struct span {
+    const hs_auditlog *log;
+    uint8_t *leaves;
+    size_t begin, end;
+    hs_result r;
+    hs_error e;
+} span;
+
+static void *hash_span(void *arg)
+{
+    span *s = arg;
+    s->r = HS_OK;
+    for (size_t i = s->begin; s->r == HS_OK && i < s->end; i++)
+        s->r = hs_merkle_leaf_hash(s->log->data + s->log->offsets[i],
+                                   s->log->offsets[i + 1] - s->log->offsets[i] - 1,
+                                   s->leaves + i * HS_MERKLE_HASH_LEN, &s->e);
+    return NULL;
+}
+
+static void *check_span(void *arg)
+{
+    span *s = arg;
+    s->r = HS_OK;
+    for (size_t i = s->begin; s->r == HS_OK && i < s->end; i++) {
+        size_t len;
+        const char *line = hs_auditlog_entry(s->log, i, &len);
+        s->r = hs_auditlog_check_entry(line, len, i, &s->e);
+    }
+    return NULL;
+}
+
+/* Runs fn over [0, log->count) in up to MAX_SPANS spans, the first in
+ * this thread; a thread that cannot be started has its span run here. */
+static hs_result run_spans(const hs_auditlog *log, uint8_t *leaves, void *(*fn)(void *),
+                           hs_error *e)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n = log->count / MIN_SPAN + 1;
+    if (n > MAX_SPANS)
+        n = MAX_SPANS;
+    if (cpus > 0 && n > (size_t)cpus)
+        n = (size_t)cpus;
+    span spans[MAX_SPANS];
+    pthread_t tids[MAX_SPANS];
+    bool started[MAX_SPANS] = {false};
+    for (size_t k = 0; k < n; k++) {
+        spans[k] = (span){.log = log, .leaves = leaves, .begin = log->count * k / n,
+                          .end = log->count * (k + 1) / n, .r = HS_OK};
+        hs_error_clear(&spans[k].e);
+    }
+    for (size_t k = 1; k < n; k++)
+        started[k] = pthread_create(&tids[k], NULL, fn, &spans[k]) == 0;
+    fn(&spans[0]);
+    for (size_t k = 1; k < n; k++) {
+        if (started[k])
+            pthread_join(tids[k], NULL);
+        else
+            fn(&spans[k]);
+    }
+    for (size_t k = 0; k < n; k++)
+        if (spans[k].r != HS_OK) {
+            *e = spans[k].e;
+            return spans[k].r;
+        }
+    return HS_OK;
+}
+
 hs_result hs_auditlog_from_bytes(uint8_t *data, size_t len, hs_auditlog *log, hs_error *e)
 {
     memset(log, 0, sizeof *log);
@@ -69,31 +143,25 @@ hs_result hs_auditlog_from_bytes(uint8_t *data, size_t len, hs_auditlog *log, hs
     log->torn = complete != len;
     log->len = complete;
     size_t lines = 0;
-    for (size_t i = 0; i < complete; i++)
-        lines += data[i] == '\n';
+    for (const uint8_t *p = data, *end = data + complete;
+         p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+        lines++;
     log->offsets = malloc((lines + 1) * sizeof *log->offsets);
     log->leaves = malloc(lines * HS_MERKLE_HASH_LEN + 1);
     if (log->offsets == NULL || log->leaves == NULL) {
         hs_auditlog_free(log);
         return hs_fail(e, HS_E_NOMEM, "out of memory");
     }
-    size_t start = 0, n = 0;
-    for (size_t i = 0; i < complete; i++) {
-        if (data[i] != '\n')
-            continue;
-        log->offsets[n] = start;
-        hs_result r = hs_merkle_leaf_hash(data + start, i - start,
-                                          log->leaves + n * HS_MERKLE_HASH_LEN, e);
-        if (r != HS_OK) {
-            hs_auditlog_free(log);
-            return r;
-        }
-        n++;
-        start = i + 1;
-    }
-    log->offsets[n] = start;
+    size_t n = 0;
+    log->offsets[0] = 0;
+    for (const uint8_t *p = data, *end = data + complete;
+         p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+        log->offsets[++n] = (size_t)(p - data) + 1;
     log->count = n;
-    return HS_OK;
+    hs_result r = run_spans(log, log->leaves, hash_span, e);
+    if (r != HS_OK)
+        hs_auditlog_free(log);
+    return r;
 }
 
 hs_result hs_auditlog_load(const char *dir, hs_auditlog *log, hs_error *e)
@@ -138,13 +206,7 @@ hs_result hs_auditlog_check_entry(const char *line, size_t len, size_t i, hs_err
 
 hs_result hs_auditlog_check_entries(const hs_auditlog *log, hs_error *e)
 {
-    hs_result r = HS_OK;
-    for (size_t i = 0; r == HS_OK && i < log->count; i++) {
-        size_t len;
-        const char *line = hs_auditlog_entry(log, i, &len);
-        r = hs_auditlog_check_entry(line, len, i, e);
-    }
-    return r;
+    return run_spans(log, NULL, check_span, e);
 }
 
 hs_result hs_auditlog_compare_root(const hs_checkpoint *cp, const uint8_t root[HS_MERKLE_HASH_LEN],
@@ -171,16 +233,24 @@ hs_result hs_auditlog_verify_note(const char *note, size_t len, EVP_PKEY *pub,
     return r;
 }
 
+/* A checkpoint larger than the log: its last entries were removed. */
+static hs_result check_size(const hs_checkpoint *cp, size_t count, hs_error *e)
+{
+    if (cp->size > count)
+        return hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' covers %llu entries but the log has "
+                                       "only %zu: entries were removed",
+                       cp->origin, (unsigned long long)cp->size, count);
+    return HS_OK;
+}
+
 hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note, size_t len,
                                        EVP_PKEY *pub, hs_checkpoint *cp, hs_error *e)
 {
     hs_result r = hs_auditlog_verify_note(note, len, pub, cp, e);
+    if (r == HS_OK)
+        r = check_size(cp, log->count, e);
     if (r != HS_OK)
         return r;
-    if (cp->size > log->count)
-        return hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' covers %llu entries but the log has "
-                                       "only %zu: entries were removed",
-                       cp->origin, (unsigned long long)cp->size, log->count);
     uint8_t root[HS_MERKLE_HASH_LEN];
     r = hs_auditlog_roots(log, &cp->size, 1, root, e);
     if (r == HS_OK)
@@ -683,7 +753,7 @@ static hs_result check_roots(const char *dir, const hs_auditlog *log, const hs_c
 
 /* Checks every file in DIR/checkpoints/. */
 static hs_result verify_history(const char *dir, const hs_auditlog *log, EVP_PKEY *pub,
-                                hs_auditlog_report *rep, hs_error *e)
+                                const hs_checkpoint *latest, hs_auditlog_report *rep, hs_error *e)
 {
     char *hist = path_in(dir, HS_AUDIT_CHECKPOINT_DIR);
     if (hist == NULL)
@@ -716,8 +786,10 @@ static hs_result verify_history(const char *dir, const hs_auditlog *log, EVP_PKE
     closedir(d);
     if (r == HS_OK && n > 1)
         qsort(names, n, sizeof *names, compare_names);
-    hs_checkpoint *cps = r == HS_OK && n > 0 ? malloc(n * sizeof *cps) : NULL;
-    if (r == HS_OK && n > 0 && cps == NULL)
+    /* The latest checkpoint's root is checked in the same pass, last. */
+    hs_checkpoint *cps = r == HS_OK ? malloc((n + 1) * sizeof *cps) : NULL;
+    const char **labels = r == HS_OK ? malloc((n + 1) * sizeof *labels) : NULL;
+    if (r == HS_OK && (cps == NULL || labels == NULL))
         r = hs_fail(e, HS_E_NOMEM, "out of memory");
     /* Signatures and sizes first, then every root in one pass. */
     for (size_t i = 0; r == HS_OK && i < n; i++) {
@@ -731,19 +803,23 @@ static hs_result verify_history(const char *dir, const hs_auditlog *log, EVP_PKE
             r = hs_fail(e, HS_E_AUDIT, "checkpoint removed during verification");
         if (r == HS_OK)
             r = hs_auditlog_verify_note(note, len, pub, &cps[i], e);
-        if (r == HS_OK && cps[i].size > log->count)
-            r = hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' covers %llu entries but the log has "
-                                        "only %zu: entries were removed",
-                        cps[i].origin, (unsigned long long)cps[i].size, log->count);
+        if (r == HS_OK)
+            r = check_size(&cps[i], log->count, e);
         if (r != HS_OK)
             hs_error_prefix(e, "audit log %s: %s: ", dir, names[i]);
         free(note);
     }
-    if (r == HS_OK)
-        r = check_roots(dir, log, cps, (const char *const *)names, n, e);
+    for (size_t i = 0; r == HS_OK && i < n; i++)
+        labels[i] = names[i];
+    if (r == HS_OK) {
+        cps[n] = *latest;
+        labels[n] = "latest checkpoint";
+        r = check_roots(dir, log, cps, labels, n + 1, e);
+    }
     if (r == HS_OK)
         rep->checkpoints += n;
     free(cps);
+    free(labels);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
@@ -811,8 +887,11 @@ hs_result hs_auditlog_verify(const char *dir, EVP_PKEY *pub, const char *old_not
         r = hs_fail(e, log.count > 0 ? HS_E_VERIFY : HS_E_NOTFOUND,
                     "audit log %s has no checkpoint: nothing vouches for its %zu entries", dir,
                     log.count);
+    /* Signature and size here; its root with the history's, in one pass. */
     if (r == HS_OK) {
-        r = hs_auditlog_check_checkpoint(&log, note, len, pub, &latest, e);
+        r = hs_auditlog_verify_note(note, len, pub, &latest, e);
+        if (r == HS_OK)
+            r = check_size(&latest, log.count, e);
         if (r != HS_OK)
             hs_error_prefix(e, "audit log %s: latest checkpoint: ", dir);
     }
@@ -820,7 +899,7 @@ hs_result hs_auditlog_verify(const char *dir, EVP_PKEY *pub, const char *old_not
         rep->checkpoints++;
         rep->checked_size = latest.size;
         rep->uncovered = log.count - (size_t)latest.size;
-        r = verify_history(dir, &log, pub, rep, e);
+        r = verify_history(dir, &log, pub, &latest, rep, e);
     }
     if (r == HS_OK && old_note != NULL)
         r = verify_old(&log, &latest, old_note, old_len, pub, rep, e);
