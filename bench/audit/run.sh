@@ -66,4 +66,4 @@ echo "log: $entries entries, $(kib audit/entries.jsonl) KiB, $commits commits" |
 echo "audit verify:                          $(secs "$HSMSIGN" audit verify --public-key audit.pem) s" | tee -a results.txt
 echo "audit verify --git (every commit):     $(secs "$HSMSIGN" audit verify --public-key audit.pem --git) s" | tee -a results.txt
 echo "audit verify --git --checkpoint OLD:   $(secs "$HSMSIGN" audit verify --public-key audit.pem --git --checkpoint old.checkpoint) s ($((2 * R)) commits after OLD)" | tee -a results.txt
-cp results.txt "$ROOT/bench/audit/results.txt" 2>/dev/null || true
+mkdir -p "$ROOT/bench/work" && cp results.txt "$ROOT/bench/work/audit-results.txt"
