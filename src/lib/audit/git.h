@@ -13,8 +13,8 @@
 #include "util/result.h"
 
 /* Creates the repository on first use, stages entries.jsonl, checkpoint,
- * checkpoints/ and .gitignore (as `git add` would, index included), and
- * commits them as "hsmsign <hsmsign@localhost>" when the tree differs from
+ * checkpoint.state, checkpoints/ and .gitignore (as `git add` would, index
+ * included), and commits them as "hsmsign <hsmsign@localhost>" when the tree differs from
  * HEAD's. The caller holds the audit log's lock (hs_audit_lock): git lock
  * files found then were left by a killed process and are removed.
  * known_changed (the caller has just written a new checkpoint) is no longer
