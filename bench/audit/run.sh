@@ -1,16 +1,32 @@
 #!/bin/bash
-# Audit log benchmark: N signatures (default 1000, one `hsmsign sign raw`
-# process each, so one checkpoint and one git commit each), then times
-# `hsmsign audit verify` (tree, every checkpoint signature) and
-# `audit verify --git` (every commit). Usage: bench/audit/run.sh HSMSIGN [N]
+# Audit log at scale (bench/README.md, "bench/audit"). Grows one log
+# through the library (bench/audit/genlog.c, one process, no fsync per
+# entry) to each size of SIZES (default 1000 10000 100000 1000000) and at
+# each size measures what one signing command costs the log:
+#   - genlog step, R times (default 5, median): the gate, one fsynced
+#     append, the checkpoint (its gate, signature, git commit), in-process;
+#   - hsmsign sign raw, R times (median): the whole command, process start
+#     and token included;
+#   - the .git directory's size and its growth per commit;
+# and at the largest size `audit verify`, `audit verify --git` and
+# `audit verify --git --checkpoint OLD` (OLD: the checkpoint before the
+# last R commands). Asserts nothing about the times.
+# Usage: bench/audit/run.sh [BUILD_DIR]   (SIZES="1000 10000" R=3 ...)
 set -eu
 # Every run measures the HSM: the signature cache (on by default,
 # docs/cache.md) would turn repeated runs into reuses (bench/cache measures it).
 export HSMSIGN_SIGNATURE_CACHE=off
-HSMSIGN=${1:?usage: run.sh path/to/hsmsign [N]}
-N=${2:-1000}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=$(cd "${1:-$ROOT/build}" && pwd)
+HSMSIGN=$BUILD/src/cli/hsmsign
+SIZES=${SIZES:-1000 10000 100000 1000000}
+R=${R:-5}
 WORK=$(mktemp -d /tmp/hsmsign-bench-audit.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
+cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I"$ROOT/src/lib" \
+    $(pkg-config --cflags p11-kit-1) "$ROOT/bench/audit/genlog.c" -o "$WORK/genlog" \
+    "$BUILD/src/lib/libhsmsign.a" $(pkg-config --libs p11-kit-1 libcrypto jansson libgit2) \
+    -lz -pthread -ldl
 cd "$WORK"
 export HSMSIGN_PIN=bench-user HSMSIGN_SO_PIN=bench-so HSMSIGN_KEYSTORE=$WORK/keys \
     HSMSIGN_AUDIT_LOG=$WORK/audit
@@ -18,19 +34,39 @@ export HSMSIGN_PIN=bench-user HSMSIGN_SO_PIN=bench-so HSMSIGN_KEYSTORE=$WORK/key
 export SOFTHSM2_CONF=$WORK/tok/softhsm2.conf
 "$HSMSIGN" -q wrapkey create >/dev/null
 "$HSMSIGN" -q key generate bench --algorithm ec-p256 >/dev/null
-echo data >in.txt
-start=$(date +%s.%N)
-for i in $(seq 1 "$N"); do "$HSMSIGN" -q sign raw --key bench in.txt out.sig; done
-end=$(date +%s.%N)
-entries=$(wc -l <audit/entries.jsonl)
-checkpoints=$(ls audit/checkpoints | wc -l)
 "$HSMSIGN" -q audit key >audit.pem
-t() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc; }
-verify=$(t "$HSMSIGN" audit verify --public-key audit.pem)
-git=$(t "$HSMSIGN" audit verify --public-key audit.pem --git)
-echo "signatures: $N in $(echo "$end - $start" | bc) s (one process each)"
-echo "log: $entries entries, $checkpoints checkpoints"
-echo "audit verify:       $verify s"
-echo "audit verify --git: $git s"
-printf 'per 1,000 entries: verify %.3f s, verify --git %.3f s\n' \
-    "$(echo "$verify * 1000 / $entries" | bc -l)" "$(echo "$git * 1000 / $entries" | bc -l)"
+echo data >in.txt
+
+now() { date +%s.%N; }
+secs() { local s e; s=$(now); "$@" >/dev/null; e=$(now); echo "$e - $s" | bc; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+kib() { du -sk "$1" | cut -f1; }
+
+printf '%-9s %9s %9s %9s %9s %9s %10s %12s\n' entries gate_ms append_ms ckpt_ms step_ms \
+    sign_ms git_MiB KiB/commit | tee results.txt
+for n in $SIZES; do
+    "$WORK/genlog" grow audit "$n"
+    cp audit/checkpoint old.checkpoint
+    : >steps
+    for _ in $(seq "$R"); do "$WORK/genlog" step audit >>steps; done
+    before=$(kib audit/.git)
+    : >signs
+    for _ in $(seq "$R"); do
+        echo "$(secs "$HSMSIGN" -q sign raw --key bench in.txt out.sig) * 1000" | bc >>signs
+    done
+    after=$(kib audit/.git)
+    gate=$(cut -d' ' -f1 steps | median)
+    app=$(cut -d' ' -f2 steps | median)
+    ckpt=$(cut -d' ' -f3 steps | median)
+    step=$(awk '{print $1 + $2 + $3}' steps | median)
+    printf '%-9s %9.2f %9.2f %9.2f %9.2f %9.1f %10.1f %12.0f\n' "$(wc -l <audit/entries.jsonl)" \
+        "$gate" "$app" "$ckpt" "$step" "$(median <signs)" "$(echo "$after / 1024" | bc -l)" \
+        "$(echo "($after - $before) / $R" | bc -l)" | tee -a results.txt
+done
+entries=$(wc -l <audit/entries.jsonl)
+commits=$(git -C audit rev-list --count HEAD)
+echo "log: $entries entries, $(kib audit/entries.jsonl) KiB, $commits commits" | tee -a results.txt
+echo "audit verify:                          $(secs "$HSMSIGN" audit verify --public-key audit.pem) s" | tee -a results.txt
+echo "audit verify --git (every commit):     $(secs "$HSMSIGN" audit verify --public-key audit.pem --git) s" | tee -a results.txt
+echo "audit verify --git --checkpoint OLD:   $(secs "$HSMSIGN" audit verify --public-key audit.pem --git --checkpoint old.checkpoint) s ($((2 * R)) commits after OLD)" | tee -a results.txt
+mkdir -p "$ROOT/bench/work" && cp results.txt "$ROOT/bench/work/audit-results.txt"

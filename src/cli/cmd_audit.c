@@ -123,10 +123,11 @@ static const char verify_help[] =
     "                    append-only extension of it (consistency proof)\n"
     "  --git             also walk the directory's git history: every commit\n"
     "                    only appended entries and signed consistent checkpoints\n"
+    "                    (with --checkpoint OLD: from the commit holding OLD on)\n"
     "Exit status 1 when anything does not hold.\n";
 
 static int report_verify(const cli_globals *g, const hs_auditlog_report *rep, bool git,
-                         size_t commits)
+                         const hs_auditgit_report *gr)
 {
     if (g->json) {
         json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:I, s:b}", "ok", 1, "entries",
@@ -136,8 +137,11 @@ static int report_verify(const cli_globals *g, const hs_auditlog_report *rep, bo
                               (json_int_t)rep->uncovered, "torn_last_line", rep->torn);
         if (rep->old_checked)
             json_object_set_new(o, "consistent_with_size", json_integer((json_int_t)rep->old_size));
-        if (git)
-            json_object_set_new(o, "git_commits", json_integer((json_int_t)commits));
+        if (git) {
+            json_object_set_new(o, "git_commits", json_integer((json_int_t)gr->commits));
+            json_object_set_new(o, "git_commits_before_checkpoint",
+                                json_integer((json_int_t)gr->skipped));
+        }
         cli_print_json(o);
         return 0;
     }
@@ -147,8 +151,11 @@ static int report_verify(const cli_globals *g, const hs_auditlog_report *rep, bo
     if (rep->old_checked)
         printf("  append-only extension of the checkpoint of size %llu\n",
                (unsigned long long)rep->old_size);
-    if (git)
-        printf("  git history: %zu commits, append-only\n", commits);
+    if (git && gr->from_checkpoint)
+        printf("  git history: %zu commits from the --checkpoint's, append-only (%zu before it "
+               "not read)\n", gr->commits, gr->skipped);
+    else if (git)
+        printf("  git history: %zu commits, append-only\n", gr->commits);
     if (rep->uncovered > 0)
         printf("  note: %zu entries after the latest checkpoint are not yet signed for\n",
                rep->uncovered);
@@ -195,15 +202,17 @@ static int audit_verify(const cli_globals *g, int argc, char **argv)
         return rc;
     }
     hs_auditlog_report rep;
-    size_t commits = 0;
+    hs_auditgit_report gr;
+    memset(&gr, 0, sizeof gr);
     hs_result r = hs_auditlog_verify(g->audit_log, pub, (const char *)old, old_len, &rep, &e);
+    /* OLD is trusted only once hs_auditlog_verify proved the log extends it. */
     if (r == HS_OK && git)
-        r = hs_auditgit_verify(g->audit_log, pub, &commits, &e);
+        r = hs_auditgit_verify(g->audit_log, pub, (const char *)old, old_len, &gr, &e);
     EVP_PKEY_free(pub);
     free(old);
     if (r != HS_OK)
         return cli_fail(g, &e);
-    return report_verify(g, &rep, git, commits);
+    return report_verify(g, &rep, git, &gr);
 }
 
 /* The newest entry whose input, output or signature is the file. */

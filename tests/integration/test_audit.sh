@@ -198,6 +198,15 @@ check "audit verify --git on the intact history" verify --git
 check "the rewritten log still verifies without --git" verify
 expect_fail "tamper: a rewritten git history is found by --git" 1 "history was rewritten|does not match" \
     verify --git
+# Incremental: --git --checkpoint OLD starts at the commit holding OLD.
+git -C audit show HEAD~2:checkpoint >before-rewrite.checkpoint
+expect_fail "... and by --git --checkpoint OLD when the rewrite is after OLD's commit" 1 \
+    "history was rewritten|does not match" verify --git --checkpoint before-rewrite.checkpoint
+cp audit/checkpoint latest.checkpoint
+check "--git --checkpoint LATEST reads only from the commit that holds it" \
+    verify --git --checkpoint latest.checkpoint
+assert "... and says how many commits it did not read" \
+    grep -Eq "git history: [0-9]+ commits from the --checkpoint's, append-only \([1-9][0-9]* before it not read\)" "$WORK/out"
 
 # --- concurrency: two processes signing at once lose nothing -------------
 tamper
@@ -275,8 +284,11 @@ echo '{"version": 2, "keys": {}}' >policy3.json
 expect_fail "policy: an unknown version is refused" 5 "unknown policy version" hs audit policy policy3.json
 
 # --- never two inconsistent checkpoints -----------------------------------
+# (An edit the fast gate does not read: test_audit_failclosed.sh. Here the
+# state file is gone, so the gate checks every entry.)
 cp -a audit edited
 sed -i '2s/"v":1}$/"v":2}/' edited/entries.jsonl
+rm edited/checkpoint.state
 expect_fail "after an edit, signing is refused (the gate), naming the check" 7 \
     "does not hold.*does not match the first" \
     env HSMSIGN_AUDIT_LOG="$WORK/edited" "$HSMSIGN" sign raw --key rel f1.txt edited.sig

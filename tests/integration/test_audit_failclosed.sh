@@ -32,27 +32,56 @@ damaged() {
     assert "$what: no new entry" test "$(entries)" = "$n_before"
 }
 
+# Removed entries: the fast gate (checkpoint.state) and the full one.
 damaged "entries truncated (last entry removed)" \
-    "does not hold.*covers [0-9]+ entries but the log has only [0-9]+: entries were removed" \
+    "does not hold.*covers [0-9]+ entries.* only [0-9]+.*entries were removed" \
     'head -n -1 good/entries.jsonl >audit/entries.jsonl'
 damaged "entries truncated inside the last entry" \
-    "covers [0-9]+ entries but the log has only" \
+    "covers [0-9]+ entries.* only [0-9]+" \
     'truncate -s -20 audit/entries.jsonl'
-damaged "one entry edited (seq kept)" \
+damaged "entries truncated (last entry removed), no state: full check" \
+    "does not hold.*covers [0-9]+ entries but the log has only [0-9]+: entries were removed" \
+    'head -n -1 good/entries.jsonl >audit/entries.jsonl && rm audit/checkpoint.state'
+damaged "last covered entry edited in place (fast gate)" \
+    "entry [0-9]+ \(the last one the checkpoint covers\) was changed" \
+    'sed -i "\$s/\"v\":1}\$/\"v\":2}/" audit/entries.jsonl && ! cmp -s audit/entries.jsonl good/entries.jsonl'
+damaged "a garbage line appended after the checkpoint" \
+    "not valid JSON" \
+    'echo "garbage" >>audit/entries.jsonl'
+# Entries before the last covered one are not read by the fast gate (see
+# below): with the state file gone, the full check finds these.
+damaged "one entry edited (seq kept), no state: full check" \
     "does not match the first [0-9]+ entries: an entry was changed" \
-    'sed -i "2s/\"v\":1}\$/\"v\":2}/" audit/entries.jsonl && ! cmp -s audit/entries.jsonl good/entries.jsonl'
-damaged "two entries swapped" \
+    'sed -i "2s/\"v\":1}\$/\"v\":2}/" audit/entries.jsonl && ! cmp -s audit/entries.jsonl good/entries.jsonl && rm audit/checkpoint.state'
+damaged "two entries swapped, no state: full check" \
     "entry at line 2 has sequence number 2, expected 1" \
     'python3 -c "
 l = open(\"audit/entries.jsonl\").readlines(); l[1], l[2] = l[2], l[1]
-open(\"audit/entries.jsonl\", \"w\").writelines(l)"'
-damaged "two entries swapped and renumbered" \
+open(\"audit/entries.jsonl\", \"w\").writelines(l)" && rm audit/checkpoint.state'
+damaged "two entries swapped and renumbered, no state: full check" \
     "does not match the first [0-9]+ entries" \
     'python3 -c "
 import json
 l = [json.loads(x) for x in open(\"audit/entries.jsonl\")]; l[1], l[2] = l[2], l[1]
 for i, e in enumerate(l): e[\"seq\"] = i
-open(\"audit/entries.jsonl\", \"w\").write(\"\".join(json.dumps(e, sort_keys=True, separators=(\",\", \":\")) + \"\n\" for e in l))"'
+open(\"audit/entries.jsonl\", \"w\").write(\"\".join(json.dumps(e, sort_keys=True, separators=(\",\", \":\")) + \"\n\" for e in l))" && rm audit/checkpoint.state'
+# A forged state: valid JSON for the checkpoint's size whose subtree roots
+# are not the signed tree's.
+cat >forge_state.py <<'PY'
+import json, sys
+p = sys.argv[1] + "/checkpoint.state"
+s = json.load(open(p))
+s["roots"][0] = ("0" if s["roots"][0][0] != "0" else "1") + s["roots"][0][1:]
+open(p, "w").write(json.dumps(s, sort_keys=True, separators=(",", ":")))
+PY
+damaged "checkpoint.state forged (valid JSON, wrong subtree root)" \
+    "does not hold.*checkpoint.state does not reproduce the root of the signed checkpoint" \
+    'python3 forge_state.py audit'
+damaged "checkpoint.state forged (last entry's hash)" \
+    "does not hold.*checkpoint.state: the last entry's hash is not in the signed tree" \
+    'python3 -c "
+import json; p = \"audit/checkpoint.state\"; s = json.load(open(p))
+s[\"last_leaf\"] = \"00\" * 32; open(p, \"w\").write(json.dumps(s))"'
 damaged "checkpoint deleted while entries exist" \
     "entries.jsonl holds [0-9]+ entries but there is no checkpoint file" \
     'rm audit/checkpoint'
@@ -99,6 +128,33 @@ damaged "an existing empty directory that was never initialized" \
 damaged "a directory holding only an entries file" \
     "holds [0-9]+ entries but there is no checkpoint file.*audit restart" \
     'rm -rf audit && mkdir audit && cp good/entries.jsonl audit/'
+
+# --- checkpoint.state: upgrade and what the fast gate does not read --------
+rm -rf audit && cp -a good audit && rm audit/checkpoint.state
+check "a log without checkpoint.state (an older version's) is checked in full and signs" \
+    hs sign raw --key app data.txt up.sig
+assert "... and gets its state back" test -s audit/checkpoint.state
+size=$(sed -n 2p audit/checkpoint)
+assert "... for its new checkpoint (size $size)" \
+    python3 -c "import json,sys; assert json.load(open('audit/checkpoint.state'))['size'] == $size"
+check "... which verifies" hs audit verify --git
+echo '{"v":1,"size":1,"roots":[]}' >audit/checkpoint.state
+check "a state for another size (a kill between checkpoint and state) means a full check" \
+    hs sign raw --key app data.txt up2.sig
+# An entry before the last covered one, rewritten in place: the fast gate
+# does not read it, so signing goes on; the checkpoint it signs comes from
+# the authenticated state, so it commits to the original entry, and
+# `audit verify` (and git) show the rewrite.
+rm -rf audit && cp -a good audit
+sed -i '2s/"v":1}$/"v":2}/' audit/entries.jsonl
+check "an old entry rewritten in place is not read by the fast gate: signing goes on" \
+    hs sign raw --key app data.txt rw.sig
+expect_fail "... audit verify finds it" 1 "does not match the first [0-9]+ entries" hs audit verify
+sed -i '2s/"v":2}$/"v":1}/' audit/entries.jsonl
+check "... the new checkpoint commits to the original entry: restored, the log verifies" \
+    hs audit verify --checkpoint good/checkpoint
+expect_fail "... and git keeps the rewrite: audit verify --git finds it" 1 \
+    "does not extend the entries of its parent: history was rewritten" hs audit verify --git
 
 # --- what a kill leaves is accepted ----------------------------------------
 # Killed between checkpoints/<size> and checkpoint (history written first),

@@ -280,17 +280,25 @@ static void test_log_sequence_and_torn_line(void **state)
 }
 
 /* The one-pass prefix roots agree with the tree code that reproduces the
- * RFC 6962 vectors (test_merkle), for every size up to 70. */
+ * RFC 6962 vectors (test_merkle), for every size up to 70, and sizes out
+ * of order are refused. */
 static void test_prefix_roots(void **state)
 {
     (void)state;
     hs_auditlog log = make_log(70);
     hs_error e;
+    uint64_t sizes[71];
+    uint8_t roots[71 * HS_MERKLE_HASH_LEN];
+    for (size_t m = 0; m <= log.count; m++)
+        sizes[m] = m;
+    assert_int_equal(hs_auditlog_roots(&log, sizes, log.count + 1, roots, &e), HS_OK);
     for (size_t m = 0; m <= log.count; m++) {
         uint8_t want[HS_MERKLE_HASH_LEN];
         assert_int_equal(hs_merkle_root(log.leaves, m, want, &e), HS_OK);
-        assert_memory_equal(log.roots + m * HS_MERKLE_HASH_LEN, want, HS_MERKLE_HASH_LEN);
+        assert_memory_equal(roots + m * HS_MERKLE_HASH_LEN, want, HS_MERKLE_HASH_LEN);
     }
+    uint64_t bad[2] = {5, 4};
+    assert_int_not_equal(hs_auditlog_roots(&log, bad, 2, roots, &e), HS_OK);
     hs_auditlog_free(&log);
 }
 

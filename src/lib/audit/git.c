@@ -16,6 +16,7 @@
 #include "audit/lock.h"
 #include "audit/log.h"
 #include "audit/record.h"
+#include "audit/state.h"
 #include "util/file.h"
 
 /* What the commits are made as, whatever the operator's git config says. */
@@ -227,8 +228,10 @@ static hs_result stage_checkpoints(const char *dir, git_repository *repo, git_in
 
 static hs_result stage_all(const char *dir, git_repository *repo, git_index *idx, hs_error *e)
 {
+    /* The state is committed too (small), so that `git status` stays
+     * clean; nothing reads it from the history. */
     static const char *const files[] = {HS_AUDIT_ENTRIES_FILE, HS_AUDIT_CHECKPOINT_FILE,
-                                        ".gitignore"};
+                                        HS_AUDIT_STATE_FILE, ".gitignore"};
     hs_result r = HS_OK;
     for (size_t i = 0; r == HS_OK && i < sizeof files / sizeof files[0]; i++)
         r = stage_file(dir, repo, idx, files[i], false, e);

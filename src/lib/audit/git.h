@@ -13,8 +13,8 @@
 #include "util/result.h"
 
 /* Creates the repository on first use, stages entries.jsonl, checkpoint,
- * checkpoints/ and .gitignore (as `git add` would, index included), and
- * commits them as "hsmsign <hsmsign@localhost>" when the tree differs from
+ * checkpoint.state, checkpoints/ and .gitignore (as `git add` would, index
+ * included), and commits them as "hsmsign <hsmsign@localhost>" when the tree differs from
  * HEAD's. The caller holds the audit log's lock (hs_audit_lock): git lock
  * files found then were left by a killed process and are removed.
  * known_changed (the caller has just written a new checkpoint) is no longer
@@ -23,11 +23,26 @@
 hs_result hs_auditgit_commit(const char *dir, const char *message, bool known_changed,
                              bool *committed, hs_error *e) HS_MUST_CHECK;
 
-/* Walks the first-parent history from the root commit to HEAD, then the
- * working tree: each state's entries file starts with the previous
- * state's bytes, each checkpoint verifies with pub and commits to a prefix
- * of its own entries, and checkpoint sizes never decrease. */
-hs_result hs_auditgit_verify(const char *dir, EVP_PKEY *pub, size_t *commits,
-                             hs_error *e) HS_MUST_CHECK;
+typedef struct hs_auditgit_report {
+    size_t commits;       /* commits checked */
+    size_t skipped;       /* commits before the trusted checkpoint's, not read */
+    bool from_checkpoint; /* the walk started at old_note's commit */
+} hs_auditgit_report;
+
+/* Walks the first-parent history to HEAD, then the working tree: each
+ * state's entries file starts with the previous state's bytes, each
+ * checkpoint verifies with pub and commits to a prefix of its own entries,
+ * and checkpoint sizes never decrease. The tree is extended, never
+ * rebuilt: hashing costs the entries once, and each commit a comparison
+ * of its bytes with its parent's (none when the blob is the same).
+ *
+ * old_note (may be NULL): a checkpoint the caller has verified and
+ * trusts (`--checkpoint OLD`, proven a prefix of the latest by
+ * hs_auditlog_verify). The walk then starts at the newest commit whose
+ * checkpoint file is old_note byte for byte, whose entries must give its
+ * root; the commits before it are not read (what they held is what OLD
+ * commits to). With no such commit, from the root commit. */
+hs_result hs_auditgit_verify(const char *dir, EVP_PKEY *pub, const char *old_note, size_t old_len,
+                             hs_auditgit_report *rep, hs_error *e) HS_MUST_CHECK;
 
 #endif

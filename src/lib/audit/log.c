@@ -3,8 +3,10 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #include "audit/lock.h"
 #include "audit/note.h"
 #include "audit/record.h"
+#include "audit/state.h"
 #include "util/encoding.h"
 #include "util/file.h"
 #include "util/stale_tmp.h"
@@ -31,7 +34,6 @@ void hs_auditlog_free(hs_auditlog *log)
     free(log->data);
     free(log->offsets);
     free(log->leaves);
-    free(log->roots);
     memset(log, 0, sizeof *log);
 }
 
@@ -41,29 +43,94 @@ const char *hs_auditlog_entry(const hs_auditlog *log, size_t i, size_t *len)
     return (const char *)log->data + log->offsets[i];
 }
 
-/* The root of every prefix in one pass, so checking a thousand
- * checkpoints costs a thousand lookups rather than a thousand trees. The
- * tree of m leaves is made of the complete subtrees given by m's binary
- * digits, largest first, folded from the right (RFC 6962's split at the
- * largest power of two below m, applied recursively). */
-static hs_result prefix_roots(hs_auditlog *log, hs_error *e)
+hs_result hs_auditlog_roots(const hs_auditlog *log, const uint64_t *sizes, size_t n,
+                            uint8_t *out, hs_error *e)
 {
-    log->roots = malloc((log->count + 1) * HS_MERKLE_HASH_LEN);
-    if (log->roots == NULL)
-        return hs_fail(e, HS_E_NOMEM, "out of memory");
-    hs_result r = hs_merkle_root(log->leaves, 0, log->roots, e);
-    uint8_t stack[64][HS_MERKLE_HASH_LEN], acc[HS_MERKLE_HASH_LEN];
-    size_t depth = 0;
-    for (size_t m = 1; r == HS_OK && m <= log->count; m++) {
-        memcpy(stack[depth++], log->leaves + (m - 1) * HS_MERKLE_HASH_LEN, HS_MERKLE_HASH_LEN);
-        for (size_t t = m; r == HS_OK && (t & 1) == 0; t >>= 1, depth--)
-            r = hs_merkle_node_hash(stack[depth - 2], stack[depth - 1], stack[depth - 2], e);
-        memcpy(acc, stack[depth - 1], sizeof acc);
-        for (size_t i = depth - 1; r == HS_OK && i-- > 0;)
-            r = hs_merkle_node_hash(stack[i], acc, acc, e);
-        memcpy(log->roots + m * HS_MERKLE_HASH_LEN, acc, sizeof acc);
+    hs_auditstate st;
+    hs_auditstate_init(&st);
+    hs_result r = HS_OK;
+    for (size_t k = 0; r == HS_OK && k < n; k++) {
+        if (sizes[k] > log->count || (k > 0 && sizes[k] < sizes[k - 1]))
+            return hs_fail(e, HS_E_INTERNAL, "audit log: roots asked out of order");
+        while (r == HS_OK && st.size < sizes[k])
+            r = hs_auditstate_push_leaf(&st, log->leaves + st.size * HS_MERKLE_HASH_LEN, 0, e);
+        if (r == HS_OK)
+            r = hs_auditstate_root(&st, out + k * HS_MERKLE_HASH_LEN, e);
     }
     return r;
+}
+
+/* Hashing and parsing a large log is spread over the CPUs: each thread
+ * takes a contiguous span of entries. The first failure in log order is
+ * the one reported, as a single thread would. */
+#define MAX_SPANS 8
+#define MIN_SPAN 4096
+
+typedef struct span {
+    const hs_auditlog *log;
+    uint8_t *leaves;
+    size_t begin, end;
+    hs_result r;
+    hs_error e;
+} span;
+
+static void *hash_span(void *arg)
+{
+    span *s = arg;
+    s->r = HS_OK;
+    for (size_t i = s->begin; s->r == HS_OK && i < s->end; i++)
+        s->r = hs_merkle_leaf_hash(s->log->data + s->log->offsets[i],
+                                   s->log->offsets[i + 1] - s->log->offsets[i] - 1,
+                                   s->leaves + i * HS_MERKLE_HASH_LEN, &s->e);
+    return NULL;
+}
+
+static void *check_span(void *arg)
+{
+    span *s = arg;
+    s->r = HS_OK;
+    for (size_t i = s->begin; s->r == HS_OK && i < s->end; i++) {
+        size_t len;
+        const char *line = hs_auditlog_entry(s->log, i, &len);
+        s->r = hs_auditlog_check_entry(line, len, i, &s->e);
+    }
+    return NULL;
+}
+
+/* Runs fn over [0, log->count) in up to MAX_SPANS spans, the first in
+ * this thread; a thread that cannot be started has its span run here. */
+static hs_result run_spans(const hs_auditlog *log, uint8_t *leaves, void *(*fn)(void *),
+                           hs_error *e)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n = log->count / MIN_SPAN + 1;
+    if (n > MAX_SPANS)
+        n = MAX_SPANS;
+    if (cpus > 0 && n > (size_t)cpus)
+        n = (size_t)cpus;
+    span spans[MAX_SPANS];
+    pthread_t tids[MAX_SPANS];
+    bool started[MAX_SPANS] = {false};
+    for (size_t k = 0; k < n; k++) {
+        spans[k] = (span){.log = log, .leaves = leaves, .begin = log->count * k / n,
+                          .end = log->count * (k + 1) / n, .r = HS_OK};
+        hs_error_clear(&spans[k].e);
+    }
+    for (size_t k = 1; k < n; k++)
+        started[k] = pthread_create(&tids[k], NULL, fn, &spans[k]) == 0;
+    fn(&spans[0]);
+    for (size_t k = 1; k < n; k++) {
+        if (started[k])
+            pthread_join(tids[k], NULL);
+        else
+            fn(&spans[k]);
+    }
+    for (size_t k = 0; k < n; k++)
+        if (spans[k].r != HS_OK) {
+            *e = spans[k].e;
+            return spans[k].r;
+        }
+    return HS_OK;
 }
 
 hs_result hs_auditlog_from_bytes(uint8_t *data, size_t len, hs_auditlog *log, hs_error *e)
@@ -76,31 +143,22 @@ hs_result hs_auditlog_from_bytes(uint8_t *data, size_t len, hs_auditlog *log, hs
     log->torn = complete != len;
     log->len = complete;
     size_t lines = 0;
-    for (size_t i = 0; i < complete; i++)
-        lines += data[i] == '\n';
+    for (const uint8_t *p = data, *end = data + complete;
+         p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+        lines++;
     log->offsets = malloc((lines + 1) * sizeof *log->offsets);
     log->leaves = malloc(lines * HS_MERKLE_HASH_LEN + 1);
     if (log->offsets == NULL || log->leaves == NULL) {
         hs_auditlog_free(log);
         return hs_fail(e, HS_E_NOMEM, "out of memory");
     }
-    size_t start = 0, n = 0;
-    for (size_t i = 0; i < complete; i++) {
-        if (data[i] != '\n')
-            continue;
-        log->offsets[n] = start;
-        hs_result r = hs_merkle_leaf_hash(data + start, i - start,
-                                          log->leaves + n * HS_MERKLE_HASH_LEN, e);
-        if (r != HS_OK) {
-            hs_auditlog_free(log);
-            return r;
-        }
-        n++;
-        start = i + 1;
-    }
-    log->offsets[n] = start;
+    size_t n = 0;
+    log->offsets[0] = 0;
+    for (const uint8_t *p = data, *end = data + complete;
+         p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+        log->offsets[++n] = (size_t)(p - data) + 1;
     log->count = n;
-    hs_result r = prefix_roots(log, e);
+    hs_result r = run_spans(log, log->leaves, hash_span, e);
     if (r != HS_OK)
         hs_auditlog_free(log);
     return r;
@@ -127,31 +185,42 @@ hs_result hs_auditlog_load(const char *dir, hs_auditlog *log, hs_error *e)
     return hs_auditlog_from_bytes(data, len, log, e);
 }
 
-hs_result hs_auditlog_check_entries(const hs_auditlog *log, hs_error *e)
+hs_result hs_auditlog_check_entry(const char *line, size_t len, size_t i, hs_error *e)
 {
-    for (size_t i = 0; i < log->count; i++) {
-        size_t len;
-        const char *line = hs_auditlog_entry(log, i, &len);
-        json_error_t jerr;
-        json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-        json_t *seq = json_object_get(o, "seq");
-        bool ok = json_is_object(o) && json_is_integer(seq) &&
-                  json_integer_value(seq) == (json_int_t)i;
-        json_int_t got = json_is_integer(seq) ? json_integer_value(seq) : -1;
-        json_decref(o);
-        if (o == NULL)
-            return hs_fail(e, HS_E_VERIFY, HS_AUDIT_ENTRIES_FILE ": entry %zu (line %zu) is not valid JSON: %s",
-                           i, i + 1, jerr.text);
-        if (!ok)
-            return hs_fail(e, HS_E_VERIFY, HS_AUDIT_ENTRIES_FILE ": entry at line %zu has sequence number %lld, "
-                                           "expected %zu: entries were removed, inserted or "
-                                           "reordered", i + 1, (long long)got, i);
-    }
+    json_error_t jerr;
+    json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *seq = json_object_get(o, "seq");
+    bool ok = json_is_object(o) && json_is_integer(seq) &&
+              json_integer_value(seq) == (json_int_t)i;
+    json_int_t got = json_is_integer(seq) ? json_integer_value(seq) : -1;
+    json_decref(o);
+    if (o == NULL)
+        return hs_fail(e, HS_E_VERIFY, HS_AUDIT_ENTRIES_FILE ": entry %zu (line %zu) is not valid JSON: %s",
+                       i, i + 1, jerr.text);
+    if (!ok)
+        return hs_fail(e, HS_E_VERIFY, HS_AUDIT_ENTRIES_FILE ": entry at line %zu has sequence number %lld, "
+                                       "expected %zu: entries were removed, inserted or "
+                                       "reordered", i + 1, (long long)got, i);
     return HS_OK;
 }
 
-hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note, size_t len,
-                                       EVP_PKEY *pub, hs_checkpoint *cp, hs_error *e)
+hs_result hs_auditlog_check_entries(const hs_auditlog *log, hs_error *e)
+{
+    return run_spans(log, NULL, check_span, e);
+}
+
+hs_result hs_auditlog_compare_root(const hs_checkpoint *cp, const uint8_t root[HS_MERKLE_HASH_LEN],
+                                   hs_error *e)
+{
+    if (!hs_ct_equal(root, cp->root, HS_MERKLE_HASH_LEN))
+        return hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' at size %llu does not match the first "
+                                       "%llu entries: an entry was changed, removed or reordered",
+                       cp->origin, (unsigned long long)cp->size, (unsigned long long)cp->size);
+    return HS_OK;
+}
+
+hs_result hs_auditlog_verify_note(const char *note, size_t len, EVP_PKEY *pub,
+                                  hs_checkpoint *cp, hs_error *e)
 {
     /* The origin names the key, so read it before the signature is checked;
      * nothing else is trusted until then. */
@@ -161,17 +230,32 @@ hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note,
         r = hs_note_verify(note, len, cp->origin, pub, &text_len, e);
     if (r == HS_OK)
         r = hs_checkpoint_parse(note, text_len, cp, e);
-    if (r != HS_OK)
-        return r;
-    if (cp->size > log->count)
+    return r;
+}
+
+/* A checkpoint larger than the log: its last entries were removed. */
+static hs_result check_size(const hs_checkpoint *cp, size_t count, hs_error *e)
+{
+    if (cp->size > count)
         return hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' covers %llu entries but the log has "
                                        "only %zu: entries were removed",
-                       cp->origin, (unsigned long long)cp->size, log->count);
-    if (!hs_ct_equal(log->roots + cp->size * HS_MERKLE_HASH_LEN, cp->root, HS_MERKLE_HASH_LEN))
-        return hs_fail(e, HS_E_VERIFY, "checkpoint of '%s' at size %llu does not match the first "
-                                       "%llu entries: an entry was changed, removed or reordered",
-                       cp->origin, (unsigned long long)cp->size, (unsigned long long)cp->size);
+                       cp->origin, (unsigned long long)cp->size, count);
     return HS_OK;
+}
+
+hs_result hs_auditlog_check_checkpoint(const hs_auditlog *log, const char *note, size_t len,
+                                       EVP_PKEY *pub, hs_checkpoint *cp, hs_error *e)
+{
+    hs_result r = hs_auditlog_verify_note(note, len, pub, cp, e);
+    if (r == HS_OK)
+        r = check_size(cp, log->count, e);
+    if (r != HS_OK)
+        return r;
+    uint8_t root[HS_MERKLE_HASH_LEN];
+    r = hs_auditlog_roots(log, &cp->size, 1, root, e);
+    if (r == HS_OK)
+        r = hs_auditlog_compare_root(cp, root, e);
+    return r;
 }
 
 static char *path_in(const char *dir, const char *name)
@@ -229,12 +313,39 @@ static hs_result write_checkpoint(const char *dir, const hs_checkpoint *cp, cons
     return r;
 }
 
-static hs_result sign_checkpoint(const char *dir, hs_p11 *p, const hs_auditkey *key,
-                                 const hs_auditlog *log, hs_checkpoint_result *res, hs_error *e)
+/* The state is an optimisation that the signed root authenticates: one
+ * that cannot be read or written only costs the next gate a full check,
+ * so failures here are not errors. */
+static bool load_state(const char *dir, hs_auditstate *st)
 {
-    hs_result r = HS_OK;
-    memcpy(res->cp.root, log->roots + log->count * HS_MERKLE_HASH_LEN, HS_MERKLE_HASH_LEN);
-    res->cp.size = log->count;
+    char *text = NULL;
+    size_t len = 0;
+    bool found = false;
+    hs_error ignored;
+    bool ok = read_note(dir, HS_AUDIT_STATE_FILE, &text, &len, &found, &ignored) == HS_OK &&
+              found && hs_auditstate_parse(text, len, st, &ignored) == HS_OK;
+    free(text);
+    return ok;
+}
+
+static void save_state(const char *dir, const hs_auditstate *st)
+{
+    char *text = NULL, *path = path_in(dir, HS_AUDIT_STATE_FILE);
+    size_t len;
+    hs_error ignored;
+    if (path != NULL && hs_auditstate_format(st, &text, &len, &ignored) == HS_OK &&
+        hs_write_file_atomic(path, text, len, 0644, false, &ignored) != HS_OK)
+        hs_error_clear(&ignored); /* the next gate checks in full */
+    free(text);
+    free(path);
+}
+
+/* Signs and writes the checkpoint of st's tree, then st as its state. */
+static hs_result sign_checkpoint(const char *dir, hs_p11 *p, const hs_auditkey *key,
+                                 const hs_auditstate *st, hs_checkpoint_result *res, hs_error *e)
+{
+    hs_result r = hs_auditstate_root(st, res->cp.root, e);
+    res->cp.size = st->size;
     char *text = NULL, *note = NULL;
     uint8_t *sig = NULL;
     size_t sig_len = 0;
@@ -248,6 +359,10 @@ static hs_result sign_checkpoint(const char *dir, hs_p11 *p, const hs_auditkey *
         r = write_checkpoint(dir, &res->cp, note, e);
     if (r == HS_OK)
         res->signed_new = true;
+    /* After the checkpoint: a kill in between leaves a state for an older
+     * size, which the next gate ignores (full check, then rewritten). */
+    if (r == HS_OK)
+        save_state(dir, st);
     free(text);
     free(sig);
     free(note);
@@ -290,10 +405,10 @@ static hs_result check_history_copy(const char *dir, const hs_checkpoint *latest
     return r;
 }
 
-/* The gate itself, under the lock: *log and *latest are the loaded log and
+/* The full check, under the lock: *log and *latest are the loaded log and
  * its verified latest checkpoint (both valid only on success). */
-static hs_result gate_locked(const char *dir, EVP_PKEY *pub, hs_auditlog *log,
-                             hs_checkpoint *latest, hs_error *e)
+static hs_result gate_full(const char *dir, EVP_PKEY *pub, hs_auditlog *log,
+                           hs_checkpoint *latest, hs_error *e)
 {
     hs_result r = hs_auditlog_load(dir, log, e);
     if (r != HS_OK)
@@ -331,24 +446,104 @@ static hs_result gate_locked(const char *dir, EVP_PKEY *pub, hs_auditlog *log,
     return HS_OK;
 }
 
-hs_result hs_auditlog_gate(const char *dir, EVP_PKEY *pub, hs_error *e)
+/* The state of the whole log after a full check: the checkpoint's part
+ * is saved for the next gate, then the entries after it are added. */
+static hs_result state_of(const char *dir, const hs_auditlog *log, uint64_t covered,
+                          hs_auditstate *st, hs_error *e)
+{
+    hs_auditstate_init(st);
+    hs_result r = HS_OK;
+    for (size_t i = 0; r == HS_OK && i < log->count; i++) {
+        if (i == covered)
+            save_state(dir, st);
+        r = hs_auditstate_push_leaf(st, log->leaves + i * HS_MERKLE_HASH_LEN,
+                                    log->offsets[i + 1] - log->offsets[i] - 1, e);
+    }
+    if (r == HS_OK && covered == log->count)
+        save_state(dir, st);
+    return r;
+}
+
+static hs_result gate_slow(const char *dir, EVP_PKEY *pub, hs_auditstate *st,
+                           hs_checkpoint *latest, hs_error *e)
 {
     hs_auditlog log;
-    hs_checkpoint latest;
-    hs_result r = gate_locked(dir, pub, &log, &latest, e);
-    if (r == HS_OK)
-        hs_auditlog_free(&log);
+    hs_result r = gate_full(dir, pub, &log, latest, e);
+    if (r != HS_OK)
+        return r;
+    r = state_of(dir, &log, latest->size, st, e);
+    hs_auditlog_free(&log);
     return r;
+}
+
+/* The fast path: the checkpoint and the state are checked, then only the
+ * entries after the checkpoint are read. *fallback when there is no state
+ * for this checkpoint (nothing was judged yet). */
+static hs_result gate_fast(const char *dir, EVP_PKEY *pub, hs_auditstate *st,
+                           hs_checkpoint *latest, bool *fallback, hs_error *e)
+{
+    *fallback = true;
+    char *note = NULL, *entries = path_in(dir, HS_AUDIT_ENTRIES_FILE);
+    size_t len = 0;
+    bool found = false;
+    if (entries == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    int fd = open(entries, O_RDONLY | O_CLOEXEC);
+    free(entries);
+    hs_result r = fd >= 0 ? read_note(dir, HS_AUDIT_CHECKPOINT_FILE, &note, &len, &found, e)
+                          : HS_OK; /* no entries file: the full check says what is wrong */
+    if (r != HS_OK || !found || !load_state(dir, st))
+        goto out;
+    /* Parsed before its signature is checked only to choose the path; the
+     * checks below start from the verified checkpoint. */
+    if (hs_checkpoint_parse(note, len, latest, e) != HS_OK || latest->size != st->size)
+        goto out;
+    *fallback = false;
+    r = hs_auditlog_verify_note(note, len, pub, latest, e);
+    if (r != HS_OK)
+        hs_error_prefix(e, HS_AUDIT_CHECKPOINT_FILE ": ");
+    if (r == HS_OK)
+        r = check_history_copy(dir, latest, note, len, e);
+    if (r == HS_OK)
+        r = hs_auditstate_check(st, latest, e);
+    if (r == HS_OK)
+        r = hs_auditstate_extend(st, fd, e);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(note);
+    return r;
+}
+
+/* The gate itself, under the lock (log.h): *st is the state of the whole
+ * log and *latest its verified latest checkpoint (valid on success). */
+static hs_result gate_locked(const char *dir, EVP_PKEY *pub, hs_auditstate *st,
+                             hs_checkpoint *latest, hs_error *e)
+{
+    bool fallback;
+    hs_result r = gate_fast(dir, pub, st, latest, &fallback, e);
+    if (r == HS_OK && fallback)
+        return gate_slow(dir, pub, st, latest, e);
+    if (r == HS_E_NOMEM || r == HS_OK)
+        return r;
+    return r == HS_E_AUDIT ? r : refuse(dir, r, e);
+}
+
+hs_result hs_auditlog_gate(const char *dir, EVP_PKEY *pub, hs_error *e)
+{
+    hs_auditstate st;
+    hs_checkpoint latest;
+    return gate_locked(dir, pub, &st, &latest, e);
 }
 
 static hs_result checkpoint_locked(const char *dir, hs_p11 *p, const hs_auditkey *key,
                                    hs_checkpoint_result *res, hs_error *e)
 {
-    hs_auditlog log;
-    hs_result r = gate_locked(dir, key->public_key, &log, &res->cp, e);
+    hs_auditstate st;
+    hs_result r = gate_locked(dir, key->public_key, &st, &res->cp, e);
     if (r != HS_OK)
         return hs_error_prefix(e, "refusing to sign a new checkpoint: ");
-    bool up_to_date = res->cp.size == log.count;
+    bool up_to_date = res->cp.size == st.size;
     /* Entries appended with hs_audit_append_deferred by any process may
      * still be only in the page cache: a checkpoint must never outlive, in
      * a power cut, entries it covers. */
@@ -356,13 +551,12 @@ static hs_result checkpoint_locked(const char *dir, hs_p11 *p, const hs_auditkey
         r = hs_audit_fsync_entries(dir, e);
     /* Keeps the log's origin; size and root are replaced. */
     if (r == HS_OK && !up_to_date)
-        r = sign_checkpoint(dir, p, key, &log, res, e);
+        r = sign_checkpoint(dir, p, key, &st, res, e);
     if (r == HS_OK) {
         char msg[128];
         snprintf(msg, sizeof msg, "audit: %llu entries", (unsigned long long)res->cp.size);
         r = hs_auditgit_commit(dir, msg, !up_to_date, &res->committed, e);
     }
-    hs_auditlog_free(&log);
     return r;
 }
 
@@ -396,26 +590,19 @@ static hs_result create_in(const char *dir, hs_p11 *p, const hs_auditkey *key, h
     hs_checkpoint_result res;
     memset(&res, 0, sizeof res);
     hs_auditlog_origin(p->serial, res.cp.origin);
-    hs_auditlog log;
-    memset(&log, 0, sizeof log);
+    hs_auditstate empty;
+    hs_auditstate_init(&empty);
     char *entries = path_in(dir, HS_AUDIT_ENTRIES_FILE);
-    uint8_t *none = malloc(1);
-    hs_result r = entries != NULL && none != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
+    hs_result r = entries != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
     if (r == HS_OK)
         r = hs_write_file_atomic(entries, "", 0, 0644, false, e);
-    if (r == HS_OK) {
-        r = hs_auditlog_from_bytes(none, 0, &log, e);
-        none = NULL;
-    }
     if (r == HS_OK)
-        r = sign_checkpoint(dir, p, key, &log, &res, e);
+        r = sign_checkpoint(dir, p, key, &empty, &res, e);
     bool committed;
     if (r == HS_OK)
         r = hs_auditgit_commit(dir, "audit: log created", true, &committed, e);
     if (r == HS_OK)
         r = hs_fsync_dir(dir, e);
-    hs_auditlog_free(&log);
-    free(none);
     free(entries);
     return r;
 }
@@ -529,9 +716,44 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Checks every file in DIR/checkpoints/, in size order. */
+static int compare_size(const void *a, const void *b, void *cps)
+{
+    uint64_t x = ((const hs_checkpoint *)cps)[*(const size_t *)a].size,
+             y = ((const hs_checkpoint *)cps)[*(const size_t *)b].size;
+    return x < y ? -1 : x > y;
+}
+
+/* Each checkpoint's root against the tree of its size, all computed in
+ * one pass over the leaves (in size order, whatever the files' names). */
+static hs_result check_roots(const char *dir, const hs_auditlog *log, const hs_checkpoint *cps,
+                             const char *const *names, size_t n, hs_error *e)
+{
+    size_t *order = malloc((n + 1) * sizeof *order);
+    uint64_t *sizes = malloc((n + 1) * sizeof *sizes);
+    uint8_t *roots = malloc((n + 1) * HS_MERKLE_HASH_LEN);
+    hs_result r = order && sizes && roots ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
+    for (size_t i = 0; r == HS_OK && i < n; i++)
+        order[i] = i;
+    if (r == HS_OK)
+        qsort_r(order, n, sizeof *order, compare_size, (void *)cps);
+    for (size_t i = 0; r == HS_OK && i < n; i++)
+        sizes[i] = cps[order[i]].size;
+    if (r == HS_OK)
+        r = hs_auditlog_roots(log, sizes, n, roots, e);
+    for (size_t i = 0; r == HS_OK && i < n; i++) {
+        r = hs_auditlog_compare_root(&cps[order[i]], roots + i * HS_MERKLE_HASH_LEN, e);
+        if (r != HS_OK)
+            hs_error_prefix(e, "audit log %s: %s: ", dir, names[order[i]]);
+    }
+    free(order);
+    free(sizes);
+    free(roots);
+    return r;
+}
+
+/* Checks every file in DIR/checkpoints/. */
 static hs_result verify_history(const char *dir, const hs_auditlog *log, EVP_PKEY *pub,
-                                hs_auditlog_report *rep, hs_error *e)
+                                const hs_checkpoint *latest, hs_auditlog_report *rep, hs_error *e)
 {
     char *hist = path_in(dir, HS_AUDIT_CHECKPOINT_DIR);
     if (hist == NULL)
@@ -564,24 +786,40 @@ static hs_result verify_history(const char *dir, const hs_auditlog *log, EVP_PKE
     closedir(d);
     if (r == HS_OK && n > 1)
         qsort(names, n, sizeof *names, compare_names);
+    /* The latest checkpoint's root is checked in the same pass, last. */
+    hs_checkpoint *cps = r == HS_OK ? malloc((n + 1) * sizeof *cps) : NULL;
+    const char **labels = r == HS_OK ? malloc((n + 1) * sizeof *labels) : NULL;
+    if (r == HS_OK && (cps == NULL || labels == NULL))
+        r = hs_fail(e, HS_E_NOMEM, "out of memory");
+    /* Signatures and sizes first, then every root in one pass. */
     for (size_t i = 0; r == HS_OK && i < n; i++) {
         char *note;
         size_t len;
         bool found;
-        hs_checkpoint cp;
         r = read_note(dir, names[i], &note, &len, &found, e);
         /* Listed a moment ago: a checkpoint vanishing while it is being
          * verified is reported, not read as an empty note. */
         if (r == HS_OK && !found)
             r = hs_fail(e, HS_E_AUDIT, "checkpoint removed during verification");
         if (r == HS_OK)
-            r = hs_auditlog_check_checkpoint(log, note, len, pub, &cp, e);
+            r = hs_auditlog_verify_note(note, len, pub, &cps[i], e);
+        if (r == HS_OK)
+            r = check_size(&cps[i], log->count, e);
         if (r != HS_OK)
             hs_error_prefix(e, "audit log %s: %s: ", dir, names[i]);
-        else
-            rep->checkpoints++;
         free(note);
     }
+    for (size_t i = 0; r == HS_OK && i < n; i++)
+        labels[i] = names[i];
+    if (r == HS_OK) {
+        cps[n] = *latest;
+        labels[n] = "latest checkpoint";
+        r = check_roots(dir, log, cps, labels, n + 1, e);
+    }
+    if (r == HS_OK)
+        rep->checkpoints += n;
+    free(cps);
+    free(labels);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
@@ -649,8 +887,11 @@ hs_result hs_auditlog_verify(const char *dir, EVP_PKEY *pub, const char *old_not
         r = hs_fail(e, log.count > 0 ? HS_E_VERIFY : HS_E_NOTFOUND,
                     "audit log %s has no checkpoint: nothing vouches for its %zu entries", dir,
                     log.count);
+    /* Signature and size here; its root with the history's, in one pass. */
     if (r == HS_OK) {
-        r = hs_auditlog_check_checkpoint(&log, note, len, pub, &latest, e);
+        r = hs_auditlog_verify_note(note, len, pub, &latest, e);
+        if (r == HS_OK)
+            r = check_size(&latest, log.count, e);
         if (r != HS_OK)
             hs_error_prefix(e, "audit log %s: latest checkpoint: ", dir);
     }
@@ -658,7 +899,7 @@ hs_result hs_auditlog_verify(const char *dir, EVP_PKEY *pub, const char *old_not
         rep->checkpoints++;
         rep->checked_size = latest.size;
         rep->uncovered = log.count - (size_t)latest.size;
-        r = verify_history(dir, &log, pub, rep, e);
+        r = verify_history(dir, &log, pub, &latest, rep, e);
     }
     if (r == HS_OK && old_note != NULL)
         r = verify_old(&log, &latest, old_note, old_len, pub, rep, e);

@@ -36,7 +36,6 @@ typedef struct hs_auditlog {
     size_t count;      /* entries */
     size_t *offsets;   /* count + 1 offsets: entry i is [offsets[i], offsets[i+1] - 1) */
     uint8_t *leaves;   /* count leaf hashes */
-    uint8_t *roots;    /* count + 1 roots: roots + 32 * m is the root of the first m */
 } hs_auditlog;
 
 /* Loads DIR/entries.jsonl (absent: an empty log). */
@@ -45,11 +44,27 @@ hs_result hs_auditlog_load(const char *dir, hs_auditlog *log, hs_error *e) HS_MU
 hs_result hs_auditlog_from_bytes(uint8_t *data, size_t len, hs_auditlog *log,
                                  hs_error *e) HS_MUST_CHECK;
 void hs_auditlog_free(hs_auditlog *log);
+/* The roots of the first sizes[k] entries (k < n, sizes ascending, none
+ * above log->count) into out + 32 * k, in one pass over the leaves:
+ * checking any number of checkpoints costs one tree. */
+hs_result hs_auditlog_roots(const hs_auditlog *log, const uint64_t *sizes, size_t n,
+                            uint8_t *out, hs_error *e) HS_MUST_CHECK;
 /* Entry i's bytes, without the newline. */
 const char *hs_auditlog_entry(const hs_auditlog *log, size_t i, size_t *len);
 /* Each entry is a JSON object whose "seq" is its index (catches entries
  * removed, duplicated or swapped even before the tree is compared). */
 hs_result hs_auditlog_check_entries(const hs_auditlog *log, hs_error *e) HS_MUST_CHECK;
+/* One entry line (no newline): a JSON object whose "seq" is i. */
+hs_result hs_auditlog_check_entry(const char *line, size_t len, size_t i,
+                                  hs_error *e) HS_MUST_CHECK;
+
+/* The note's signature, by pub, under the origin it names; *cp is the
+ * signed checkpoint. Says nothing about any log. */
+hs_result hs_auditlog_verify_note(const char *note, size_t len, EVP_PKEY *pub,
+                                  hs_checkpoint *cp, hs_error *e) HS_MUST_CHECK;
+/* HS_E_VERIFY, naming the checkpoint, unless root is cp's root. */
+hs_result hs_auditlog_compare_root(const hs_checkpoint *cp, const uint8_t root[HS_MERKLE_HASH_LEN],
+                                   hs_error *e) HS_MUST_CHECK;
 
 /* Verifies a signed checkpoint note with the auditor's key (the key name
  * is the checkpoint's origin) and that it commits to a prefix of log. */
@@ -73,12 +88,25 @@ hs_result hs_auditlog_init(const char *dir, hs_p11 *p, const hs_auditkey *key,
 
 /* The consistency gate, run with the log's lock held before the first
  * entry of a process is appended (record.c), so before any signature is
- * released: the latest checkpoint exists and verifies with pub, every
- * entry's seq is its index, the entries hash to the checkpoint's root as
- * a prefix (entries after it are those of commands that ended before
- * their checkpoint), and checkpoints/ holds the same checkpoint. Costs one
- * load of the log and one signature verification. HS_E_AUDIT naming the
- * file and the check that failed. */
+ * released: the latest checkpoint exists and verifies with pub,
+ * checkpoints/ holds the same checkpoint, and the log extends it.
+ *
+ * Fast path (a checkpoint.state for the checkpoint's size, state.h): the
+ * state reproduces the signed root (so the signature authenticates it),
+ * the entries file still holds the last covered entry, byte for byte,
+ * where the state says, and every entry after it has its index as seq.
+ * Costs one signature verification, O(log n) hashes and the bytes after
+ * the checkpoint: entries before the last covered one are not re-read
+ * (a rewrite of those in place is found by `audit verify` and git).
+ * A state that claims the checkpoint's size but does not reproduce its
+ * root is refused.
+ *
+ * Full path (no state, one that does not parse, or one for another size:
+ * an older log, or a kill between the checkpoint and its state): every
+ * entry's seq is its index and the first `size` entries hash to the
+ * checkpoint's root; the state is then written (best effort), which is how
+ * logs of earlier versions are upgraded. HS_E_AUDIT naming the file and
+ * the check that failed. */
 hs_result hs_auditlog_gate(const char *dir, EVP_PKEY *pub, hs_error *e) HS_MUST_CHECK;
 
 typedef struct hs_checkpoint_result {
