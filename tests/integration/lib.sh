@@ -113,6 +113,19 @@ shared_softhsm() {
     export SOFTHSM2_CONF=$WORK/hsm/softhsm2.conf
 }
 
+# ceremony_through_shim: the setting of the ceremony fault tests
+# (test_ceremony_abort.sh, test_ceremony_kill.sh): no PINs in the
+# environment, the shim built, a SoftHSM token directory of the test's own,
+# $CUR the SO PIN of tokens made by `fresh LABEL` (user PIN 87654321).
+ceremony_through_shim() {
+    unset HSMSIGN_PIN HSMSIGN_SO_PIN
+    [ -n "${P11SHIM:-}" ] || { echo "SKIP: P11SHIM (tests/p11shim) not built"; exit 77; }
+    shared_softhsm
+    run=0
+    export CUR=12345678
+}
+fresh() { softhsm2-util --init-token --free --label "$1" --so-pin "$CUR" --pin 87654321 >/dev/null; }
+
 # ceremony_config FILE NAME PRIMARY BACKUP THRESHOLD HOLDER...: a
 # provisioning config (docs/ceremony.md) whose holders and roles (admin,
 # operator, auditor) have age identities in ids/NAME.txt, made here when

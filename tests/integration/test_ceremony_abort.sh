@@ -9,13 +9,7 @@
 # its shares by name.
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
-unset HSMSIGN_PIN HSMSIGN_SO_PIN
-[ -n "${P11SHIM:-}" ] || { echo "SKIP: P11SHIM (tests/p11shim) not built"; exit 77; }
-shared_softhsm
-
-run=0
-export CUR=12345678
-fresh() { softhsm2-util --init-token --free --label "$1" --so-pin $CUR --pin 87654321 >/dev/null; }
+ceremony_through_shim
 # stop_at FUNCTION N DESCRIPTION [initialized]: a ceremony onto two new
 # tokens (not initialized, or initialized and in use: --force-reset) whose
 # N-th FUNCTION call fails.

@@ -16,13 +16,7 @@
 #   new directory resets both tokens and succeeds.
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
-unset HSMSIGN_PIN HSMSIGN_SO_PIN
-[ -n "${P11SHIM:-}" ] || { echo "SKIP: P11SHIM (tests/p11shim) not built"; exit 77; }
-shared_softhsm
-
-run=0
-export CUR=12345678
-fresh() { softhsm2-util --init-token --free --label "$1" --so-pin $CUR --pin 87654321 >/dev/null; }
+ceremony_through_shim
 user_pin_works() {
     pkcs11-tool --module "$SOFTHSM_MODULE" --token-label "$1" --login --pin 87654321 \
         --list-objects >/dev/null 2>&1
