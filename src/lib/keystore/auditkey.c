@@ -162,7 +162,7 @@ hs_result hs_auditkey_generate(hs_p11 *p, hs_auditkey_alg want, hs_auditkey *out
     }
     /* Other tokens that refuse part of the template (tpm2-pkcs11 refuses
      * CKA_DECRYPT false): the profile layer's relaxed attempts. */
-    if (rv != CKR_OK && !hs_p11_is_nss(p)) {
+    if (rv != CKR_OK && !hs_p11_is_nss(p) && hs_p11_template_refused(rv)) {
         bool relaxed;
         rv = hs_p11_generate_pair(p, s, &m, pub_t, full_pub, priv_t, full_priv, &out->pub,
                                   &out->priv, &relaxed);

@@ -171,7 +171,7 @@ static CK_ULONG without_false(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TY
     return k;
 }
 
-static bool worth_retrying(CK_RV rv)
+bool hs_p11_template_refused(CK_RV rv)
 {
     return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_TEMPLATE_INCONSISTENT ||
            rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_GENERAL_ERROR;
@@ -198,7 +198,7 @@ CK_RV hs_p11_generate_pair(hs_p11 *p, CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_A
         rv = p->fn->C_GenerateKeyPair(s, m, tp, np, tq, nq, h_pub, h_priv);
         if (rv == CKR_OK)
             *relaxed = relax;
-        if (rv == CKR_OK || !worth_retrying(rv))
+        if (rv == CKR_OK || !hs_p11_template_refused(rv))
             break;
     }
     return rv;

@@ -91,6 +91,11 @@ hs_result hs_p11_check_key_size(hs_p11 *p, CK_MECHANISM_TYPE gen, unsigned long 
  *      sign and decrypt and refuses a template that says otherwise
  *      (CKR_GENERAL_ERROR). *relaxed is set then.
  * Returns the last CK_RV. */
+/* The codes with which tokens refuse part of a key template (tpm2-pkcs11:
+ * CKR_GENERAL_ERROR): worth another try with less; anything else (a
+ * device error) is not retried. */
+bool hs_p11_template_refused(CK_RV rv);
+
 CK_RV hs_p11_generate_pair(hs_p11 *p, CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_ATTRIBUTE *pub,
                            CK_ULONG n_pub, CK_ATTRIBUTE *priv, CK_ULONG n_priv,
                            CK_OBJECT_HANDLE *h_pub, CK_OBJECT_HANDLE *h_priv, bool *relaxed);
