@@ -21,6 +21,7 @@ static const char usage_text[] =
     "  sign       sign files: raw, apk, batch, ota\n"
     "  verify     check signatures: apk\n"
     "  signapk    AOSP signapk.jar's command line (byte-identical output, OUT in place)\n"
+    "  payload-signer  releasetools' --payload_signer: sign a SHA-256 digest (-in HASH -out SIG)\n"
     "  avb        Android Verified Boot: vbmeta, hash/hashtree footers, avbtool helper\n"
     "  ceremony   provision two HSMs with a wrap key split into shares; restore one\n"
     "  shares     verify backup shares against a ceremony transcript\n"
