@@ -89,7 +89,7 @@ cd "$WORK" || exit 1
 assert "  ... and audit_log is where the entry went" test "$(entries)" -gt "$before"
 printf 'auditlog = %s/audit\n' "$WORK" >conf/nodash.conf
 expect_fail "auditlog (no separator) is an unknown key, the known ones listed" 2 \
-    "unknown key 'auditlog' \(known: module, token, pin-source, keystore, audit-log, wrap-key-label" \
+    "unknown key 'auditlog' \(known: module, module-init-args, token, pin-source, keystore, audit-log, wrap-key-label, profile, signature-cache" \
     hs --config conf/nodash.conf key list
 
 # (d) The PIN leaves the environment once read. sign raw logs in, then
