@@ -339,7 +339,7 @@ static int write_output(const cli_globals *g, const char *output, const void *da
 
 static int print_summary(const cli_globals *g, const hs_keyfile *kf)
 {
-    char fp[65], kcv[7], serial_hex[80] = "", id[2 * HS_KEY_ID_MAX + 1] = "", where[160];
+    char fp[65], kcv[7], serial_hex[80] = "", id[2 * HS_KEY_ID_MAX + 1] = "", where[2 * HS_KEY_ID_MAX + 2 * HS_KCV_LEN + sizeof ((hs_keyfile *)0)->wrap_label + 96];
     bool resident = kf->profile == HS_PROFILE_RESIDENT;
     hs_keyfile_fingerprint_hex(kf, fp);
     if (kf->wrap_kcv_unknown)

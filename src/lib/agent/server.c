@@ -105,9 +105,13 @@ static hs_result fill_addr(const char *path, struct sockaddr_un *sa, hs_error *e
 {
     memset(sa, 0, sizeof *sa);
     sa->sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sa->sun_path)
-        return hs_fail(e, HS_E_USAGE, "agent socket path too long: %s", path);
-    memcpy(sa->sun_path, path, strlen(path) + 1);
+    if (path == NULL)
+        return hs_fail(e, HS_E_USAGE, "no agent socket path");
+    size_t n = strlen(path);
+    if (n >= sizeof sa->sun_path)
+        return hs_fail(e, HS_E_USAGE, "agent socket path too long (%zu bytes, at most %zu): %.200s",
+                       n, sizeof sa->sun_path - 1, path);
+    memcpy(sa->sun_path, path, n + 1);
     return HS_OK;
 }
 
