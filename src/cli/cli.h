@@ -139,6 +139,8 @@ int cmd_avb(const cli_globals *g, int argc, char **argv);
  * cli_java_main runs hsmsign_main for `-jar signapk*.jar`, else execs java. */
 int cmd_signapk(const cli_globals *g, int argc, char **argv);
 int cli_sign_ota(const cli_globals *g, int argc, char **argv);
+/* sign apex (cmd_apex.c) */
+int cli_sign_apex(const cli_globals *g, int argc, char **argv);
 int cli_java_main(int argc, char **argv, int (*hsmsign_main)(int, char **));
 int cmd_ceremony(const cli_globals *g, int argc, char **argv);
 int cmd_shares(const cli_globals *g, int argc, char **argv);

@@ -1,4 +1,4 @@
-/* hsmsign sign: raw (more formats join as they land). */
+/* hsmsign sign: raw (more formats join as they land; apk, ota, apex live in their own files). */
 #include <string.h>
 
 #include "cli.h"
@@ -81,6 +81,7 @@ int cmd_sign(const cli_globals *g, int argc, char **argv)
         {"apk", cli_sign_apk, "APK Signature Scheme v2/v3 (v1, v4 on request)"},
         {"batch", cli_sign_batch, "many APKs from a manifest, in one process"},
         {"ota", cli_sign_ota, "OTA package, whole-file signature (signapk -w layout)"},
+        {"apex", cli_sign_apex, "APEX: payload hashtree footer + container (as sign_apex.py)"},
     };
     return cli_dispatch(g, "sign", "Sign artifacts. Every signature is made by the HSM and "
                                    "recorded in the audit log before it is written.",

@@ -92,8 +92,9 @@ static hs_result resolve_md(const hs_avb_footer_opts *o, const char *def, const 
                        *name);
     if (o->partition_name == NULL)
         return hs_fail(e, HS_E_USAGE, "a partition name is required");
+    /* avbtool's default name is empty: the descriptor is the image's own. */
     return hs_avb_partition_name_check((const uint8_t *)o->partition_name,
-                                       strlen(o->partition_name), false, "--partition-name", e);
+                                       strlen(o->partition_name), true, "--partition-name", e);
 }
 
 /* Copies data_size bytes of the input to the temporary file while hashing
@@ -233,8 +234,8 @@ hs_result hs_avb_add_hash_footer(const char *path, const hs_avb_footer_opts *o,
     d.salt = (hs_avb_bytes){salt, salt_len};
     d.digest = (hs_avb_bytes){digest, (size_t)EVP_MD_get_size(md)};
     if ((r = hs_avb_desc_hash(&desc, &d, e)) != HS_OK ||
-        (r = hs_avb_vbmeta_build(&o->vbmeta, desc.data, desc.len, 0, signer, path, &vbmeta, rep,
-                                 e)) != HS_OK)
+        (r = hs_avb_vbmeta_build(&o->vbmeta, desc.data, desc.len, 0, signer,
+                                 o->artifact ? o->artifact : path, &vbmeta, rep, e)) != HS_OK)
         goto out;
     memcpy(rep->image_digest, digest, d.digest.len);
     rep->image_digest_len = d.digest.len;
@@ -303,12 +304,20 @@ hs_result hs_avb_add_hashtree_footer(const char *path, const hs_avb_footer_opts 
                        "%s: FEC generation is not supported; use do_not_generate_fec "
                        "(avbtool --do_not_generate_fec)",
                        path);
+    bool dynamic = o->partition_size == 0; /* avbtool without --partition_size */
+    max_image = UINT64_MAX;
     if ((r = resolve_md(o, "sha1", &alg_name, &md, e)) != HS_OK ||
-        (r = check_partition_size(path, o->partition_size, e)) != HS_OK ||
-        (r = hashtree_max_image(path, o->partition_size, md, &max_image, e)) != HS_OK ||
+        (!dynamic && (r = check_partition_size(path, o->partition_size, e)) != HS_OK) ||
+        (!dynamic && (r = hashtree_max_image(path, o->partition_size, md, &max_image, e)) != HS_OK) ||
         (r = get_salt(o, (size_t)EVP_MD_get_size(md), salt, &salt_len, e)) != HS_OK ||
         (r = open_input(path, &in, e)) != HS_OK)
         return r;
+    if (dynamic && in.file_size % HS_AVB_BLOCK_SIZE != 0) {
+        r = hs_fail(e, HS_E_USAGE, "%s: file size of %llu is not a multiple of the image block "
+                    "size %d", path, (unsigned long long)in.file_size, HS_AVB_BLOCK_SIZE);
+        close(in.fd);
+        return r;
+    }
     hs_avb_buf desc = {0}, vbmeta = {0};
     hs_avb_hashtree t = {0};
     if (!hs_avb_round_up(in.data_size, HS_AVB_BLOCK_SIZE, &padded) || padded > max_image ||
@@ -324,15 +333,20 @@ hs_result hs_avb_add_hashtree_footer(const char *path, const hs_avb_footer_opts 
                                    salt_len, af.fd, af.tmp_path, &t, e)) != HS_OK ||
         (r = hs_atomic_write_all(&af, t.tree, (size_t)t.tree_size, e)) != HS_OK ||
         (r = hashtree_descriptor(o, alg_name, padded, &t, salt, salt_len, &desc, e)) != HS_OK ||
-        (r = hs_avb_vbmeta_build(&o->vbmeta, desc.data, desc.len, 0, signer, path, &vbmeta, rep,
-                                 e)) != HS_OK)
+        (r = hs_avb_vbmeta_build(&o->vbmeta, desc.data, desc.len, 0, signer,
+                                 o->artifact ? o->artifact : path, &vbmeta, rep, e)) != HS_OK)
         goto out;
     memcpy(rep->image_digest, t.root, t.root_len);
     rep->image_digest_len = t.root_len;
     rep->tree_offset = padded;
     rep->tree_size = t.tree_size;
-    r = write_tail(&af, path, &vbmeta, padded + t.tree_size, in.data_size, o->partition_size, rep,
-                   e);
+    uint64_t vbmeta_offset = padded + t.tree_size, partition_size = o->partition_size;
+    if (dynamic) { /* vbmeta padded to a block, then the footer block */
+        uint64_t vb_padded = 0;
+        (void)hs_avb_round_up(vbmeta.len, HS_AVB_BLOCK_SIZE, &vb_padded); /* vbmeta is small */
+        partition_size = vbmeta_offset + vb_padded + HS_AVB_BLOCK_SIZE;
+    }
+    r = write_tail(&af, path, &vbmeta, vbmeta_offset, in.data_size, partition_size, rep, e);
 out:
     hs_avb_hashtree_free(&t);
     hs_avb_buf_free(&desc);

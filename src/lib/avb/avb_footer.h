@@ -3,7 +3,9 @@
  * image and end the partition with the 64-byte AVB footer, byte-identical
  * to avbtool 1.3.0.
  *
- * Layout (partition_size bytes, a multiple of 4096):
+ * Layout (partition_size bytes, a multiple of 4096; for hashtree footers a
+ * partition_size of 0 is avbtool's default: no partition, the footer block
+ * right after the vbmeta, as releasetools re-signs APEX payloads):
  *   hash:     image ‖ zeros to 4096 ‖ vbmeta ‖ zeros ... ‖ footer block
  *   hashtree: image ‖ zeros to 4096 ‖ hash tree ‖ vbmeta ‖ zeros ... ‖ footer block
  * where the footer block is 4032 zero bytes and the AvbFooter.
@@ -28,8 +30,9 @@
 #include "util/result.h"
 
 typedef struct hs_avb_footer_opts {
-    const char *partition_name;
-    uint64_t partition_size;     /* multiple of 4096 */
+    const char *partition_name;  /* "" is avbtool's default (no --partition_name) */
+    uint64_t partition_size;     /* multiple of 4096; hashtree: 0 = end right after the metadata */
+    const char *artifact;        /* names the image in the audit entry; NULL: image_path */
     const char *hash_algorithm;  /* NULL: avbtool's default (sha256 hash, sha1 hashtree) */
     const char *salt_hex;        /* NULL: random salt of the digest size; "": no salt */
     bool do_not_generate_fec;    /* hashtree: required, FEC generation is not supported */
