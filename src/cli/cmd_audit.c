@@ -501,12 +501,14 @@ static int audit_key(const cli_globals *g, int argc, char **argv)
 }
 
 static const char check_help[] =
-    "usage: hsmsign audit check DIR\n"
+    "usage: hsmsign audit check DIR|FILE\n"
     "\n"
-    "Finds the signatures in the artifacts under DIR (*.apk: v1, v2 and v3\n"
-    "signers; *.img: the vbmeta signature of AVB images, vbmeta.img and partition\n"
-    "images with a footer, e.g. an unzipped target-files' IMAGES/; *.zip: the\n"
-    "whole-file signature of OTA packages (signapk -w, sign ota); raw FILE.sig\n"
+    "Finds the signatures in the artifacts under DIR, or in FILE (*.apk: v1, v2\n"
+    "and v3 signers; *.img: the vbmeta signature of AVB images, vbmeta.img and\n"
+    "partition images with a footer, e.g. an unzipped target-files' IMAGES/;\n"
+    "*.zip: the whole-file signature of OTA packages (signapk -w, sign ota);\n"
+    "*.apex: the container's APK signers and the vbmeta signature of its\n"
+    "apex_payload.img, reported as FILE.apex!apex_payload.img; raw FILE.sig\n"
     "next to FILE, SHA-256 RSA PKCS#1 v1.5 or ECDSA), keeps those made\n"
     "by a key of the key store, and reports each that has no audit log entry\n"
     "(matched by the SHA-256 of the signature): a signature made outside the\n"
@@ -519,7 +521,7 @@ static int audit_check(const cli_globals *g, int argc, char **argv)
         return 0;
     }
     if (argc != 2)
-        return cli_usage("audit check", "DIR is required");
+        return cli_usage("audit check", "DIR or FILE is required");
     hs_error e;
     hs_error_clear(&e);
     hs_audit_check_report rep;

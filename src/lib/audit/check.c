@@ -15,6 +15,7 @@
 #include "avb/avb_info.h"
 #include "avb/avb_pubkey.h"
 #include "avb/avb_verify.h"
+#include "apex/apex.h"
 #include "ota/ota_verify.h"
 #include "audit/log.h"
 #include "keystore/keystore.h"
@@ -231,33 +232,65 @@ static hs_result check_raw(checker *c, const char *sig_path, hs_error *e)
  * of the raw signature bytes, which is what the signer recorded for
  * `avb` commands and `avb signing-helper` alike. A .img without AVB
  * metadata (a plain file system image) is not an artifact here. */
+/* One vbmeta's signature: counted when it verifies with the key it
+ * carries (path names the image in a finding). */
+static hs_result check_vbmeta(checker *c, const char *path, const hs_avb_vbmeta *v, hs_error *e)
+{
+    hs_error ignored;
+    if (v->alg->hash_len == 0) /* algorithm NONE: unsigned */
+        return HS_OK;
+    c->rep->signatures++;
+    EVP_PKEY *pub = NULL;
+    uint8_t fp[32];
+    const our_key *k = NULL;
+    if (hs_avb_vbmeta_verify_signature(v, path, &ignored) == HS_OK &&
+        hs_avb_pubkey_decode(v->public_key.p, v->public_key.len, path, &pub, NULL, &ignored) ==
+            HS_OK &&
+        key_fingerprint(pub, fp))
+        k = key_by_fingerprint(c, fp);
+    EVP_PKEY_free(pub);
+    if (k == NULL)
+        return HS_OK;
+    uint8_t h[32];
+    EVP_Digest(v->signature.p, v->signature.len, h, NULL, EVP_sha256(), NULL);
+    return found(c, path, "avb", k, h, e);
+}
+
 static hs_result check_avb(checker *c, const char *path, hs_error *e)
 {
     hs_avb_image img;
     hs_error ignored;
     if (hs_avb_image_load(path, &img, &ignored) != HS_OK)
         return HS_OK;
-    const hs_avb_vbmeta *v = &img.vbmeta;
     c->rep->files++;
-    hs_result r = HS_OK;
-    if (v->alg->hash_len != 0) { /* algorithm NONE: unsigned */
-        c->rep->signatures++;
-        EVP_PKEY *pub = NULL;
-        uint8_t fp[32];
-        const our_key *k = NULL;
-        if (hs_avb_vbmeta_verify_signature(v, path, &ignored) == HS_OK &&
-            hs_avb_pubkey_decode(v->public_key.p, v->public_key.len, path, &pub, NULL,
-                                 &ignored) == HS_OK &&
-            key_fingerprint(pub, fp))
-            k = key_by_fingerprint(c, fp);
-        EVP_PKEY_free(pub);
-        if (k != NULL) {
-            uint8_t h[32];
-            EVP_Digest(v->signature.p, v->signature.len, h, NULL, EVP_sha256(), NULL);
-            r = found(c, path, "avb", k, h, e);
-        }
-    }
+    hs_result r = check_vbmeta(c, path, &img.vbmeta, e);
     hs_avb_image_free(&img);
+    return r;
+}
+
+/* An APEX: the container's APK signatures, and the vbmeta signature of
+ * apex_payload.img, read from the container (reported as
+ * "FILE.apex!apex_payload.img"). A file that is no APEX container (no
+ * readable zip, no payload with a footer) has no payload signature. */
+static hs_result check_apex(checker *c, const char *path, hs_error *e)
+{
+    hs_result r = check_apk(c, path, e);
+    hs_zip z;
+    hs_error ignored;
+    if (r != HS_OK || hs_zip_open(&z, path, &ignored) != HS_OK)
+        return r;
+    const hs_zip_entry *payload;
+    hs_avb_vbmeta v;
+    char *where = NULL;
+    if (hs_apex_payload_vbmeta(&z, &payload, &v, &ignored) == HS_OK) {
+        if (asprintf(&where, "%s!%s", path, HS_APEX_PAYLOAD) < 0)
+            r = hs_fail(e, HS_E_NOMEM, "out of memory");
+        else
+            r = check_vbmeta(c, where, &v, e);
+        free(where);
+    }
+    hs_avb_vbmeta_free(&v);
+    hs_zip_close(&z);
     return r;
 }
 
@@ -290,6 +323,22 @@ static bool ends_with(const char *s, const char *suffix)
     return n > m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* The artifact at path, by its name; other files are not artifacts. */
+static hs_result check_file(checker *c, const char *path, const char *name, hs_error *e)
+{
+    if (ends_with(name, ".apk"))
+        return check_apk(c, path, e);
+    if (ends_with(name, ".apex"))
+        return check_apex(c, path, e);
+    if (ends_with(name, ".sig"))
+        return check_raw(c, path, e);
+    if (ends_with(name, ".img"))
+        return check_avb(c, path, e);
+    if (ends_with(name, ".zip"))
+        return check_ota(c, path, e);
+    return HS_OK;
+}
+
 static hs_result walk(checker *c, const char *dir, unsigned depth, hs_error *e)
 {
     if (depth > MAX_DEPTH)
@@ -311,15 +360,8 @@ static hs_result walk(checker *c, const char *dir, unsigned depth, hs_error *e)
             r = hs_fail(e, HS_E_IO, "%s: %s", path, strerror(errno));
         else if (S_ISDIR(st.st_mode))
             r = walk(c, path, depth + 1, e);
-        else if (S_ISREG(st.st_mode) && ends_with(de->d_name, ".apk"))
-            r = check_apk(c, path, e);
-        else if (S_ISREG(st.st_mode) && ends_with(de->d_name, ".sig"))
-            r = check_raw(c, path, e);
-        else if (S_ISREG(st.st_mode) && ends_with(de->d_name, ".img"))
-            r = check_avb(c, path, e);
-        else if (S_ISREG(st.st_mode) && ends_with(de->d_name, ".zip"))
-            r = check_ota(c, path, e);
-        /* Not read: APEX payloads (apex_payload.img inside a .apex). */
+        else if (S_ISREG(st.st_mode))
+            r = check_file(c, path, de->d_name, e);
         free(path);
     }
     closedir(d);
@@ -334,7 +376,13 @@ hs_result hs_audit_check_dir(const char *log_dir, const char *keystore_dir, cons
     hs_result r = load_keys(&c, keystore_dir, e);
     if (r == HS_OK)
         r = load_logged(&c, log_dir, e);
-    if (r == HS_OK)
+    struct stat st;
+    if (r == HS_OK && stat(dir, &st) != 0)
+        r = hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: %s", dir, strerror(errno));
+    if (r == HS_OK && S_ISREG(st.st_mode)) {
+        const char *base = strrchr(dir, '/');
+        r = check_file(&c, dir, base ? base + 1 : dir, e);
+    } else if (r == HS_OK)
         r = walk(&c, dir, 0, e);
     for (size_t i = 0; i < c.nkeys; i++)
         EVP_PKEY_free(c.keys[i].pub);

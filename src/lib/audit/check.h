@@ -4,7 +4,8 @@
  * read — APK v1, v2 and v3 signers (their signature bytes), raw detached
  * signatures FILE.sig next to FILE, the vbmeta signature of AVB images
  * (*.img: vbmeta images and partition images with a footer) and the
- * whole-file signature of OTA packages (*.zip, signapk -w) — keeps those whose public key is one
+ * whole-file signature of OTA packages (*.zip, signapk -w), an APEX's
+ * container (APK signers) and payload (vbmeta, *.apex) — keeps those whose public key is one
  * of the key store's keys, and reports each whose SHA-256 is the
  * sig_sha256 of no log entry: a signature made outside hsmsign, or with
  * its entry removed. */
@@ -32,6 +33,7 @@ typedef struct hs_audit_check_report {
     hs_audit_finding *findings;
 } hs_audit_check_report;
 
+/* dir may also be a single artifact file. */
 hs_result hs_audit_check_dir(const char *log_dir, const char *keystore_dir, const char *dir,
                              hs_audit_check_report *rep, hs_error *e) HS_MUST_CHECK;
 void hs_audit_check_report_free(hs_audit_check_report *rep);
