@@ -124,7 +124,7 @@ int cli_sign_apex(const cli_globals *g, int argc, char **argv)
     rc = cli_open(g, CLI_SIGNER | CLI_AGENT, &ctx);
     if (rc != 0)
         return rc;
-    hs_apex_sign_result res;
+    hs_apex_sign_result res = {0};
     hs_result r = sign_apex(ctx.signer, &a, &res, &e);
     cli_close(&ctx);
     if (r != HS_OK) {
