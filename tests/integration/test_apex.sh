@@ -4,7 +4,8 @@
 #   - one APEX from the fixture's make_apex.sh (dev keys: AVB's RSA-4096
 #     test key for the payload, an RSA-2048 container key);
 #   - sign_apex.py with file release keys, and `hsmsign sign apex` with the
-#     same keys imported: the two outputs are byte-identical; IN unchanged;
+#     same keys imported, standalone and through `hsmsign agent`: the
+#     outputs are byte-identical; IN unchanged;
 #   - apksigner verify accepts the container; avbtool verify_image accepts
 #     the extracted payload with the release payload key, info_image shows
 #     apex.key kept, apex_pubkey is the key's extract_public_key;
@@ -68,6 +69,21 @@ check "hsmsign sign apex" hs sign apex --payload-key payload --container-key con
     in.apex out.apex
 assert "byte-identical to sign_apex.py with the same keys" cmp -s out.apex ref.apex
 assert "IN is unchanged" test "$(sha256sum <in.apex)" = "$in_sum"
+
+# Through the agent: the client has no PIN and no PKCS#11 module.
+mkdir -m 700 run
+if hs agent start --socket "$WORK/run/agent.sock" --checkpoint-delay 1 >agent.env 2>agent.err; then
+    . ./agent.env >/dev/null
+    check "sign apex through the agent (no PIN, no module in the client)" \
+        env -u HSMSIGN_PIN HSMSIGN_MODULE=/nonexistent/pkcs11.so \
+        "$HSMSIGN" sign apex --payload-key payload --container-key container in.apex agent.apex
+    assert "through the agent: byte-identical to sign_apex.py" cmp -s agent.apex ref.apex
+    check "agent stop" hs agent stop
+    kill "$HSMSIGN_AGENT_PID" 2>/dev/null
+    unset HSMSIGN_AGENT HSMSIGN_AGENT_PID
+else
+    fail "agent start"; sed 's/^/    /' agent.err
+fi
 
 # --- the platform's verifiers ---------------------------------------------------
 check "apksigner verify accepts the container" apksigner verify out.apex
