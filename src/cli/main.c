@@ -18,7 +18,7 @@ static const char usage_text[] =
     "  token      initialize, list and describe tokens (SoftHSM convenience: token init --dir)\n"
     "  wrapkey    create or show the token's AES wrap key\n"
     "  key        generate, import, list and show signing keys\n"
-    "  sign       sign files: raw, apk, batch, ota\n"
+    "  sign       sign files: raw, apk, batch, ota, apex\n"
     "  verify     check signatures: apk\n"
     "  signapk    AOSP signapk.jar's command line (byte-identical output, OUT in place)\n"
     "  payload-signer  releasetools' --payload_signer: sign a SHA-256 digest (-in HASH -out SIG)\n"
