@@ -18,8 +18,9 @@
 #     untouched, no signature logged.
 # Keys: no 4096-bit key is generated (tests/vectors: AVB's test key and
 # tests/vectors/apex/test_payload_rsa4096.pem).
-. "$(dirname "$0")/lib.sh"
-VECTORS=$(cd "$(dirname "$0")/../vectors" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
+VECTORS=${HSMSIGN_VECTORS:-$HERE/../vectors}
 entries() { wc -l <"$HSMSIGN_AUDIT_LOG/entries.jsonl"; }
 ours() { hs --json audit check "$1" | sed -n 's/^ *"ours": \([0-9]*\),*$/\1/p'; }
 setup_token
@@ -84,7 +85,7 @@ for tool in java openssl zip unzip apksigner aapt mke2fs; do
     fi
 done
 
-"$(dirname "$0")/../../scripts/releasetools-fixture" copy "$FIXTURE" rt || {
+"$HERE/../../scripts/releasetools-fixture" copy "$FIXTURE" rt || {
     echo "Bail out! cannot copy the fixture"; exit 1; }
 . rt/scripts/env.sh
 
