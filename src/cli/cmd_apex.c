@@ -70,7 +70,7 @@ static int parse_apex(int argc, char **argv, apex_args *a)
  * the file (the signatures would be logged for an output never written). */
 static hs_result output_dir_writable(const char *out, hs_error *e)
 {
-    char *copy = strdup(out);
+    char *copy = out != NULL ? strdup(out) : NULL;
     if (copy == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
     const char *dir = dirname(copy);
