@@ -47,7 +47,7 @@ old_state() {
     n=$(stat -c %s "$orig")
     assert "$what: original bytes intact" cmp -s -n "$n" "$orig" "$img"
     assert "$what: no AVB footer (not \"AVBf\" at the end)" \
-        test "$(tail -c 64 "$img" | head -c 4 | tr -d '\\0')" != AVBf
+        test "$(tail -c 64 "$img" | head -c 4 | tr -d '\0')" != AVBf
     hs avb info "$orig" >/dev/null 2>info.orig
     hs avb info "$img" >/dev/null 2>info.now
     assert "$what: avb info refuses it as it refused the original" \
