@@ -524,8 +524,9 @@ static const char hash_footer_help[] =
     "\n"
     "`avbtool add_hash_footer`: appends a vbmeta struct with a hash descriptor of\n"
     "IMG and the AVB footer, so IMG fills a partition of N bytes (a multiple of\n"
-    "4096). An existing footer is replaced. IMG is replaced atomically: on any\n"
-    "error it is left unchanged. --salt \"\" means no salt; default: random.\n";
+    "4096). An existing footer is replaced. IMG is changed crash-safely: on any\n"
+    "error it is left unchanged; a crash leaves it as it was or complete (docs/avb.md).\n"
+    "--salt \"\" means no salt; default: random.\n";
 
 static const char hashtree_footer_help[] =
     "usage: hsmsign avb add-hashtree-footer --image IMG --partition-name P --partition-size N\n"
@@ -535,7 +536,8 @@ static const char hashtree_footer_help[] =
     "`avbtool add_hashtree_footer`: appends the dm-verity hash tree, a vbmeta\n"
     "struct with a hashtree descriptor and the AVB footer. FEC generation is not\n"
     "supported (it needs AOSP's fec tool): --do-not-generate-fec is required.\n"
-    "The default hash is sha1, as avbtool's. IMG is replaced atomically.\n";
+    "The default hash is sha1, as avbtool's. IMG is changed crash-safely, in place\n"
+    "(same inode) unless it already has a footer (docs/avb.md).\n";
 
 static int footer_command(const cli_globals *g, int argc, char **argv, bool hashtree)
 {

@@ -349,6 +349,10 @@ static int token_info(const cli_globals *g, int argc, char **argv)
         return cli_fail(g, &e);
     }
     const hs_profile_ops *ops = hs_profile_ops_of(pc.profile);
+    /* A token that can hold no audit key can sign nothing: say so here. */
+    hs_auditkey_alg audit_alg;
+    hs_error audit_e;
+    bool audit_ok = hs_auditkey_choose_alg(p, HS_AUDITKEY_AUTO, &audit_alg, &audit_e) == HS_OK;
     char version[32], cryptoki[32];
     snprintf(version, sizeof version, "%u.%u", mi.lib_major, mi.lib_minor);
     snprintf(cryptoki, sizeof cryptoki, "%u.%u", mi.cryptoki_major, mi.cryptoki_minor);
@@ -365,17 +369,21 @@ static int token_info(const cli_globals *g, int argc, char **argv)
                                            "(`hsmsign wrapkey show`)"
                                          : "none, and no shares: the resident profile keeps "
                                            "each signing key only in this token");
+        printf("  audit key:  %s%s\n", audit_ok ? "possible, " : "impossible: ",
+               audit_ok ? hs_auditkey_alg_name(audit_alg) : audit_e.msg);
     }
     json_t *mechs = info_mechanisms_report(g, p);
     if (g->json) {
         json_t *o = json_pack(
-            "{s:b, s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:b, s:b, s:b, s:b, s:o}",
+            "{s:b, s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:b, s:b, s:b, s:b, s:o, "
+            "s:o}",
             "ok", 1, "token", "label", p->label, "serial", p->serial, "model", p->model,
             "manufacturer", p->manufacturer, "module", "description", mi.description,
             "manufacturer", mi.manufacturer, "version", version, "cryptoki",
             cryptoki, "profile", ops->name, "profile_reason",
             pc.why, "profile_requested", pc.requested, "profile_supported", ops->implemented,
-            "wrap_key", ops->has_wrap_key, "shares", ops->has_wrap_key, "mechanisms", mechs);
+            "wrap_key", ops->has_wrap_key, "shares", ops->has_wrap_key, "mechanisms", mechs,
+            "audit_key_impossible", audit_ok ? json_null() : json_string(audit_e.msg));
         cli_print_json(o);
     } else {
         json_decref(mechs);

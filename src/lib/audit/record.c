@@ -46,6 +46,15 @@ static void fill_operator(hs_audit *a)
 hs_result hs_audit_open(const char *dir, const hs_audit_context *ctx, hs_audit **out, hs_error *e)
 {
     *out = NULL;
+    hs_auditkey_alg alg;
+    /* A token that cannot hold an audit key at all: say which mechanisms it
+     * lacks rather than send the user to `audit init`, which would fail. */
+    if (ctx != NULL && ctx->p11 != NULL &&
+        (ctx->audit_key == NULL || ctx->audit_key->public_key == NULL) &&
+        hs_auditkey_choose_alg(ctx->p11, HS_AUDITKEY_AUTO, &alg, e) != HS_OK) {
+        e->code = HS_E_AUDIT;
+        return hs_error_prefix(e, "audit log %s: ", dir);
+    }
     if (ctx == NULL || ctx->audit_key == NULL || ctx->audit_key->public_key == NULL)
         return hs_fail(e, HS_E_AUDIT,
                        "audit log %s: token '%s' has no audit key ('" HS_AUDITKEY_LABEL "') to "

@@ -76,3 +76,21 @@ hs_result hs_avb_pread_all(int fd, void *buf, size_t len, uint64_t off, const ch
     }
     return HS_OK;
 }
+
+hs_result hs_avb_pwrite_all(int fd, const void *buf, size_t len, uint64_t off, const char *path,
+                            hs_error *e)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return hs_fail(e, HS_E_IO, "%s: write at offset %llu failed: %s", path,
+                           (unsigned long long)off, strerror(errno));
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return HS_OK;
+}

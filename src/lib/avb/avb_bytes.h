@@ -66,5 +66,9 @@ void hs_avb_buf_free(hs_avb_buf *b);
  * continued); end of file before len bytes is an error naming path. */
 hs_result hs_avb_pread_all(int fd, void *buf, size_t len, uint64_t off, const char *path,
                            hs_error *e) HS_MUST_CHECK;
+/* pwrite(2) of exactly len bytes at off (EINTR retried, short writes
+ * continued); a failure names path. */
+hs_result hs_avb_pwrite_all(int fd, const void *buf, size_t len, uint64_t off, const char *path,
+                            hs_error *e) HS_MUST_CHECK;
 
 #endif

@@ -14,45 +14,68 @@
 #include "avb/avb_bytes.h"
 #include "avb/avb_hashtree.h"
 #include "avb/avb_info.h"
+#include "avb/avb_inplace.h"
 #include "util/encoding.h"
 #include "util/file.h"
 
 #define COPY_CHUNK (4u * 1024 * 1024)
 #define MAX_SALT 1024
 
-/* The input image, opened read-only, with any existing footer stripped:
- * data_size is what will be hashed (avbtool: the footer's original size). */
+/* The input image with any existing footer stripped: data_size is what
+ * will be hashed (avbtool: the footer's original size; after an
+ * interrupted in-place write, the size its pending record names). It is
+ * opened for writing when it can be, for the in-place path. */
 typedef struct input_image {
     int fd;
+    bool writable;
     mode_t mode;
     uint64_t file_size, data_size;
-    bool had_footer;
+    bool had_footer, pending;
 } input_image;
+
+static int open_image_fd(const char *path, bool *writable)
+{
+    /* O_NONBLOCK: a FIFO fails the regular-file check, never blocks. */
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+    *writable = fd >= 0;
+    if (fd < 0 && (errno == EACCES || errno == EROFS || errno == ETXTBSY || errno == EPERM))
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    return fd;
+}
+
+static hs_result read_layout(input_image *in, const char *path, hs_error *e)
+{
+    hs_avb_footer f;
+    hs_result r = hs_avb_image_read_footer(in->fd, path, in->file_size, &in->had_footer, &f, e);
+    if (r != HS_OK)
+        return r;
+    in->data_size = in->had_footer ? f.original_image_size : in->file_size;
+    if (!in->had_footer)
+        r = hs_avb_inplace_pending(in->fd, path, in->file_size, &in->pending, &in->data_size, e);
+    return r;
+}
 
 static hs_result open_input(const char *path, input_image *in, hs_error *e)
 {
     struct stat st;
+    memset(&st, 0, sizeof st);
     memset(in, 0, sizeof *in);
-    in->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO fails below, never blocks */
+    in->fd = open_image_fd(path, &in->writable);
     if (in->fd < 0)
         return hs_fail(e, errno == ENOENT ? HS_E_NOTFOUND : HS_E_IO, "%s: cannot open: %s", path,
                        strerror(errno));
-    if (fstat(in->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(in->fd);
-        in->fd = -1;
-        return hs_fail(e, HS_E_IO, "%s: not a regular file", path);
-    }
+    hs_result r = HS_OK;
+    if (fstat(in->fd, &st) != 0 || !S_ISREG(st.st_mode))
+        r = hs_fail(e, HS_E_IO, "%s: not a regular file", path);
     in->mode = st.st_mode & 07777;
     in->file_size = (uint64_t)st.st_size;
-    hs_avb_footer f;
-    hs_result r = hs_avb_image_read_footer(in->fd, path, in->file_size, &in->had_footer, &f, e);
+    if (r == HS_OK)
+        r = read_layout(in, path, e);
     if (r != HS_OK) {
         close(in->fd);
         in->fd = -1;
-        return r;
     }
-    in->data_size = in->had_footer ? f.original_image_size : in->file_size;
-    return HS_OK;
+    return r;
 }
 
 static hs_result check_partition_size(const char *path, uint64_t partition_size, hs_error *e)
@@ -97,11 +120,55 @@ static hs_result resolve_md(const hs_avb_footer_opts *o, const char *def, const 
                                        strlen(o->partition_name), true, "--partition-name", e);
 }
 
-/* Copies data_size bytes of the input to the temporary file while hashing
- * salt ‖ data. */
-static hs_result copy_and_hash(const input_image *in, const char *path, hs_atomic_file *af,
-                               const EVP_MD *md, const uint8_t *salt, size_t salt_len,
-                               uint8_t *digest, hs_error *e)
+/* Where the new tail goes. In place (an image without a footer that we
+ * can write): the image itself, under the protocol of avb_inplace.h, so
+ * the inode and the original bytes stay and nothing is copied. Otherwise
+ * (re-signing an image with a footer, whose signed vbmeta pins the old
+ * hash tree at the very offsets the new one needs, or a read-only file): a
+ * copy of the image in a temporary file renamed over it. */
+typedef struct footer_out {
+    bool in_place;
+    hs_atomic_file af;
+    hs_avb_inplace ip;
+    int fd;           /* the tail's file: the image or the temporary copy */
+    const char *what; /* its name, for errors */
+} footer_out;
+
+/* The file to replace: a symlinked image is replaced at its target, as
+ * avbtool's in-place update would change the target. */
+static hs_result open_copy(footer_out *out, const char *path, mode_t mode, hs_error *e)
+{
+    char *real = realpath(path, NULL);
+    if (real == NULL)
+        return hs_fail(e, HS_E_IO, "%s: cannot resolve path: %s", path, strerror(errno));
+    hs_result r = hs_atomic_open(&out->af, real, mode, e);
+    free(real);
+    out->fd = out->af.fd;
+    out->what = out->af.tmp_path;
+    return r;
+}
+
+static hs_result open_output(footer_out *out, const input_image *in, const char *path,
+                             uint64_t partition_size, hs_error *e)
+{
+    memset(out, 0, sizeof *out);
+    out->af.fd = -1;
+    /* Without a partition size (avbtool's default for APEX payloads) the
+     * footer's place is known only once the vbmeta is built, too late for
+     * the pending record: such images (small, temporary) are copied. */
+    out->in_place = in->writable && !in->had_footer && partition_size != 0;
+    if (!out->in_place)
+        return open_copy(out, path, in->mode, e);
+    out->fd = in->fd;
+    out->what = path;
+    return hs_avb_inplace_begin(&out->ip, in->fd, path, in->data_size, partition_size, e);
+}
+
+/* Hashes salt ‖ the data_size bytes of the input; for a copy, writes them
+ * to the temporary file on the way. */
+static hs_result hash_data(const input_image *in, const char *path, footer_out *out,
+                           const EVP_MD *md, const uint8_t *salt, size_t salt_len,
+                           uint8_t *digest, hs_error *e)
 {
     uint8_t *buf = malloc(COPY_CHUNK);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -114,8 +181,8 @@ static hs_result copy_and_hash(const input_image *in, const char *path, hs_atomi
         r = hs_avb_pread_all(in->fd, buf, n, pos, path, e);
         if (r == HS_OK && !EVP_DigestUpdate(ctx, buf, n))
             r = hs_fail(e, HS_E_CRYPTO, "%s: hashing failed", path);
-        if (r == HS_OK)
-            r = hs_atomic_write_all(af, buf, n, e);
+        if (r == HS_OK && !out->in_place)
+            r = hs_atomic_write_all(&out->af, buf, n, e);
         pos += n;
     }
     if (r == HS_OK && !EVP_DigestFinal_ex(ctx, digest, NULL))
@@ -125,26 +192,10 @@ static hs_result copy_and_hash(const input_image *in, const char *path, hs_atomi
     return r;
 }
 
-static hs_result pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off, const char *path,
-                            hs_error *e)
-{
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return hs_fail(e, HS_E_IO, "%s: write failed: %s", path, strerror(errno));
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return HS_OK;
-}
-
 /* Writes the vbmeta blob at vbmeta_offset and the footer block at the end
  * of the partition; the gap reads as zeros (a hole, like avbtool's
- * DONT_CARE truncate). */
-static hs_result write_tail(hs_atomic_file *af, const char *path, const hs_avb_buf *vbmeta,
+ * DONT_CARE truncate). In place the footer is the publishing write. */
+static hs_result write_tail(footer_out *out, const char *path, const hs_avb_buf *vbmeta,
                             uint64_t vbmeta_offset, uint64_t original_size, uint64_t partition_size,
                             hs_avb_report *rep, hs_error *e)
 {
@@ -156,37 +207,31 @@ static hs_result write_tail(hs_atomic_file *af, const char *path, const hs_avb_b
             "%s: image, metadata and footer (%llu bytes) do not fit the %llu-byte partition", path,
             (unsigned long long)(vbmeta_offset + padded + HS_AVB_BLOCK_SIZE),
             (unsigned long long)partition_size);
-    hs_result r = pwrite_all(af->fd, vbmeta->data, vbmeta->len, vbmeta_offset, af->tmp_path, e);
+    hs_result r =
+        hs_avb_pwrite_all(out->fd, vbmeta->data, vbmeta->len, vbmeta_offset, out->what, e);
     if (r != HS_OK)
         return r;
     uint8_t block[HS_AVB_BLOCK_SIZE];
     memset(block, 0, sizeof block);
     hs_avb_footer f = {1, 0, original_size, vbmeta_offset, vbmeta->len};
-    hs_avb_footer_encode(&f, block + HS_AVB_BLOCK_SIZE - HS_AVB_FOOTER_SIZE);
+    uint8_t *footer = block + HS_AVB_BLOCK_SIZE - HS_AVB_FOOTER_SIZE;
+    hs_avb_footer_encode(&f, footer);
     rep->original_image_size = original_size;
     rep->vbmeta_offset = vbmeta_offset;
     rep->partition_size = partition_size;
-    return pwrite_all(af->fd, block, sizeof block, partition_size - HS_AVB_BLOCK_SIZE, af->tmp_path,
-                      e);
+    if (out->in_place) /* the zeros before it were written by begin */
+        return hs_avb_inplace_publish(&out->ip, footer, e);
+    return hs_avb_pwrite_all(out->fd, block, sizeof block, partition_size - HS_AVB_BLOCK_SIZE,
+                             out->what, e);
 }
 
-/* The file to replace: a symlinked image is replaced at its target, as
- * avbtool's in-place update would change the target. */
-static hs_result open_output(hs_atomic_file *af, const char *path, mode_t mode, hs_error *e)
+static hs_result finish(footer_out *out, input_image *in, hs_result r, hs_error *e)
 {
-    char *real = realpath(path, NULL);
-    if (real == NULL)
-        return hs_fail(e, HS_E_IO, "%s: cannot resolve path: %s", path, strerror(errno));
-    hs_result r = hs_atomic_open(af, real, mode, e);
-    free(real);
-    return r;
-}
-
-static hs_result finish(hs_atomic_file *af, input_image *in, hs_result r, hs_error *e)
-{
-    if (r == HS_OK)
-        r = hs_atomic_commit(af, false, e);
-    hs_atomic_abort(af);
+    if (r == HS_OK && !out->in_place)
+        r = hs_atomic_commit(&out->af, false, e);
+    hs_atomic_abort(&out->af);
+    if (r != HS_OK && out->in_place)
+        hs_avb_inplace_rollback(&out->ip);
     close(in->fd);
     return r;
 }
@@ -195,7 +240,7 @@ hs_result hs_avb_add_hash_footer(const char *path, const hs_avb_footer_opts *o,
                                  const hs_sign_fn *signer, hs_avb_report *rep, hs_error *e)
 {
     input_image in;
-    hs_atomic_file af = {.fd = -1};
+    footer_out out = {.af = {.fd = -1}};
     const char *alg_name;
     const EVP_MD *md;
     uint8_t salt[MAX_SALT], digest[EVP_MAX_MD_SIZE];
@@ -222,9 +267,10 @@ hs_result hs_avb_add_hash_footer(const char *path, const hs_avb_footer_opts *o,
                     (unsigned long long)o->partition_size);
         goto out;
     }
-    if ((r = open_output(&af, path, in.mode, e)) != HS_OK ||
-        (r = copy_and_hash(&in, path, &af, md, salt, salt_len, digest, e)) != HS_OK)
+    if ((r = open_output(&out, &in, path, o->partition_size, e)) != HS_OK ||
+        (r = hash_data(&in, path, &out, md, salt, salt_len, digest, e)) != HS_OK)
         goto out;
+    hs_avb_inplace_crash_point(2);
     hs_avb_desc d;
     memset(&d, 0, sizeof d);
     d.image_size = in.data_size;
@@ -242,11 +288,11 @@ hs_result hs_avb_add_hash_footer(const char *path, const hs_avb_footer_opts *o,
     uint64_t vbmeta_offset = 0;
     (void)hs_avb_round_up(in.data_size, HS_AVB_BLOCK_SIZE,
                           &vbmeta_offset); /* cannot overflow: data_size < partition_size */
-    r = write_tail(&af, path, &vbmeta, vbmeta_offset, in.data_size, o->partition_size, rep, e);
+    r = write_tail(&out, path, &vbmeta, vbmeta_offset, in.data_size, o->partition_size, rep, e);
 out:
     hs_avb_buf_free(&desc);
     hs_avb_buf_free(&vbmeta);
-    return finish(&af, &in, r, e);
+    return finish(&out, &in, r, e);
 }
 
 /* avbtool's room check: the image plus a tree for the whole partition plus
@@ -291,7 +337,7 @@ hs_result hs_avb_add_hashtree_footer(const char *path, const hs_avb_footer_opts 
                                      const hs_sign_fn *signer, hs_avb_report *rep, hs_error *e)
 {
     input_image in;
-    hs_atomic_file af = {.fd = -1};
+    footer_out out = {.af = {.fd = -1}};
     const char *alg_name;
     const EVP_MD *md;
     uint8_t salt[MAX_SALT];
@@ -328,11 +374,17 @@ hs_result hs_avb_add_hashtree_footer(const char *path, const hs_avb_footer_opts 
                     (unsigned long long)o->partition_size);
         goto out;
     }
-    if ((r = open_output(&af, path, in.mode, e)) != HS_OK ||
+    /* In place the image is only read (its zero padding to a block is a
+     * hole past the old end); a copy gets the padded image from the same
+     * pass. The tree goes right after the padded image either way. */
+    if ((r = open_output(&out, &in, path, o->partition_size, e)) != HS_OK ||
         (r = hs_avb_hashtree_build(in.fd, path, in.data_size, padded, HS_AVB_BLOCK_SIZE, md, salt,
-                                   salt_len, af.fd, af.tmp_path, &t, e)) != HS_OK ||
-        (r = hs_atomic_write_all(&af, t.tree, (size_t)t.tree_size, e)) != HS_OK ||
-        (r = hashtree_descriptor(o, alg_name, padded, &t, salt, salt_len, &desc, e)) != HS_OK ||
+                                   salt_len, out.in_place ? -1 : out.fd, out.what, &t, e)) !=
+            HS_OK ||
+        (r = hs_avb_pwrite_all(out.fd, t.tree, (size_t)t.tree_size, padded, out.what, e)) != HS_OK)
+        goto out;
+    hs_avb_inplace_crash_point(2);
+    if ((r = hashtree_descriptor(o, alg_name, padded, &t, salt, salt_len, &desc, e)) != HS_OK ||
         (r = hs_avb_vbmeta_build(&o->vbmeta, desc.data, desc.len, 0, signer,
                                  o->artifact ? o->artifact : path, &vbmeta, rep, e)) != HS_OK)
         goto out;
@@ -346,10 +398,10 @@ hs_result hs_avb_add_hashtree_footer(const char *path, const hs_avb_footer_opts 
         (void)hs_avb_round_up(vbmeta.len, HS_AVB_BLOCK_SIZE, &vb_padded); /* vbmeta is small */
         partition_size = vbmeta_offset + vb_padded + HS_AVB_BLOCK_SIZE;
     }
-    r = write_tail(&af, path, &vbmeta, vbmeta_offset, in.data_size, partition_size, rep, e);
+    r = write_tail(&out, path, &vbmeta, vbmeta_offset, in.data_size, partition_size, rep, e);
 out:
     hs_avb_hashtree_free(&t);
     hs_avb_buf_free(&desc);
     hs_avb_buf_free(&vbmeta);
-    return finish(&af, &in, r, e);
+    return finish(&out, &in, r, e);
 }

@@ -10,13 +10,13 @@
  *   hashtree: image ‖ zeros to 4096 ‖ hash tree ‖ vbmeta ‖ zeros ... ‖ footer block
  * where the footer block is 4032 zero bytes and the AvbFooter.
  *
- * Like avbtool, the image is modified in place and an existing footer is
- * replaced (the image is cut back to the footer's original size first).
- * Unlike avbtool, the change is crash-safe: the new image is written to a
- * temporary file beside it, fsynced and renamed over the original, so the
- * path holds either the old image or the complete new one, and any error
- * leaves the image unchanged. The image is read once, in bounded chunks,
- * and copied while it is hashed. FEC is not generated (it needs AOSP's
+ * Like avbtool, an existing footer is replaced (the image is cut back to
+ * the footer's original size first). Unlike avbtool, the change is
+ * crash-safe and any error leaves the image unchanged: an image without a
+ * footer is changed in place (same inode, only the tail written) under the
+ * protocol of avb_inplace.h; an image with a footer (or one not writable)
+ * is rewritten to a temporary file beside it, fsynced and renamed over the
+ * original. The image is read once, in bounded chunks. FEC is not generated (it needs AOSP's
  * `fec` tool): callers must set do_not_generate_fec, as avbtool's
  * --do_not_generate_fec. */
 #ifndef HSMSIGN_ANDROID_AVB_FOOTER_H

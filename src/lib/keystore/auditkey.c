@@ -4,11 +4,13 @@
 #include <openssl/ec.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "keystore/custody.h"
 #include "keystore/kwp.h"
+#include "p11/ckr.h"
 #include "p11/profile.h"
 #include "util/file.h"
 #include "p11/objects.h"
@@ -83,13 +85,24 @@ static hs_result find_pair(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *pri
     return r;
 }
 
+/* Appends the name of m to missing when the token lacks it for flag. */
+static bool has_mech(hs_p11 *p, CK_MECHANISM_TYPE m, CK_FLAGS flag, char *missing, size_t cap)
+{
+    hs_error ignored;
+    if (hs_p11_require_mechanism(p, m, flag, "the audit key", &ignored) == HS_OK)
+        return true;
+    size_t len = strlen(missing);
+    snprintf(missing + len, cap - len, "%s%s", len ? ", " : "", hs_ckm_name(m));
+    return false;
+}
+
 hs_result hs_auditkey_choose_alg(hs_p11 *p, hs_auditkey_alg want, hs_auditkey_alg *alg,
                                  hs_error *e)
 {
-    hs_error ignored;
-    bool eddsa = hs_p11_require_mechanism(p, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR,
-                                          "the audit key", &ignored) == HS_OK &&
-                 hs_p11_require_mechanism(p, CKM_EDDSA, CKF_SIGN, "the audit key", &ignored) == HS_OK;
+    char missing[160] = "";
+    bool gen = has_mech(p, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR, missing,
+                        sizeof missing);
+    bool eddsa = has_mech(p, CKM_EDDSA, CKF_SIGN, missing, sizeof missing) && gen;
     if (want == HS_AUDITKEY_ED25519 && !eddsa)
         return hs_fail(e, HS_E_P11, "token '%s' cannot make an Ed25519 audit key (no CKM_EDDSA)",
                        p->label);
@@ -98,6 +111,19 @@ hs_result hs_auditkey_choose_alg(hs_p11 *p, hs_auditkey_alg want, hs_auditkey_al
         return HS_OK;
     }
     *alg = HS_AUDITKEY_P256;
+    if (want == HS_AUDITKEY_AUTO) {
+        /* Neither kind: name every missing mechanism at once, and what it
+         * means (opencryptoki's soft token has no EC at all). */
+        gen = has_mech(p, CKM_EC_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR, missing, sizeof missing);
+        if (!(has_mech(p, CKM_ECDSA, CKF_SIGN, missing, sizeof missing) && gen))
+            return hs_fail(e, HS_E_P11,
+                           "token '%s' can make no audit key: it lacks %s (an audit key is "
+                           "Ed25519, CKM_EC_EDWARDS_KEY_PAIR_GEN + CKM_EDDSA, or P-256, "
+                           "CKM_EC_KEY_PAIR_GEN + CKM_ECDSA). Every signature is recorded in an "
+                           "audit log signed by a key in the token, so hsmsign cannot sign with "
+                           "this token",
+                           p->label, missing);
+    }
     hs_result r = hs_p11_require_mechanism(p, CKM_EC_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR,
                                            "the audit key", e);
     if (r == HS_OK)
