@@ -652,7 +652,7 @@ static hs_result reuse(hs_signer *s, loaded_key *k, const hs_sign_request *req, 
     uint8_t sig_sha[32];
     SHA256(en->sig, en->sig_len, sig_sha);
     hs_audit_entry ae;
-    fill_entry(&ae, "reuse", k, req, sig_sha);
+    fill_entry(&ae, HS_AUDIT_OP_REUSE, k, req, sig_sha);
     ae.reuse_of_seq = &en->seq;
     ae.reuse_of_batch = en->batch;
     *sig = malloc(en->sig_len);
@@ -884,7 +884,7 @@ hs_result hs_signer_record_output(hs_signer *s, const char *purpose, const char 
     if (s->remote.record_output != NULL)
         return s->remote.record_output(s->remote.ctx, purpose, key_name, artifact, input_sha256,
                                        output_sha256, e);
-    hs_audit_entry en = {.operation = "output", .purpose = purpose, .key_name = key_name,
+    hs_audit_entry en = {.operation = HS_AUDIT_OP_OUTPUT, .purpose = purpose, .key_name = key_name,
                          .key_fingerprint = kf->fingerprint, .artifact = artifact,
                          .input_sha256 = input_sha256, .output_sha256 = output_sha256};
     return hs_audit_append(s->audit, &en, NULL, e);
