@@ -110,6 +110,12 @@ void cli_note(const cli_globals *g, const char *fmt, ...) HS_PRINTF(2, 3);
 /* True when argv holds -h/--help before any "--". */
 bool cli_wants_help(int argc, char **argv);
 
+/* The prelude of a subcommand without options that takes exactly `want`
+ * arguments: -h/--help prints help and gives 0, another count is a usage
+ * error naming `missing` (2); -1 means: run the command. */
+int cli_plain_args(int argc, char **argv, int want, const char *command, const char *help,
+                   const char *missing);
+
 /* Parses a non-negative integer option; returns false on junk. */
 bool cli_parse_uint(const char *s, unsigned long max, unsigned long *out);
 

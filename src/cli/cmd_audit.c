@@ -446,12 +446,9 @@ static int audit_create(const cli_globals *g, const char *reason)
 
 static int audit_init(const cli_globals *g, int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        fputs(init_help, stdout);
-        return 0;
-    }
-    if (argc != 1)
-        return cli_usage("audit init", "no arguments are taken");
+    int pre = cli_plain_args(argc, argv, 0, "audit init", init_help, NULL);
+    if (pre >= 0)
+        return pre;
     return audit_create(g, NULL);
 }
 
@@ -466,12 +463,9 @@ static const char checkpoint_help[] =
 
 static int audit_checkpoint(const cli_globals *g, int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        fputs(checkpoint_help, stdout);
-        return 0;
-    }
-    if (argc != 1)
-        return cli_usage("audit checkpoint", "no arguments are taken");
+    int pre = cli_plain_args(argc, argv, 0, "audit checkpoint", checkpoint_help, NULL);
+    if (pre >= 0)
+        return pre;
     cli_ctx ctx;
     int rc = cli_open(g, CLI_LOGIN, &ctx);
     if (rc != 0)
@@ -533,17 +527,17 @@ static int audit_restart(const cli_globals *g, int argc, char **argv)
     return audit_create(g, reason);
 }
 
+static const char key_help[] =
+    "usage: hsmsign audit key\n\nPrints the token's audit public key (PEM), the one auditors give "
+    "to\n`audit verify --public-key` and `openssl`.\n";
+
 static int audit_key(const cli_globals *g, int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        fputs("usage: hsmsign audit key\n\nPrints the token's audit public key (PEM), the one "
-              "auditors give to\n`audit verify --public-key` and `openssl`.\n", stdout);
-        return 0;
-    }
-    if (argc != 1)
-        return cli_usage("audit key", "no arguments are taken");
+    int rc = cli_plain_args(argc, argv, 0, "audit key", key_help, NULL);
+    if (rc >= 0)
+        return rc;
     EVP_PKEY *pub = NULL;
-    int rc = auditor_key(g, NULL, &pub);
+    rc = auditor_key(g, NULL, &pub);
     if (rc != 0)
         return rc;
     hs_error e;
@@ -573,12 +567,9 @@ static const char check_help[] =
 
 static int audit_check(const cli_globals *g, int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        fputs(check_help, stdout);
-        return 0;
-    }
-    if (argc != 2)
-        return cli_usage("audit check", "DIR is required");
+    int pre = cli_plain_args(argc, argv, 1, "audit check", check_help, "DIR is required");
+    if (pre >= 0)
+        return pre;
     hs_error e;
     hs_error_clear(&e);
     hs_audit_check_report rep;

@@ -89,12 +89,9 @@ static const char create_help[] =
 
 static int wrapkey_create(const cli_globals *g, int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        fputs(create_help, stdout);
-        return 0;
-    }
-    if (argc != 1)
-        return cli_usage("wrapkey create", "no arguments are taken");
+    int pre = cli_plain_args(argc, argv, 0, "wrapkey create", create_help, NULL);
+    if (pre >= 0)
+        return pre;
     cli_ctx ctx;
     int rc = cli_open(g, CLI_LOGIN, &ctx);
     if (rc != 0)
