@@ -12,6 +12,7 @@
 #include "keystore/auditkey.h"
 #include "util/encoding.h"
 #include "util/file.h"
+#include "util/json.h"
 
 static json_t *hex(const uint8_t *b, size_t n)
 {
@@ -505,12 +506,14 @@ hs_result hs_transcript_parse(const char *text, size_t len, const char *source,
 {
     *out = NULL;
     const char *src = source != NULL ? source : "(input)";
-    json_error_t je;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    if (root == NULL)
-        return hs_fail(e, HS_E_FORMAT, "transcript %s: line %d: %s", src, je.line, je.text);
+    char what[sizeof "transcript " + 4096]; /* a path; hs_error truncates longer */
+    snprintf(what, sizeof what, "transcript %s", src);
+    json_t *root;
+    hs_result r = hs_json_load_strict(text, len, what, &root, e);
+    if (r != HS_OK)
+        return r;
     hs_transcript *t = calloc(1, sizeof *t);
-    hs_result r = t == NULL ? hs_fail(e, HS_E_NOMEM, "out of memory") : parse_root(root, t, src, e);
+    r = t == NULL ? hs_fail(e, HS_E_NOMEM, "out of memory") : parse_root(root, t, src, e);
     json_decref(root);
     if (r != HS_OK) {
         hs_transcript_free(t);
