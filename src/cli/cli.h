@@ -116,6 +116,11 @@ bool cli_wants_help(int argc, char **argv);
 int cli_plain_args(int argc, char **argv, int want, const char *command, const char *help,
                    const char *missing);
 
+/* The same for a command that takes no argument, then cli_open(what):
+ * -1 when ctx is open (the caller cli_closes it), else the exit status. */
+int cli_plain_open(const cli_globals *g, int argc, char **argv, const char *command,
+                   const char *help, unsigned what, cli_ctx *ctx);
+
 /* Parses a non-negative integer option; returns false on junk. */
 bool cli_parse_uint(const char *s, unsigned long max, unsigned long *out);
 

@@ -463,12 +463,9 @@ static const char checkpoint_help[] =
 
 static int audit_checkpoint(const cli_globals *g, int argc, char **argv)
 {
-    int pre = cli_plain_args(argc, argv, 0, "audit checkpoint", checkpoint_help, NULL);
-    if (pre >= 0)
-        return pre;
     cli_ctx ctx;
-    int rc = cli_open(g, CLI_LOGIN, &ctx);
-    if (rc != 0)
+    int rc = cli_plain_open(g, argc, argv, "audit checkpoint", checkpoint_help, CLI_LOGIN, &ctx);
+    if (rc >= 0)
         return rc;
     hs_error e;
     hs_error_clear(&e);

@@ -89,12 +89,9 @@ static const char create_help[] =
 
 static int wrapkey_create(const cli_globals *g, int argc, char **argv)
 {
-    int pre = cli_plain_args(argc, argv, 0, "wrapkey create", create_help, NULL);
-    if (pre >= 0)
-        return pre;
     cli_ctx ctx;
-    int rc = cli_open(g, CLI_LOGIN, &ctx);
-    if (rc != 0)
+    int rc = cli_plain_open(g, argc, argv, "wrapkey create", create_help, CLI_LOGIN, &ctx);
+    if (rc >= 0)
         return rc;
     hs_error e;
     hs_error_clear(&e);

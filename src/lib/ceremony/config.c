@@ -260,24 +260,20 @@ static hs_result parse_root(json_t *root, hs_ceremony_config *c, const char *src
     return r;
 }
 
+static hs_result read_root(json_t *root, void *c, const char *src, hs_error *e)
+{
+    return parse_root(root, c, src, e);
+}
+
 hs_result hs_ceremony_config_parse(const char *text, size_t len, const char *source,
                                    hs_ceremony_config **out, hs_error *e)
 {
-    *out = NULL;
     const char *src = source != NULL ? source : "ceremony config";
-    json_t *root;
-    hs_result r = hs_json_load_strict(text, len, src, &root, e);
-    if (r != HS_OK)
-        return r;
-    hs_ceremony_config *c = calloc(1, sizeof *c);
-    r = c == NULL ? hs_fail(e, HS_E_NOMEM, "out of memory") : parse_root(root, c, src, e);
-    json_decref(root);
-    if (r != HS_OK) {
-        free(c);
-        return r;
-    }
+    void *c;
+    hs_result r = hs_json_read_object(text, len, src, src, sizeof(hs_ceremony_config), read_root,
+                                      free, &c, e);
     *out = c;
-    return HS_OK;
+    return r;
 }
 
 hs_result hs_ceremony_config_load(const char *path, hs_ceremony_config **out, hs_error *e)

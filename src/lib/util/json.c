@@ -1,6 +1,7 @@
 /* Strict JSON readers (see json.h). */
 #include "util/json.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 hs_result hs_json_load_strict(const char *text, size_t len, const char *what, json_t **root,
@@ -10,6 +11,26 @@ hs_result hs_json_load_strict(const char *text, size_t len, const char *what, js
     *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (*root == NULL)
         return hs_fail(e, HS_E_FORMAT, "%s: line %d: %s", what, je.line, je.text);
+    return HS_OK;
+}
+
+hs_result hs_json_read_object(const char *text, size_t len, const char *what, const char *src,
+                              size_t size, hs_json_reader read, void (*release)(void *),
+                              void **out, hs_error *e)
+{
+    *out = NULL;
+    json_t *root;
+    hs_result r = hs_json_load_strict(text, len, what, &root, e);
+    if (r != HS_OK)
+        return r;
+    void *obj = calloc(1, size);
+    r = obj == NULL ? hs_fail(e, HS_E_NOMEM, "out of memory") : read(root, obj, src, e);
+    json_decref(root);
+    if (r != HS_OK) {
+        release(obj);
+        return r;
+    }
+    *out = obj;
     return HS_OK;
 }
 

@@ -21,6 +21,16 @@
 hs_result hs_json_load_strict(const char *text, size_t len, const char *what, json_t **root,
                               hs_error *e) HS_MUST_CHECK;
 
+/* Fills a zeroed object from the document's root; src names the input. */
+typedef hs_result (*hs_json_reader)(json_t *root, void *obj, const char *src, hs_error *e);
+
+/* The whole read of a JSON file into a new object: hs_json_load_strict
+ * (errors named by what), calloc(size), read; on failure the object is
+ * released (release, e.g. free) and *out stays NULL. */
+hs_result hs_json_read_object(const char *text, size_t len, const char *what, const char *src,
+                              size_t size, hs_json_reader read, void (*release)(void *),
+                              void **out, hs_error *e) HS_MUST_CHECK;
+
 /* obj has names[0..n_required) and no key outside names[0..n).
  * HS_E_FORMAT "WHAT: field 'WHEREkey' is missing" or
  * "WHAT: unknown field 'WHEREkey'". */
