@@ -13,6 +13,7 @@
 #include "keystore/wrapkey.h"
 #include "p11/p11.h"
 #include "p11/profile.h"
+#include "signer/artcache.h"
 #include "signer/signer.h"
 #include "util/result.h"
 
@@ -29,6 +30,9 @@ typedef struct cli_globals {
     /* --signature-cache DIR|off, HSMSIGN_SIGNATURE_CACHE, config
      * "signature-cache"; NULL: the default (cmd_cache.c, docs/cache.md). */
     const char *signature_cache;
+    /* --artifact-cache DIR|on|off, HSMSIGN_ARTIFACT_CACHE, config
+     * "artifact-cache"; NULL: off (cli_artcache.h). */
+    const char *artifact_cache;
     const char *config;     /* --config (else HSMSIGN_CONFIG, per-user, system: config.h) */
     bool accept_custody_gap; /* --accept-custody-gap, HSMSIGN_ACCEPT_CUSTODY_GAP=1 */
     bool json;
@@ -165,6 +169,8 @@ int cmd_payload_signer(const cli_globals *g, int argc, char **argv);
  * signer gets from cli_open: *out NULL when the cache is off. */
 int cmd_cache(const cli_globals *g, int argc, char **argv);
 hs_result cli_open_sigcache(const cli_globals *g, hs_sigcache **out, hs_error *e) HS_MUST_CHECK;
+/* The artifact cache (--artifact-cache; off by default): *out NULL when off. */
+hs_result cli_open_artcache(const cli_globals *g, hs_artcache **out, hs_error *e) HS_MUST_CHECK;
 /* key export-releasetools (cmd_key_export.c). */
 int cli_key_export_releasetools(const cli_globals *g, int argc, char **argv);
 

@@ -8,6 +8,11 @@
 #     signature; `audit verify` accepts the deferred tail and reports it, and
 #     the next fresh signature's checkpoint (or `audit checkpoint`) covers
 #     it; `audit check` passes;
+#   - the artifact cache (--artifact-cache, opt-in): a second `sign apk` /
+#     `sign batch` of the same input copies the verified cached APK: 0 HSM
+#     operations, reuse entries naming the artifact; a tampered cached APK
+#     or meta is caught, dropped, re-signed and stored again; a symbolic
+#     link as its directory is refused;
 #   - a tampered entry (a flipped byte, another key's valid signature,
 #     another key's whole entry, truncated, garbage) is detected, dropped,
 #     re-signed in the HSM, with a warning; the output still verifies;
@@ -106,6 +111,66 @@ assert "signapk second run: no HSM signature, no unwrap" test "$(calls C_Sign)-$
 assert "signapk: byte-identical" cmp -s sa1.apk sa2.apk
 check "signapk: apksigner verify" apksigner verify sa2.apk
 assert "signapk: reuse entries" test "$(ops_since "$before" reuse)" -ge 1 -a "$(ops_since "$before" sign)" -eq 0
+
+# --- the artifact cache (opt-in) -------------------------------------------------
+# Whole signed APKs keyed by (input, key, options, version): a hit copies the
+# cached APK, verifies it (signatures, the key's certificate), replays its
+# signing requests through the signature cache (reuse entries) and does not
+# rebuild the APK.
+AC=$WORK/artcache
+mkdir -p ac
+check "artifact cache: first run (a miss: built, stored)" hs --json --artifact-cache "$AC" sign apk --key platform app21.apk ac/a1.apk
+assert "first run: not from the artifact cache" python3 -c "
+import json,sys; assert json.load(open(sys.argv[1]))['apks'][0]['artifact_cache'] is False" "$WORK/out"
+name=$(ls "$AC" | sed -n 's/\.meta$//p')
+assert "one entry (.out + .meta), files 0600 in a 0700 directory" \
+    test "$(ls "$AC" | wc -l) $(stat -c %a "$AC") $(stat -c %a "$AC/$name.out") $(stat -c %a "$AC/$name.meta")" = "2 700 600 600"
+before=$(entries)
+counted check "artifact cache: second run" hs --json --artifact-cache "$AC" sign apk --key platform app21.apk ac/a2.apk
+assert "second run: a verified hit, 0 HSM signatures, 0 unwraps" python3 -c "
+import json,sys; assert json.load(open(sys.argv[1]))['apks'][0]['artifact_cache'] is True" "$WORK/out"
+assert "... 0 C_Sign, 0 C_UnwrapKey" test "$(calls C_Sign)-$(calls C_UnwrapKey)" = "0-0"
+assert "hit: byte-identical to the first run" cmp -s ac/a1.apk ac/a2.apk
+check "hit: apksigner verify" apksigner verify --min-sdk-version 21 ac/a2.apk
+assert "hit: a reuse entry per signature (v1, v2, v3) naming the artifact, one output entry, no sign entry" \
+    test "$(ops_since "$before" reuse)-$(ops_since "$before" output)-$(ops_since "$before" sign)-$(tail -n +$((before + 1)) audit/entries.jsonl | grep -c '"artifact":"app21.apk"')" = "3-1-0-4"
+# Tampered entries: dropped with a warning, signed again (through the
+# signature cache), stored again.
+tamper_art() { # WHAT PYTHON-EXPR-ON-BYTES FILE-EXT
+    python3 - "$AC/$name.$3" "$2" <<'PY'
+import sys
+path, expr = sys.argv[1:]
+b = bytearray(open(path, "rb").read())
+b = eval(expr)
+open(path, "wb").write(bytes(b))
+PY
+    rm -f ac/t.apk
+    counted hs --json --artifact-cache "$AC" sign apk --key platform app21.apk ac/t.apk >"$WORK/out" 2>"$WORK/err" || fail "$1: sign apk failed: $(cat "$WORK/err")"
+    assert "$1: caught, the entry dropped with a warning" grep -q "warning: artifact cache .*dropped entry $name" "$WORK/err"
+    assert "$1: signed again, not from the cache; output identical and valid" \
+        python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['apks'][0]['artifact_cache'] is False" "$WORK/out"
+    assert "$1: ... byte-identical to the first run" cmp -s ac/a1.apk ac/t.apk
+    assert "$1: the entry is stored again, good" cmp -s ac/a1.apk "$AC/$name.out"
+}
+tamper_art "a flipped byte in the cached APK" 'b[:len(b) // 2] + bytearray([b[len(b) // 2] ^ 1]) + b[len(b) // 2 + 1:]' out
+tamper_art "the cached APK replaced by another key's signed APK" 'bytearray(open("b1/app24.apk", "rb").read())' out
+tamper_art "a signature hash changed in the meta" 'bytearray(bytes(b).replace(b" apk-v2 ", b" apk-v2 ", 1)[:-3] + (b"0" if bytes(b)[-3:-2] != b"0" else b"1") + bytes(b)[-2:])' meta
+tamper_art "a truncated meta" 'b[:len(b) // 2]' meta
+ln -s "$AC" link-artcache
+expect_fail "a symbolic link as the artifact cache directory is refused" 1 "artifact cache .*link-artcache is a symbolic link" \
+    hs --artifact-cache "$WORK/link-artcache" sign apk --key platform app21.apk ac/l.apk
+assert "... and nothing written" test ! -e ac/l.apk
+mkdir -p ac/out
+mk_manifest ac/out >m4.json
+check "sign batch with the artifact cache: first run" hs --artifact-cache "$AC" sign batch m4.json
+rm -rf ac/out && mkdir -p ac/out
+counted check "sign batch with the artifact cache: second run" hs --json --artifact-cache "$AC" sign batch m4.json
+assert "batch: every APK a hit (RSA and ECDSA), 0 C_Sign" python3 -c "
+import json,sys; r = json.load(open(sys.argv[1])); assert (r['artifact_cache_hits'], r['hsm_signatures']) == (3, 0), r" "$WORK/out"
+assert "... 0 C_Sign" test "$(calls C_Sign)" -eq 0
+for s in 21 24 28; do
+    assert "batch app$s.apk from the artifact cache: identical to the first batch" cmp -s b1/app$s.apk ac/out/app$s.apk
+done
 
 # --- the log holds, with its deferred tail ------------------------------------
 check "audit verify accepts the unsigned tail of reuse/output entries" hs --json audit verify

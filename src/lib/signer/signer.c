@@ -555,6 +555,11 @@ static hs_result hsm_sign(hs_signer *s, loaded_key *k, const hs_sign_request *re
     return HS_OK;
 }
 
+bool hs_signer_has_cache(const hs_signer *s)
+{
+    return s->cache != NULL;
+}
+
 void hs_signer_set_cache(hs_signer *s, hs_sigcache *cache)
 {
     hs_sigcache_free(s->cache);
@@ -743,13 +748,19 @@ hs_result hs_signer_sign(hs_signer *s, const hs_sign_request *req, uint8_t **sig
     bool reused = false;
     /* Remote: the agent (its own cache, HSM, entry made durable before it
      * answered); checked here too. */
+    if (r == HS_OK && req->reuse_only && (s->remote.sign != NULL || s->cache == NULL))
+        r = hs_fail(e, HS_E_NOTFOUND, "no signature cache in this process for key '%s'",
+                    req->key_name);
     if (r == HS_OK && s->remote.sign != NULL) {
         r = s->remote.sign(s->remote.ctx, req, k->fingerprint, sig, sig_len, e);
         if (r == HS_OK)
             r = verify(k, req, *sig, *sig_len, e);
     } else if (r == HS_OK) {
         r = reuse(s, k, req, sig, sig_len, &reused, e);
-        if (r == HS_OK && !reused)
+        if (r == HS_OK && !reused && req->reuse_only)
+            r = hs_fail(e, HS_E_NOTFOUND, "key '%s': signature not in the signature cache",
+                        req->key_name);
+        else if (r == HS_OK && !reused)
             r = sign_fresh(s, k, req, sig, sig_len, e);
     }
     if (r != HS_OK) {
