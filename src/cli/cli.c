@@ -88,6 +88,28 @@ bool cli_wants_help(int argc, char **argv)
     return false;
 }
 
+int cli_plain_args(int argc, char **argv, int want, const char *command, const char *help,
+                   const char *missing)
+{
+    if (cli_wants_help(argc, argv)) {
+        fputs(help, stdout);
+        return 0;
+    }
+    if (argc != want + 1)
+        return cli_usage(command, "%s", want == 0 ? "no arguments are taken" : missing);
+    return -1;
+}
+
+int cli_plain_open(const cli_globals *g, int argc, char **argv, const char *command,
+                   const char *help, unsigned what, cli_ctx *ctx)
+{
+    int rc = cli_plain_args(argc, argv, 0, command, help, NULL);
+    if (rc >= 0)
+        return rc;
+    rc = cli_open(g, what, ctx);
+    return rc != 0 ? rc : -1;
+}
+
 bool cli_parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
     if (s == NULL || *s == '\0' || *s == '-')

@@ -13,6 +13,7 @@
 #include "keystore/wrapkey.h"
 #include "p11/p11.h"
 #include "p11/profile.h"
+#include "signer/artcache.h"
 #include "signer/signer.h"
 #include "util/result.h"
 
@@ -29,6 +30,9 @@ typedef struct cli_globals {
     /* --signature-cache DIR|off, HSMSIGN_SIGNATURE_CACHE, config
      * "signature-cache"; NULL: the default (cmd_cache.c, docs/cache.md). */
     const char *signature_cache;
+    /* --artifact-cache DIR|on|off, HSMSIGN_ARTIFACT_CACHE, config
+     * "artifact-cache"; NULL: off (cli_artcache.h). */
+    const char *artifact_cache;
     const char *config;     /* --config (else HSMSIGN_CONFIG, per-user, system: config.h) */
     bool accept_custody_gap; /* --accept-custody-gap, HSMSIGN_ACCEPT_CUSTODY_GAP=1 */
     bool json;
@@ -110,6 +114,17 @@ void cli_note(const cli_globals *g, const char *fmt, ...) HS_PRINTF(2, 3);
 /* True when argv holds -h/--help before any "--". */
 bool cli_wants_help(int argc, char **argv);
 
+/* The prelude of a subcommand without options that takes exactly `want`
+ * arguments: -h/--help prints help and gives 0, another count is a usage
+ * error naming `missing` (2); -1 means: run the command. */
+int cli_plain_args(int argc, char **argv, int want, const char *command, const char *help,
+                   const char *missing);
+
+/* The same for a command that takes no argument, then cli_open(what):
+ * -1 when ctx is open (the caller cli_closes it), else the exit status. */
+int cli_plain_open(const cli_globals *g, int argc, char **argv, const char *command,
+                   const char *help, unsigned what, cli_ctx *ctx);
+
 /* Parses a non-negative integer option; returns false on junk. */
 bool cli_parse_uint(const char *s, unsigned long max, unsigned long *out);
 
@@ -156,6 +171,8 @@ int cmd_payload_signer(const cli_globals *g, int argc, char **argv);
  * signer gets from cli_open: *out NULL when the cache is off. */
 int cmd_cache(const cli_globals *g, int argc, char **argv);
 hs_result cli_open_sigcache(const cli_globals *g, hs_sigcache **out, hs_error *e) HS_MUST_CHECK;
+/* The artifact cache (--artifact-cache; off by default): *out NULL when off. */
+hs_result cli_open_artcache(const cli_globals *g, hs_artcache **out, hs_error *e) HS_MUST_CHECK;
 /* key export-releasetools (cmd_key_export.c). */
 int cli_key_export_releasetools(const cli_globals *g, int argc, char **argv);
 

@@ -11,6 +11,7 @@
 #include "apk/apk.h"
 #include "apk/apk_lineage_write.h"
 #include "cli.h"
+#include "cli_artcache.h"
 #include "keystore/cert.h"
 #include "util/encoding.h"
 #include "signer/manifest.h"
@@ -112,9 +113,9 @@ static hs_result rotation_lineage(const apk_rotation *rot, const hs_apk_key *key
 }
 
 /* Signs one APK; on failure the message is prefixed with the input. */
-static hs_result sign_one(hs_signer *s, const char *key_name, const apk_rotation *rot,
-                          const char *in, const char *out, const hs_apk_options *base,
-                          int min_sdk, hs_apk_report *rep, hs_error *e)
+static hs_result sign_one(hs_signer *s, cli_artcache *ac, const char *key_name,
+                          const apk_rotation *rot, const char *in, const char *out,
+                          const hs_apk_options *base, int min_sdk, hs_apk_report *rep, hs_error *e)
 {
     hs_apk_key key, old;
     uint8_t *der = NULL, *old_der = NULL;
@@ -140,7 +141,9 @@ static hs_result sign_one(hs_signer *s, const char *key_name, const apk_rotation
             opt.v3_key = &key;
         if (rot->rotation_min_sdk >= 0)
             opt.rotation_min_sdk = rot->rotation_min_sdk;
-        r = hs_apk_sign_file(in, out, rot->old_key ? &old : &key, &opt, hs_signer_fn(s), rep, e);
+        r = rot->old_key != NULL
+                ? hs_apk_sign_file(in, out, &old, &opt, hs_signer_fn(s), rep, e)
+                : cli_artcache_sign_apk(ac, s, &key, in, out, &opt, rep, e);
     }
     free(der);
     free(old_der);
@@ -335,6 +338,11 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv)
         return rc;
     hs_error e;
     hs_error_clear(&e);
+    cli_artcache ac;
+    if (cli_artcache_open(&ctx, &ac, &e) != HS_OK) {
+        cli_close(&ctx);
+        return cli_fail(g, &e);
+    }
     json_t *results = json_array();
     int worst = 0;
     for (size_t i = 0; i < total; i++) {
@@ -343,14 +351,18 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv)
         hs_result r = out_path(out_dir, in, argv[optind + 1], out, sizeof out, &e);
         cli_progress(g, i + 1, total, in);
         hs_apk_report rep;
+        size_t hits = ac.hits;
         if (r == HS_OK)
-            r = sign_one(ctx.signer, key, &rot, in, out, &opt, -1, &rep, &e);
+            r = sign_one(ctx.signer, &ac, key, &rot, in, out, &opt, -1, &rep, &e);
         if (r == HS_OK) {
-            json_array_append_new(results, report_json(in, out, key, &rep));
+            json_t *o = report_json(in, out, key, &rep);
+            json_object_set_new(o, "artifact_cache", json_boolean(ac.hits > hits));
+            json_array_append_new(results, o);
             if (!g->json)
-                cli_note(g, "signed %s -> %s (key '%s', v1 %s, v2 %s, v3 %s%s%s)", in, out, key,
+                cli_note(g, "signed %s -> %s (key '%s', v1 %s, v2 %s, v3 %s%s%s%s)", in, out, key,
                          rep.v1 ? "yes" : "no", rep.v2 ? "yes" : "no", rep.v3 ? "yes" : "no",
-                         rep.v31 ? ", v3.1" : "", rep.v4 ? ", v4 .idsig" : "");
+                         rep.v31 ? ", v3.1" : "", rep.v4 ? ", v4 .idsig" : "",
+                         ac.hits > hits ? "; from the artifact cache, verified" : "");
         } else {
             cli_progress_end(g);
             fprintf(stderr, "hsmsign: %s\n", e.msg);
@@ -361,6 +373,7 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv)
         }
     }
     cli_progress_end(g);
+    cli_artcache_close(&ac);
     cli_close(&ctx);
     if (g->json)
         cli_print_json(json_pack("{s:b, s:o}", "ok", worst == 0, "apks", results));
@@ -550,6 +563,12 @@ int cli_sign_batch(const cli_globals *g, int argc, char **argv)
         hs_batch_items_free(items, n);
         return rc;
     }
+    cli_artcache ac;
+    if (cli_artcache_open(&ctx, &ac, &e) != HS_OK) {
+        cli_close(&ctx);
+        hs_batch_items_free(items, n);
+        return cli_fail(g, &e);
+    }
     json_t *results = json_array();
     size_t failed = 0;
     int first_code = 0;
@@ -558,7 +577,7 @@ int cli_sign_batch(const cli_globals *g, int argc, char **argv)
         hs_apk_report rep;
         apk_rotation item_rot = {items[i].lineage, items[i].old_key, items[i].rotation_min_sdk,
                                  false};
-        hs_result r = sign_one(ctx.signer, items[i].key, &item_rot, items[i].input,
+        hs_result r = sign_one(ctx.signer, &ac, items[i].key, &item_rot, items[i].input,
                                items[i].output, &opt, items[i].min_sdk, &rep, &e);
         if (r == HS_OK && verify) {
             hs_apk_verify_report vr;
@@ -588,13 +607,16 @@ int cli_sign_batch(const cli_globals *g, int argc, char **argv)
     }
     cli_progress_end(g);
     hs_signer_stats st = hs_signer_get_stats(ctx.signer);
+    size_t hits = ac.hits;
+    cli_artcache_close(&ac);
     cli_close(&ctx);
     if (g->json)
-        cli_print_json(json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:o}", "ok", failed == 0,
+        cli_print_json(json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "ok", failed == 0,
                                  "signed", (json_int_t)(n - failed), "failed", (json_int_t)failed,
                                  "unwraps", (json_int_t)st.unwraps, "hsm_signatures",
                                  (json_int_t)(st.signatures - st.reused), "reused",
-                                 (json_int_t)st.reused, "apks", results));
+                                 (json_int_t)st.reused, "artifact_cache_hits", (json_int_t)hits,
+                                 "apks", results));
     else {
         json_decref(results);
         printf("%zu signed, %zu failed; %u unwraps, %u HSM signatures, %u reused from the "

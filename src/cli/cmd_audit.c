@@ -17,24 +17,35 @@
 
 #define MAX_NOTE 65536
 
-/* Called by cli_close: the entries are already durable, so a checkpoint
- * that cannot be signed does not undo the command; it is reported, and the
- * next command's gate accepts these entries as an extension of the latest
- * checkpoint, whose own checkpoint then covers them too. */
+/* Called by cli_close (and by the agent after a quiet batch): the entries
+ * are already durable, so a checkpoint that cannot be signed does not undo
+ * the command; it is reported, and the next command's gate accepts these
+ * entries as an extension of the latest checkpoint, whose own checkpoint
+ * then covers them too. Entries that only record reuse or outputs defer
+ * the checkpoint to the next command that uses a key in the HSM
+ * (record.h, docs/audit-log.md "Deferred checkpoints"). */
 void cli_audit_checkpoint(cli_ctx *ctx)
 {
-    if (ctx->audit == NULL || ctx->p11 == NULL || hs_audit_appended(ctx->audit) == 0 ||
-        ctx->audit_key.public_key == NULL)
+    if (ctx->audit == NULL || ctx->p11 == NULL || ctx->audit_key.public_key == NULL)
         return;
     const char *dir = hs_audit_dir(ctx->audit);
+    if (!hs_audit_checkpoint_due(ctx->audit)) {
+        if (ctx->g->verbose && hs_audit_appended(ctx->audit) > 0)
+            fprintf(stderr, "audit log %s: only reuse/output entries recorded (durable); "
+                            "checkpoint deferred to the next signature\n", dir);
+        return;
+    }
     hs_error e;
     hs_error_clear(&e);
     hs_checkpoint_result res;
     hs_result r = hs_auditlog_checkpoint(dir, ctx->p11, &ctx->audit_key, &res, &e);
-    if (r != HS_OK)
+    if (r != HS_OK) {
         fprintf(stderr, "hsmsign: audit log %s: no checkpoint signed (the entries are recorded): "
                         "%s\n", dir, e.msg);
-    else if (ctx->g->verbose && res.signed_new)
+        return;
+    }
+    hs_audit_checkpoint_done(ctx->audit);
+    if (ctx->g->verbose && res.signed_new)
         fprintf(stderr, "audit log %s: checkpoint %llu signed\n", dir,
                 (unsigned long long)res.cp.size);
 }
@@ -135,6 +146,8 @@ static int report_verify(const cli_globals *g, const hs_auditlog_report *rep, bo
                               (json_int_t)rep->checked_size, "checkpoints",
                               (json_int_t)rep->checkpoints, "uncovered",
                               (json_int_t)rep->uncovered, "torn_last_line", rep->torn);
+        json_object_set_new(o, "uncovered_deferred",
+                            json_integer((json_int_t)rep->uncovered_deferred));
         if (rep->old_checked)
             json_object_set_new(o, "consistent_with_size", json_integer((json_int_t)rep->old_size));
         if (git) {
@@ -156,8 +169,12 @@ static int report_verify(const cli_globals *g, const hs_auditlog_report *rep, bo
                "not read)\n", gr->commits, gr->skipped);
     else if (git)
         printf("  git history: %zu commits, append-only\n", gr->commits);
-    if (rep->uncovered > 0)
+    if (rep->uncovered > rep->uncovered_deferred)
         printf("  note: %zu entries after the latest checkpoint are not yet signed for\n",
+               rep->uncovered);
+    else if (rep->uncovered > 0)
+        printf("  note: %zu reuse/output entries after the latest checkpoint wait for the next "
+               "checkpoint (deferred: they record no new use of a key)\n",
                rep->uncovered);
     if (rep->torn)
         printf("  note: an incomplete last line (a crash before it was acknowledged) is ignored\n");
@@ -429,13 +446,46 @@ static int audit_create(const cli_globals *g, const char *reason)
 
 static int audit_init(const cli_globals *g, int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        fputs(init_help, stdout);
-        return 0;
-    }
-    if (argc != 1)
-        return cli_usage("audit init", "no arguments are taken");
+    int pre = cli_plain_args(argc, argv, 0, "audit init", init_help, NULL);
+    if (pre >= 0)
+        return pre;
     return audit_create(g, NULL);
+}
+
+static const char checkpoint_help[] =
+    "usage: hsmsign audit checkpoint\n"
+    "\n"
+    "Signs a checkpoint for the whole log with the token's audit key when\n"
+    "entries follow the latest one (and commits it to the log's git\n"
+    "repository): for a tail of reuse/output entries, whose checkpoint is\n"
+    "otherwise deferred to the next command that signs in the HSM. Nothing\n"
+    "is signed when the latest checkpoint already covers the log.\n";
+
+static int audit_checkpoint(const cli_globals *g, int argc, char **argv)
+{
+    cli_ctx ctx;
+    int rc = cli_plain_open(g, argc, argv, "audit checkpoint", checkpoint_help, CLI_LOGIN, &ctx);
+    if (rc >= 0)
+        return rc;
+    hs_error e;
+    hs_error_clear(&e);
+    hs_checkpoint_result res;
+    hs_result r = cli_open_audit(&ctx, &e);
+    if (r == HS_OK)
+        r = hs_auditlog_checkpoint(g->audit_log, ctx.p11, &ctx.audit_key, &res, &e);
+    cli_close(&ctx);
+    if (r != HS_OK)
+        return cli_fail(g, &e);
+    if (g->json)
+        cli_print_json(json_pack("{s:b, s:I, s:b}", "ok", 1, "size", (json_int_t)res.cp.size,
+                                 "signed", res.signed_new));
+    else if (res.signed_new)
+        printf("audit log %s: checkpoint %llu signed\n", g->audit_log,
+               (unsigned long long)res.cp.size);
+    else
+        printf("audit log %s: the latest checkpoint (%llu) already covers the log\n",
+               g->audit_log, (unsigned long long)res.cp.size);
+    return 0;
 }
 
 static const char restart_help[] =
@@ -474,17 +524,17 @@ static int audit_restart(const cli_globals *g, int argc, char **argv)
     return audit_create(g, reason);
 }
 
+static const char key_help[] =
+    "usage: hsmsign audit key\n\nPrints the token's audit public key (PEM), the one auditors give "
+    "to\n`audit verify --public-key` and `openssl`.\n";
+
 static int audit_key(const cli_globals *g, int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        fputs("usage: hsmsign audit key\n\nPrints the token's audit public key (PEM), the one "
-              "auditors give to\n`audit verify --public-key` and `openssl`.\n", stdout);
-        return 0;
-    }
-    if (argc != 1)
-        return cli_usage("audit key", "no arguments are taken");
+    int rc = cli_plain_args(argc, argv, 0, "audit key", key_help, NULL);
+    if (rc >= 0)
+        return rc;
     EVP_PKEY *pub = NULL;
-    int rc = auditor_key(g, NULL, &pub);
+    rc = auditor_key(g, NULL, &pub);
     if (rc != 0)
         return rc;
     hs_error e;
@@ -516,12 +566,9 @@ static const char check_help[] =
 
 static int audit_check(const cli_globals *g, int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        fputs(check_help, stdout);
-        return 0;
-    }
-    if (argc != 2)
-        return cli_usage("audit check", "DIR or FILE is required");
+    int pre = cli_plain_args(argc, argv, 1, "audit check", check_help, "DIR or FILE is required");
+    if (pre >= 0)
+        return pre;
     hs_error e;
     hs_error_clear(&e);
     hs_audit_check_report rep;
@@ -613,6 +660,7 @@ int cmd_audit(const cli_globals *g, int argc, char **argv)
         {"init", audit_init, "create the audit log (signed checkpoint of size 0)"},
         {"restart", audit_restart, "disaster recovery: start over, keeping the old log"},
         {"show", audit_show, "list the entries"},
+        {"checkpoint", audit_checkpoint, "sign a checkpoint over a deferred tail now"},
         {"verify", audit_verify, "check the tree, checkpoints, git history"},
         {"prove", audit_prove, "inclusion proof for an artifact's entry"},
         {"verify-proof", audit_verify_proof, "check an inclusion proof offline"},

@@ -14,18 +14,24 @@ static bool cache_off(const char *v)
     return strcmp(v, "off") == 0 || strcmp(v, "none") == 0 || strcmp(v, "0") == 0;
 }
 
-/* The configured directory, or the default $XDG_CACHE_HOME/hsmsign/signatures
- * (~/.cache/...). NULL: off. */
-static const char *cache_dir(const cli_globals *g, char *buf, size_t cap)
+/* The directory `value` names, or the default $XDG_CACHE_HOME/hsmsign/SUB
+ * (~/.cache/...) when value is NULL and the cache is on by default, or is
+ * "on". NULL: off. */
+static const char *cache_dir(const char *value, bool default_on, const char *sub, char *buf,
+                             size_t cap)
 {
-    if (g->signature_cache != NULL)
-        return cache_off(g->signature_cache) ? NULL : g->signature_cache;
+    if (value != NULL && cache_off(value))
+        return NULL;
+    if (value != NULL && strcmp(value, "on") != 0)
+        return value;
+    if (value == NULL && !default_on)
+        return NULL;
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     int n = -1;
     if (xdg != NULL && xdg[0] == '/')
-        n = snprintf(buf, cap, "%s/hsmsign/signatures", xdg);
+        n = snprintf(buf, cap, "%s/hsmsign/%s", xdg, sub);
     else if (home != NULL && home[0] == '/')
-        n = snprintf(buf, cap, "%s/.cache/hsmsign/signatures", home);
+        n = snprintf(buf, cap, "%s/.cache/hsmsign/%s", home, sub);
     return n > 0 && (size_t)n < cap ? buf : NULL;
 }
 
@@ -33,8 +39,16 @@ hs_result cli_open_sigcache(const cli_globals *g, hs_sigcache **out, hs_error *e
 {
     *out = NULL;
     char buf[4096];
-    const char *dir = cache_dir(g, buf, sizeof buf);
+    const char *dir = cache_dir(g->signature_cache, true, "signatures", buf, sizeof buf);
     return dir != NULL ? hs_sigcache_open(dir, out, e) : HS_OK;
+}
+
+hs_result cli_open_artcache(const cli_globals *g, hs_artcache **out, hs_error *e)
+{
+    *out = NULL;
+    char buf[4096];
+    const char *dir = cache_dir(g->artifact_cache, false, "artifacts", buf, sizeof buf);
+    return dir != NULL ? hs_artcache_open(dir, out, e) : HS_OK;
 }
 
 static int cache_walk(const cli_globals *g, int argc, char **argv, bool clear)

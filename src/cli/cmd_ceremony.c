@@ -196,38 +196,31 @@ static const char restore_help[] =
 
 static int ceremony_restore(const cli_globals *g, int argc, char **argv)
 {
-    share_opts so;
-    int rc = cli_share_opts_parse("ceremony restore", restore_help, true, argc, argv, &so);
+    share_session s;
+    hs_result r;
+    int rc = cli_shares_start(g, "ceremony restore", restore_help, true, argc, argv, &s, &r);
     if (rc >= 0)
         return rc;
-    hs_error e;
-    hs_error_clear(&e);
-    hs_transcript *t = NULL;
-    hs_shareset set = {0};
-    hs_share_report *rep = calloc(1, sizeof *rep);
-    hs_result r = rep != NULL ? cli_shares_gather(g, &so, &t, &set, &e) : hs_fail(&e, HS_E_NOMEM, "out of memory");
     cli_globals local = *g;
-    local.token = so.token;
+    local.token = s.so.token;
     cli_ctx ctx = {0};
     hs_wrapkey wk;
     size_t replaced = 0;
-    if (r == HS_OK && set.count < t->threshold) {
+    if (r == HS_OK && s.set.count < s.t->threshold) {
         /* Refuse before touching the token. */
-        r = hs_fail(&e, HS_E_VERIFY, "%zu usable share%s, ceremony '%s' needs %u: nothing was "
-                                     "restored", set.count, set.count == 1 ? "" : "s", t->name,
-                    t->threshold);
+        r = hs_fail(&s.e, HS_E_VERIFY,
+                    "%zu usable share%s, ceremony '%s' needs %u: nothing was restored",
+                    s.set.count, s.set.count == 1 ? "" : "s", s.t->name, s.t->threshold);
     }
     if (r == HS_OK && (rc = cli_open(&local, CLI_LOGIN, &ctx)) != 0) {
-        hs_shareset_clear(&set);
-        hs_transcript_free(t);
-        free(rep);
+        cli_shares_end(&s);
         return rc;
     }
     if (r == HS_OK)
-        r = hs_ceremony_restore(ctx.p11, t, &set, g->audit_log, so.replace_wrap_key, &wk,
-                                &replaced, rep, &e);
-    if (rep != NULL)
-        cli_shares_print_report(&set, rep);
+        r = hs_ceremony_restore(ctx.p11, s.t, &s.set, g->audit_log, s.so.replace_wrap_key, &wk,
+                                &replaced, s.rep, &s.e);
+    if (s.rep != NULL)
+        cli_shares_print_report(&s.set, s.rep);
     if (r == HS_OK) {
         char kcv[7];
         hs_hex_encode(wk.kcv, sizeof wk.kcv, kcv);
@@ -235,22 +228,20 @@ static int ceremony_restore(const cli_globals *g, int argc, char **argv)
             cli_print_json(json_pack("{s:b, s:s, s:s, s:s, s:s, s:i, s:b, s:i}", "ok", 1, "token",
                                      ctx.p11->label, "serial", ctx.p11->serial, "wrap_key",
                                      wk.label, "check_value", kcv, "shares_used",
-                                     (int)rep->used_count, "shares_set_aside",
-                                     set.set_aside + rep->bad_count > 0, "replaced",
+                                     (int)s.rep->used_count, "shares_set_aside",
+                                     s.set.set_aside + s.rep->bad_count > 0, "replaced",
                                      (int)replaced));
         else
             printf("restored wrap key '%s' (check value %s, matches the transcript) into token "
                    "'%s' (serial %s) from %zu shares%s\n",
-                   wk.label, kcv, ctx.p11->label, ctx.p11->serial, rep->used_count,
-                   so.replace_wrap_key ? ", with its custody attributes; the unprotected copy "
-                                         "is destroyed"
-                                       : "");
+                   wk.label, kcv, ctx.p11->label, ctx.p11->serial, s.rep->used_count,
+                   s.so.replace_wrap_key ? ", with its custody attributes; the unprotected "
+                                           "copy is destroyed"
+                                         : "");
     }
     cli_close(&ctx);
-    hs_shareset_clear(&set);
-    hs_transcript_free(t);
-    free(rep);
-    return r == HS_OK ? 0 : cli_fail(g, &e);
+    cli_shares_end(&s);
+    return r == HS_OK ? 0 : cli_fail(g, &s.e);
 }
 
 int cmd_ceremony(const cli_globals *g, int argc, char **argv)

@@ -12,8 +12,9 @@
 
 #define MAX_FILES CLI_SHARE_FILES_MAX
 
-int cli_share_opts_parse(const char *cmd, const char *help, bool want_token, int argc,
-                         char **argv, share_opts *so)
+/* Returns -1 to go on, else the exit status (help printed, usage error). */
+static int parse_opts(const char *cmd, const char *help, bool want_token, int argc, char **argv,
+                      share_opts *so)
 {
     static const struct option opts[] = {
         {"token", required_argument, NULL, 't'},
@@ -73,8 +74,9 @@ int cli_share_opts_parse(const char *cmd, const char *help, bool want_token, int
     return -1;
 }
 
-/* Loads the transcript and every share; prints what was set aside. */
-hs_result cli_shares_gather(const cli_globals *g, const share_opts *so, hs_transcript **t,
+/* Loads the transcript (verifying FILE.sig) and every share; prints what
+ * was set aside. */
+static hs_result gather(const cli_globals *g, const share_opts *so, hs_transcript **t,
                         hs_shareset *set, hs_error *e)
 {
     bool sig = false;
@@ -94,6 +96,27 @@ hs_result cli_shares_gather(const cli_globals *g, const share_opts *so, hs_trans
     if (set->notes[0] != '\0')
         fprintf(stderr, "%s", set->notes); /* always shown: those shares need attention */
     return r;
+}
+
+int cli_shares_start(const cli_globals *g, const char *cmd, const char *help, bool want_token,
+                     int argc, char **argv, share_session *s, hs_result *r)
+{
+    memset(s, 0, sizeof *s);
+    int rc = parse_opts(cmd, help, want_token, argc, argv, &s->so);
+    if (rc >= 0)
+        return rc;
+    hs_error_clear(&s->e);
+    s->rep = calloc(1, sizeof *s->rep);
+    *r = s->rep != NULL ? gather(g, &s->so, &s->t, &s->set, &s->e)
+                        : hs_fail(&s->e, HS_E_NOMEM, "out of memory");
+    return -1;
+}
+
+void cli_shares_end(share_session *s)
+{
+    hs_shareset_clear(&s->set);
+    hs_transcript_free(s->t);
+    free(s->rep);
 }
 
 void cli_shares_print_report(const hs_shareset *set, const hs_share_report *rep)
@@ -123,60 +146,50 @@ static const char verify_help[] =
 
 static int shares_verify(const cli_globals *g, int argc, char **argv)
 {
-    share_opts so;
-    int rc = cli_share_opts_parse("shares verify", verify_help, false, argc, argv, &so);
+    share_session s;
+    hs_result r;
+    int rc = cli_shares_start(g, "shares verify", verify_help, false, argc, argv, &s, &r);
     if (rc >= 0)
         return rc;
-    hs_error e;
-    hs_error_clear(&e);
-    hs_transcript *t = NULL;
-    hs_shareset set = {0};
-    hs_share_report *rep = calloc(1, sizeof *rep);
-    hs_result r = rep != NULL ? cli_shares_gather(g, &so, &t, &set, &e)
-                              : hs_fail(&e, HS_E_NOMEM, "out of memory");
     /* Fewer than k: each share is still checked alone, against its
      * commitment in the signed transcript (version 2). */
-    if (r == HS_OK && t->version >= 2 && set.count > 0 && set.count < t->threshold &&
-        set.set_aside == 0) {
+    if (r == HS_OK && s.t->version >= 2 && s.set.count > 0 && s.set.count < s.t->threshold &&
+        s.set.set_aside == 0) {
         if (g->json)
-            cli_print_json(json_pack("{s:b, s:s, s:i, s:i, s:b}", "ok", 1, "ceremony", t->name,
-                                     "shares_good", (int)set.count, "threshold",
-                                     (int)t->threshold, "key_restored", 0));
+            cli_print_json(json_pack("{s:b, s:s, s:i, s:i, s:b}", "ok", 1, "ceremony", s.t->name,
+                                     "shares_good", (int)s.set.count, "threshold",
+                                     (int)s.t->threshold, "key_restored", 0));
         else
             printf("%zu share%s of ceremony '%s' match%s the commitment in the signed "
                    "transcript (the wrap key needs %u together; not reconstructed)\n",
-                   set.count, set.count == 1 ? "" : "s", t->name, set.count == 1 ? "es" : "",
-                   t->threshold);
-        hs_shareset_clear(&set);
-        hs_transcript_free(t);
-        free(rep);
+                   s.set.count, s.set.count == 1 ? "" : "s", s.t->name,
+                   s.set.count == 1 ? "es" : "", s.t->threshold);
+        cli_shares_end(&s);
         return 0;
     }
     if (r == HS_OK)
-        r = hs_ceremony_check_shares(t, &set, rep, &e);
-    if (rep != NULL)
-        cli_shares_print_report(&set, rep);
-    size_t bad = set.set_aside + (rep != NULL ? rep->bad_count : 0);
+        r = hs_ceremony_check_shares(s.t, &s.set, s.rep, &s.e);
+    if (s.rep != NULL)
+        cli_shares_print_report(&s.set, s.rep);
+    size_t bad = s.set.set_aside + (s.rep != NULL ? s.rep->bad_count : 0);
     if (r == HS_OK && bad > 0)
-        r = hs_fail(&e, HS_E_VERIFY, "the wrap key can be restored from %zu shares, but "
-                                     "%zu input(s) given cannot be used (named above)",
-                    rep->used_count, bad);
+        r = hs_fail(&s.e, HS_E_VERIFY, "the wrap key can be restored from %zu shares, but "
+                                       "%zu input(s) given cannot be used (named above)",
+                    s.rep->used_count, bad);
     if (r == HS_OK) {
         char kcv[7];
-        hs_hex_encode(t->kcv, sizeof t->kcv, kcv);
+        hs_hex_encode(s.t->kcv, sizeof s.t->kcv, kcv);
         if (g->json)
-            cli_print_json(json_pack("{s:b, s:s, s:s, s:i, s:i}", "ok", 1, "ceremony", t->name,
-                                     "check_value", kcv, "shares_good", (int)set.count,
-                                     "threshold", (int)t->threshold));
+            cli_print_json(json_pack("{s:b, s:s, s:s, s:i, s:i}", "ok", 1, "ceremony", s.t->name,
+                                     "check_value", kcv, "shares_good", (int)s.set.count,
+                                     "threshold", (int)s.t->threshold));
         else
             printf("%zu good shares of ceremony '%s': together they restore the wrap key "
                    "(check value %s matches the transcript; %u needed)\n",
-                   set.count, t->name, kcv, t->threshold);
+                   s.set.count, s.t->name, kcv, s.t->threshold);
     }
-    hs_shareset_clear(&set);
-    hs_transcript_free(t);
-    free(rep);
-    return r == HS_OK ? 0 : cli_fail(g, &e);
+    cli_shares_end(&s);
+    return r == HS_OK ? 0 : cli_fail(g, &s.e);
 }
 
 int cmd_shares(const cli_globals *g, int argc, char **argv)

@@ -89,15 +89,9 @@ static const char create_help[] =
 
 static int wrapkey_create(const cli_globals *g, int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        fputs(create_help, stdout);
-        return 0;
-    }
-    if (argc != 1)
-        return cli_usage("wrapkey create", "no arguments are taken");
     cli_ctx ctx;
-    int rc = cli_open(g, CLI_LOGIN, &ctx);
-    if (rc != 0)
+    int rc = cli_plain_open(g, argc, argv, "wrapkey create", create_help, CLI_LOGIN, &ctx);
+    if (rc >= 0)
         return rc;
     hs_error e;
     hs_error_clear(&e);

@@ -47,6 +47,7 @@ static const char **slot_for(cli_globals *g, const char *key)
     if (strcmp(key, "wrap-key-label") == 0) return &g->wrap_label;
     if (strcmp(key, "profile") == 0) return &g->profile;
     if (strcmp(key, "signature-cache") == 0) return &g->signature_cache;
+    if (strcmp(key, "artifact-cache") == 0) return &g->artifact_cache;
     return NULL;
 }
 
@@ -101,7 +102,8 @@ hs_result cli_config_load(cli_globals *g, const char *path, bool must_exist, hs_
         if (slot == NULL) {
             r = hs_fail(e, HS_E_USAGE,
                         "config file %s: unknown key '%s' (known: module, module-init-args, token, pin-source, "
-                        "keystore, audit-log, wrap-key-label, profile, signature-cache; '_' may stand for '-')",
+                        "keystore, audit-log, wrap-key-label, profile, signature-cache, artifact-cache; '_' may "
+                        "stand for '-')",
                         path, key);
             break;
         }
@@ -133,6 +135,7 @@ void cli_config_env(cli_globals *g)
         {"HSMSIGN_AUDIT_LOG", "audit-log"},   {"HSMSIGN_WRAP_KEY_LABEL", "wrap-key-label"},
         {"HSMSIGN_PROFILE", "profile"},
         {"HSMSIGN_SIGNATURE_CACHE", "signature-cache"},
+        {"HSMSIGN_ARTIFACT_CACHE", "artifact-cache"},
     };
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         const char **slot = slot_for(g, vars[i].key);

@@ -47,6 +47,9 @@ static const char usage_text[] =
     "                       `hsmsign token info`]\n"
     "  --signature-cache D  signatures already made, reused after verification, or 'off'\n"
     "                       [HSMSIGN_SIGNATURE_CACHE; default ~/.cache/hsmsign/signatures]\n"
+    "  --artifact-cache D   whole signed APKs reused after verification: DIR, 'on'\n"
+    "                       (~/.cache/hsmsign/artifacts) or 'off' [HSMSIGN_ARTIFACT_CACHE;\n"
+    "                       default off]\n"
     "  --config FILE        config file [HSMSIGN_CONFIG; default ~/.config/hsmsign/config,\n"
     "                       else /etc/hsmsign/config; never one in the working directory]\n"
     "  --json               machine-readable output on stdout\n"
@@ -79,7 +82,7 @@ static const struct {
 };
 
 enum { OPT_MODULE_INIT_ARGS = 240, OPT_CUSTODY_GAP, OPT_MODULE = 256, OPT_TOKEN, OPT_PIN_SOURCE, OPT_KEYSTORE, OPT_AUDIT, OPT_CONFIG, OPT_JSON,
-       OPT_VERSION, OPT_WRAP_LABEL, OPT_PIN, OPT_PROFILE, OPT_SIGCACHE };
+       OPT_VERSION, OPT_WRAP_LABEL, OPT_PIN, OPT_PROFILE, OPT_SIGCACHE, OPT_ARTCACHE };
 
 static int parse_globals(int argc, char **argv, cli_globals *g)
 {
@@ -93,6 +96,7 @@ static int parse_globals(int argc, char **argv, cli_globals *g)
         {"audit-log", required_argument, NULL, OPT_AUDIT},
         {"wrap-key-label", required_argument, NULL, OPT_WRAP_LABEL},
         {"signature-cache", required_argument, NULL, OPT_SIGCACHE},
+        {"artifact-cache", required_argument, NULL, OPT_ARTCACHE},
         {"config", required_argument, NULL, OPT_CONFIG},
         {"json", no_argument, NULL, OPT_JSON},
         {"quiet", no_argument, NULL, 'q'},
@@ -117,6 +121,7 @@ static int parse_globals(int argc, char **argv, cli_globals *g)
         case OPT_WRAP_LABEL: g->wrap_label = optarg; break;
         case OPT_PROFILE: g->profile = optarg; break;
         case OPT_SIGCACHE: g->signature_cache = optarg; break;
+        case OPT_ARTCACHE: g->artifact_cache = optarg; break;
         case OPT_CONFIG: g->config = optarg; break;
         case OPT_JSON: g->json = true; break;
         case 'q': g->quiet = true; break;

@@ -1,11 +1,18 @@
 #!/bin/bash
 # The signature cache (docs/cache.md), counted through the PKCS#11 shim:
 #   - re-signing the same APK (`sign apk`, `sign batch`, `signapk`) costs no
-#     HSM signature and no unwrap (the one C_Sign left is the audit
-#     checkpoint, signed with the audit key because the log grew), gives
-#     byte-identical output (ECDSA too) that apksigner accepts, and the log
-#     has a `reuse` entry per reused signature; `audit verify` and `audit
-#     check` pass;
+#     HSM operation at all: no signature, no unwrap, not even the audit
+#     checkpoint (deferred while the new entries are only reuse/output
+#     entries: docs/audit-log.md), gives byte-identical output (ECDSA too)
+#     that apksigner accepts, and the log has a `reuse` entry per reused
+#     signature; `audit verify` accepts the deferred tail and reports it, and
+#     the next fresh signature's checkpoint (or `audit checkpoint`) covers
+#     it; `audit check` passes;
+#   - the artifact cache (--artifact-cache, opt-in): a second `sign apk` /
+#     `sign batch` of the same input copies the verified cached APK: 0 HSM
+#     operations, reuse entries naming the artifact; a tampered cached APK
+#     or meta is caught, dropped, re-signed and stored again; a symbolic
+#     link as its directory is refused;
 #   - a tampered entry (a flipped byte, another key's valid signature,
 #     another key's whole entry, truncated, garbage) is detected, dropped,
 #     re-signed in the HSM, with a warning; the output still verifies;
@@ -46,7 +53,7 @@ assert "first run: the HSM signs (v1+v2+v3 and the checkpoint: $first_signs C_Si
 made=$(ops_since "$before" sign)
 before=$(entries)
 counted check "sign apk: second run, same input" hs sign apk --key platform app21.apk second.apk
-assert "second run: no HSM signature (the one C_Sign is the audit checkpoint)" test "$(calls C_Sign)" -eq 1
+assert "second run: no HSM signature, not even the audit checkpoint" test "$(calls C_Sign)" -eq 0
 assert "second run: no unwrap" test "$(calls C_UnwrapKey)" -eq 0
 assert "second run: byte-identical output" cmp -s first.apk second.apk
 check "apksigner verify accepts the reused signatures" apksigner verify --min-sdk-version 21 second.apk
@@ -81,8 +88,8 @@ counted check "sign batch: second run" hs --json sign batch m2.json
 assert "batch second run reports 0 HSM signatures, 0 unwraps, one reused per reuse entry" python3 -c "
 import json,sys; r = json.load(open(sys.argv[1])); assert (r['hsm_signatures'], r['reused'], r['unwraps']) == (0, int(sys.argv[2]), 0), r" "$WORK/out" "$(ops_since "$before" reuse)"
 t_cached=$(echo "$(date +%s.%N) - $t0" | bc)
-assert "batch second run: no HSM signature (the one C_Sign is the checkpoint), no unwrap ($first_unwraps before)" \
-    test "$(calls C_Sign)-$(calls C_UnwrapKey)" = "1-0"
+assert "batch second run: no HSM signature (no checkpoint either), no unwrap ($first_unwraps before)" \
+    test "$(calls C_Sign)-$(calls C_UnwrapKey)" = "0-0"
 for s in 21 24 28; do
     assert "batch app$s.apk: byte-identical to the first run (ECDSA too)" cmp -s b1/app$s.apk b2/app$s.apk
     check "batch app$s.apk: apksigner verify" apksigner verify b2/app$s.apk
@@ -93,20 +100,87 @@ mk_manifest b3 >m3.json
 t0=$(date +%s.%N)
 HSMSIGN_SIGNATURE_CACHE=off counted check "sign batch with the cache off" hs sign batch m3.json
 t_off=$(echo "$(date +%s.%N) - $t0" | bc)
-echo "# measure: second sign batch of 3 APKs: cached ${t_cached}s (1 C_Sign), cache off ${t_off}s ($(calls C_Sign) C_Sign)"
+echo "# measure: second sign batch of 3 APKs: cached ${t_cached}s (0 C_Sign), cache off ${t_off}s ($(calls C_Sign) C_Sign)"
 
 # --- signapk twice ---------------------------------------------------------
 mkdir -p k && cp platform.pk8 k/platform.pk8
 counted check "signapk: first run" hs signapk platform.crt k/platform.pk8 app24.apk sa1.apk
 before=$(entries)
 counted check "signapk: second run" hs signapk platform.crt k/platform.pk8 app24.apk sa2.apk
-assert "signapk second run: no HSM signature, no unwrap" test "$(calls C_Sign)-$(calls C_UnwrapKey)" = "1-0"
+assert "signapk second run: no HSM signature, no unwrap" test "$(calls C_Sign)-$(calls C_UnwrapKey)" = "0-0"
 assert "signapk: byte-identical" cmp -s sa1.apk sa2.apk
 check "signapk: apksigner verify" apksigner verify sa2.apk
 assert "signapk: reuse entries" test "$(ops_since "$before" reuse)" -ge 1 -a "$(ops_since "$before" sign)" -eq 0
 
-# --- the log holds ----------------------------------------------------------
-check "audit verify" hs audit verify
+# --- the artifact cache (opt-in) -------------------------------------------------
+# Whole signed APKs keyed by (input, key, options, version): a hit copies the
+# cached APK, verifies it (signatures, the key's certificate), replays its
+# signing requests through the signature cache (reuse entries) and does not
+# rebuild the APK.
+AC=$WORK/artcache
+mkdir -p ac
+check "artifact cache: first run (a miss: built, stored)" hs --json --artifact-cache "$AC" sign apk --key platform app21.apk ac/a1.apk
+assert "first run: not from the artifact cache" python3 -c "
+import json,sys; assert json.load(open(sys.argv[1]))['apks'][0]['artifact_cache'] is False" "$WORK/out"
+name=$(ls "$AC" | sed -n 's/\.meta$//p')
+assert "one entry (.out + .meta), files 0600 in a 0700 directory" \
+    test "$(ls "$AC" | wc -l) $(stat -c %a "$AC") $(stat -c %a "$AC/$name.out") $(stat -c %a "$AC/$name.meta")" = "2 700 600 600"
+before=$(entries)
+counted check "artifact cache: second run" hs --json --artifact-cache "$AC" sign apk --key platform app21.apk ac/a2.apk
+assert "second run: a verified hit, 0 HSM signatures, 0 unwraps" python3 -c "
+import json,sys; assert json.load(open(sys.argv[1]))['apks'][0]['artifact_cache'] is True" "$WORK/out"
+assert "... 0 C_Sign, 0 C_UnwrapKey" test "$(calls C_Sign)-$(calls C_UnwrapKey)" = "0-0"
+assert "hit: byte-identical to the first run" cmp -s ac/a1.apk ac/a2.apk
+check "hit: apksigner verify" apksigner verify --min-sdk-version 21 ac/a2.apk
+assert "hit: a reuse entry per signature (v1, v2, v3) naming the artifact, one output entry, no sign entry" \
+    test "$(ops_since "$before" reuse)-$(ops_since "$before" output)-$(ops_since "$before" sign)-$(tail -n +$((before + 1)) audit/entries.jsonl | grep -c '"artifact":"app21.apk"')" = "3-1-0-4"
+# Tampered entries: dropped with a warning, signed again (through the
+# signature cache), stored again.
+tamper_art() { # WHAT PYTHON-EXPR-ON-BYTES FILE-EXT
+    python3 - "$AC/$name.$3" "$2" <<'PY'
+import sys
+path, expr = sys.argv[1:]
+b = bytearray(open(path, "rb").read())
+b = eval(expr)
+open(path, "wb").write(bytes(b))
+PY
+    rm -f ac/t.apk
+    counted hs --json --artifact-cache "$AC" sign apk --key platform app21.apk ac/t.apk >"$WORK/out" 2>"$WORK/err" || fail "$1: sign apk failed: $(cat "$WORK/err")"
+    assert "$1: caught, the entry dropped with a warning" grep -q "warning: artifact cache .*dropped entry $name" "$WORK/err"
+    assert "$1: signed again, not from the cache; output identical and valid" \
+        python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['apks'][0]['artifact_cache'] is False" "$WORK/out"
+    assert "$1: ... byte-identical to the first run" cmp -s ac/a1.apk ac/t.apk
+    assert "$1: the entry is stored again, good" cmp -s ac/a1.apk "$AC/$name.out"
+}
+tamper_art "a flipped byte in the cached APK" 'b[:len(b) // 2] + bytearray([b[len(b) // 2] ^ 1]) + b[len(b) // 2 + 1:]' out
+tamper_art "the cached APK replaced by another key's signed APK" 'bytearray(open("b1/app24.apk", "rb").read())' out
+tamper_art "a signature hash changed in the meta" 'bytearray(bytes(b).replace(b" apk-v2 ", b" apk-v2 ", 1)[:-3] + (b"0" if bytes(b)[-3:-2] != b"0" else b"1") + bytes(b)[-2:])' meta
+tamper_art "a truncated meta" 'b[:len(b) // 2]' meta
+ln -s "$AC" link-artcache
+expect_fail "a symbolic link as the artifact cache directory is refused" 1 "artifact cache .*link-artcache is a symbolic link" \
+    hs --artifact-cache "$WORK/link-artcache" sign apk --key platform app21.apk ac/l.apk
+assert "... and nothing written" test ! -e ac/l.apk
+mkdir -p ac/out
+mk_manifest ac/out >m4.json
+check "sign batch with the artifact cache: first run" hs --artifact-cache "$AC" sign batch m4.json
+rm -rf ac/out && mkdir -p ac/out
+counted check "sign batch with the artifact cache: second run" hs --json --artifact-cache "$AC" sign batch m4.json
+assert "batch: every APK a hit (RSA and ECDSA), 0 C_Sign" python3 -c "
+import json,sys; r = json.load(open(sys.argv[1])); assert (r['artifact_cache_hits'], r['hsm_signatures']) == (3, 0), r" "$WORK/out"
+assert "... 0 C_Sign" test "$(calls C_Sign)" -eq 0
+for s in 21 24 28; do
+    assert "batch app$s.apk from the artifact cache: identical to the first batch" cmp -s b1/app$s.apk ac/out/app$s.apk
+done
+
+# --- the log holds, with its deferred tail ------------------------------------
+check "audit verify accepts the unsigned tail of reuse/output entries" hs --json audit verify
+assert "audit verify reports the tail: every uncovered entry is a deferred reuse/output entry" python3 -c "
+import json,sys; r = json.load(open(sys.argv[1])); assert r['ok'] and r['uncovered'] > 0 and r['uncovered'] == r['uncovered_deferred'], r" "$WORK/out"
+tail_start=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['checkpoint_size'])" "$WORK/out")
+assert "the deferred tail holds reuse entries and nothing that used a key in the HSM" \
+    test "$(ops_since "$tail_start" reuse)" -ge 3 -a "$(tail -n +"$((tail_start + 1))" audit/entries.jsonl | grep -vc '"op":"\(reuse\|output\)"')" -eq 0
+check "audit verify (text) names the deferred tail" hs audit verify
+assert "... as waiting for the next checkpoint" grep -q "reuse/output entries after the latest checkpoint wait" "$WORK/out"
 mkdir -p release && cp second.apk b2/*.apk sa2.apk release/
 check "audit check finds every reused signature in the log" hs --json audit check release
 assert "audit check: signatures found, none unlogged" python3 -c "
@@ -115,7 +189,12 @@ import json,sys; r = json.load(open(sys.argv[1])); assert r['ok'] and r['ours'] 
 # --- tampered entries -------------------------------------------------------------
 echo "cache me" >in.txt
 check "cache clear" hs cache clear
-check "sign raw: reference" hs sign raw --key platform in.txt ref.sig
+n_before_fresh=$(entries)
+counted check "sign raw: reference" hs sign raw --key platform in.txt ref.sig
+assert "a fresh signature costs its C_Sign and the checkpoint's (2)" test "$(calls C_Sign)" -eq 2
+check "audit verify after a fresh signature" hs --json audit verify
+assert "its checkpoint covers the whole log, the deferred reuse entries included" python3 -c "
+import json,sys; r = json.load(open(sys.argv[1])); assert r['uncovered'] == 0 and r['checkpoint_size'] == r['entries'] > int(sys.argv[2]), r" "$WORK/out" "$n_before_fresh"
 entry=$(ls sigcache/)
 assert "one entry in the cache, mode 0600 in a 0700 directory" \
     test "$(echo "$entry" | wc -l) $(stat -c %a "sigcache/$entry") $(stat -c %a sigcache)" = "1 600 700"
@@ -154,7 +233,14 @@ tamper "another key's whole entry" 'o'
 tamper "truncated" 't[:len(t) // 2]'
 tamper "garbage" '"\x00garbage\n" * 7'
 counted check "untampered: reused" hs sign raw --key platform in.txt u.sig
-assert "untampered: no HSM signature" test "$(calls C_Sign)" -eq 1
+assert "untampered: no HSM signature" test "$(calls C_Sign)" -eq 0
+check "audit checkpoint signs for the deferred tail explicitly" hs audit checkpoint
+assert "... a new checkpoint" grep -q "checkpoint [0-9]* signed" "$WORK/out"
+check "audit verify: nothing uncovered" hs --json audit verify
+assert "... uncovered 0" python3 -c "
+import json,sys; assert json.load(open(sys.argv[1]))['uncovered'] == 0" "$WORK/out"
+check "audit checkpoint again: nothing to sign" hs audit checkpoint
+assert "... says the log is covered" grep -q "already covers the log" "$WORK/out"
 assert "untampered: no warning" not_grep warning "$WORK/err"
 
 # --- hostile cache directories ----------------------------------------------------

@@ -44,6 +44,9 @@ typedef struct server {
     size_t n_replies, cap_replies;
     unsigned long requests;
     size_t checkpointed; /* hs_audit_appended at the last checkpoint */
+    /* hs_audit_fresh at the last checkpoint: a batch of reuse entries only
+     * defers its checkpoint (record.h). */
+    size_t checkpointed_fresh;
     long long last_request_ms;
     int stopper_fd; /* the connection that sent "stop", or -1 */
 } server;
@@ -397,12 +400,12 @@ static int poll_timeout(const server *s, long long now)
     const hs_agent_config *c = s->cfg;
     if (c->idle_timeout > 0)
         wait = s->last_request_ms + (long long)c->idle_timeout * 1000 - now;
-    if (hs_audit_appended(c->audit) > s->checkpointed) {
+    if (hs_audit_fresh(c->audit) > s->checkpointed_fresh) {
         long long cp = s->last_request_ms + (long long)c->checkpoint_delay * 1000 - now;
         if (wait < 0 || cp < wait)
             wait = cp;
     }
-    if (wait < 0 && (c->idle_timeout > 0 || hs_audit_appended(c->audit) > s->checkpointed))
+    if (wait < 0 && (c->idle_timeout > 0 || hs_audit_fresh(c->audit) > s->checkpointed_fresh))
         wait = 0;
     return wait > 60000 ? 60000 : (int)wait;
 }
@@ -410,12 +413,13 @@ static int poll_timeout(const server *s, long long now)
 static void timers(server *s, long long now, bool *idle)
 {
     const hs_agent_config *c = s->cfg;
-    size_t appended = hs_audit_appended(c->audit);
-    if (appended > s->checkpointed &&
+    size_t fresh = hs_audit_fresh(c->audit);
+    if (fresh > s->checkpointed_fresh &&
         now - s->last_request_ms >= (long long)c->checkpoint_delay * 1000) {
         if (c->checkpoint != NULL)
             c->checkpoint(c->ctx);
-        s->checkpointed = appended;
+        s->checkpointed = hs_audit_appended(c->audit);
+        s->checkpointed_fresh = fresh;
     }
     *idle = c->idle_timeout > 0 && now - s->last_request_ms >= (long long)c->idle_timeout * 1000;
 }
@@ -464,7 +468,8 @@ hs_result hs_agent_serve(const hs_agent_config *cfg, int listen_fd, hs_agent_exi
                          int *stop_fd, hs_error *e)
 {
     server s = {.cfg = cfg, .listen_fd = listen_fd, .last_request_ms = now_ms(),
-                .checkpointed = hs_audit_appended(cfg->audit), .stopper_fd = -1};
+                .checkpointed = hs_audit_appended(cfg->audit),
+                .checkpointed_fresh = hs_audit_fresh(cfg->audit), .stopper_fd = -1};
     *stop_fd = -1;
     bool done = false;
     hs_result r = HS_OK;

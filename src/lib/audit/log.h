@@ -128,6 +128,8 @@ typedef struct hs_auditlog_report {
     size_t checkpoints;    /* signatures checked, latest and history */
     uint64_t checked_size; /* size of the latest checkpoint */
     size_t uncovered;      /* entries after the latest checkpoint */
+    size_t uncovered_deferred; /* ... of which reuse/output entries, whose
+                                * checkpoint is deferred by design (record.h) */
     bool torn;
     bool old_checked;      /* --checkpoint OLD was proven a prefix */
     uint64_t old_size;

@@ -25,6 +25,10 @@ struct hs_audit {
     char user[64], host[256];
     const hs_auditkey *key;
     size_t appended;
+    /* Entries that call for a signed checkpoint (not "reuse" or "output"),
+     * in all and at this handle's last checkpoint: docs/audit-log.md,
+     * "Deferred checkpoints". */
+    size_t fresh, fresh_checkpointed;
     bool gated;    /* the gate passed under the lock of an earlier append */
     bool unsynced; /* appended with hs_audit_append_deferred, not yet fsynced */
 };
@@ -120,6 +124,27 @@ void hs_audit_close(hs_audit *a)
 size_t hs_audit_appended(const hs_audit *a)
 {
     return a->appended;
+}
+
+bool hs_audit_op_defers_checkpoint(const char *operation)
+{
+    return operation != NULL &&
+           (strcmp(operation, HS_AUDIT_OP_REUSE) == 0 || strcmp(operation, HS_AUDIT_OP_OUTPUT) == 0);
+}
+
+bool hs_audit_checkpoint_due(const hs_audit *a)
+{
+    return a->fresh > a->fresh_checkpointed;
+}
+
+void hs_audit_checkpoint_done(hs_audit *a)
+{
+    a->fresh_checkpointed = a->fresh;
+}
+
+size_t hs_audit_fresh(const hs_audit *a)
+{
+    return a->fresh;
 }
 
 const char *hs_audit_dir(const hs_audit *a)
@@ -323,6 +348,8 @@ static hs_result append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_out
         hs_error_prefix(e, "audit record not written, so the result was discarded: ");
     } else {
         a->appended++;
+        if (!hs_audit_op_defers_checkpoint(en->operation))
+            a->fresh++;
         a->unsynced = !(sync || created);
         if (seq_out != NULL)
             *seq_out = seq;

@@ -98,9 +98,29 @@ hs_result hs_audit_fsync_entries(const char *dir, hs_error *e) HS_MUST_CHECK;
  * released if the caller kept the rule above). */
 void hs_audit_close(hs_audit *a);
 const char *hs_audit_batch_id(const hs_audit *a);
-/* Entries this handle appended: a command that appended any ends by
- * signing a checkpoint (log.h). */
+/* Entries this handle appended. */
 size_t hs_audit_appended(const hs_audit *a);
+
+/* Deferred checkpoints (docs/audit-log.md): a "reuse" entry records a
+ * signature the HSM made earlier, whose own "sign" entry a checkpoint
+ * signs for, and an "output" entry the hash of a file written; neither
+ * records a use of a key in the HSM. They are made
+ * durable (fsync) like every entry, but do not by themselves call for a
+ * new checkpoint: the next one, signed for any other entry or by `hsmsign
+ * audit checkpoint`, covers them. A re-run served wholly from the
+ * signature cache then costs no signature at all, not even the audit
+ * key's. */
+#define HS_AUDIT_OP_REUSE "reuse"
+#define HS_AUDIT_OP_OUTPUT "output"
+bool hs_audit_op_defers_checkpoint(const char *operation);
+/* Entries this handle appended whose operation does not defer the
+ * checkpoint, in all. */
+size_t hs_audit_fresh(const hs_audit *a);
+/* This handle appended an entry that does not defer the checkpoint
+ * since its last one: a command (or the agent's batch) ends by signing one. */
+bool hs_audit_checkpoint_due(const hs_audit *a);
+/* A checkpoint covering every entry this handle appended was signed. */
+void hs_audit_checkpoint_done(hs_audit *a);
 const char *hs_audit_dir(const hs_audit *a);
 
 #endif

@@ -10,46 +10,12 @@
 #include "keystore/wrapkey.h"
 #include "p11/admin.h"
 #include "util/file.h"
+#include "util/json.h"
 
 const char *hs_ceremony_role_name(hs_ceremony_role role)
 {
     static const char *const names[HS_ROLE_COUNT] = {"admin", "operator", "auditor"};
     return role < HS_ROLE_COUNT ? names[role] : "?";
-}
-
-/* Refuses any key of obj not in allowed (NULL-terminated). */
-static hs_result only_keys(json_t *obj, const char *const *allowed, const char *src,
-                           const char *where, hs_error *e)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v) {
-        bool known = false;
-        for (size_t i = 0; allowed[i] != NULL && !known; i++)
-            known = strcmp(key, allowed[i]) == 0;
-        if (!known)
-            return hs_fail(e, HS_E_FORMAT, "%s: unknown field '%s%s'", src, where, key);
-    }
-    return HS_OK;
-}
-
-static hs_result get_string(json_t *obj, const char *key, bool required, char *dst, size_t cap,
-                            const char *src, const char *where, hs_error *e)
-{
-    json_t *v = json_object_get(obj, key);
-    if (v == NULL) {
-        if (required)
-            return hs_fail(e, HS_E_FORMAT, "%s: missing field '%s%s'", src, where, key);
-        return HS_OK;
-    }
-    if (!json_is_string(v))
-        return hs_fail(e, HS_E_FORMAT, "%s: field '%s%s' must be a string", src, where, key);
-    size_t len = json_string_length(v);
-    if (len == 0 || len >= cap || strlen(json_string_value(v)) != len)
-        return hs_fail(e, HS_E_FORMAT, "%s: field '%s%s' must be 1 to %zu bytes without NUL", src,
-                       where, key, cap - 1);
-    memcpy(dst, json_string_value(v), len + 1);
-    return HS_OK;
 }
 
 static hs_result check_recipient(const char *r, const char *src, const char *where, hs_error *e)
@@ -63,16 +29,16 @@ static hs_result check_recipient(const char *r, const char *src, const char *whe
 
 static hs_result parse_tokens(json_t *root, hs_ceremony_config *c, const char *src, hs_error *e)
 {
-    static const char *const keys[] = {"primary", "backup", NULL};
+    static const char *const keys[] = {"primary", "backup"};
     json_t *t = json_object_get(root, "tokens");
     if (!json_is_object(t))
         return hs_fail(e, HS_E_FORMAT, "%s: field 'tokens' must be an object with 'primary' and "
                                        "'backup'", src);
-    hs_result r = only_keys(t, keys, src, "tokens.", e);
+    hs_result r = hs_json_check_fields(t, keys, 0, HS_JSON_COUNT(keys), src, "tokens.", e);
     if (r == HS_OK)
-        r = get_string(t, "primary", true, c->primary, sizeof c->primary, src, "tokens.", e);
+        r = hs_json_get_string(t, "primary", true, c->primary, sizeof c->primary, src, "tokens.", e);
     if (r == HS_OK)
-        r = get_string(t, "backup", true, c->backup, sizeof c->backup, src, "tokens.", e);
+        r = hs_json_get_string(t, "backup", true, c->backup, sizeof c->backup, src, "tokens.", e);
     char a[64], b[64];
     if (r == HS_OK)
         r = hs_p11_spec_label(c->primary, a, sizeof a, e);
@@ -93,7 +59,7 @@ static hs_result parse_tokens(json_t *root, hs_ceremony_config *c, const char *s
 static hs_result parse_holder(json_t *h, size_t i, hs_ceremony_config *c, const char *src,
                               hs_error *e)
 {
-    static const char *const keys[] = {"name", "recipient", NULL};
+    static const char *const keys[] = {"name", "recipient"};
     /* "holders[N] (NAME)" whole, NAME up to HS_SHARE_LABEL_MAX bytes: gcc
      * -O0 (buildtype=debug, make check-valgrind) rejects a smaller buffer. */
     char where[32 + HS_SHARE_LABEL_MAX];
@@ -102,11 +68,11 @@ static hs_result parse_holder(json_t *h, size_t i, hs_ceremony_config *c, const 
         return hs_fail(e, HS_E_FORMAT, "%s: holders[%zu] must be an object with 'name' and "
                                        "'recipient'", src, i);
     hs_ceremony_holder *d = &c->holders[i];
-    hs_result r = only_keys(h, keys, src, where, e);
+    hs_result r = hs_json_check_fields(h, keys, 0, HS_JSON_COUNT(keys), src, where, e);
     if (r == HS_OK)
-        r = get_string(h, "name", true, d->name, sizeof d->name, src, where, e);
+        r = hs_json_get_string(h, "name", true, d->name, sizeof d->name, src, where, e);
     if (r == HS_OK)
-        r = get_string(h, "recipient", true, d->recipient, sizeof d->recipient, src, where, e);
+        r = hs_json_get_string(h, "recipient", true, d->recipient, sizeof d->recipient, src, where, e);
     if (r != HS_OK)
         return r;
     if (!hs_share_label_ok(d->name))
@@ -187,12 +153,12 @@ static hs_result parse_role(json_t *roles, hs_ceremony_role role, hs_ceremony_co
 
 static hs_result parse_roles(json_t *root, hs_ceremony_config *c, const char *src, hs_error *e)
 {
-    static const char *const keys[] = {"admin", "operator", "auditor", NULL};
+    static const char *const keys[] = {"admin", "operator", "auditor"};
     json_t *roles = json_object_get(root, "roles");
     if (!json_is_object(roles))
         return hs_fail(e, HS_E_FORMAT, "%s: field 'roles' must be an object with 'admin', "
                                        "'operator' and 'auditor'", src);
-    hs_result r = only_keys(roles, keys, src, "roles.", e);
+    hs_result r = hs_json_check_fields(roles, keys, 0, HS_JSON_COUNT(keys), src, "roles.", e);
     for (int i = 0; r == HS_OK && i < HS_ROLE_COUNT; i++)
         r = parse_role(roles, (hs_ceremony_role)i, c, src, e);
     return r;
@@ -239,11 +205,11 @@ static hs_result check_separation(json_t *root, hs_ceremony_config *c, const cha
 static hs_result parse_options(json_t *root, hs_ceremony_config *c, const char *src, hs_error *e)
 {
     snprintf(c->wrap_label, sizeof c->wrap_label, "%s", HS_WRAPKEY_DEFAULT_LABEL);
-    hs_result r = get_string(root, "wrap-key-label", false, c->wrap_label, sizeof c->wrap_label,
+    hs_result r = hs_json_get_string(root, "wrap-key-label", false, c->wrap_label, sizeof c->wrap_label,
                              src, "", e);
     char alg[32] = "auto";
     if (r == HS_OK)
-        r = get_string(root, "audit-key-algorithm", false, alg, sizeof alg, src, "", e);
+        r = hs_json_get_string(root, "audit-key-algorithm", false, alg, sizeof alg, src, "", e);
     if (r != HS_OK)
         return r;
     if (strcmp(alg, "auto") == 0)
@@ -262,7 +228,7 @@ static hs_result parse_root(json_t *root, hs_ceremony_config *c, const char *src
 {
     static const char *const keys[] = {"version", "name", "tokens", "threshold", "holders",
                                        "roles", "wrap-key-label", "audit-key-algorithm",
-                                       "holders-may-hold-roles", NULL};
+                                       "holders-may-hold-roles"};
     if (!json_is_object(root))
         return hs_fail(e, HS_E_FORMAT, "%s: the configuration must be a JSON object", src);
     json_t *v = json_object_get(root, "version");
@@ -272,9 +238,9 @@ static hs_result parse_root(json_t *root, hs_ceremony_config *c, const char *src
     if (json_integer_value(v) != HS_CEREMONY_CONFIG_VERSION)
         return hs_fail(e, HS_E_FORMAT, "%s: unsupported version %lld (this tool reads version %d)",
                        src, (long long)json_integer_value(v), HS_CEREMONY_CONFIG_VERSION);
-    hs_result r = only_keys(root, keys, src, "", e);
+    hs_result r = hs_json_check_fields(root, keys, 0, HS_JSON_COUNT(keys), src, "", e);
     if (r == HS_OK)
-        r = get_string(root, "name", true, c->name, sizeof c->name, src, "", e);
+        r = hs_json_get_string(root, "name", true, c->name, sizeof c->name, src, "", e);
     if (r == HS_OK && !hs_share_label_ok(c->name))
         r = hs_fail(e, HS_E_FORMAT, "%s: name: control characters or malformed UTF-8", src);
     if (r == HS_OK)
@@ -294,24 +260,20 @@ static hs_result parse_root(json_t *root, hs_ceremony_config *c, const char *src
     return r;
 }
 
+static hs_result read_root(json_t *root, void *c, const char *src, hs_error *e)
+{
+    return parse_root(root, c, src, e);
+}
+
 hs_result hs_ceremony_config_parse(const char *text, size_t len, const char *source,
                                    hs_ceremony_config **out, hs_error *e)
 {
-    *out = NULL;
     const char *src = source != NULL ? source : "ceremony config";
-    json_error_t je;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    if (root == NULL)
-        return hs_fail(e, HS_E_FORMAT, "%s: line %d: %s", src, je.line, je.text);
-    hs_ceremony_config *c = calloc(1, sizeof *c);
-    hs_result r = c == NULL ? hs_fail(e, HS_E_NOMEM, "out of memory") : parse_root(root, c, src, e);
-    json_decref(root);
-    if (r != HS_OK) {
-        free(c);
-        return r;
-    }
+    void *c;
+    hs_result r = hs_json_read_object(text, len, src, src, sizeof(hs_ceremony_config), read_root,
+                                      free, &c, e);
     *out = c;
-    return HS_OK;
+    return r;
 }
 
 hs_result hs_ceremony_config_load(const char *path, hs_ceremony_config **out, hs_error *e)

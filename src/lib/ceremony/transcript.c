@@ -12,6 +12,7 @@
 #include "keystore/auditkey.h"
 #include "util/encoding.h"
 #include "util/file.h"
+#include "util/json.h"
 
 static json_t *hex(const uint8_t *b, size_t n)
 {
@@ -500,24 +501,27 @@ static hs_result parse_root(json_t *root, hs_transcript *t, const char *src, hs_
     return r;
 }
 
+static hs_result read_root(json_t *root, void *t, const char *src, hs_error *e)
+{
+    return parse_root(root, t, src, e);
+}
+
+static void release(void *t)
+{
+    hs_transcript_free(t);
+}
+
 hs_result hs_transcript_parse(const char *text, size_t len, const char *source,
                               hs_transcript **out, hs_error *e)
 {
-    *out = NULL;
     const char *src = source != NULL ? source : "(input)";
-    json_error_t je;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    if (root == NULL)
-        return hs_fail(e, HS_E_FORMAT, "transcript %s: line %d: %s", src, je.line, je.text);
-    hs_transcript *t = calloc(1, sizeof *t);
-    hs_result r = t == NULL ? hs_fail(e, HS_E_NOMEM, "out of memory") : parse_root(root, t, src, e);
-    json_decref(root);
-    if (r != HS_OK) {
-        hs_transcript_free(t);
-        return r;
-    }
+    char what[sizeof "transcript " + 4096]; /* a path; hs_error truncates longer */
+    snprintf(what, sizeof what, "transcript %s", src);
+    void *t;
+    hs_result r = hs_json_read_object(text, len, what, src, sizeof(hs_transcript), read_root,
+                                      release, &t, e);
     *out = t;
-    return HS_OK;
+    return r;
 }
 
 /* The transcript must name the pinned key too: a transcript signed by the

@@ -8,6 +8,7 @@
 
 #include "util/encoding.h"
 #include "util/file.h"
+#include "util/json.h"
 
 #define FORMAT_NAME "hsmsign-key"
 
@@ -208,20 +209,9 @@ static const char *get_string(json_t *obj, const char *key)
 static hs_result check_exact_fields(json_t *obj, const char *const *names, size_t n_required,
                                     size_t n, const char *path, const char *where, hs_error *e)
 {
-    for (size_t i = 0; i < n_required; i++)
-        if (json_object_get(obj, names[i]) == NULL)
-            return hs_fail(e, HS_E_FORMAT, "key file %s: field '%s%s' is missing", path, where,
-                           names[i]);
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v) {
-        bool known = false;
-        for (size_t i = 0; i < n && !known; i++)
-            known = strcmp(key, names[i]) == 0;
-        if (!known)
-            return hs_fail(e, HS_E_FORMAT, "key file %s: unknown field '%s%s'", path, where, key);
-    }
-    return HS_OK;
+    char what[sizeof "key file " + 4096]; /* a path; hs_error truncates longer */
+    snprintf(what, sizeof what, "key file %s", path);
+    return hs_json_check_fields(obj, names, n_required, n, what, where, e);
 }
 
 /* wrap + wrapped_private_key (wrapped profile). */

@@ -13,43 +13,16 @@
 
 #include "util/encoding.h"
 #include "util/file.h"
+#include "util/privdir.h"
 
 struct hs_sigcache {
     char *dir;
 };
 
-/* Someone who can write DIR can plant entries (harmless: they are
- * verified) or remove them (a silent slowdown); either way the cache is
- * no longer ours, so it is refused rather than used. lstat: a symbolic
- * link could be re-pointed by whoever owns it. */
-static hs_result check_private(const char *dir, hs_error *e)
-{
-    struct stat st;
-    if (lstat(dir, &st) != 0)
-        return hs_fail(e, HS_E_IO, "signature cache %s: %s", dir, strerror(errno));
-    const char *why = S_ISLNK(st.st_mode)      ? "is a symbolic link"
-                      : !S_ISDIR(st.st_mode)   ? "is not a directory"
-                      : st.st_uid != geteuid() ? "is owned by another user"
-                      : (st.st_mode & 022)     ? "is writable by group or others"
-                                               : NULL;
-    if (why != NULL)
-        return hs_fail(e, HS_E_VERIFY,
-                       "signature cache %s %s; it must be a directory of this user that no one "
-                       "else can write (chmod 700), or turn the cache off with "
-                       "--signature-cache off",
-                       dir, why);
-    return HS_OK;
-}
-
 hs_result hs_sigcache_open(const char *dir, hs_sigcache **out, hs_error *e)
 {
     *out = NULL;
-    struct stat st;
-    hs_result r = HS_OK;
-    if (lstat(dir, &st) != 0 && errno == ENOENT)
-        r = hs_mkdir_p(dir, 0700, e);
-    if (r == HS_OK)
-        r = check_private(dir, e);
+    hs_result r = hs_privdir_open(dir, "signature cache", "--signature-cache", e);
     if (r != HS_OK)
         return r;
     hs_sigcache *c = calloc(1, sizeof *c);
@@ -202,18 +175,12 @@ hs_result hs_sigcache_parse(const char *text, size_t len, hs_sigcache_entry *en,
 static hs_result read_entry(const char *path, char **text, size_t *len, bool *found, hs_error *e)
 {
     *text = NULL;
-    *found = false;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? HS_OK : hs_fail(e, HS_E_FORMAT, "%s: %s", path, strerror(errno));
-    *found = true;
-    struct stat st;
-    hs_result r = HS_OK;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-        st.st_size > HS_SIGCACHE_FILE_MAX)
-        r = hs_fail(e, HS_E_FORMAT, "%s: not a regular file of this user of at most %d bytes",
-                    path, HS_SIGCACHE_FILE_MAX);
-    if (r == HS_OK && (*text = malloc(HS_SIGCACHE_FILE_MAX + 1)) == NULL)
+    int fd;
+    uint64_t size;
+    hs_result r = hs_privdir_open_file(path, HS_SIGCACHE_FILE_MAX, &fd, &size, found, e);
+    if (r != HS_OK || !*found)
+        return r;
+    if ((*text = malloc(HS_SIGCACHE_FILE_MAX + 1)) == NULL)
         r = hs_fail(e, HS_E_NOMEM, "out of memory");
     ssize_t got = r == HS_OK ? read(fd, *text, HS_SIGCACHE_FILE_MAX + 1) : -1;
     if (r == HS_OK && (got < 0 || got > HS_SIGCACHE_FILE_MAX))

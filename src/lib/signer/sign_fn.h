@@ -26,6 +26,11 @@ typedef struct hs_sign_request {
      * caller then calls hs_sign_fn.sync before the signature's bytes leave
      * the process (are written to any file). Only set when sync != NULL. */
     bool defer_durability;
+    /* Only a signature from the signature cache (verified and logged as a
+     * reuse), never a new one: HS_E_NOTFOUND when there is none. The
+     * artifact cache replays the requests of a cached output this way
+     * (docs/cache.md). */
+    bool reuse_only;
 } hs_sign_request;
 
 /* Fills *sig (malloc'd) with the signature: raw bytes for RSA (modulus

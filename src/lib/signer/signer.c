@@ -555,6 +555,11 @@ static hs_result hsm_sign(hs_signer *s, loaded_key *k, const hs_sign_request *re
     return HS_OK;
 }
 
+bool hs_signer_has_cache(const hs_signer *s)
+{
+    return s->cache != NULL;
+}
+
 void hs_signer_set_cache(hs_signer *s, hs_sigcache *cache)
 {
     hs_sigcache_free(s->cache);
@@ -652,7 +657,7 @@ static hs_result reuse(hs_signer *s, loaded_key *k, const hs_sign_request *req, 
     uint8_t sig_sha[32];
     SHA256(en->sig, en->sig_len, sig_sha);
     hs_audit_entry ae;
-    fill_entry(&ae, "reuse", k, req, sig_sha);
+    fill_entry(&ae, HS_AUDIT_OP_REUSE, k, req, sig_sha);
     ae.reuse_of_seq = &en->seq;
     ae.reuse_of_batch = en->batch;
     *sig = malloc(en->sig_len);
@@ -743,13 +748,19 @@ hs_result hs_signer_sign(hs_signer *s, const hs_sign_request *req, uint8_t **sig
     bool reused = false;
     /* Remote: the agent (its own cache, HSM, entry made durable before it
      * answered); checked here too. */
+    if (r == HS_OK && req->reuse_only && (s->remote.sign != NULL || s->cache == NULL))
+        r = hs_fail(e, HS_E_NOTFOUND, "no signature cache in this process for key '%s'",
+                    req->key_name);
     if (r == HS_OK && s->remote.sign != NULL) {
         r = s->remote.sign(s->remote.ctx, req, k->fingerprint, sig, sig_len, e);
         if (r == HS_OK)
             r = verify(k, req, *sig, *sig_len, e);
     } else if (r == HS_OK) {
         r = reuse(s, k, req, sig, sig_len, &reused, e);
-        if (r == HS_OK && !reused)
+        if (r == HS_OK && !reused && req->reuse_only)
+            r = hs_fail(e, HS_E_NOTFOUND, "key '%s': signature not in the signature cache",
+                        req->key_name);
+        else if (r == HS_OK && !reused)
             r = sign_fresh(s, k, req, sig, sig_len, e);
     }
     if (r != HS_OK) {
@@ -884,7 +895,7 @@ hs_result hs_signer_record_output(hs_signer *s, const char *purpose, const char 
     if (s->remote.record_output != NULL)
         return s->remote.record_output(s->remote.ctx, purpose, key_name, artifact, input_sha256,
                                        output_sha256, e);
-    hs_audit_entry en = {.operation = "output", .purpose = purpose, .key_name = key_name,
+    hs_audit_entry en = {.operation = HS_AUDIT_OP_OUTPUT, .purpose = purpose, .key_name = key_name,
                          .key_fingerprint = kf->fingerprint, .artifact = artifact,
                          .input_sha256 = input_sha256, .output_sha256 = output_sha256};
     return hs_audit_append(s->audit, &en, NULL, e);

@@ -80,6 +80,8 @@ void hs_signer_free(hs_signer *s);
  * it off). A remote signer never caches: the process that holds the token
  * does. */
 void hs_signer_set_cache(hs_signer *s, hs_sigcache *cache);
+/* A signature cache is set (reuse_only requests can succeed). */
+bool hs_signer_has_cache(const hs_signer *s);
 /* Where the signer reports what the caller should hear but that does not
  * fail the request (a cache entry dropped as corrupt, a cache write that
  * failed); without one these are dropped. The library never prints. */
