@@ -95,12 +95,7 @@ for s in 21 24 28; do
     check "batch app$s.apk: apksigner verify" apksigner verify b2/app$s.apk
 done
 assert "batch: reuse entries, no sign entries" test "$(ops_since "$before" sign)" -eq 0 -a "$(ops_since "$before" reuse)" -ge 6
-# Measured, not asserted: the same second batch with the cache off.
-mk_manifest b3 >m3.json
-t0=$(date +%s.%N)
-HSMSIGN_SIGNATURE_CACHE=off counted check "sign batch with the cache off" hs sign batch m3.json
-t_off=$(echo "$(date +%s.%N) - $t0" | bc)
-echo "# measure: second sign batch of 3 APKs: cached ${t_cached}s (0 C_Sign), cache off ${t_off}s ($(calls C_Sign) C_Sign)"
+echo "# measure: second sign batch of 3 APKs: cached ${t_cached}s (0 C_Sign)"
 
 # --- signapk twice ---------------------------------------------------------
 mkdir -p k && cp platform.pk8 k/platform.pk8
@@ -135,7 +130,9 @@ check "hit: apksigner verify" apksigner verify --min-sdk-version 21 ac/a2.apk
 assert "hit: a reuse entry per signature (v1, v2, v3) naming the artifact, one output entry, no sign entry" \
     test "$(ops_since "$before" reuse)-$(ops_since "$before" output)-$(ops_since "$before" sign)-$(tail -n +$((before + 1)) audit/entries.jsonl | grep -c '"artifact":"app21.apk"')" = "3-1-0-4"
 # Tampered entries: dropped with a warning, signed again (through the
-# signature cache), stored again.
+# signature cache), stored again. One per part of an entry (the APK, the
+# meta); the other kinds of damage (another key's APK, a truncated meta)
+# reach the same two checks and were left out for CI time.
 tamper_art() { # WHAT PYTHON-EXPR-ON-BYTES FILE-EXT
     python3 - "$AC/$name.$3" "$2" <<'PY'
 import sys
@@ -153,9 +150,7 @@ PY
     assert "$1: the entry is stored again, good" cmp -s ac/a1.apk "$AC/$name.out"
 }
 tamper_art "a flipped byte in the cached APK" 'b[:len(b) // 2] + bytearray([b[len(b) // 2] ^ 1]) + b[len(b) // 2 + 1:]' out
-tamper_art "the cached APK replaced by another key's signed APK" 'bytearray(open("b1/app24.apk", "rb").read())' out
 tamper_art "a signature hash changed in the meta" 'bytearray(bytes(b).replace(b" apk-v2 ", b" apk-v2 ", 1)[:-3] + (b"0" if bytes(b)[-3:-2] != b"0" else b"1") + bytes(b)[-2:])' meta
-tamper_art "a truncated meta" 'b[:len(b) // 2]' meta
 ln -s "$AC" link-artcache
 expect_fail "a symbolic link as the artifact cache directory is refused" 1 "artifact cache .*link-artcache is a symbolic link" \
     hs --artifact-cache "$WORK/link-artcache" sign apk --key platform app21.apk ac/l.apk
