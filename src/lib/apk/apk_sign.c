@@ -494,6 +494,79 @@ static hs_result write_v4(sign_job *j, hs_error *e)
     return r;
 }
 
+struct hs_apk_pending {
+    hs_apk_out out_file;
+    hs_apk_buf block, cd, eocd;
+    bool written;
+};
+
+/* Hands the unpublished output and its tail to the caller (opt->defer):
+ * the job's cleanup then finds nothing of them to remove or free. */
+static hs_result defer_outputs(sign_job *j, hs_error *e)
+{
+    hs_apk_pending *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return hs_fail(e, HS_E_NOMEM, "%s: out of memory", j->out);
+    p->out_file = j->out_file;
+    p->block = j->block;
+    p->cd = j->cd;
+    p->eocd = j->eocd;
+    /* The write buffer is empty after hs_apk_out_finish: give it back now,
+     * a group holds many pending outputs. */
+    free(p->out_file.buf);
+    p->out_file.buf = NULL;
+    memset(&j->out_file, 0, sizeof j->out_file);
+    memset(&j->block, 0, sizeof j->block);
+    memset(&j->cd, 0, sizeof j->cd);
+    memset(&j->eocd, 0, sizeof j->eocd);
+    *j->opt->defer = p;
+    return HS_OK;
+}
+
+hs_result hs_apk_pending_write(hs_apk_pending *p, hs_error *e)
+{
+    const hs_apk_buf *tail[3] = {&p->block, &p->cd, &p->eocd};
+    for (size_t i = 0; i < 3; i++) {
+        hs_result r = hs_atomic_write_all(&p->out_file.af, tail[i]->data, tail[i]->len, e);
+        if (r != HS_OK)
+            return r;
+    }
+    p->written = true;
+    hs_apk_out_start_writeback(&p->out_file);
+    return HS_OK;
+}
+
+hs_result hs_apk_pending_publish(hs_apk_pending *p, hs_error *e)
+{
+    if (!p->written)
+        return hs_fail(e, HS_E_INTERNAL, "%s: published before its tail was written",
+                       p->out_file.af.path);
+    /* out_file stays open: hs_atomic_abort after a commit only frees the
+     * path, which the caller reads for the directory to fsync. */
+    return hs_atomic_commit_no_dir_sync(&p->out_file.af, e);
+}
+
+const char *hs_apk_pending_path(const hs_apk_pending *p)
+{
+    return p->out_file.af.path;
+}
+
+size_t hs_apk_pending_size(const hs_apk_pending *p)
+{
+    return sizeof *p + p->block.cap + p->cd.cap + p->eocd.cap;
+}
+
+void hs_apk_pending_free(hs_apk_pending *p)
+{
+    if (p == NULL)
+        return;
+    hs_apk_out_abort(&p->out_file);
+    hs_apk_buf_free(&p->block);
+    hs_apk_buf_free(&p->cd);
+    hs_apk_buf_free(&p->eocd);
+    free(p);
+}
+
 /* The output's SHA-256 is taken before the tail is written (it is in
  * memory), so that before_commit's audit entry for the output, fsynced,
  * also makes the v2/v3 entries durable: one fsync per APK. Then the tail,
@@ -509,6 +582,8 @@ static hs_result commit_outputs(sign_job *j, hs_error *e)
                                     j->rep.output_sha256, e);
     if (r == HS_OK && j->opt->before_commit != NULL)
         r = j->opt->before_commit(j->opt->before_commit_ctx, j->out, &j->rep, e);
+    if (r == HS_OK && j->opt->defer != NULL && !j->tail_written && !j->idsig_open)
+        return defer_outputs(j, e);
     if (r == HS_OK && !j->tail_written)
         r = write_tail(j, e);
     if (r == HS_OK)

@@ -873,9 +873,9 @@ void hs_signer_forget(hs_signer *s, const char *name)
     pthread_mutex_unlock(&s->lock);
 }
 
-hs_result hs_signer_record_output(hs_signer *s, const char *purpose, const char *key_name,
-                                  const char *artifact, const uint8_t input_sha256[32],
-                                  const uint8_t output_sha256[32], hs_error *e)
+static hs_result record_output(hs_signer *s, const char *purpose, const char *key_name,
+                               const char *artifact, const uint8_t input_sha256[32],
+                               const uint8_t output_sha256[32], bool deferred, hs_error *e)
 {
     const hs_keyfile *kf = NULL;
     hs_result r = hs_signer_keyfile(s, key_name, &kf, e);
@@ -887,7 +887,23 @@ hs_result hs_signer_record_output(hs_signer *s, const char *purpose, const char 
     hs_audit_entry en = {.operation = "output", .purpose = purpose, .key_name = key_name,
                          .key_fingerprint = kf->fingerprint, .artifact = artifact,
                          .input_sha256 = input_sha256, .output_sha256 = output_sha256};
-    return hs_audit_append(s->audit, &en, NULL, e);
+    return deferred ? hs_audit_append_deferred(s->audit, &en, NULL, e)
+                    : hs_audit_append(s->audit, &en, NULL, e);
+}
+
+hs_result hs_signer_record_output(hs_signer *s, const char *purpose, const char *key_name,
+                                  const char *artifact, const uint8_t input_sha256[32],
+                                  const uint8_t output_sha256[32], hs_error *e)
+{
+    return record_output(s, purpose, key_name, artifact, input_sha256, output_sha256, false, e);
+}
+
+hs_result hs_signer_record_output_deferred(hs_signer *s, const char *purpose,
+                                           const char *key_name, const char *artifact,
+                                           const uint8_t input_sha256[32],
+                                           const uint8_t output_sha256[32], hs_error *e)
+{
+    return record_output(s, purpose, key_name, artifact, input_sha256, output_sha256, true, e);
 }
 
 hs_signer_stats hs_signer_get_stats(const hs_signer *s)
