@@ -7,6 +7,7 @@
 #include "apk/apk.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,9 @@ typedef struct sign_job {
     bool tail_written;         /* block, CD and EOCD are in the output file */
     EVP_MD_CTX *shared_prefix; /* SHA-256 state after the prefix output and input share */
     bool input_hashed;
+    bool hash_tried;           /* hash_input ran (input_hashed: it succeeded) */
+    pthread_t hasher;          /* hash_input, started once the copy is planned */
+    bool hasher_running;
     hs_zip_check *check;       /* every entry's data, checked in the input hash's pass */
     hs_error check_err;        /* why the input was refused, when check failed */
 } sign_job;
@@ -342,7 +346,31 @@ static bool hash_input(void *arg)
     EVP_MD_CTX_free(ctx);
     free(buf);
     j->input_hashed = ok;
+    j->hash_tried = true;
     return ok;
+}
+
+static void *hash_thread(void *arg)
+{
+    (void)hash_input(arg);
+    return NULL;
+}
+
+/* The input's hash is one sequential pass over the whole file, the
+ * longest single piece of work: it starts as soon as the shared prefix is
+ * known (the entries' copy is planned, not yet done) and runs beside the
+ * kernel's copy and the content digest. Without a thread it runs later,
+ * beside the content digest or on its own (hash_input_now). */
+static void start_hashing(sign_job *j)
+{
+    j->hasher_running = pthread_create(&j->hasher, NULL, hash_thread, j) == 0;
+}
+
+static void join_hashing(sign_job *j)
+{
+    if (j->hasher_running)
+        pthread_join(j->hasher, NULL);
+    j->hasher_running = false;
 }
 
 static hs_result hash_input_failed(void *arg, hs_error *e)
@@ -355,8 +383,9 @@ static hs_result hash_input_failed(void *arg, hs_error *e)
 
 static hs_result hash_input_now(sign_job *j, hs_error *e)
 {
-    if (j->input_hashed)
-        return HS_OK;
+    join_hashing(j);
+    if (j->hash_tried)
+        return j->input_hashed ? HS_OK : hash_input_failed(j, e);
     return hash_input(j) ? HS_OK : hash_input_failed(j, e);
 }
 
@@ -388,9 +417,12 @@ static hs_result build_signing_block(sign_job *j, hs_error *e)
     hs_apk_out_start_writeback(&j->out_file);
     hs_apk_side_task side = {.run = hash_input, .fail = hash_input_failed, .ctx = j};
     r = hs_apk_content_digest(j->v12.algorithm.content_md, sections, 3,
-                              j->input_hashed ? NULL : &side, j->out, j->rep.content_digest,
-                              &j->rep.content_digest_len, e);
+                              j->input_hashed || j->hasher_running ? NULL : &side, j->out,
+                              j->rep.content_digest, &j->rep.content_digest_len, e);
     free(eocd_for_digest);
+    /* Every signature's request names the input's hash. */
+    if (r == HS_OK)
+        r = hash_input_now(j, e);
     /* apksig's order: v2, v3.1, v3.0. */
     hs_apk_buf v2 = {0}, v31 = {0}, v3 = {0};
     hs_apk_block_pair pairs[3];
@@ -623,6 +655,8 @@ static hs_result run(sign_job *j, hs_error *e)
         r = hs_apk_out_open(&j->out_file, j->out, e);
     if (r == HS_OK)
         r = hs_apk_copy_entries(&j->zip, j->opt->alignment_preserved, &j->out_file, &j->copied, e);
+    if (r == HS_OK && !j->rep.v1)
+        start_hashing(j);
     /* v1 signs before the content digest, and every signature names the
      * input's hash: hash it now. Otherwise it is hashed alongside the
      * content digest (build_signing_block). */
@@ -669,6 +703,7 @@ hs_result hs_apk_sign_file(const char *in, const char *out, const hs_apk_key *ke
         return hs_fail(e, HS_E_USAGE, "%s: the output must be a different file than the input", out);
     sign_job j = {.in = in, .out = out, .key = key, .opt = opt, .sign = sign};
     hs_result r = run(&j, e);
+    join_hashing(&j); /* an early failure may leave it running */
     hs_apk_out_abort(&j.out_file);
     if (j.idsig_open)
         hs_atomic_abort(&j.idsig);
