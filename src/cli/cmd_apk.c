@@ -557,21 +557,20 @@ typedef struct batch_run {
     size_t group[GROUP_MAX_OUTPUTS], group_n, group_bytes;
 } batch_run;
 
-static void group_fail(batch_run *b, size_t k, hs_result r, const hs_error *e)
+static void group_fail(batch_run *b, size_t i, hs_result r, const hs_error *e)
 {
-    size_t i = b->group[k];
     b->res[i] = r;
     b->errs[i] = *e;
     hs_error_prefix(&b->errs[i], "%s: ", b->items[i].input);
 }
 
 /* The directory of each published output, fsynced once per distinct one. */
-static void sync_group_dirs(batch_run *b)
+static void sync_group_dirs(batch_run *b, const size_t *group, size_t n)
 {
     char *done[GROUP_MAX_OUTPUTS];
     size_t n_done = 0;
-    for (size_t k = 0; k < b->group_n; k++) {
-        size_t i = b->group[k];
+    for (size_t k = 0; k < n; k++) {
+        size_t i = group[k];
         if (b->res[i] != HS_OK)
             continue;
         char *copy = strdup(hs_apk_pending_path(b->pending[i]));
@@ -585,7 +584,7 @@ static void sync_group_dirs(batch_run *b)
         if (r == HS_OK && !seen)
             r = hs_fsync_dir(dir, &e);
         if (r != HS_OK) {
-            group_fail(b, k, r, &e);
+            group_fail(b, i, r, &e);
             free(dir);
         } else if (!seen) {
             done[n_done++] = dir;
@@ -597,32 +596,38 @@ static void sync_group_dirs(batch_run *b)
         free(done[--n_done]);
 }
 
-/* Called with the lock held. */
+/* Called with the lock held, returns with it held. Under the lock: the
+ * log's fsync (every entry of the group is durable after it) and the
+ * tails. Without it, so the other threads go on signing: the outputs'
+ * fsyncs, renames and directory fsyncs (their items belong to this group
+ * alone now). */
 static void publish_group(batch_run *b)
 {
-    if (b->group_n == 0)
+    size_t group[GROUP_MAX_OUTPUTS], n = b->group_n;
+    if (n == 0)
         return;
-    hs_error e = {0};
-    hs_result r = hs_signer_sync(b->signer, &e);
-    for (size_t k = 0; k < b->group_n; k++) {
-        size_t i = b->group[k];
-        hs_result rk = r == HS_OK ? hs_apk_pending_write(b->pending[i], &e) : r;
-        if (rk != HS_OK)
-            group_fail(b, k, rk, &e);
-    }
-    for (size_t k = 0; k < b->group_n; k++) {
-        size_t i = b->group[k];
-        if (b->res[i] == HS_OK && (r = hs_apk_pending_publish(b->pending[i], &e)) != HS_OK)
-            group_fail(b, k, r, &e);
-    }
-    sync_group_dirs(b);
-    for (size_t k = 0; k < b->group_n; k++) {
-        size_t i = b->group[k];
-        hs_apk_pending_free(b->pending[i]);
-        b->pending[i] = NULL;
-    }
+    memcpy(group, b->group, n * sizeof *group);
     b->group_n = 0;
     b->group_bytes = 0;
+    hs_error e = {0};
+    hs_result r = hs_signer_sync(b->signer, &e);
+    for (size_t k = 0; k < n; k++) {
+        hs_result rk = r == HS_OK ? hs_apk_pending_write(b->pending[group[k]], &e) : r;
+        if (rk != HS_OK)
+            group_fail(b, group[k], rk, &e);
+    }
+    pthread_mutex_unlock(&b->lock);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = group[k];
+        if (b->res[i] == HS_OK && (r = hs_apk_pending_publish(b->pending[i], &e)) != HS_OK)
+            group_fail(b, i, r, &e);
+    }
+    sync_group_dirs(b, group, n);
+    for (size_t k = 0; k < n; k++) {
+        hs_apk_pending_free(b->pending[group[k]]);
+        b->pending[group[k]] = NULL;
+    }
+    pthread_mutex_lock(&b->lock);
 }
 
 static void *batch_worker(void *arg)
