@@ -10,7 +10,7 @@ BUILD_VG ?= build-vg
 BUILD_LINT ?= build-lint
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build check check-asan check-valgrind fuzz fuzz-short lint demo bench bench-release install clean
+.PHONY: all deps build check check-asan check-valgrind fuzz fuzz-short lint demo bench bench-apk bench-release install clean
 
 all: build
 
@@ -55,9 +55,13 @@ lint: deps
 demo: build
 	@scripts/demo $(BUILD)
 
-# APK signing speed, hsmsign against apksigner (bench/README.md); not part
-# of `check`. BENCH_N=50 for a shorter run.
+# Every speed target against its reference, measured in the same run, one
+# table (bench/README.md); not part of `check`. BENCH_QUICK=1: a few
+# minutes. bench-apk: the detailed APK comparison with apksigner.
 bench: build
+	@bench/run $(BUILD)
+
+bench-apk: build
 	@bench/apk $(BUILD)
 
 # A whole release through releasetools: file keys, SunPKCS11, hsmsign's

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,19 +63,58 @@ static json_t *report_json(const char *in, const char *out, const char *key, con
                      rep->signatures, "output_sha256", sha);
 }
 
-typedef struct output_record {
+/* How one APK reaches the signer: directly (sign apk), or from one of
+ * sign batch's threads, every call into the signer under one lock (the
+ * HSM session, the audit log and its unsynced state are shared) and the
+ * output left unpublished for the group commit (defer != NULL). */
+typedef struct apk_via {
     hs_signer *signer;
+    pthread_mutex_t *lock; /* NULL: single-threaded */
+    hs_apk_pending **defer;
+} apk_via;
+
+typedef struct output_record {
+    const apk_via *via;
     const char *key, *in;
 } output_record;
 
 /* The audit entry for the finished APK, made before it is renamed into
- * place (hs_apk_options.before_commit). */
+ * place (hs_apk_options.before_commit); deferred when the output is. */
 static hs_result record_output(void *ctx, const char *out, const hs_apk_report *rep, hs_error *e)
 {
     (void)out;
     const output_record *o = ctx;
-    return hs_signer_record_output(o->signer, "apk", o->key, o->in, rep->input_sha256,
-                                   rep->output_sha256, e);
+    const apk_via *v = o->via;
+    if (v->lock == NULL)
+        return hs_signer_record_output(v->signer, "apk", o->key, o->in, rep->input_sha256,
+                                       rep->output_sha256, e);
+    pthread_mutex_lock(v->lock);
+    hs_result r = v->defer != NULL
+                      ? hs_signer_record_output_deferred(v->signer, "apk", o->key, o->in,
+                                                         rep->input_sha256, rep->output_sha256, e)
+                      : hs_signer_record_output(v->signer, "apk", o->key, o->in,
+                                                rep->input_sha256, rep->output_sha256, e);
+    pthread_mutex_unlock(v->lock);
+    return r;
+}
+
+static hs_result locked_sign(void *ctx, const hs_sign_request *req, uint8_t **sig,
+                             size_t *sig_len, hs_error *e)
+{
+    const apk_via *v = ctx;
+    pthread_mutex_lock(v->lock);
+    hs_result r = hs_signer_sign(v->signer, req, sig, sig_len, e);
+    pthread_mutex_unlock(v->lock);
+    return r;
+}
+
+static hs_result locked_sync(void *ctx, hs_error *e)
+{
+    const apk_via *v = ctx;
+    pthread_mutex_lock(v->lock);
+    hs_result r = hs_signer_sync(v->signer, e);
+    pthread_mutex_unlock(v->lock);
+    return r;
 }
 
 /* Key rotation for one APK (sign apk --lineage FILE [--old-key NAME]). */
@@ -113,10 +154,11 @@ static hs_result rotation_lineage(const apk_rotation *rot, const hs_apk_key *key
 }
 
 /* Signs one APK; on failure the message is prefixed with the input. */
-static hs_result sign_one(hs_signer *s, cli_artcache *ac, const char *key_name,
+static hs_result sign_one(const apk_via *via, cli_artcache *ac, const char *key_name,
                           const apk_rotation *rot, const char *in, const char *out,
                           const hs_apk_options *base, int min_sdk, hs_apk_report *rep, hs_error *e)
 {
+    hs_signer *s = via->signer;
     hs_apk_key key, old;
     uint8_t *der = NULL, *old_der = NULL;
     hs_apk_buf lineage = {0};
@@ -130,8 +172,9 @@ static hs_result sign_one(hs_signer *s, cli_artcache *ac, const char *key_name,
         if (min_sdk >= 0)
             opt.min_sdk = min_sdk;
         opt.artifact = in;
-        output_record rec = {s, key_name, in};
+        output_record rec = {via, key_name, in};
         opt.before_commit = record_output;
+        opt.defer = via->defer;
         opt.before_commit_ctx = &rec;
         if (rot->lineage != NULL) {
             opt.lineage = lineage.data;
@@ -141,8 +184,13 @@ static hs_result sign_one(hs_signer *s, cli_artcache *ac, const char *key_name,
             opt.v3_key = &key;
         if (rot->rotation_min_sdk >= 0)
             opt.rotation_min_sdk = rot->rotation_min_sdk;
-        r = rot->old_key != NULL
-                ? hs_apk_sign_file(in, out, &old, &opt, hs_signer_fn(s), rep, e)
+        hs_sign_fn fn = hs_signer_fn(s);
+        if (via->lock != NULL)
+            fn = (hs_sign_fn){locked_sign, (void *)via, locked_sync};
+        /* The artifact cache signs and publishes on its own: a batch with it
+         * runs on one thread without deferred outputs (run_batch). */
+        r = rot->old_key != NULL || ac == NULL || ac->c == NULL
+                ? hs_apk_sign_file(in, out, rot->old_key ? &old : &key, &opt, fn, rep, e)
                 : cli_artcache_sign_apk(ac, s, &key, in, out, &opt, rep, e);
     }
     free(der);
@@ -353,7 +401,8 @@ int cli_sign_apk(const cli_globals *g, int argc, char **argv)
         hs_apk_report rep;
         size_t hits = ac.hits;
         if (r == HS_OK)
-            r = sign_one(ctx.signer, &ac, key, &rot, in, out, &opt, -1, &rep, &e);
+            r = sign_one(&(apk_via){.signer = ctx.signer}, &ac, key, &rot, in, out, &opt, -1,
+                         &rep, &e);
         if (r == HS_OK) {
             json_t *o = report_json(in, out, key, &rep);
             json_object_set_new(o, "artifact_cache", json_boolean(ac.hits > hits));
@@ -499,13 +548,190 @@ int cli_verify_apk(const cli_globals *g, int argc, char **argv)
     return 0;
 }
 
+/* sign batch: APKs signed by up to one thread per CPU, every call into
+ * the signer serialised (apk_via), outputs left unpublished and published
+ * by groups (publish_group): one fsync of the log for the group's entries,
+ * then each tail written, each file fsynced and renamed, each directory
+ * fsynced once. No output byte holding a signature, and no rename, before
+ * the entries are durable. A group is bounded in outputs and memory. */
+#define BATCH_MAX_THREADS 8
+#define GROUP_MAX_OUTPUTS 32
+#define GROUP_MAX_BYTES (8u * 1024u * 1024u)
+
+typedef struct batch_run {
+    const cli_globals *g;
+    hs_signer *signer;
+    cli_artcache *ac; /* on: one thread, outputs published one by one */
+    const hs_apk_options *opt;
+    const hs_batch_item *items;
+    size_t n;
+    pthread_mutex_t lock;
+    size_t next, started;
+    hs_result *res;
+    hs_error *errs;
+    hs_apk_report *reps;
+    hs_apk_pending **pending; /* per item, until published */
+    size_t group[GROUP_MAX_OUTPUTS], group_n, group_bytes;
+} batch_run;
+
+static void group_fail(batch_run *b, size_t i, hs_result r, const hs_error *e)
+{
+    b->res[i] = r;
+    b->errs[i] = *e;
+    hs_error_prefix(&b->errs[i], "%s: ", b->items[i].input);
+}
+
+/* The directory of each published output, fsynced once per distinct one. */
+static void sync_group_dirs(batch_run *b, const size_t *group, size_t n)
+{
+    char *done[GROUP_MAX_OUTPUTS];
+    size_t n_done = 0;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = group[k];
+        if (b->res[i] != HS_OK)
+            continue;
+        char *copy = strdup(hs_apk_pending_path(b->pending[i]));
+        char *dir = copy ? strdup(dirname(copy)) : NULL;
+        free(copy);
+        hs_error e = {0};
+        hs_result r = dir ? HS_OK : hs_fail(&e, HS_E_NOMEM, "out of memory");
+        bool seen = false;
+        for (size_t d = 0; r == HS_OK && d < n_done && !seen; d++)
+            seen = strcmp(done[d], dir) == 0;
+        if (r == HS_OK && !seen)
+            r = hs_fsync_dir(dir, &e);
+        if (r != HS_OK) {
+            group_fail(b, i, r, &e);
+            free(dir);
+        } else if (!seen) {
+            done[n_done++] = dir;
+        } else {
+            free(dir);
+        }
+    }
+    while (n_done > 0)
+        free(done[--n_done]);
+}
+
+/* Called with the lock held, returns with it held. Under the lock: the
+ * log's fsync (every entry of the group is durable after it) and the
+ * tails. Without it, so the other threads go on signing: the outputs'
+ * fsyncs, renames and directory fsyncs (their items belong to this group
+ * alone now). */
+static void publish_group(batch_run *b)
+{
+    size_t group[GROUP_MAX_OUTPUTS], n = b->group_n;
+    if (n == 0)
+        return;
+    memcpy(group, b->group, n * sizeof *group);
+    b->group_n = 0;
+    b->group_bytes = 0;
+    hs_error e = {0};
+    hs_result r = hs_signer_sync(b->signer, &e);
+    for (size_t k = 0; k < n; k++) {
+        hs_result rk = r == HS_OK ? hs_apk_pending_write(b->pending[group[k]], &e) : r;
+        if (rk != HS_OK)
+            group_fail(b, group[k], rk, &e);
+    }
+    pthread_mutex_unlock(&b->lock);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = group[k];
+        if (b->res[i] == HS_OK && (r = hs_apk_pending_publish(b->pending[i], &e)) != HS_OK)
+            group_fail(b, i, r, &e);
+    }
+    sync_group_dirs(b, group, n);
+    for (size_t k = 0; k < n; k++) {
+        hs_apk_pending_free(b->pending[group[k]]);
+        b->pending[group[k]] = NULL;
+    }
+    pthread_mutex_lock(&b->lock);
+}
+
+static void *batch_worker(void *arg)
+{
+    batch_run *b = arg;
+    for (;;) {
+        pthread_mutex_lock(&b->lock);
+        size_t i = b->next++;
+        if (i < b->n)
+            cli_progress(b->g, ++b->started, b->n, b->items[i].input);
+        pthread_mutex_unlock(&b->lock);
+        if (i >= b->n)
+            break;
+        const hs_batch_item *it = &b->items[i];
+        apk_rotation rot = {it->lineage, it->old_key, it->rotation_min_sdk, false};
+        hs_apk_pending *p = NULL;
+        apk_via via = {b->signer, &b->lock, b->ac->c != NULL ? NULL : &p};
+        b->res[i] = sign_one(&via, b->ac, it->key, &rot, it->input, it->output, b->opt, it->min_sdk,
+                             &b->reps[i], &b->errs[i]);
+        if (p == NULL)
+            continue; /* failed, or committed on its own (v4) */
+        pthread_mutex_lock(&b->lock);
+        b->pending[i] = p;
+        b->group[b->group_n++] = i;
+        b->group_bytes += hs_apk_pending_size(p);
+        if (b->group_n == GROUP_MAX_OUTPUTS || b->group_bytes >= GROUP_MAX_BYTES)
+            publish_group(b);
+        pthread_mutex_unlock(&b->lock);
+    }
+    return NULL;
+}
+
+static unsigned batch_threads(size_t n)
+{
+    cpu_set_t set;
+    unsigned cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
+    if (cpus > BATCH_MAX_THREADS)
+        cpus = BATCH_MAX_THREADS;
+    return n < cpus ? (unsigned)n : cpus > 0 ? cpus : 1;
+}
+
+static int run_batch(batch_run *b)
+{
+    b->res = calloc(b->n, sizeof *b->res);
+    b->errs = calloc(b->n, sizeof *b->errs);
+    b->reps = calloc(b->n, sizeof *b->reps);
+    b->pending = calloc(b->n, sizeof *b->pending);
+    if (b->res == NULL || b->errs == NULL || b->reps == NULL || b->pending == NULL) {
+        fprintf(stderr, "hsmsign: out of memory\n");
+        return 10;
+    }
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_t tids[BATCH_MAX_THREADS];
+    unsigned want = b->ac->c != NULL ? 1 : batch_threads(b->n), started = 0;
+    /* The calling thread works too: a batch runs even if no thread starts. */
+    while (started + 1 < want && pthread_create(&tids[started], NULL, batch_worker, b) == 0)
+        started++;
+    batch_worker(b);
+    while (started > 0)
+        pthread_join(tids[--started], NULL);
+    pthread_mutex_lock(&b->lock);
+    publish_group(b);
+    pthread_mutex_unlock(&b->lock);
+    pthread_mutex_destroy(&b->lock);
+    cli_progress_end(b->g);
+    return 0;
+}
+
+static void batch_run_free(batch_run *b)
+{
+    for (size_t i = 0; b->pending != NULL && i < b->n; i++)
+        hs_apk_pending_free(b->pending[i]);
+    free(b->pending);
+    free(b->res);
+    free(b->errs);
+    free(b->reps);
+}
+
 static const char batch_help[] =
     "usage: hsmsign sign batch MANIFEST.json [--verify] [APK options]\n"
     "\n"
     "Signs every APK the manifest lists in one process: one login, one unwrap\n"
     "per distinct key, one HSM operation per scheme per APK. A failing APK is\n"
     "reported and does not stop or damage the others; the exit status is then\n"
-    "non-zero. MANIFEST: [{\"input\": \"a.apk\", \"output\": \"out/a.apk\",\n"
+    "non-zero. APKs are signed in parallel (one thread per CPU it may use) and\n"
+    "published by groups, each group's audit entries made durable by one fsync.\n"
+    "MANIFEST: [{\"input\": \"a.apk\", \"output\": \"out/a.apk\",\n"
     "\"key\": \"platform\", \"min_sdk\": 21}, ...]; relative paths are relative to\n"
     "the manifest's directory. Before anything is signed, the manifest is refused\n"
     "when two entries write the same file once paths are resolved (a and ./a),\n"
@@ -569,42 +795,46 @@ int cli_sign_batch(const cli_globals *g, int argc, char **argv)
         hs_batch_items_free(items, n);
         return cli_fail(g, &e);
     }
+    batch_run b = {.g = g, .signer = ctx.signer, .ac = &ac, .opt = &opt, .items = items, .n = n};
+    rc = run_batch(&b);
+    if (rc != 0) {
+        cli_artcache_close(&ac);
+        cli_close(&ctx);
+        hs_batch_items_free(items, n);
+        return rc;
+    }
     json_t *results = json_array();
     size_t failed = 0;
     int first_code = 0;
     for (size_t i = 0; i < n; i++) {
-        cli_progress(g, i + 1, n, items[i].input);
-        hs_apk_report rep;
-        apk_rotation item_rot = {items[i].lineage, items[i].old_key, items[i].rotation_min_sdk,
-                                 false};
-        hs_result r = sign_one(ctx.signer, &ac, items[i].key, &item_rot, items[i].input,
-                               items[i].output, &opt, items[i].min_sdk, &rep, &e);
+        hs_result r = b.res[i];
+        hs_error *ie = &b.errs[i];
         if (r == HS_OK && verify) {
             hs_apk_verify_report vr;
-            r = hs_apk_verify_file(items[i].output, &vr, &e);
+            r = hs_apk_verify_file(items[i].output, &vr, ie);
             hs_apk_verify_report_free(&vr);
             if (r != HS_OK) {
                 /* The message must not claim a removal that did not happen. */
                 if (remove(items[i].output) == 0 || errno == ENOENT)
-                    hs_error_prefix(&e, "%s: self-check failed, output removed: ", items[i].output);
+                    hs_error_prefix(ie, "%s: self-check failed, output removed: ", items[i].output);
                 else
-                    hs_error_prefix(&e, "%s: self-check failed, and the output could not be "
+                    hs_error_prefix(ie, "%s: self-check failed, and the output could not be "
                                         "removed (%s): ", items[i].output, strerror(errno));
             }
         }
         if (r == HS_OK) {
-            json_array_append_new(results, report_json(items[i].input, items[i].output, items[i].key, &rep));
+            json_array_append_new(results, report_json(items[i].input, items[i].output, items[i].key, &b.reps[i]));
         } else {
             failed++;
             if (first_code == 0)
                 first_code = hs_result_exit_code(r);
-            cli_progress_end(g);
-            fprintf(stderr, "hsmsign: %s\n", e.msg);
+            fprintf(stderr, "hsmsign: %s\n", ie->msg);
             json_array_append_new(results, json_pack("{s:s, s:s, s:s, s:b, s:s}", "input", items[i].input,
                                                      "output", items[i].output, "key", items[i].key,
-                                                     "ok", 0, "error", e.msg));
+                                                     "ok", 0, "error", ie->msg));
         }
     }
+    batch_run_free(&b);
     cli_progress_end(g);
     hs_signer_stats st = hs_signer_get_stats(ctx.signer);
     size_t hits = ac.hits;

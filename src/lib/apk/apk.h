@@ -73,6 +73,16 @@ typedef struct hs_apk_options {
     hs_result (*before_commit)(void *ctx, const char *out, const struct hs_apk_report *rep,
                                hs_error *e);
     void *before_commit_ctx;
+    /* Batch durability (sign batch): when non-NULL and the APK has no v4
+     * file, the output is left unpublished in *defer: its entries (the
+     * signatures' and before_commit's) may all be deferred appends, its
+     * tail (signing block, CD, EOCD: the only bytes holding signatures
+     * unless v1) stays in memory, and nothing of it is visible. The caller
+     * makes the log durable once for many (hs_sign_fn.sync), then
+     * hs_apk_pending_write and hs_apk_pending_publish each, then fsyncs
+     * each directory once (hs_fsync_dir). With v4, *defer stays NULL and
+     * the output is committed as without it. */
+    struct hs_apk_pending **defer;
 } hs_apk_options;
 
 #define HS_APK_ROTATION_DEFAULT 33
@@ -100,6 +110,21 @@ typedef struct hs_apk_report {
 hs_result hs_apk_sign_file(const char *in, const char *out, const hs_apk_key *key,
                            const hs_apk_options *opt, hs_sign_fn sign, hs_apk_report *rep,
                            hs_error *e) HS_MUST_CHECK;
+
+/* An output left unpublished by hs_apk_options.defer: a temporary file
+ * beside its destination plus its tail in memory (a few KB to 1 MB). */
+typedef struct hs_apk_pending hs_apk_pending;
+/* Writes the tail and starts its writeback. Only once the entries of its
+ * signatures are durable. */
+hs_result hs_apk_pending_write(hs_apk_pending *p, hs_error *e) HS_MUST_CHECK;
+/* fsync and rename into place; the directory's fsync is the caller's. */
+hs_result hs_apk_pending_publish(hs_apk_pending *p, hs_error *e) HS_MUST_CHECK;
+/* The destination path (valid until free). */
+const char *hs_apk_pending_path(const hs_apk_pending *p);
+/* Bytes of memory it holds (for bounding a group). */
+size_t hs_apk_pending_size(const hs_apk_pending *p);
+/* Removes the temporary file unless published; NULL is fine. */
+void hs_apk_pending_free(hs_apk_pending *p);
 
 /* A certificate exactly as the APK stores it (not re-encoded). */
 typedef struct hs_apk_cert {

@@ -7,6 +7,7 @@
 #include "apk/apk.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,9 @@ typedef struct sign_job {
     bool tail_written;         /* block, CD and EOCD are in the output file */
     EVP_MD_CTX *shared_prefix; /* SHA-256 state after the prefix output and input share */
     bool input_hashed;
+    bool hash_tried;           /* hash_input ran (input_hashed: it succeeded) */
+    pthread_t hasher;          /* hash_input, started once the copy is planned */
+    bool hasher_running;
     hs_zip_check *check;       /* every entry's data, checked in the input hash's pass */
     hs_error check_err;        /* why the input was refused, when check failed */
 } sign_job;
@@ -342,7 +346,31 @@ static bool hash_input(void *arg)
     EVP_MD_CTX_free(ctx);
     free(buf);
     j->input_hashed = ok;
+    j->hash_tried = true;
     return ok;
+}
+
+static void *hash_thread(void *arg)
+{
+    (void)hash_input(arg);
+    return NULL;
+}
+
+/* The input's hash is one sequential pass over the whole file, the
+ * longest single piece of work: it starts as soon as the shared prefix is
+ * known (the entries' copy is planned, not yet done) and runs beside the
+ * kernel's copy and the content digest. Without a thread it runs later,
+ * beside the content digest or on its own (hash_input_now). */
+static void start_hashing(sign_job *j)
+{
+    j->hasher_running = pthread_create(&j->hasher, NULL, hash_thread, j) == 0;
+}
+
+static void join_hashing(sign_job *j)
+{
+    if (j->hasher_running)
+        pthread_join(j->hasher, NULL);
+    j->hasher_running = false;
 }
 
 static hs_result hash_input_failed(void *arg, hs_error *e)
@@ -355,8 +383,9 @@ static hs_result hash_input_failed(void *arg, hs_error *e)
 
 static hs_result hash_input_now(sign_job *j, hs_error *e)
 {
-    if (j->input_hashed)
-        return HS_OK;
+    join_hashing(j);
+    if (j->hash_tried)
+        return j->input_hashed ? HS_OK : hash_input_failed(j, e);
     return hash_input(j) ? HS_OK : hash_input_failed(j, e);
 }
 
@@ -388,9 +417,12 @@ static hs_result build_signing_block(sign_job *j, hs_error *e)
     hs_apk_out_start_writeback(&j->out_file);
     hs_apk_side_task side = {.run = hash_input, .fail = hash_input_failed, .ctx = j};
     r = hs_apk_content_digest(j->v12.algorithm.content_md, sections, 3,
-                              j->input_hashed ? NULL : &side, j->out, j->rep.content_digest,
-                              &j->rep.content_digest_len, e);
+                              j->input_hashed || j->hasher_running ? NULL : &side, j->out,
+                              j->rep.content_digest, &j->rep.content_digest_len, e);
     free(eocd_for_digest);
+    /* Every signature's request names the input's hash. */
+    if (r == HS_OK)
+        r = hash_input_now(j, e);
     /* apksig's order: v2, v3.1, v3.0. */
     hs_apk_buf v2 = {0}, v31 = {0}, v3 = {0};
     hs_apk_block_pair pairs[3];
@@ -494,6 +526,79 @@ static hs_result write_v4(sign_job *j, hs_error *e)
     return r;
 }
 
+struct hs_apk_pending {
+    hs_apk_out out_file;
+    hs_apk_buf block, cd, eocd;
+    bool written;
+};
+
+/* Hands the unpublished output and its tail to the caller (opt->defer):
+ * the job's cleanup then finds nothing of them to remove or free. */
+static hs_result defer_outputs(sign_job *j, hs_error *e)
+{
+    hs_apk_pending *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return hs_fail(e, HS_E_NOMEM, "%s: out of memory", j->out);
+    p->out_file = j->out_file;
+    p->block = j->block;
+    p->cd = j->cd;
+    p->eocd = j->eocd;
+    /* The write buffer is empty after hs_apk_out_finish: give it back now,
+     * a group holds many pending outputs. */
+    free(p->out_file.buf);
+    p->out_file.buf = NULL;
+    memset(&j->out_file, 0, sizeof j->out_file);
+    memset(&j->block, 0, sizeof j->block);
+    memset(&j->cd, 0, sizeof j->cd);
+    memset(&j->eocd, 0, sizeof j->eocd);
+    *j->opt->defer = p;
+    return HS_OK;
+}
+
+hs_result hs_apk_pending_write(hs_apk_pending *p, hs_error *e)
+{
+    const hs_apk_buf *tail[3] = {&p->block, &p->cd, &p->eocd};
+    for (size_t i = 0; i < 3; i++) {
+        hs_result r = hs_atomic_write_all(&p->out_file.af, tail[i]->data, tail[i]->len, e);
+        if (r != HS_OK)
+            return r;
+    }
+    p->written = true;
+    hs_apk_out_start_writeback(&p->out_file);
+    return HS_OK;
+}
+
+hs_result hs_apk_pending_publish(hs_apk_pending *p, hs_error *e)
+{
+    if (!p->written)
+        return hs_fail(e, HS_E_INTERNAL, "%s: published before its tail was written",
+                       p->out_file.af.path);
+    /* out_file stays open: hs_atomic_abort after a commit only frees the
+     * path, which the caller reads for the directory to fsync. */
+    return hs_atomic_commit_no_dir_sync(&p->out_file.af, e);
+}
+
+const char *hs_apk_pending_path(const hs_apk_pending *p)
+{
+    return p->out_file.af.path;
+}
+
+size_t hs_apk_pending_size(const hs_apk_pending *p)
+{
+    return sizeof *p + p->block.cap + p->cd.cap + p->eocd.cap;
+}
+
+void hs_apk_pending_free(hs_apk_pending *p)
+{
+    if (p == NULL)
+        return;
+    hs_apk_out_abort(&p->out_file);
+    hs_apk_buf_free(&p->block);
+    hs_apk_buf_free(&p->cd);
+    hs_apk_buf_free(&p->eocd);
+    free(p);
+}
+
 /* The output's SHA-256 is taken before the tail is written (it is in
  * memory), so that before_commit's audit entry for the output, fsynced,
  * also makes the v2/v3 entries durable: one fsync per APK. Then the tail,
@@ -509,6 +614,8 @@ static hs_result commit_outputs(sign_job *j, hs_error *e)
                                     j->rep.output_sha256, e);
     if (r == HS_OK && j->opt->before_commit != NULL)
         r = j->opt->before_commit(j->opt->before_commit_ctx, j->out, &j->rep, e);
+    if (r == HS_OK && j->opt->defer != NULL && !j->tail_written && !j->idsig_open)
+        return defer_outputs(j, e);
     if (r == HS_OK && !j->tail_written)
         r = write_tail(j, e);
     if (r == HS_OK)
@@ -548,6 +655,8 @@ static hs_result run(sign_job *j, hs_error *e)
         r = hs_apk_out_open(&j->out_file, j->out, e);
     if (r == HS_OK)
         r = hs_apk_copy_entries(&j->zip, j->opt->alignment_preserved, &j->out_file, &j->copied, e);
+    if (r == HS_OK && !j->rep.v1)
+        start_hashing(j);
     /* v1 signs before the content digest, and every signature names the
      * input's hash: hash it now. Otherwise it is hashed alongside the
      * content digest (build_signing_block). */
@@ -594,6 +703,7 @@ hs_result hs_apk_sign_file(const char *in, const char *out, const hs_apk_key *ke
         return hs_fail(e, HS_E_USAGE, "%s: the output must be a different file than the input", out);
     sign_job j = {.in = in, .out = out, .key = key, .opt = opt, .sign = sign};
     hs_result r = run(&j, e);
+    join_hashing(&j); /* an early failure may leave it running */
     hs_apk_out_abort(&j.out_file);
     if (j.idsig_open)
         hs_atomic_abort(&j.idsig);

@@ -132,6 +132,13 @@ hs_result hs_signer_record(hs_signer *s, const char *operation, const char *key_
 hs_result hs_signer_record_output(hs_signer *s, const char *purpose, const char *key_name,
                                   const char *artifact, const uint8_t input_sha256[32],
                                   const uint8_t output_sha256[32], hs_error *e) HS_MUST_CHECK;
+/* The same without the fsync (hs_audit_append_deferred): for outputs
+ * published in a group after one hs_signer_sync (sign batch). */
+hs_result hs_signer_record_output_deferred(hs_signer *s, const char *purpose,
+                                           const char *key_name, const char *artifact,
+                                           const uint8_t input_sha256[32],
+                                           const uint8_t output_sha256[32],
+                                           hs_error *e) HS_MUST_CHECK;
 
 hs_signer_stats hs_signer_get_stats(const hs_signer *s);
 hs_p11 *hs_signer_p11(hs_signer *s);

@@ -277,7 +277,9 @@ static hs_result place_no_replace(hs_atomic_file *af, hs_error *e)
     return hs_fail(e, HS_E_IO, "%s: cannot move into place: %s", af->path, strerror(err));
 }
 
-hs_result hs_atomic_commit(hs_atomic_file *af, bool no_replace, hs_error *e)
+/* fsync and rename; the descriptor is closed and the temporary name
+ * forgotten, af->path kept. */
+static hs_result commit_file(hs_atomic_file *af, bool no_replace, hs_error *e)
 {
     if (fsync(af->fd) != 0)
         return hs_fail(e, HS_E_IO, "%s: fsync failed: %s", af->path, strerror(errno));
@@ -299,10 +301,23 @@ hs_result hs_atomic_commit(hs_atomic_file *af, bool no_replace, hs_error *e)
     af->fd = -1;
     free(af->tmp_path);
     af->tmp_path = NULL;
+    return HS_OK;
+}
+
+hs_result hs_atomic_commit_no_dir_sync(hs_atomic_file *af, hs_error *e)
+{
+    return commit_file(af, false, e);
+}
+
+hs_result hs_atomic_commit(hs_atomic_file *af, bool no_replace, hs_error *e)
+{
+    hs_result r = commit_file(af, no_replace, e);
+    if (r != HS_OK)
+        return r;
     char *dir = dir_of(af->path);
     if (dir == NULL)
         return hs_fail(e, HS_E_NOMEM, "%s: out of memory", af->path);
-    hs_result r = hs_fsync_dir(dir, e);
+    r = hs_fsync_dir(dir, e);
     free(dir);
     free(af->path);
     af->path = NULL;

@@ -39,6 +39,11 @@ hs_result hs_atomic_write_all(hs_atomic_file *af, const void *data, size_t len,
 /* fsync, rename into place, fsync the directory. With no_replace, fails
  * (HS_E_EXISTS) rather than replace an existing destination. */
 hs_result hs_atomic_commit(hs_atomic_file *af, bool no_replace, hs_error *e) HS_MUST_CHECK;
+/* fsync and rename into place, leaving the directory's fsync to the
+ * caller (hs_fsync_dir), who publishes many files into one directory
+ * (sign batch) and fsyncs it once after the last rename. af->path stays
+ * set until hs_atomic_abort. */
+hs_result hs_atomic_commit_no_dir_sync(hs_atomic_file *af, hs_error *e) HS_MUST_CHECK;
 /* Removes the temporary file; safe to call after commit or on a zeroed
  * struct, so error paths can call it unconditionally. */
 void hs_atomic_abort(hs_atomic_file *af);
