@@ -87,7 +87,7 @@ static hs_result check_profile(const cli_globals *g, hs_profile *profile, hs_err
     hs_p11_token_info *list = NULL;
     size_t n = 0;
     cli_ctx ctx = {.g = g};
-    hs_result r = hs_p11_open(g->module, &p, e);
+    hs_result r = hs_p11_open_args(g->module, g->module_init_args, &p, e);
     if (r == HS_OK)
         r = hs_p11_list_tokens(p, &list, &n, e);
     if (r == HS_OK && n > 0) {
