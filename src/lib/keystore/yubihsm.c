@@ -124,7 +124,9 @@ hs_result hs_yh_delete(hs_p11 *p, uint16_t id, const char *name, hs_error *e)
                             name, id);
     }
     if (r != HS_OK && n == 0)
-        return hs_error_prefix(e, "looking for unwrapped key '%s' (object 0x%04x): ", name, id);
+        return hs_error_prefix(e, "looking for unwrapped key '%s' (object 0x%04x) to delete it; "
+                                  "if it is there, it stays there until the next hsmsign run "
+                                  "deletes it: ", name, id);
     return r;
 }
 

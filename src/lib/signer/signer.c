@@ -136,7 +136,12 @@ hs_result hs_signer_new_remote(const hs_signer_remote *remote, const char *token
 static hs_result put_away(hs_signer *s, loaded_key *k, hs_error *e)
 {
     hs_result r = HS_OK;
-    if (k->hold.fd >= 0)
+    /* By handle first; then, if that failed (a dropped session, a device
+     * error), by ID: two tries, so one failed call leaves nothing. */
+    CK_RV rv = CKR_GENERAL_ERROR;
+    if (k->unwrapped && k->generation == s->p11->generation)
+        rv = s->p11->fn->C_DestroyObject(hs_p11_key_session(s->p11), k->handle);
+    if (k->hold.fd >= 0 && rv != CKR_OK)
         r = hs_yh_delete(s->p11, k->hold.id, k->name, e);
     if (r == HS_OK)
         hs_yh_hold_release(&k->hold);
