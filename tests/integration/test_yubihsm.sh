@@ -12,7 +12,9 @@
 #   3. storage full: a clear refusal naming the key and the free space,
 #      nothing left;
 #   4. a fault at each PKCS#11 call of one signature: no unwrapped key left
-#      (a failed delete is tried again by ID), the audit log verifies.
+#      (a failed delete is tried again by ID), the audit log verifies;
+#   5. the agent with --resident-keys 2 and three keys: unwraps counted,
+#      least recently used evicted, nothing left after `agent stop`.
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 [ -n "${P11SHIM:-}" ] || { echo "SKIP: P11SHIM (tests/p11shim) not built"; exit 77; }
@@ -149,5 +151,34 @@ assert "... none on the device" nothing_left
 check "... and the log verifies" hs audit verify
 check "a clean run after the faults" hs sign raw --key p256 data.bin clean.sig
 assert "... nothing left on the device" nothing_left
+
+# --- 5. the agent keeps a bounded set of keys resident -------------------------------------
+# N=2 and three keys, signed in the order A B A B C A: A and B are unwrapped
+# once each and reused, C evicts A (least recently used), A evicts B. Four
+# unwraps, never more than two keys on the device, none after `agent stop`.
+check "a third key" hs key generate p256b --algorithm ec-p256
+SOCK=$WORK/run/agent.sock
+rm -f "$WORK/counts.json"
+"$HSMSIGN" agent start --foreground --socket "$SOCK" --resident-keys 2 >"$WORK/agent.out" \
+    2>"$WORK/agent.log" &
+apid=$!
+while ! grep -q '^HSMSIGN_AGENT=' "$WORK/agent.out" && kill -0 $apid 2>/dev/null; do sleep 0.05; done
+client() { env -u HSMSIGN_PIN HSMSIGN_MODULE=/nonexistent/pkcs11.so HSMSIGN_AGENT="$SOCK" "$HSMSIGN" "$@"; }
+most=0 i=0
+for k in p256 r2048 p256 r2048 p256b p256; do
+    i=$((i + 1))
+    client sign raw --key "$k" data.bin "agent$i.sig" >/dev/null 2>"$WORK/aerr" ||
+        { fail "agent: sign raw with $k"; sed 's/^/    /' "$WORK/aerr"; }
+    l=$(left); [ "$l" -gt "$most" ] && most=$l
+done
+assert "agent: the last two keys used are resident" [ "$(left)" -eq 2 ]
+assert "agent: never more than 2 keys on the device" [ "$most" -le 2 ]
+check "agent stop" client agent stop
+while kill -0 $apid 2>/dev/null; do sleep 0.05; done
+wait $apid
+assert "agent: four unwraps for six signatures (A B A B C A with 2 resident)" \
+    [ "$(count "d['yubihsm']['objects_unwrapped'], d['yubihsm']['unwrapped_left']")" = "4 0" ]
+assert "agent: nothing left on the device after agent stop" nothing_left
+check "agent: the log verifies" hs audit verify
 
 finish

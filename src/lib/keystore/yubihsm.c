@@ -172,7 +172,8 @@ static hs_result object_pages(hs_p11 *p, CK_OBJECT_HANDLE h, unsigned long *page
     return HS_OK;
 }
 
-hs_result hs_yh_check_room(hs_p11 *p, hs_keyalg alg, const char *name, hs_error *e)
+static hs_result measure(hs_p11 *p, unsigned long *free_obj, unsigned long *free_pages,
+                         hs_error *e)
 {
     enum { MAX_SCAN = 1024 };
     CK_OBJECT_HANDLE *all = calloc(MAX_SCAN, sizeof *all);
@@ -192,11 +193,23 @@ hs_result hs_yh_check_room(hs_p11 *p, hs_keyalg alg, const char *name, hs_error 
         }
     }
     free(all);
+    *free_obj = objects < HS_YH_MAX_OBJECTS ? HS_YH_MAX_OBJECTS - objects : 0;
+    *free_pages = pages < HS_YH_MAX_PAGES ? HS_YH_MAX_PAGES - pages : 0;
+    return r;
+}
+
+hs_result hs_yh_free_storage(hs_p11 *p, unsigned long *objects, unsigned long *pages, hs_error *e)
+{
+    return measure(p, objects, pages, e);
+}
+
+hs_result hs_yh_check_room(hs_p11 *p, hs_keyalg alg, const char *name, hs_error *e)
+{
+    unsigned long free_obj = 0, free_pages = 0;
+    hs_result r = measure(p, &free_obj, &free_pages, e);
     if (r != HS_OK)
         return hs_error_prefix(e, "checking room for key '%s': ", name);
     unsigned long need = hs_yh_pages_of(alg);
-    unsigned long free_obj = objects < HS_YH_MAX_OBJECTS ? HS_YH_MAX_OBJECTS - objects : 0;
-    unsigned long free_pages = pages < HS_YH_MAX_PAGES ? HS_YH_MAX_PAGES - pages : 0;
     if (free_obj >= 1 && free_pages >= need)
         return HS_OK;
     return hs_fail(e, HS_E_P11,

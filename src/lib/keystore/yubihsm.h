@@ -69,6 +69,10 @@ hs_result hs_yh_wrapkey_find(hs_p11 *p, const char *label, hs_wrapkey *out,
 
 /* Pages a key of alg takes (RSA-2048 8, 3072 11, 4096 15; P-256 1). */
 unsigned long hs_yh_pages_of(hs_keyalg alg);
+/* Free objects and pages on the device (the authentication key logged in
+ * with counted as one object of one page: PKCS#11 does not list it). */
+hs_result hs_yh_free_storage(hs_p11 *p, unsigned long *objects, unsigned long *pages,
+                             hs_error *e) HS_MUST_CHECK;
 /* Refuses (HS_E_P11) when one more object of alg does not fit, naming the
  * key, what it needs, and the free objects and pages. */
 hs_result hs_yh_check_room(hs_p11 *p, hs_keyalg alg, const char *name,

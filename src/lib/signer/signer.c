@@ -27,6 +27,7 @@ typedef struct loaded_key {
     CK_OBJECT_HANDLE handle;
     unsigned generation; /* p11 generation the handle belongs to */
     hs_yh_hold hold;     /* yubihsm: held while its object is on the device */
+    unsigned long last_use; /* yubihsm resident keys: for least-recently-used eviction */
 } loaded_key;
 
 struct hs_signer {
@@ -39,6 +40,8 @@ struct hs_signer {
     /* yubihsm: one unwrap-sign-delete at a time, so no thread signs with
      * an object another thread is deleting. */
     pthread_mutex_t persistent_lock;
+    size_t resident_max;   /* yubihsm: unwrapped keys kept between signatures */
+    unsigned long use_tick;
     loaded_key **keys;
     size_t n_keys, cap_keys;
     hs_signer_stats stats;
@@ -147,6 +150,37 @@ static hs_result put_away(hs_signer *s, loaded_key *k, hs_error *e)
         hs_yh_hold_release(&k->hold);
     k->unwrapped = false;
     return r;
+}
+
+/* Keeps k resident and deletes the least recently used other keys while
+ * more than resident_max are on the device. */
+static hs_result evict(hs_signer *s, loaded_key *k)
+{
+    k->last_use = ++s->use_tick;
+    for (;;) {
+        size_t n = 0;
+        loaded_key *oldest = NULL;
+        for (size_t i = 0; i < s->n_keys; i++) {
+            loaded_key *o = s->keys[i];
+            if (o->adopted || o->hold.fd < 0)
+                continue;
+            n++;
+            if (oldest == NULL || o->last_use < oldest->last_use)
+                oldest = o;
+        }
+        if (n <= s->resident_max || oldest == NULL)
+            return HS_OK;
+        /* A failed delete keeps the signature: the key stays held and
+         * is deleted at the end (hs_signer_free) or by the next sweep. */
+        hs_error ignored;
+        if (put_away(s, oldest, &ignored) != HS_OK)
+            return HS_OK;
+    }
+}
+
+void hs_signer_set_resident_keys(hs_signer *s, size_t n)
+{
+    s->resident_max = n;
 }
 
 static void destroy_object(hs_signer *s, loaded_key *k)
@@ -635,11 +669,13 @@ static hs_result hsm_sign_locked(hs_signer *s, loaded_key *k, const hs_sign_requ
         if (r != HS_OK)
             break;
     }
-    /* yubihsm: the unwrapped key leaves the device on every path. */
+    /* yubihsm: the unwrapped key leaves the device on every path, or,
+     * with keys resident (the agent), stays until evicted or the end. */
     if (!k->adopted && hs_profile_ops_of(s->profile)->storage == HS_KEYS_WRAPPED_PERSISTENT) {
         hs_error de = {0};
         pthread_mutex_lock(&s->lock);
-        hs_result dr = put_away(s, k, r == HS_OK ? e : &de);
+        hs_result dr = r == HS_OK && s->resident_max > 0 ? evict(s, k)
+                                                         : put_away(s, k, r == HS_OK ? e : &de);
         pthread_mutex_unlock(&s->lock);
         if (r == HS_OK)
             r = dr;
