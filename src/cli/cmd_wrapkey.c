@@ -156,12 +156,16 @@ static int wrapkey_show(const cli_globals *g, int argc, char **argv)
     hs_error e;
     hs_error_clear(&e);
     hs_custody_report custody;
-    if (cli_require_wrap_profile(&ctx, "show", &e) != HS_OK ||
-        hs_wrapkey_inspect(ctx.p11, g->wrap_label, &ctx.wrap, &custody, &e) != HS_OK) {
+    bool yh = ctx.profile.profile == HS_PROFILE_YUBIHSM;
+    hs_result r = cli_require_wrap_profile(&ctx, "show", &e);
+    if (r == HS_OK)
+        r = yh ? hs_yh_wrapkey_find(ctx.p11, g->wrap_label, &ctx.wrap, &e)
+               : hs_wrapkey_inspect(ctx.p11, g->wrap_label, &ctx.wrap, &custody, &e);
+    if (r != HS_OK) {
         cli_close(&ctx);
         return cli_fail(g, &e);
     }
-    print_wrapkey(g, &ctx, "found", &custody);
+    print_wrapkey(g, &ctx, "found", yh ? NULL : &custody);
     cli_close(&ctx);
     return 0;
 }

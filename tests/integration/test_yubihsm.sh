@@ -4,7 +4,8 @@
 # YubiHSM 2 was available, so every device behaviour here is the
 # personality's emulation of Yubico's documented semantics.
 #
-#   1. full flow: wrap key of YubiHSM type, keys generated on the device and
+#   1. full flow: wrap key of YubiHSM type restored from a ceremony's shares
+#      (the ceremony itself refused on the device), keys generated on it and
 #      exported with CKM_YUBICO_AES_CCM_WRAP, sign raw and apk (apksigner),
 #      audit verify, and no unwrapped key left on the device;
 #   2. kill -9 during a signature, after the unwrap: the key is left on
@@ -46,8 +47,28 @@ check "token info" hs token info
 assert "... shows the yubihsm profile, detected from Yubico's module" \
     grep -q "profile: *yubihsm (module 'YubiHSM PKCS#11 Library' by Yubico" "$WORK/out"
 assert "... as supported" bash -c "! grep -q 'not supported' '$WORK/out'"
-check "wrapkey create" hs wrapkey create
+# The wrap key comes from a ceremony's shares: provisioned onto two plain
+# SoftHSM tokens of their own (a YubiHSM cannot be provisioned through
+# PKCS#11: docs/ceremony.md "YubiHSM 2"), then restored into the device.
+(
+    unset HSMSIGN_PIN HSMSIGN_SO_PIN HSMSIGN_MODULE HSMSIGN_MODULE_INIT_ARGS
+    shared_softhsm
+    export CUR=12345678
+    fresh p; fresh b
+    ceremony_config c.json "YubiHSM fleet" p b 2 alice bob
+    "$HSMSIGN" --audit-log "$WORK/cer-audit" ceremony provision c.json --out-dir cer --force-reset \
+        --current-so-pin-source env:CUR >"$WORK/out" 2>"$WORK/err"
+) || { fail "ceremony provision onto SoftHSM"; sed 's/^/    /' "$WORK/err"; }
+expect_fail "ceremony provision refuses the YubiHSM, saying why and what to do" 2 \
+    "Yubico's YubiHSM module.*yubihsm-shell.*ceremony restore" hs ceremony provision c.json --out-dir cer2
+check "audit init on the YubiHSM" hs audit init
+check "ceremony restore from 2 shares into the YubiHSM" hs ceremony restore --token YubiHSM \
+    --transcript cer/transcript.json --audit-key cer/audit-key.pem --share cer/shares/01-alice.share.age \
+    --share cer/shares/02-bob.share.age --identity ids/alice.txt --identity ids/bob.txt
+assert "... its check value matches the transcript" grep -q "matches the transcript" "$WORK/out"
+check "wrapkey show" hs wrapkey show
 assert "... a YubiHSM wrap key" grep -q "CKM_YUBICO_AES_CCM_WRAP" "$WORK/out"
+expect_fail "wrapkey create refuses a second one" 9 "already has a wrap key" hs wrapkey create
 check "key generate p256 on the device" hs key generate p256 --algorithm ec-p256
 check "key generate r2048" hs key generate r2048 --algorithm rsa2048
 assert "the key file records the profile, the vendor mechanism and the object ID" python3 -c "
