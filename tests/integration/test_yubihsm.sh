@@ -10,12 +10,13 @@
 #      audit verify, and no unwrapped key left on the device;
 #   2. kill -9 during a signature, after the unwrap: the key is left on
 #      the device; the next start deletes it and records the deletion;
-#   3. storage full: a clear refusal naming the key and the free space,
-#      nothing left;
-#   4. a fault at each PKCS#11 call of one signature: no unwrapped key left
-#      (a failed delete is tried again by ID), the audit log verifies;
-#   5. the agent with --resident-keys 2 and three keys: unwraps counted,
-#      least recently used evicted, nothing left after `agent stop`.
+#   3. a fault at each PKCS#11 call of the profile's work in one signature:
+#      no unwrapped key left (a failed delete is tried again by ID), the
+#      audit log verifies;
+#   4. the agent with --resident-keys 2 and three keys: unwraps counted,
+#      least recently used evicted, nothing left after `agent stop`;
+#   5. storage full: a clear refusal naming the key and the free space,
+#      nothing left.
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 [ -n "${P11SHIM:-}" ] || { echo "SKIP: P11SHIM (tests/p11shim) not built"; exit 77; }
@@ -113,31 +114,7 @@ assert "... naming the key and its object" \
     "$WORK/audit/entries.jsonl"
 check "audit verify after the sweep" hs audit verify
 
-# --- 3. storage full ----------------------------------------------------------------------
-# Data objects written straight into SoftHSM take every free page the
-# personality counts (126 bytes a page; pkcs11-tool writes at most 5000
-# bytes, 40 pages, an object).
-hs -q sign raw --key p256 data.bin probe.sig
-free_pages=$(count "1024 - d['yubihsm']['pages_used']")
-filler() {
-    head -c $(($1 * 126)) /dev/zero >filler.bin
-    pkcs11-tool --module "$SOFTHSM_MODULE" --login --pin env:SOFT_PIN --write-object filler.bin \
-        --type data --label filler >/dev/null 2>&1
-}
-for _ in $(seq 1 $((free_pages / 39))); do filler 39; done
-[ $((free_pages % 39)) -eq 0 ] || filler $((free_pages % 39))
-expect_fail "a full device: signing refused" 4 \
-    "YubiHSM 'YubiHSM' .* is full: key 'p256' \(ec-p256\) needs 1 object and 1 pages, and [0-9]+ of 256 objects and 0 of 1024 pages are free" \
-    hs sign raw --key p256 data.bin full.sig
-assert "... no signature written" test ! -e full.sig
-assert "... nothing left on the device" nothing_left
-expect_fail "... key generate refused the same way" 4 "is full: key 'new' \(rsa2048\) needs 1 object and 8 pages" \
-    hs key generate new --algorithm rsa2048
-while pkcs11-tool --module "$SOFTHSM_MODULE" --login --pin env:SOFT_PIN --delete-object \
-    --type data --label filler >/dev/null 2>&1; do :; done
-check "with room again, it signs" hs sign raw --key p256 data.bin full.sig
-
-# --- 4. a fault at each PKCS#11 call of one signature ---------------------------------------
+# --- 3. a fault at each PKCS#11 call of one signature ---------------------------------------
 # What each faulted process left: the shim counts the objects it unwrapped
 # and did not delete. The log is verified once at the end: a faulted run
 # that broke it would fail that verify, whichever run it was.
@@ -173,7 +150,7 @@ check "... and the log verifies" hs audit verify
 check "a clean run after the faults" hs sign raw --key p256 data.bin clean.sig
 assert "... nothing left on the device" nothing_left
 
-# --- 5. the agent keeps a bounded set of keys resident -------------------------------------
+# --- 4. the agent keeps a bounded set of keys resident -------------------------------------
 # N=2 and three keys, signed in the order A B A B C A: A and B are unwrapped
 # once each and reused, C evicts A (least recently used), A evicts B. Four
 # unwraps, never more than two keys on the device, none after `agent stop`.
@@ -201,5 +178,30 @@ assert "agent: four unwraps for six signatures (A B A B C A with 2 resident)" \
     [ "$(count "d['yubihsm']['objects_unwrapped'], d['yubihsm']['unwrapped_left']")" = "4 0" ]
 assert "agent: nothing left on the device after agent stop" nothing_left
 check "agent: the log verifies" hs audit verify
+
+# --- 5. storage full (last: it leaves the device nearly full) --------------------------------
+# Data objects written straight into SoftHSM take every free page the
+# personality counts (126 bytes a page; pkcs11-tool writes at most 5000
+# bytes, 40 pages, an object).
+hs -q sign raw --key p256 data.bin probe.sig
+free_pages=$(count "1024 - d['yubihsm']['pages_used']")
+filler() {
+    head -c $(($1 * 126)) /dev/zero >filler.bin
+    pkcs11-tool --module "$SOFTHSM_MODULE" --login --pin env:SOFT_PIN --write-object filler.bin \
+        --type data --label filler >/dev/null 2>&1
+}
+for _ in $(seq 1 $((free_pages / 39))); do filler 39; done
+[ $((free_pages % 39)) -eq 0 ] || filler $((free_pages % 39))
+expect_fail "a full device: signing refused" 4 \
+    "YubiHSM 'YubiHSM' .* is full: key 'p256' \(ec-p256\) needs 1 object and 1 pages, and [0-9]+ of 256 objects and 0 of 1024 pages are free" \
+    hs sign raw --key p256 data.bin full.sig
+assert "... no signature written" test ! -e full.sig
+assert "... nothing left on the device" nothing_left
+expect_fail "... key generate refused the same way" 4 "is full: key 'new' \(rsa2048\) needs 1 object and 8 pages" \
+    hs key generate new --algorithm rsa2048
+# One filler object less (last section: the others stay) is room enough.
+pkcs11-tool --module "$SOFTHSM_MODULE" --login --pin env:SOFT_PIN --delete-object --type data \
+    --label filler >/dev/null 2>&1
+check "with room again, it signs" hs sign raw --key p256 data.bin full.sig
 
 finish
