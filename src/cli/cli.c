@@ -10,6 +10,7 @@
 
 #include "agent/client.h"
 #include "keystore/keystore.h"
+#include "keystore/yubihsm.h"
 
 int cli_fail(const cli_globals *g, const hs_error *e)
 {
@@ -243,7 +244,9 @@ int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
     }
     if (r == HS_OK && (what & CLI_SIGNER)) {
         bool wrapped = hs_profile_ops_of(ctx->profile.profile)->has_wrap_key;
-        if (wrapped)
+        if (wrapped && ctx->profile.profile == HS_PROFILE_YUBIHSM)
+            r = hs_yh_wrapkey_find(ctx->p11, g->wrap_label, &ctx->wrap, &e);
+        else if (wrapped)
             r = hs_wrapkey_find(ctx->p11, g->wrap_label, &ctx->wrap, &e);
         if (r == HS_OK && wrapped && ctx->wrap.custody_gap && !g->quiet)
             fprintf(stderr, "hsmsign: note: token '%s' does not enforce the wrap key's custody "

@@ -15,6 +15,7 @@
 #include "agent/protocol.h"
 #include "agent/server.h"
 #include "cli.h"
+#include "keystore/yubihsm.h"
 #include "util/encoding.h"
 
 #define PATH_CAP 108 /* sun_path */
@@ -22,6 +23,7 @@
 static const char start_help[] =
     "usage: hsmsign agent start [--socket PATH] [--idle-timeout SECONDS]\n"
     "                           [--checkpoint-delay SECONDS] [--foreground]\n"
+    "                           [--resident-keys N]\n"
     "\n"
     "Logs in to the token once (PIN from the usual --pin-source), then serves\n"
     "signing requests on a Unix socket private to this user, unwrapping each key\n"
@@ -39,7 +41,12 @@ static const char start_help[] =
     "  --idle-timeout SECONDS   exit after this long without a request (0: never,\n"
     "                           the default)\n"
     "  --checkpoint-delay SECONDS  quiet time before a checkpoint (default 5)\n"
-    "  --foreground             stay attached; log to stderr\n";
+    "  --foreground             stay attached; log to stderr\n"
+    "  --resident-keys N        yubihsm profile: keep up to N unwrapped keys on the\n"
+    "                           device between signatures, deleting the least\n"
+    "                           recently used beyond that, and all when the agent\n"
+    "                           exits (default: what half the free storage holds\n"
+    "                           of RSA-4096 keys, at most 8; 0: delete after each)\n";
 
 static const char stop_help[] =
     "usage: hsmsign agent stop [--socket PATH]\n"
@@ -57,6 +64,7 @@ static const char status_help[] =
 typedef struct agent_args {
     const char *socket;
     unsigned long idle, checkpoint_delay;
+    long resident; /* -1: sized from the free storage */
     bool foreground, json;
 } agent_args;
 
@@ -68,10 +76,12 @@ static int parse_args(const char *cmd, int argc, char **argv, agent_args *a)
         {"checkpoint-delay", required_argument, NULL, 'c'},
         {"foreground", no_argument, NULL, 'f'},
         {"json", no_argument, NULL, 'j'},
+        {"resident-keys", required_argument, NULL, 'r'},
         {NULL, 0, NULL, 0},
     };
     bool start = strcmp(cmd, "agent start") == 0;
     a->checkpoint_delay = 5;
+    a->resident = -1;
     cli_reset_getopt();
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -91,6 +101,13 @@ static int parse_args(const char *cmd, int argc, char **argv, agent_args *a)
             a->foreground = true;
             break;
         case 'j': a->json = true; break;
+        case 'r': {
+            unsigned long n;
+            if (!start || !cli_parse_uint(optarg, HS_YH_MAX_OBJECTS, &n))
+                return cli_usage(cmd, "bad --resident-keys '%s'", optarg);
+            a->resident = (long)n;
+            break;
+        }
         default: return 2;
         }
     }
@@ -124,6 +141,29 @@ static int socket_path(const cli_globals *g, const agent_args *a, char *out)
 }
 
 /* --- start ---------------------------------------------------------------- */
+
+/* yubihsm: how many unwrapped keys stay on the device during a release.
+ * By default half the free storage, counted in RSA-4096 keys (15 pages),
+ * at most 8: the rest stays free for the keys of other work. */
+static int set_resident_keys(const cli_globals *g, const agent_args *a, cli_ctx *ctx)
+{
+    if (ctx->profile.profile != HS_PROFILE_YUBIHSM)
+        return 0;
+    unsigned long n = a->resident >= 0 ? (unsigned long)a->resident : 0;
+    if (a->resident < 0) {
+        unsigned long objects = 0, pages = 0;
+        hs_error e;
+        hs_error_clear(&e);
+        if (hs_yh_free_storage(ctx->p11, &objects, &pages, &e) != HS_OK) {
+            cli_close(ctx);
+            return cli_fail(g, &e);
+        }
+        n = pages / 15 / 2 < objects / 2 ? pages / 15 / 2 : objects / 2;
+        n = n > 8 ? 8 : n;
+    }
+    hs_signer_set_resident_keys(ctx->signer, n);
+    return 0;
+}
 
 static volatile sig_atomic_t stop_signal;
 
@@ -232,6 +272,8 @@ static int run_agent(const cli_globals *g, const agent_args *a, const char *path
     }
     cli_ctx ctx;
     int rc = cli_open(g, CLI_SIGNER, &ctx);
+    if (rc == 0)
+        rc = set_resident_keys(g, a, &ctx);
     json_t *info = rc == 0 ? agent_info(&ctx, path) : NULL;
     if (rc == 0 && info == NULL)
         rc = hs_result_exit_code(HS_E_NOMEM);

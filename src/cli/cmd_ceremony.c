@@ -87,7 +87,7 @@ static hs_result check_profile(const cli_globals *g, hs_profile *profile, hs_err
     hs_p11_token_info *list = NULL;
     size_t n = 0;
     cli_ctx ctx = {.g = g};
-    hs_result r = hs_p11_open(g->module, &p, e);
+    hs_result r = hs_p11_open_args(g->module, g->module_init_args, &p, e);
     if (r == HS_OK)
         r = hs_p11_list_tokens(p, &list, &n, e);
     if (r == HS_OK && n > 0) {
@@ -101,6 +101,18 @@ static hs_result check_profile(const cli_globals *g, hs_profile *profile, hs_err
     ctx.p11 = p;
     if (r == HS_OK && (n > 0 || g->profile != NULL))
         r = cli_require_wrap_profile(&ctx, "provision", e);
+    /* A YubiHSM is reset and attested with yubihsm-shell, which PKCS#11
+     * cannot do, and takes no C_InitToken: the ceremony makes the shares
+     * on other tokens and the device gets the key by `ceremony restore`. */
+    if (r == HS_OK && ctx.profile.profile == HS_PROFILE_YUBIHSM)
+        r = hs_fail(e, HS_E_USAGE,
+                    "module '%s' is Yubico's YubiHSM module: a provisioning ceremony resets and "
+                    "initializes its tokens through PKCS#11, which a YubiHSM 2 does not allow "
+                    "(its reset, authentication keys and attestation are done with "
+                    "yubihsm-shell). Follow docs/ceremony.md \"YubiHSM 2\": reset the device "
+                    "and check its attestation by hand, run the ceremony onto SoftHSM or "
+                    "offline tokens, then `hsmsign ceremony restore` into the YubiHSM",
+                    g->module != NULL ? g->module : "(default)");
     *profile = ctx.profile.profile; /* wrapped (0) when nothing told otherwise */
     free(list);
     hs_p11_close(p);

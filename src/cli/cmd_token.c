@@ -337,7 +337,7 @@ static int token_info(const cli_globals *g, int argc, char **argv)
     hs_p11 *p = NULL;
     hs_p11_module_info mi;
     hs_profile_choice pc;
-    hs_result r = hs_p11_open(g->module, &p, &e);
+    hs_result r = hs_p11_open_args(g->module, g->module_init_args, &p, &e);
     if (r == HS_OK)
         r = hs_p11_select_token(p, g->token, &e);
     if (r == HS_OK)

@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "keystore/auditkey.h"
 #include "keystore/kwp.h"
+#include "keystore/yubihsm.h"
 #include "p11/ckr.h"
 #include "util/encoding.h"
 
@@ -15,19 +16,28 @@ static void print_wrapkey(const cli_globals *g, const cli_ctx *ctx, const char *
     char kcv[7] = "";
     if (ctx->wrap.have_kcv)
         hs_hex_encode(ctx->wrap.kcv, HS_KCV_LEN, kcv);
+    bool yh = ctx->wrap.mech == HS_CKM_YUBICO_AES_CCM_WRAP;
     bool protected = !ctx->wrap.custody_gap && (custody == NULL || custody->ok);
     const char *problem = protected ? "" : custody != NULL ? custody->problem
                                                            : "the token keeps no custody attributes";
     if (g->json) {
         cli_print_json(json_pack("{s:b, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:s}", "ok", 1,
                                  "token", ctx->p11->label, "label", ctx->wrap.label,
-                                 "check_value", kcv, "blob_format", "rfc5649", "mechanism",
-                                 hs_ckm_name(ctx->wrap.mech), "trusted", ctx->wrap.trusted,
+                                 "check_value", kcv, "blob_format", yh ? "yubihsm" : "rfc5649", "mechanism",
+                                 yh ? "CKM_YUBICO_AES_CCM_WRAP" : hs_ckm_name(ctx->wrap.mech), "trusted", ctx->wrap.trusted,
                                  "protected", protected, "custody_gap_accepted",
                                  ctx->wrap.custody_gap, "problem", problem));
         return;
     }
     printf("%s wrap key '%s' on token '%s'\n", verb, ctx->wrap.label, ctx->p11->label);
+    if (yh) {
+        /* The device's own blob format, its capabilities in place of
+         * PKCS#11 custody attributes (docs/yubihsm.md). */
+        printf("  check value: %s\n  blobs:       YubiHSM wrap blobs, through "
+               "CKM_YUBICO_AES_CCM_WRAP\n  custody:     wrap and unwrap only; keys leave the "
+               "device only wrapped under it\n", kcv[0] ? kcv : "none (the device keeps none)");
+        return;
+    }
     printf("  check value: %s\n  blobs:       RFC 5649, through %s\n  trusted:     %s\n",
            kcv[0] ? kcv : "none (the token keeps no CKA_CHECK_VALUE; key files name the key by "
                           "their canary)",
@@ -103,7 +113,9 @@ static int wrapkey_create(const cli_globals *g, int argc, char **argv)
         r = cli_open_audit(&ctx, &e);
     if (r == HS_OK && audit_created)
         r = cli_record_audit_key(&ctx, &e);
-    if (r == HS_OK)
+    if (r == HS_OK && ctx.profile.profile == HS_PROFILE_YUBIHSM)
+        r = hs_yh_wrapkey_make(ctx.p11, g->wrap_label, NULL, &ctx.wrap, &e);
+    else if (r == HS_OK)
         r = hs_wrapkey_create(ctx.p11, g->wrap_label, &ctx.wrap, &e);
     if (r == HS_OK) {
         hs_audit_entry en = {.operation = "wrapkey-create", .key_name = ctx.wrap.label,
@@ -138,12 +150,16 @@ static int wrapkey_show(const cli_globals *g, int argc, char **argv)
     hs_error e;
     hs_error_clear(&e);
     hs_custody_report custody;
-    if (cli_require_wrap_profile(&ctx, "show", &e) != HS_OK ||
-        hs_wrapkey_inspect(ctx.p11, g->wrap_label, &ctx.wrap, &custody, &e) != HS_OK) {
+    bool yh = ctx.profile.profile == HS_PROFILE_YUBIHSM;
+    hs_result r = cli_require_wrap_profile(&ctx, "show", &e);
+    if (r == HS_OK)
+        r = yh ? hs_yh_wrapkey_find(ctx.p11, g->wrap_label, &ctx.wrap, &e)
+               : hs_wrapkey_inspect(ctx.p11, g->wrap_label, &ctx.wrap, &custody, &e);
+    if (r != HS_OK) {
         cli_close(&ctx);
         return cli_fail(g, &e);
     }
-    print_wrapkey(g, &ctx, "found", &custody);
+    print_wrapkey(g, &ctx, "found", yh ? NULL : &custody);
     cli_close(&ctx);
     return 0;
 }

@@ -143,7 +143,7 @@ static CK_RV shim_Login(CK_SESSION_HANDLE s, CK_USER_TYPE user, CK_UTF8CHAR_PTR 
 
 /* --- plain forwarding ---------------------------------------------------- */
 
-FORWARD_PLAIN(GetInfo, (CK_INFO_PTR info), (info))
+FORWARD_PLAIN_YH(GetInfo, (CK_INFO_PTR info), (info), shim_yh_get_info)
 FORWARD_PLAIN(GetSlotList, (CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count),
               (present, list, count))
 FORWARD_PLAIN_YH(GetSlotInfo, (CK_SLOT_ID slot, CK_SLOT_INFO_PTR info), (slot, info), shim_yh_get_slot_info)

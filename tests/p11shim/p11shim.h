@@ -159,6 +159,7 @@ void shim_note_login(CK_RV real_rv);
 CK_RV shim_yh_initialize(CK_VOID_PTR init_args);
 void shim_yh_before_finalize(void);
 void shim_yh_counts(struct shim_yh_counts *out);
+CK_RV shim_yh_get_info(CK_INFO_PTR info);
 CK_RV shim_yh_get_slot_info(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info);
 CK_RV shim_yh_get_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info);
 CK_RV shim_yh_get_mechanism_list(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count);

@@ -277,6 +277,50 @@ static void resident_round_trip(void **state)
     free(t);
 }
 
+/* The yubihsm profile: the vendor mechanism and the object ID the blob
+ * restores, required; no canary needed without a check value. */
+static void yubihsm_round_trip(void **state)
+{
+    (void)state;
+    hs_keyfile kf, back;
+    hs_error e;
+    assert_int_equal(parse_text(good_text, &kf, &e), HS_OK);
+    kf.profile = HS_PROFILE_YUBIHSM;
+    kf.key_id_len = 2;
+    memcpy(kf.key_id, "\x48\x55", 2);
+    kf.wrap_kcv_unknown = true;
+    char *text;
+    assert_int_equal(hs_keyfile_serialize(&kf, &text, &e), HS_OK);
+    hs_keyfile_free(&kf);
+    assert_non_null(strstr(text, "\"mechanism\": \"CKM_YUBICO_AES_CCM_WRAP\""));
+    assert_non_null(strstr(text, "\"object_id\": \"4855\""));
+    assert_int_equal(parse_text(text, &back, &e), HS_OK);
+    assert_int_equal(back.profile, HS_PROFILE_YUBIHSM);
+    assert_int_equal(back.key_id_len, 2);
+    assert_memory_equal(back.key_id, "\x48\x55", 2);
+    assert_true(back.wrap_kcv_unknown);
+    assert_int_equal(back.wrapped_len, 1232);
+    hs_keyfile_free(&back);
+    char *saved = good_text;
+    good_text = text;
+    char *t = forge("wrap", json_pack("{s:s, s:s, s:s}", "mechanism", "CKM_YUBICO_AES_CCM_WRAP",
+                                      "key_label", "hsmsign-wrap", "key_check_value", ""));
+    expect_format_error(t, "field 'wrap.object_id' is missing");
+    free(t);
+    t = forge("wrap", json_pack("{s:s, s:s, s:s, s:s}", "mechanism", "CKM_AES_KEY_WRAP_PAD",
+                                "key_label", "hsmsign-wrap", "key_check_value", "", "object_id",
+                                "4855"));
+    expect_format_error(t, "wrap mechanism must be CKM_YUBICO_AES_CCM_WRAP");
+    free(t);
+    t = forge("wrap", json_pack("{s:s, s:s, s:s, s:s}", "mechanism", "CKM_YUBICO_AES_CCM_WRAP",
+                                "key_label", "hsmsign-wrap", "key_check_value", "", "object_id",
+                                "48"));
+    expect_format_error(t, "wrap.object_id is not 2 hex bytes");
+    free(t);
+    good_text = saved;
+    free(text);
+}
+
 static void key_names(void **state)
 {
     (void)state;
@@ -295,6 +339,7 @@ int main(void)
         cmocka_unit_test(wrap_canary),
         cmocka_unit_test(key_names),
         cmocka_unit_test(no_profile_is_wrapped),
+        cmocka_unit_test(yubihsm_round_trip),
         cmocka_unit_test(resident_round_trip), /* last: it replaces good_text */
     };
     return cmocka_run_group_tests(tests, setup, teardown);

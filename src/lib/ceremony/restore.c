@@ -3,6 +3,8 @@
 
 #include "audit/log.h"
 #include "audit/record.h"
+#include "keystore/yubihsm.h"
+#include "p11/profile.h"
 #include "util/encoding.h"
 #include "util/secmem.h"
 
@@ -45,7 +47,18 @@ hs_result hs_ceremony_restore(hs_p11 *p, const hs_transcript *t, hs_shareset *sh
     if (r == HS_OK)
         r = hs_shareset_recover(shares, t, key, report, e);
     size_t destroyed = 0;
-    if (r == HS_OK && !replace)
+    /* A YubiHSM takes the key as its own wrap key type (keystore/yubihsm.h). */
+    hs_profile_choice pc = {0};
+    if (r == HS_OK)
+        r = hs_profile_select(p, NULL, &pc, e);
+    bool yh = r == HS_OK && pc.profile == HS_PROFILE_YUBIHSM;
+    if (yh && replace)
+        r = hs_fail(e, HS_E_USAGE, "token '%s' is a YubiHSM: --replace-wrap-key upgrades the "
+                                   "custody attributes of PKCS#11 wrap keys, which a YubiHSM wrap "
+                                   "key does not have", p->label);
+    else if (yh)
+        r = hs_yh_wrapkey_make(p, t->wrap_label, key, out, e);
+    else if (r == HS_OK && !replace)
         r = hs_wrapkey_import(p, t->wrap_label, key, out, e);
     else if (r == HS_OK)
         r = hs_wrapkey_replace(p, t->wrap_label, key, out, &destroyed, e);

@@ -26,6 +26,10 @@ static const char *const resident_fields[] = {
  * that has CKA_CHECK_VALUE, may lack it. */
 static const char *const wrap_fields[] = {"mechanism", "key_label", "key_check_value", "canary"};
 static const char *const token_key_fields[] = {"id", "label"};
+/* yubihsm profile: the object ID the blob restores (docs/key-file.md). */
+static const char *const yubihsm_wrap_fields[] = {"mechanism", "key_label", "key_check_value",
+                                                  "object_id"};
+#define YUBIHSM_MECHANISM "CKM_YUBICO_AES_CCM_WRAP"
 
 hs_result hs_key_name_check(const char *name, hs_error *e)
 {
@@ -128,10 +132,18 @@ static int where_key_is(const hs_keyfile *kf, json_t *obj, const char *kcv, cons
         return json_object_set_new(obj, "token_key",
                                    json_pack("{s:s, s:s}", "id", id, "label", kf->name));
     }
+    bool yh = kf->profile == HS_PROFILE_YUBIHSM;
     if (json_object_set_new(obj, "wrap",
-                            json_pack("{s:s, s:s, s:s}", "mechanism", "CKM_AES_KEY_WRAP_PAD",
+                            json_pack("{s:s, s:s, s:s}", "mechanism",
+                                      yh ? YUBIHSM_MECHANISM : "CKM_AES_KEY_WRAP_PAD",
                                       "key_label", kf->wrap_label, "key_check_value", kcv)) != 0)
         return -1;
+    if (yh) {
+        char id[2 * HS_KEY_ID_MAX + 1];
+        hs_hex_encode(kf->key_id, kf->key_id_len, id);
+        if (json_object_set_new(json_object_get(obj, "wrap"), "object_id", json_string(id)) != 0)
+            return -1;
+    }
     return json_object_set_new(obj, "wrapped_private_key", json_string(wrapped));
 }
 
@@ -221,14 +233,21 @@ static hs_result parse_wrapped(json_t *root, const char *path, hs_keyfile *kf, h
     json_t *wrap = json_object_get(root, "wrap");
     if (!wrapped || !json_is_object(wrap))
         return hs_fail(e, HS_E_FORMAT, "key file %s: a field has the wrong type", path);
-    hs_result r = check_exact_fields(wrap, wrap_fields, 3, 4, path, "wrap.", e);
+    bool yh = kf->profile == HS_PROFILE_YUBIHSM;
+    hs_result r = yh ? check_exact_fields(wrap, yubihsm_wrap_fields, 4, 4, path, "wrap.", e)
+                     : check_exact_fields(wrap, wrap_fields, 3, 4, path, "wrap.", e);
     if (r != HS_OK)
         return r;
     const char *mech = get_string(wrap, "mechanism"), *wlabel = get_string(wrap, "key_label"),
                *kcv = get_string(wrap, "key_check_value");
-    if (!mech || !wlabel || !kcv || strcmp(mech, "CKM_AES_KEY_WRAP_PAD") != 0)
-        return hs_fail(e, HS_E_FORMAT, "key file %s: wrap mechanism must be CKM_AES_KEY_WRAP_PAD",
-                       path);
+    const char *want = yh ? YUBIHSM_MECHANISM : "CKM_AES_KEY_WRAP_PAD";
+    if (!mech || !wlabel || !kcv || strcmp(mech, want) != 0)
+        return hs_fail(e, HS_E_FORMAT, "key file %s: wrap mechanism must be %s", path, want);
+    const char *oid = yh ? get_string(wrap, "object_id") : NULL;
+    if (yh && (oid == NULL || strlen(oid) != 4 || !hs_hex_decode(oid, kf->key_id, 2)))
+        return hs_fail(e, HS_E_FORMAT, "key file %s: wrap.object_id is not 2 hex bytes", path);
+    if (yh)
+        kf->key_id_len = 2;
     /* Refused rather than shortened: a shortened wrap key label names
      * another key. */
     if (strlen(wlabel) >= sizeof kf->wrap_label)
@@ -241,8 +260,10 @@ static hs_result parse_wrapped(json_t *root, const char *path, hs_keyfile *kf, h
         return hs_fail(e, HS_E_FORMAT, "key file %s: wrap.canary is not valid base64", path);
     /* Empty when the token could not say: then the canary names the key. */
     kf->wrap_kcv_unknown = *kcv == '\0';
+    /* A YubiHSM blob opens only under its wrap key (AES-CCM): no canary
+     * is needed to name the key. */
     if (!kf->wrap_kcv_unknown ? !hs_hex_decode(kcv, kf->wrap_kcv, HS_KCV_LEN)
-                           : kf->wrap_canary == NULL)
+                           : kf->wrap_canary == NULL && !yh)
         return hs_fail(e, HS_E_FORMAT,
                        "key file %s: wrap.key_check_value is not 3 hex bytes (it may be empty "
                        "only with a wrap.canary)", path);

@@ -10,6 +10,7 @@
 #include "keystore/keystore.h"
 #include "keystore/kwp.h"
 #include "keystore/pk8.h"
+#include "keystore/yubihsm.h"
 #include "p11/objects.h"
 #include "util/secmem.h"
 
@@ -215,8 +216,11 @@ static hs_result start_keyfile(hs_keyfile *kf, hs_signer *s, const char *name, h
         snprintf(kf->wrap_label, sizeof kf->wrap_label, "%s", w->label);
         memcpy(kf->wrap_kcv, w->kcv, HS_KCV_LEN);
         kf->wrap_kcv_unknown = !w->have_kcv;
-        hs_result r = hs_wrapkey_make_canary(hs_signer_p11(s), w, &kf->wrap_canary,
-                                             &kf->wrap_canary_len, e);
+        /* A YubiHSM blob opens only under its own wrap key: no canary. */
+        hs_result r = kf->profile == HS_PROFILE_YUBIHSM
+                          ? HS_OK
+                          : hs_wrapkey_make_canary(hs_signer_p11(s), w, &kf->wrap_canary,
+                                                   &kf->wrap_canary_len, e);
         if (r != HS_OK)
             return r;
     }
@@ -232,14 +236,23 @@ hs_result hs_key_generate(hs_signer *s, const hs_keygen_params *kp, hs_error *e)
     memset(&kf, 0, sizeof kf);
     EVP_PKEY *pub = NULL;
     bool adopted = false, resident = is_resident(s);
+    bool yh = hs_signer_profile(s) == HS_PROFILE_YUBIHSM;
+    hs_yh_hold hold = HS_YH_HOLD_NONE;
     char subject[HS_KEY_NAME_MAX + 8];
     hs_result r = check_new_name(s, kp->name, e);
     if (r == HS_OK && resident)
         r = random_id(&kf, e);
     if (r == HS_OK)
         r = hs_kwp_token_can_hold(p, kp->alg, kp->name, e);
-    if (r == HS_OK)
+    if (r == HS_OK && yh) {
+        /* A persistent object under a free ID, held until deleted below. */
+        r = hs_yh_generate(p, kp->alg, kp->name, &hold, &o.pub, &o.priv, e);
+        kf.key_id[0] = (uint8_t)(hold.id >> 8);
+        kf.key_id[1] = (uint8_t)hold.id;
+        kf.key_id_len = 2;
+    } else if (r == HS_OK) {
         r = resident ? generate_resident_pair(p, kp, &kf, &o, e) : generate_pair(p, wrap, kp, &o, e);
+    }
     if (r == HS_OK && resident)
         r = hs_p11_check_key_kept(p, hs_p11_key_session(p), o.priv, kp->name, e);
     if (r == HS_OK)
@@ -268,6 +281,7 @@ hs_result hs_key_generate(hs_signer *s, const hs_keygen_params *kp, hs_error *e)
      * no key file names would be a key nobody can use or account for. */
     o.keep = resident && r == HS_OK;
     destroy_objects(p, &o);
+    hs_yh_hold_release(&hold);
     EVP_PKEY_free(pub);
     hs_keyfile_free(&kf);
     return r;
@@ -391,6 +405,10 @@ hs_result hs_key_import(hs_signer *s, const char *name, const uint8_t *key_bytes
     memset(&pk8, 0, sizeof pk8);
     EVP_PKEY *cert_pub = X509_get0_pubkey(cert);
     hs_result r = check_new_name(s, name, e);
+    if (r == HS_OK && kf.profile == HS_PROFILE_YUBIHSM)
+        r = hs_fail(e, HS_E_USAGE, "key '%s': importing existing keys into a YubiHSM is not "
+                                   "supported by this hsmsign; generate new keys in it (hsmsign "
+                                   "key generate)", name);
     if (r == HS_OK)
         r = hs_pk8_parse(key_bytes, key_len, key_path, &pk8, e);
     if (r == HS_OK)

@@ -81,10 +81,9 @@ hs_result hs_wrapkey_make_canary(hs_p11 *p, const hs_wrapkey *w, uint8_t **out, 
     return HS_OK;
 }
 
-/* Reads what hsmsign needs to know of the wrap key h; mech is the
- * token's RFC 5649 mechanism. */
-static hs_result describe(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, const char *label,
-                          CK_MECHANISM_TYPE mech, hs_wrapkey *out, hs_error *e)
+hs_result hs_wrapkey_describe(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                              const char *label, CK_MECHANISM_TYPE mech, hs_wrapkey *out,
+                              hs_error *e)
 {
     memset(out, 0, sizeof *out);
     out->handle = h;
@@ -174,7 +173,7 @@ static hs_result make_key(hs_p11 *p, CK_SESSION_HANDLE s, const char *label, con
         return hs_p11_fail(p, e, rv, fn, "%s wrap key '%s' with its unwrap template (a token "
                            "that cannot hold CKA_UNWRAP_TEMPLATE cannot keep keys safe)",
                            value == NULL ? "generating" : "importing", label);
-    hs_result r = describe(p, s, h, label, mech, out, e);
+    hs_result r = hs_wrapkey_describe(p, s, h, label, mech, out, e);
     out->custody_gap = gap;
     if (r == HS_OK && !gap)
         r = hs_custody_check_wrapkey(p, s, h, label, e);
@@ -352,7 +351,7 @@ static hs_result find_one(hs_p11 *p, const char *label, hs_wrapkey *out, hs_erro
         if (r != HS_OK)
             return r;
     }
-    return describe(p, s, h, label, mech, out, e);
+    return hs_wrapkey_describe(p, s, h, label, mech, out, e);
 }
 
 hs_result hs_wrapkey_find(hs_p11 *p, const char *label, hs_wrapkey *out, hs_error *e)
@@ -406,7 +405,7 @@ static hs_result list_same_key(hs_p11 *p, CK_SESSION_HANDLE s, const char *label
     for (size_t i = 0; r == HS_OK && i < *n; i++) {
         hs_wrapkey k;
         hs_custody_report rep;
-        r = describe(p, s, h[i], label, mech, &k, e);
+        r = hs_wrapkey_describe(p, s, h[i], label, mech, &k, e);
         if (r == HS_OK && !k.have_kcv)
             r = check_imported(p, key, want, &k, e);
         else if (r == HS_OK && !hs_ct_equal(k.kcv, want, HS_KCV_LEN)) {

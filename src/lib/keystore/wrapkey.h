@@ -67,6 +67,12 @@ hs_result hs_wrapkey_replace(hs_p11 *p, const char *label, const uint8_t key[32]
 hs_result hs_wrapkey_matches(hs_p11 *p, const hs_wrapkey *w, const hs_keyfile *kf,
                              const char *what, hs_error *e) HS_MUST_CHECK;
 
+/* Reads what hsmsign needs to know of the wrap key h (check value, when
+ * the token keeps one; CKA_TRUSTED); mech is the mechanism it wraps with. */
+hs_result hs_wrapkey_describe(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                              const char *label, CK_MECHANISM_TYPE mech, hs_wrapkey *out,
+                              hs_error *e) HS_MUST_CHECK;
+
 /* The canary for a new key file, made by the token: the test key wrapped
  * under w. *out is malloc'd. Only key generation and import need it, so
  * signing pays nothing for it. */

@@ -14,9 +14,10 @@ static const hs_profile_ops profiles[HS_PROFILE_COUNT] = {
     {HS_PROFILE_WRAPPED, "wrapped", HS_KEYS_WRAPPED_SESSION, true, true,
      "signing keys are stored outside the token, wrapped under its AES wrap key, and unwrapped "
      "into session objects to sign"},
-    {HS_PROFILE_YUBIHSM, "yubihsm", HS_KEYS_WRAPPED_PERSISTENT, true, false,
-     "signing keys are stored wrapped under the YubiHSM wrap key and unwrapped into objects "
-     "deleted after use"},
+    {HS_PROFILE_YUBIHSM, "yubihsm", HS_KEYS_WRAPPED_PERSISTENT, true, true,
+     "signing keys are generated in the YubiHSM, exported under its wrap key "
+     "(CKM_YUBICO_AES_CCM_WRAP) and deleted; to sign, a key is unwrapped into a persistent "
+     "object and deleted after use, and what a killed run left is deleted at the next start"},
     {HS_PROFILE_RESIDENT, "resident", HS_KEYS_RESIDENT, false, true,
      "signing keys are generated inside the token as sensitive, non-extractable token objects; "
      "key files name them by CKA_ID. There is no wrap key and no shares: a key exists only in "

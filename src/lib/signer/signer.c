@@ -9,6 +9,7 @@
 #include "keystore/custody.h"
 #include "keystore/keystore.h"
 #include "keystore/kwp.h"
+#include "keystore/yubihsm.h"
 #include "p11/ckr.h"
 #include "p11/objects.h"
 #include "signer/sigcache.h"
@@ -25,6 +26,8 @@ typedef struct loaded_key {
     bool unwrapped;  /* handle usable: unwrapped, or (resident) found and checked */
     CK_OBJECT_HANDLE handle;
     unsigned generation; /* p11 generation the handle belongs to */
+    hs_yh_hold hold;     /* yubihsm: held while its object is on the device */
+    unsigned long last_use; /* yubihsm resident keys: for least-recently-used eviction */
 } loaded_key;
 
 struct hs_signer {
@@ -34,6 +37,11 @@ struct hs_signer {
     char *keystore;
     hs_audit *audit;
     pthread_mutex_t lock;
+    /* yubihsm: one unwrap-sign-delete at a time, so no thread signs with
+     * an object another thread is deleting. */
+    pthread_mutex_t persistent_lock;
+    size_t resident_max;   /* yubihsm: unwrapped keys kept between signatures */
+    unsigned long use_tick;
     loaded_key **keys;
     size_t n_keys, cap_keys;
     hs_signer_stats stats;
@@ -70,6 +78,20 @@ static hs_result require_mechanism(hs_signer *s, CK_MECHANISM_TYPE m, CK_FLAGS f
     return r;
 }
 
+/* A YubiHSM object a killed run left (keystore/yubihsm.h), deleted:
+ * recorded, so the log accounts for every unwrapped key's end. */
+static hs_result record_sweep(void *ctx, uint16_t id, const char *label, hs_error *e)
+{
+    hs_signer *s = ctx;
+    size_t k = sizeof HS_YH_LABEL_PREFIX - 1;
+    char reason[96];
+    snprintf(reason, sizeof reason, "left on the device by a run that did not finish (object "
+                                    "0x%04x)", id);
+    hs_audit_entry en = {.operation = "sweep", .key_name = strlen(label) > k ? label + k : label,
+                         .reason = reason};
+    return hs_audit_append(s->audit, &en, NULL, e);
+}
+
 hs_result hs_signer_new(hs_p11 *p11, hs_profile profile, const hs_wrapkey *wrap,
                         const char *keystore_dir, hs_audit *audit, hs_signer **out, hs_error *e)
 {
@@ -85,8 +107,18 @@ hs_result hs_signer_new(hs_p11 *p11, hs_profile profile, const hs_wrapkey *wrap,
         s->wrap = *wrap;
     s->audit = audit;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->persistent_lock, NULL);
     *out = s;
-    return HS_OK;
+    hs_result r = HS_OK;
+    if (p11 != NULL && audit != NULL && profile == HS_PROFILE_YUBIHSM) {
+        size_t swept = 0;
+        r = hs_yh_sweep(p11, record_sweep, s, &swept, e);
+    }
+    if (r != HS_OK) {
+        hs_signer_free(s);
+        *out = NULL;
+    }
+    return r;
 }
 
 hs_result hs_signer_new_remote(const hs_signer_remote *remote, const char *token,
@@ -101,8 +133,64 @@ hs_result hs_signer_new_remote(const hs_signer_remote *remote, const char *token
     return HS_OK;
 }
 
+/* yubihsm: the unwrapped key is a persistent object, deleted by its ID
+ * (its handle may be stale after a dropped session), then its hold
+ * released. */
+static hs_result put_away(hs_signer *s, loaded_key *k, hs_error *e)
+{
+    hs_result r = HS_OK;
+    /* By handle first; then, if that failed (a dropped session, a device
+     * error), by ID: two tries, so one failed call leaves nothing. */
+    CK_RV rv = CKR_GENERAL_ERROR;
+    if (k->unwrapped && k->generation == s->p11->generation)
+        rv = s->p11->fn->C_DestroyObject(hs_p11_key_session(s->p11), k->handle);
+    if (k->hold.fd >= 0 && rv != CKR_OK)
+        r = hs_yh_delete(s->p11, k->hold.id, k->name, e);
+    if (r == HS_OK)
+        hs_yh_hold_release(&k->hold);
+    k->unwrapped = false;
+    return r;
+}
+
+/* Keeps k resident and deletes the least recently used other keys while
+ * more than resident_max are on the device. */
+static hs_result evict(hs_signer *s, loaded_key *k)
+{
+    k->last_use = ++s->use_tick;
+    for (;;) {
+        size_t n = 0;
+        loaded_key *oldest = NULL;
+        for (size_t i = 0; i < s->n_keys; i++) {
+            loaded_key *o = s->keys[i];
+            if (o->adopted || o->hold.fd < 0)
+                continue;
+            n++;
+            if (oldest == NULL || o->last_use < oldest->last_use)
+                oldest = o;
+        }
+        if (n <= s->resident_max || oldest == NULL)
+            return HS_OK;
+        /* A failed delete keeps the signature: the key stays held and
+         * is deleted at the end (hs_signer_free) or by the next sweep. */
+        hs_error ignored;
+        if (put_away(s, oldest, &ignored) != HS_OK)
+            return HS_OK;
+    }
+}
+
+void hs_signer_set_resident_keys(hs_signer *s, size_t n)
+{
+    s->resident_max = n;
+}
+
 static void destroy_object(hs_signer *s, loaded_key *k)
 {
+    if (s->p11 != NULL && hs_profile_ops_of(s->profile)->storage == HS_KEYS_WRAPPED_PERSISTENT) {
+        hs_error ignored;
+        if (put_away(s, k, &ignored) != HS_OK)
+            hs_yh_hold_release(&k->hold); /* the next run's sweep deletes what is left */
+        return;
+    }
     /* A resident key is the token's only copy: never destroyed here. */
     bool resident = hs_profile_ops_of(s->profile)->storage == HS_KEYS_RESIDENT;
     if (s->p11 != NULL && k->unwrapped && !resident && k->generation == s->p11->generation &&
@@ -141,6 +229,7 @@ void hs_signer_free(hs_signer *s)
     hs_sigcache_free(s->cache);
     free(s->keystore);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->persistent_lock);
     free(s);
 }
 
@@ -175,6 +264,7 @@ static hs_result load_key(hs_signer *s, const char *name, loaded_key **out, hs_e
     loaded_key *k = calloc(1, sizeof *k);
     if (k == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
+    k->hold = HS_YH_HOLD_NONE;
     char what[HS_KEY_NAME_MAX * 2 + 1100];
     snprintf(what, sizeof what, "key '%s' (%s/%s.key)", name, s->keystore, name);
     hs_result r = hs_keystore_load(s->keystore, name, &k->kf, e);
@@ -246,12 +336,34 @@ hs_result hs_signer_record(hs_signer *s, const char *operation, const char *key_
     return hs_audit_append(s->audit, &en, NULL, e);
 }
 
+/* yubihsm: into a persistent object under the blob's ID (its hold taken
+ * until put_away). `ours`: an object left by this process's own earlier
+ * unwrap (a dropped session), not a leftover to record. */
+static hs_result unwrap_persistent(hs_signer *s, loaded_key *k, hs_error *e)
+{
+    bool ours = k->hold.fd >= 0;
+    hs_result r = hs_yh_unwrap(s->p11, &s->wrap, &k->kf, ours, record_sweep, s, &k->hold,
+                               &k->handle, e);
+    if (r != HS_OK)
+        return r;
+    k->unwrapped = true;
+    k->generation = s->p11->generation;
+    s->stats.unwraps++;
+    r = hs_signer_record(s, "unwrap", k->name, k->fingerprint, hs_keyalg_name(k->alg), e);
+    hs_error ignored;
+    if (r != HS_OK && put_away(s, k, &ignored) != HS_OK)
+        hs_yh_hold_release(&k->hold); /* the next run's sweep deletes it */
+    return r;
+}
+
 static hs_result unwrap(hs_signer *s, loaded_key *k, hs_error *e)
 {
     hs_p11 *p = s->p11;
     hs_result mr = require_mechanism(s, s->wrap.mech, CKF_UNWRAP, "unwrapping signing keys", e);
     if (mr != HS_OK)
         return mr;
+    if (hs_profile_ops_of(s->profile)->storage == HS_KEYS_WRAPPED_PERSISTENT)
+        return unwrap_persistent(s, k, e);
     /* The key type and label, then exactly the wrap key's
      * CKA_UNWRAP_TEMPLATE, last (custody.h): the token refuses any template
      * that leaves out or contradicts an entry. */
@@ -496,7 +608,8 @@ static hs_result recover(hs_signer *s, hs_error *e)
     if (r != HS_OK || !hs_profile_ops_of(s->profile)->has_wrap_key)
         return r; /* resident keys are found again lazily, by CKA_ID */
     if (r == HS_OK)
-        r = hs_wrapkey_find(s->p11, s->wrap.label, &again, e);
+        r = s->profile == HS_PROFILE_YUBIHSM ? hs_yh_wrapkey_find(s->p11, s->wrap.label, &again, e)
+                                             : hs_wrapkey_find(s->p11, s->wrap.label, &again, e);
     if (r == HS_OK && !hs_ct_equal(again.kcv, s->wrap.kcv, HS_KCV_LEN))
         r = hs_fail(e, HS_E_VERIFY, "token '%s': the wrap key changed while signing", s->p11->label);
     if (r == HS_OK)
@@ -504,8 +617,23 @@ static hs_result recover(hs_signer *s, hs_error *e)
     return r;
 }
 
+static hs_result hsm_sign_locked(hs_signer *s, loaded_key *k, const hs_sign_request *req,
+                                 uint8_t **sig, size_t *sig_len, hs_error *e);
+
 static hs_result hsm_sign(hs_signer *s, loaded_key *k, const hs_sign_request *req, uint8_t **sig,
                           size_t *sig_len, hs_error *e)
+{
+    bool persistent = hs_profile_ops_of(s->profile)->storage == HS_KEYS_WRAPPED_PERSISTENT;
+    if (persistent)
+        pthread_mutex_lock(&s->persistent_lock);
+    hs_result r = hsm_sign_locked(s, k, req, sig, sig_len, e);
+    if (persistent)
+        pthread_mutex_unlock(&s->persistent_lock);
+    return r;
+}
+
+static hs_result hsm_sign_locked(hs_signer *s, loaded_key *k, const hs_sign_request *req,
+                                 uint8_t **sig, size_t *sig_len, hs_error *e)
 {
     hsm_input in;
     prepare_input(req, &in);
@@ -548,6 +676,17 @@ static hs_result hsm_sign(hs_signer *s, loaded_key *k, const hs_sign_request *re
         pthread_mutex_unlock(&s->lock);
         if (r != HS_OK)
             break;
+    }
+    /* yubihsm: the unwrapped key leaves the device on every path, or,
+     * with keys resident (the agent), stays until evicted or the end. */
+    if (!k->adopted && hs_profile_ops_of(s->profile)->storage == HS_KEYS_WRAPPED_PERSISTENT) {
+        hs_error de = {0};
+        pthread_mutex_lock(&s->lock);
+        hs_result dr = r == HS_OK && s->resident_max > 0 ? evict(s, k)
+                                                         : put_away(s, k, r == HS_OK ? e : &de);
+        pthread_mutex_unlock(&s->lock);
+        if (r == HS_OK)
+            r = dr;
     }
     if (r == HS_OK && hs_sig_alg_is_ecdsa(req->alg)) {
         r = ecdsa_raw_to_der(raw, raw_len, sig, sig_len, e);
@@ -855,6 +994,7 @@ hs_result hs_signer_adopt(hs_signer *s, const char *name, hs_keyalg alg, CK_OBJE
     if (k == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
     snprintf(k->name, sizeof k->name, "%s", name);
+    k->hold = HS_YH_HOLD_NONE;
     k->alg = alg;
     k->adopted = true;
     k->unwrapped = true;

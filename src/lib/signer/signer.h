@@ -76,6 +76,12 @@ hs_result hs_signer_new_remote(const hs_signer_remote *remote, const char *token
 /* Destroys every unwrapped session object. */
 void hs_signer_free(hs_signer *s);
 
+/* yubihsm profile: keeps up to n unwrapped keys on the device between
+ * signatures (the agent, during a release), deleting the least recently
+ * used beyond that; 0 (the default) deletes each after use. All are
+ * deleted by hs_signer_free. */
+void hs_signer_set_resident_keys(hs_signer *s, size_t n);
+
 /* Gives a local signer its signature cache (owned from now on; NULL turns
  * it off). A remote signer never caches: the process that holds the token
  * does. */
