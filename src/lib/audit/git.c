@@ -274,12 +274,13 @@ static void scan_segments(git_index *idx, segments *sg)
 {
     memset(sg, 0, sizeof *sg);
     sg->usable = true;
+    static const char prefix[] = HS_AUDIT_SEGMENT_DIR "/";
     size_t pos;
-    if (git_index_find_prefix(&pos, idx, HS_AUDIT_SEGMENT_DIR "/") != 0)
+    if (git_index_find_prefix(&pos, idx, prefix) != 0)
         return; /* none yet */
     char want[64];
     for (const git_index_entry *ent; (ent = git_index_get_byindex(idx, pos)) != NULL &&
-                                     strncmp(ent->path, HS_AUDIT_SEGMENT_DIR "/", 4) == 0;
+                                     strncmp(ent->path, prefix, sizeof prefix - 1) == 0;
          pos++) {
         segment_path(want, sizeof want, sg->count);
         if (strcmp(ent->path, want) != 0)
