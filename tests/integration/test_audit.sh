@@ -185,16 +185,22 @@ tamper
 commits=$(git -C audit rev-list --count HEAD)
 assert "one commit per command (>= 5)" test "$commits" -ge 5
 check "audit verify --git on the intact history" verify --git
-# Rewrite history: an earlier commit changed an entry that a later commit
-# changed back. The working tree is intact, so only the history tells.
+# Rewrite history as a force-push would: in a clone, an earlier commit
+# changes an entry (in its log/ segment) that a later commit changes back,
+# and the log's branch is then set to that history. The files are intact,
+# so only the history tells.
+G() { git -c user.name=x -c user.email=x@x "$@"; }
+assert "the entries are in git as log/ segments, not one file" \
+    test -n "$(git -C audit ls-tree -r --name-only HEAD log)" -a -z "$(git -C audit ls-tree --name-only HEAD entries.jsonl)"
+rm -rf rewrite-clone && G clone -q audit rewrite-clone
 (
-    cd audit && git -c user.name=x -c user.email=x@x checkout -q -b rewrite HEAD~2 &&
-    sed -i '1s/"host":"[^"]*"/"host":"elsewhere"/' entries.jsonl &&
-    git -c user.name=x -c user.email=x@x commit -qam "rewrite" &&
-    git -c user.name=x -c user.email=x@x checkout -q "$(git rev-parse master 2>/dev/null || git rev-parse main)" -- . &&
-    git -c user.name=x -c user.email=x@x commit -qam "restore" &&
-    git branch -f master HEAD 2>/dev/null; git branch -f main HEAD 2>/dev/null; true
-)
+    cd rewrite-clone && branch=$(git symbolic-ref --short HEAD) &&
+    G checkout -q -b rewrite HEAD~2 && seg=$(git ls-files log | head -1) &&
+    sed -i '1s/"host":"[^"]*"/"host":"elsewhere"/' "$seg" && G commit -qam "rewrite" &&
+    G checkout -q "$branch" -- . && G commit -qam "restore"
+) && G -C audit fetch -q --update-head-ok "$WORK/rewrite-clone" "+rewrite:$(git -C audit symbolic-ref HEAD)"
+assert "the branch now holds the rewritten history" \
+    test "$(git -C audit log -1 --format=%s)" = restore -a -z "$(git -C audit status --porcelain)"
 check "the rewritten log still verifies without --git" verify
 expect_fail "tamper: a rewritten git history is found by --git" 1 "history was rewritten|does not match" \
     verify --git

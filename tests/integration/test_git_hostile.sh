@@ -141,10 +141,15 @@ assert "the stale locks are gone" test ! -e audit/.git/index.lock -a ! -e "audit
 rm -rf audit/.git
 GIT() { git --git-dir=audit/.git --work-tree=audit -c user.name=hsmsign \
     -c user.email=hsmsign@localhost -c core.hooksPath=/dev/null -c commit.gpgSign=false "$@"; }
+printf '.lock\n*.tmp.*\n' >audit/.gitignore # what it wrote, entries.jsonl not ignored
 GIT init -q && GIT add -- entries.jsonl checkpoint checkpoints .gitignore &&
     GIT commit -q -m "audit: $(wc -l <audit/entries.jsonl) entries"
 check "sign raw on a log whose history the git CLI made" hs sign raw --key k in.txt cli.sig
 assert "it committed on top" test "$(git -C audit rev-list --count HEAD)" -eq 2
 check "git fsck --strict after it" git -C audit fsck --strict --no-progress
+assert "... which moved the entries to log/ segments" \
+    test -n "$(git -C audit ls-tree -r --name-only HEAD log)" -a -z "$(git -C audit ls-tree --name-only HEAD entries.jsonl)"
+status=$(git -C audit status --porcelain)
+assert "... and git status is clean ('$status')" test -z "$status"
 check "audit verify --git across both" hs audit verify --git
 finish

@@ -5,11 +5,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,7 +26,12 @@
 #define GIT_EMAIL "hsmsign@localhost"
 #define MAX_FILE ((size_t)1 << 32)
 
-static const char gitignore[] = ".lock\n*.tmp.*\n";
+/* entries.jsonl is in the repository as log/ segments (git_lib.h): the
+ * file itself is ignored, and the segments' index entries are marked
+ * skip-worktree, so that `git status` stays clean. */
+static const char gitignore[] = ".lock\n*.tmp.*\n/" HS_AUDIT_ENTRIES_FILE "\n";
+
+unsigned hs_auditgit_segment_entries = 256;
 
 /* Every path built here is DIR plus at most 64 bytes ("/.git/", a file
  * name of the log, a lock file of git's): checked once, so that no
@@ -54,6 +61,12 @@ static void lib_init(void)
         return;
     for (size_t i = 0; i < sizeof levels / sizeof levels[0] && lib_status >= 0; i++)
         lib_status = git_libgit2_opts(GIT_OPT_SET_SEARCH_PATH, levels[i], "");
+    /* Writing a tree checks that each entry's object exists: an open()
+     * per segment (4,000 at a million entries), every commit, for ids this
+     * code has just written or read from its own index. A missing object
+     * would fail `audit verify --git`, which reads every segment. */
+    if (lib_status >= 0)
+        lib_status = git_libgit2_opts(GIT_OPT_ENABLE_STRICT_OBJECT_CREATION, 0);
     if (lib_status >= 0 && atexit(lib_shutdown) != 0)
         lib_status = -1;
 }
@@ -226,13 +239,171 @@ static hs_result stage_checkpoints(const char *dir, git_repository *repo, git_in
     return r;
 }
 
+/* The .gitignore of a log created before the segments lacks entries.jsonl:
+ * rewritten once, then staged with the rest. */
+static hs_result update_gitignore(const char *dir, hs_error *e)
+{
+    char path[PATH_ROOM];
+    snprintf(path, sizeof path, "%s/.gitignore", dir);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    hs_error ignored_error;
+    bool same = hs_read_file(path, 4096, &data, &len, &ignored_error) == HS_OK &&
+                len == sizeof gitignore - 1 && memcmp(data, gitignore, len) == 0;
+    free(data);
+    return same ? HS_OK : hs_write_file_atomic(path, gitignore, sizeof gitignore - 1, 0644, false, e);
+}
+
+static void segment_path(char *out, size_t size, uint64_t seg)
+{
+    snprintf(out, size, HS_AUDIT_SEGMENT_PATH,
+             (unsigned long long)(seg / HS_AUDIT_SEGMENTS_PER_DIR), (unsigned long long)seg);
+}
+
+/* What the index holds of the segments: count of them, numbered 0 to
+ * count-1 as paths (anything else: usable false, the segments are cut
+ * again from the start), and the last one's offset in the file and id. */
+typedef struct segments {
+    uint64_t count, last_start;
+    uint32_t last_size;
+    git_oid last_id;
+    bool usable;
+} segments;
+
+static void scan_segments(git_index *idx, segments *sg)
+{
+    memset(sg, 0, sizeof *sg);
+    sg->usable = true;
+    static const char prefix[] = HS_AUDIT_SEGMENT_DIR "/";
+    size_t pos;
+    if (git_index_find_prefix(&pos, idx, prefix) != 0)
+        return; /* none yet */
+    char want[64];
+    for (const git_index_entry *ent; (ent = git_index_get_byindex(idx, pos)) != NULL &&
+                                     strncmp(ent->path, prefix, sizeof prefix - 1) == 0;
+         pos++) {
+        segment_path(want, sizeof want, sg->count);
+        if (strcmp(ent->path, want) != 0)
+            sg->usable = false;
+        if (sg->count > 0)
+            sg->last_start += sg->last_size;
+        sg->last_size = ent->file_size;
+        sg->last_id = ent->id;
+        sg->count++;
+    }
+}
+
+/* One segment, bytes [0, len) of data, as log/ entry number seg. */
+static hs_result add_segment(const char *dir, git_repository *repo, git_index *idx, uint64_t seg,
+                             const uint8_t *data, size_t len, hs_error *e)
+{
+    char name[64];
+    segment_path(name, sizeof name, seg);
+    git_index_entry ent;
+    memset(&ent, 0, sizeof ent);
+    if (git_blob_create_from_buffer(&ent.id, repo, data, len) != 0)
+        return hs_git_fail(e, dir, name);
+    ent.file_size = (uint32_t)len;
+    ent.mode = GIT_FILEMODE_BLOB;
+    /* No such file in the directory: entries.jsonl holds the bytes. */
+    ent.flags_extended = GIT_INDEX_ENTRY_SKIP_WORKTREE;
+    ent.path = name;
+    if (git_index_add(idx, &ent) != 0)
+        return hs_git_fail(e, dir, name);
+    return HS_OK;
+}
+
+/* Cuts data[start, len) into segments of hs_auditgit_segment_entries
+ * lines from number seg on; the last may be shorter or end in a torn
+ * line. */
+static hs_result cut_segments(const char *dir, git_repository *repo, git_index *idx,
+                              const uint8_t *data, size_t len, size_t start, uint64_t seg,
+                              hs_error *e)
+{
+    unsigned per = hs_auditgit_segment_entries > 0 ? hs_auditgit_segment_entries : 1;
+    hs_result r = HS_OK;
+    for (size_t pos = start; r == HS_OK && pos < len; seg++) {
+        size_t end = pos;
+        for (unsigned n = 0; n < per && end < len; n++) {
+            const uint8_t *nl = memchr(data + end, '\n', len - end);
+            end = nl != NULL ? (size_t)(nl - data) + 1 : len;
+        }
+        if (end - pos > UINT32_MAX)
+            return hs_fail(e, HS_E_AUDIT, "audit log %s: a segment over 4 GiB", dir);
+        r = add_segment(dir, repo, idx, seg, data + pos, end - pos, e);
+        pos = end;
+    }
+    return r;
+}
+
+/* The last segment the index holds is still the file's bytes at its
+ * offset: then only it and what follows need reading. */
+static bool last_segment_holds(const segments *sg, const uint8_t *data, size_t len)
+{
+    git_oid id;
+    return sg->usable && sg->count > 0 && sg->last_start <= len &&
+           sg->last_size <= len - sg->last_start &&
+           git_odb_hash(&id, data + sg->last_start, sg->last_size, GIT_OBJECT_BLOB) == 0 &&
+           git_oid_equal(&id, &sg->last_id);
+}
+
+/* Stages entries.jsonl as log/ segments. A log from before the segments
+ * (entries.jsonl in the index), or an index that does not describe the
+ * file, has every segment cut again: once, O(log size). */
+static hs_result stage_entries(const char *dir, git_repository *repo, git_index *idx, hs_error *e)
+{
+    char path[PATH_ROOM];
+    snprintf(path, sizeof path, "%s/" HS_AUDIT_ENTRIES_FILE, dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? HS_OK : hs_fail(e, HS_E_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    void *map = MAP_FAILED;
+    hs_result r = HS_OK;
+    if (fstat(fd, &st) != 0)
+        r = hs_fail(e, HS_E_IO, "%s: %s", path, strerror(errno));
+    else if ((uint64_t)st.st_size > MAX_FILE)
+        r = hs_fail(e, HS_E_AUDIT, "%s: too large", path);
+    /* The caller holds the log's lock: nothing truncates the file under
+     * the map. */
+    else if (st.st_size > 0 &&
+             (map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED)
+        r = hs_fail(e, HS_E_IO, "%s: %s", path, strerror(errno));
+    close(fd);
+    if (r != HS_OK)
+        return r;
+    const uint8_t *data = map != MAP_FAILED ? map : (const uint8_t *)"";
+    size_t len = (size_t)st.st_size;
+    segments sg;
+    scan_segments(idx, &sg);
+    size_t start = 0;
+    uint64_t seg = 0;
+    if (last_segment_holds(&sg, data, len)) {
+        start = (size_t)sg.last_start;
+        seg = sg.count - 1;
+    } else if (sg.count > 0 && git_index_remove_directory(idx, HS_AUDIT_SEGMENT_DIR, 0) != 0) {
+        r = hs_git_fail(e, dir, "clearing the index");
+    }
+    /* The layout from before the segments: the file itself, once. */
+    if (r == HS_OK && git_index_get_bypath(idx, HS_AUDIT_ENTRIES_FILE, 0) != NULL &&
+        git_index_remove_bypath(idx, HS_AUDIT_ENTRIES_FILE) != 0)
+        r = hs_git_fail(e, dir, "clearing the index");
+    if (r == HS_OK)
+        r = cut_segments(dir, repo, idx, data, len, start, seg, e);
+    if (map != MAP_FAILED)
+        munmap(map, len);
+    return r;
+}
+
 static hs_result stage_all(const char *dir, git_repository *repo, git_index *idx, hs_error *e)
 {
     /* The state is committed too (small), so that `git status` stays
      * clean; nothing reads it from the history. */
-    static const char *const files[] = {HS_AUDIT_ENTRIES_FILE, HS_AUDIT_CHECKPOINT_FILE,
-                                        HS_AUDIT_STATE_FILE, ".gitignore"};
-    hs_result r = HS_OK;
+    static const char *const files[] = {HS_AUDIT_CHECKPOINT_FILE, HS_AUDIT_STATE_FILE,
+                                        ".gitignore"};
+    hs_result r = update_gitignore(dir, e);
+    if (r == HS_OK)
+        r = stage_entries(dir, repo, idx, e);
     for (size_t i = 0; r == HS_OK && i < sizeof files / sizeof files[0]; i++)
         r = stage_file(dir, repo, idx, files[i], false, e);
     if (r == HS_OK)

@@ -12,7 +12,8 @@
 
 #include "util/result.h"
 
-/* Creates the repository on first use, stages entries.jsonl, checkpoint,
+/* Creates the repository on first use, stages entries.jsonl (as segments,
+ * git_lib.h: only the last one and the new ones are read), checkpoint,
  * checkpoint.state, checkpoints/ and .gitignore (as `git add` would, index
  * included), and commits them as "hsmsign <hsmsign@localhost>" when the tree differs from
  * HEAD's. The caller holds the audit log's lock (hs_audit_lock): git lock
@@ -22,6 +23,11 @@
  * commit was made. */
 hs_result hs_auditgit_commit(const char *dir, const char *message, bool known_changed,
                              bool *committed, hs_error *e) HS_MUST_CHECK;
+
+/* Lines per segment of the entries in git (git_lib.h): 256 by default.
+ * Tests set it small to cross segment boundaries with a few entries;
+ * changing it on a log only changes how later segments are cut. */
+extern unsigned hs_auditgit_segment_entries;
 
 typedef struct hs_auditgit_report {
     size_t commits;       /* commits checked */

@@ -30,6 +30,18 @@
 
 #include "util/result.h"
 
+/* The entries as git stores them (git.c writes, git_verify.c reads):
+ * entries.jsonl cut into segments of HS_AUDIT_SEGMENT_ENTRIES lines,
+ * log/DDDDDD/SSSSSSSSSS.jsonl (segment S, directory S / 256), whose
+ * concatenation in path order is the file. A commit rewrites only the last
+ * segment and adds new ones: its cost and the repository's growth follow
+ * the entries appended, not the log's size (one blob of the whole file
+ * cost 23 MB and 32 s per commit at a million entries). Histories written
+ * before hold the whole file as entries.jsonl; both read the same. */
+#define HS_AUDIT_SEGMENT_DIR "log"
+#define HS_AUDIT_SEGMENTS_PER_DIR 256u
+#define HS_AUDIT_SEGMENT_PATH "log/%06llu/%010llu.jsonl"
+
 /* Opens DIR/.git (exactly there: no search upwards). With create, a
  * missing repository is created with its .gitignore. */
 hs_result hs_git_open(const char *dir, bool create, git_repository **repo,

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/encoding.h"
@@ -65,6 +66,37 @@ hs_result hs_merkle_leaf_hash(const uint8_t *data, size_t len, uint8_t out[HLEN]
     bool ok = hash3(&h, 0x00, data, len, NULL, 0, out);
     hasher_close(&h);
     return ok ? HS_OK : hash_failed(e);
+}
+
+struct hs_merkle_hasher {
+    hasher h;
+};
+
+hs_result hs_merkle_hasher_new(hs_merkle_hasher **out, hs_error *e)
+{
+    *out = malloc(sizeof **out);
+    if (*out == NULL)
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    hs_result r = hasher_open(&(*out)->h, e);
+    if (r != HS_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return r;
+}
+
+void hs_merkle_hasher_free(hs_merkle_hasher *h)
+{
+    if (h == NULL)
+        return;
+    hasher_close(&h->h);
+    free(h);
+}
+
+hs_result hs_merkle_hasher_leaf(hs_merkle_hasher *h, const uint8_t *data, size_t len,
+                                uint8_t out[HLEN], hs_error *e)
+{
+    return hash3(&h->h, 0x00, data, len, NULL, 0, out) ? HS_OK : hash_failed(e);
 }
 
 hs_result hs_merkle_node_hash(const uint8_t left[HLEN], const uint8_t right[HLEN],
