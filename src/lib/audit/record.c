@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit/git.h"
 #include "audit/lock.h"
 #include "audit/log.h"
 #include "util/encoding.h"
@@ -117,6 +118,7 @@ void hs_audit_close(hs_audit *a)
     if (hs_audit_sync(a, &ignored) != HS_OK) {
         /* Best effort: nothing these entries cover was released. */
     }
+    hs_auditgit_warm_wait();
     free(a->dir);
     free(a->entries_path);
     free(a);
@@ -394,8 +396,10 @@ static hs_result append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_out
         hs_error_prefix(e, "audit record not written, so the result was discarded: ");
     } else {
         a->appended++;
-        if (!hs_audit_op_defers_checkpoint(en->operation))
+        if (!hs_audit_op_defers_checkpoint(en->operation)) {
             a->fresh++;
+            hs_auditgit_warm_up(); /* a checkpoint, and so a commit, is due */
+        }
         a->unsynced = !(sync || created);
         if (!a->unsynced)
             note_durable(fd); /* under the lock, ending in this entry's newline */
