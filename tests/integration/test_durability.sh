@@ -176,4 +176,19 @@ done
 assert "the first run wrote cache entries" test -n "$(ls sigcache)"
 assert "the second run reused (reuse entries in the log)" grep -q '"op":"reuse"' audit/entries.jsonl
 check "audit check after all of it" hs audit check .
+# The fixed cost of one command: sign raw appends the unwrap (deferred)
+# and the signature entry (fsynced, so both are durable), then the
+# checkpoint. Its fsync of the log is skipped: this process's last synced
+# append ended the file and nothing was appended since. checkpoint and
+# checkpoint.state share one fsync of the audit directory.
+printf tiny >tiny
+check "sign raw under strace" traced raw.trace sign raw --key platform tiny raw.sig
+read -r syncs writes bad < <(check_trace raw.trace)
+assert "raw: nothing written or renamed while the log was not durable ($bad)" test "$bad" = 0
+assert "raw: one fsync of the log, none again for the checkpoint ($syncs)" test "$syncs" = 1
+auditdir=$(grep -cE "fsync\([0-9]+<$HSMSIGN_AUDIT_LOG>\)" raw.trace || true)
+assert "raw: the audit directory fsynced once ($auditdir)" test "$auditdir" = 1
+assert "raw: a checkpoint was signed for the new entries" \
+    test "$(sed -n 2p "$HSMSIGN_AUDIT_LOG/checkpoint")" = "$(wc -l <"$HSMSIGN_AUDIT_LOG/entries.jsonl")"
+check "audit verify after sign raw" hs audit verify
 finish

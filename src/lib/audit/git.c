@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,52 @@ static void lib_init(void)
         lib_status = git_libgit2_opts(GIT_OPT_ENABLE_STRICT_OBJECT_CREATION, 0);
     if (lib_status >= 0 && atexit(lib_shutdown) != 0)
         lib_status = -1;
+}
+
+/* git_libgit2_init costs more CPU than the rest of a commit (~13 ms on
+ * the 2-core VM): Debian builds libgit2 1.5 with mbedTLS, whose global
+ * initialisation seeds a DRBG and parses the whole CA bundle
+ * (GIT_DEFAULT_CERT_LOCATION, /etc/ssl/certs/ca-certificates.crt) for the
+ * network this code never uses. libgit2 offers no way to skip it: the
+ * path is compiled in and loaded inside git_libgit2_init, before any
+ * option can be set (GIT_OPT_SET_SSL_CERT_LOCATIONS only replaces it
+ * afterwards). So a command that will commit runs it on a thread as soon
+ * as it knows (hs_auditgit_warm_up), while it waits for the HSM and its
+ * fsyncs; the first commit's pthread_once then finds it done or waits. */
+static pthread_mutex_t warm_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t warm_thread;
+static bool warm_tried, warm_running;
+
+static void *warm_main(void *arg)
+{
+    (void)arg;
+    (void)pthread_once(&lib_once, lib_init); /* lib_status says how it went */
+    return NULL;
+}
+
+void hs_auditgit_warm_up(void)
+{
+    pthread_mutex_lock(&warm_lock);
+    if (!warm_tried) {
+        warm_tried = true;
+        /* No signal is delivered to the helper: the command's handlers run
+         * on the threads they expect. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        warm_running = pthread_create(&warm_thread, NULL, warm_main, NULL) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    pthread_mutex_unlock(&warm_lock);
+}
+
+void hs_auditgit_warm_wait(void)
+{
+    pthread_mutex_lock(&warm_lock);
+    if (warm_running)
+        (void)pthread_join(warm_thread, NULL); /* warm_main cannot fail */
+    warm_running = false;
+    pthread_mutex_unlock(&warm_lock);
 }
 
 hs_result hs_git_fail(hs_error *e, const char *dir, const char *what)

@@ -24,6 +24,14 @@
 hs_result hs_auditgit_commit(const char *dir, const char *message, bool known_changed,
                              bool *committed, hs_error *e) HS_MUST_CHECK;
 
+/* Starts libgit2's initialisation on a thread, once per process, so that
+ * a command that will commit does not wait for it then (git.c says why
+ * it is slow). hs_auditgit_warm_wait joins that thread; call it before
+ * the process exits (hs_audit_close does). Failures only leave the
+ * initialisation to the first commit, which reports them. */
+void hs_auditgit_warm_up(void);
+void hs_auditgit_warm_wait(void);
+
 /* Lines per segment of the entries in git (git_lib.h): 256 by default.
  * Tests set it small to cross segment boundaries with a few entries;
  * changing it on a log only changes how later segments are cut. */

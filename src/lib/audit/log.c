@@ -290,6 +290,21 @@ static hs_result read_note(const char *dir, const char *name, char **note, size_
     return r;
 }
 
+/* Written, fsynced and renamed into place; the directory's fsync is left
+ * to the caller. */
+static hs_result write_no_dir_sync(const char *path, const char *data, size_t len, hs_error *e)
+{
+    hs_atomic_file af;
+    hs_result r = hs_atomic_open(&af, path, 0644, e);
+    if (r != HS_OK)
+        return r;
+    r = hs_atomic_write_all(&af, data, len, e);
+    if (r == HS_OK)
+        r = hs_atomic_commit_no_dir_sync(&af, e);
+    hs_atomic_abort(&af);
+    return r;
+}
+
 static hs_result write_checkpoint(const char *dir, const hs_checkpoint *cp, const char *note,
                                   hs_error *e)
 {
@@ -311,8 +326,9 @@ static hs_result write_checkpoint(const char *dir, const hs_checkpoint *cp, cons
         (void)hs_stale_tmp_remove_in_dir(hist_dir);
     if (r == HS_OK)
         r = hs_write_file_atomic(hist, note, strlen(note), 0644, false, e);
+    /* The directory's fsync is sign_checkpoint's, after the state's rename. */
     if (r == HS_OK)
-        r = hs_write_file_atomic(latest, note, strlen(note), 0644, false, e);
+        r = write_no_dir_sync(latest, note, strlen(note), e);
     free(hist_dir);
     free(hist);
     free(latest);
@@ -340,7 +356,7 @@ static void save_state(const char *dir, const hs_auditstate *st)
     size_t len;
     hs_error ignored;
     if (path != NULL && hs_auditstate_format(st, &text, &len, &ignored) == HS_OK &&
-        hs_write_file_atomic(path, text, len, 0644, false, &ignored) != HS_OK)
+        write_no_dir_sync(path, text, len, &ignored) != HS_OK)
         hs_error_clear(&ignored); /* the next gate checks in full */
     free(text);
     free(path);
@@ -369,6 +385,17 @@ static hs_result sign_checkpoint(const char *dir, hs_p11 *p, const hs_auditkey *
      * size, which the next gate ignores (full check, then rewritten). */
     if (r == HS_OK)
         save_state(dir, st);
+    /* One fsync of the directory for both renames. Their order of
+     * durability does not matter: the gate takes the fast path only when
+     * the state is for the checkpoint's size, so a power cut that keeps
+     * either rename without the other (a new checkpoint with the old
+     * state, or the new state with the old checkpoint) costs one full
+     * check, never a wrong result; and checkpoints/<size>, which must be
+     * there whenever the checkpoint is, had its directory fsynced before
+     * the checkpoint's rename. Before returning, so both are durable
+     * before the commit and before the caller reports the checkpoint. */
+    if (r == HS_OK)
+        r = hs_fsync_dir(dir, e);
     free(text);
     free(sig);
     free(note);

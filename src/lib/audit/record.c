@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit/git.h"
 #include "audit/lock.h"
 #include "audit/log.h"
 #include "util/encoding.h"
@@ -116,6 +118,7 @@ void hs_audit_close(hs_audit *a)
     if (hs_audit_sync(a, &ignored) != HS_OK) {
         /* Best effort: nothing these entries cover was released. */
     }
+    hs_auditgit_warm_wait();
     free(a->dir);
     free(a->entries_path);
     free(a);
@@ -302,6 +305,51 @@ hs_result hs_audit_check(hs_audit *a, hs_error *e)
     return r;
 }
 
+/* The entries file as this process last made it durable: its inode and
+ * its length at an fdatasync made under the log's lock. The file only
+ * grows (O_APPEND) or loses an incomplete last line (next_seq), never
+ * below the end of the last complete one, which every durable length is;
+ * it is only replaced under a new inode. So the same inode at that same
+ * length holds exactly the bytes that fdatasync made durable (whoever
+ * wrote them: fdatasync flushes every page of the file), and a second
+ * fdatasync would have nothing to write: the checkpoint after a signing
+ * command's own synced append skips it. One slot: the last file synced. */
+static struct {
+    pthread_mutex_t mu;
+    bool set;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+} durable = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* Called after a successful fdatasync of fd, under the log's lock, the
+ * file ending in the newline of the entry just written: never a length
+ * that ends in someone's incomplete line, which next_seq could cut and an
+ * append refill to the same length with bytes not yet durable. */
+static void note_durable(int fd)
+{
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0;
+    pthread_mutex_lock(&durable.mu);
+    durable.set = ok;
+    durable.dev = st.st_dev;
+    durable.ino = st.st_ino;
+    durable.size = st.st_size;
+    pthread_mutex_unlock(&durable.mu);
+}
+
+static bool is_durable(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return false;
+    pthread_mutex_lock(&durable.mu);
+    bool same = durable.set && durable.dev == st.st_dev && durable.ino == st.st_ino &&
+                durable.size == st.st_size;
+    pthread_mutex_unlock(&durable.mu);
+    return same;
+}
+
 static hs_result append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_out, bool sync,
                         hs_error *e)
 {
@@ -348,9 +396,13 @@ static hs_result append(hs_audit *a, const hs_audit_entry *en, uint64_t *seq_out
         hs_error_prefix(e, "audit record not written, so the result was discarded: ");
     } else {
         a->appended++;
-        if (!hs_audit_op_defers_checkpoint(en->operation))
+        if (!hs_audit_op_defers_checkpoint(en->operation)) {
             a->fresh++;
+            hs_auditgit_warm_up(); /* a checkpoint, and so a commit, is due */
+        }
         a->unsynced = !(sync || created);
+        if (!a->unsynced)
+            note_durable(fd); /* under the lock, ending in this entry's newline */
         if (seq_out != NULL)
             *seq_out = seq;
     }
@@ -373,12 +425,17 @@ hs_result hs_audit_append_deferred(hs_audit *a, const hs_audit_entry *en, uint64
     return append(a, en, seq_out, false, e);
 }
 
+/* Makes every byte the file holds now durable. Only checks the slot,
+ * never fills it: outside append, the file may end in an incomplete line. */
 static hs_result fsync_path(const char *path, hs_error *e)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     hs_result r = HS_OK;
+    if (fd >= 0 && is_durable(fd))
+        goto out;
     if (fd < 0 || fdatasync(fd) != 0)
         r = hs_fail(e, HS_E_AUDIT, "audit log %s: fsync failed: %s", path, strerror(errno));
+out:
     if (fd >= 0)
         close(fd);
     return r;
