@@ -287,7 +287,8 @@ int cli_sign_batch(const cli_globals *g, int argc, char **argv)
             }
         }
         if (r == HS_OK) {
-            json_array_append_new(results, cmd_apk_report_json(items[i].input, items[i].output, items[i].key, &b.reps[i]));
+            json_array_append_new(results, cmd_apk_report_json(items[i].input, items[i].output,
+                                                                items[i].key, &b.reps[i]));
         } else {
             failed++;
             if (first_code == 0)
