@@ -74,4 +74,8 @@ hs_result hs_persistent_after_sign(hs_signer *s, loaded_key *k, hs_result r,
 /* Freeing a key: deletes its object, or leaves it to the next sweep. */
 void hs_persistent_drop(hs_signer *s, loaded_key *k);
 
+/* resident.c: keys of the HS_KEYS_RESIDENT storage. Makes k usable: finds
+ * its objects by CKA_ID and checks them against its key file. */
+hs_result hs_resident_find(hs_signer *s, loaded_key *k, hs_error *e) HS_MUST_CHECK;
+
 #endif
