@@ -7,6 +7,8 @@
  * shim_replay.c   ending the real operation behind a faulted operation call
  * shim_yubihsm.c  HSMSIGN_SHIM_PERSONALITY=yubihsm2: the documented semantics of
  *                 Yubico's yubihsm_pkcs11 over SoftHSM (README.md)
+ * shim_yh_store.c, shim_yh_wrap.c  its objects and storage limits, its wrap
+ *                 blob (shim_yubihsm.h)
  *
  * Every wrapper runs shim_enter() before and shim_leave() after the real
  * call; shim_enter() may answer the call itself (injected fault, expired

@@ -13,50 +13,9 @@
 #include "p11/ckr.h"
 #include "p11/objects.h"
 #include "signer/sigcache.h"
+#include "signer/signer_internal.h"
 #include "util/encoding.h"
 #include "util/secmem.h"
-
-typedef struct loaded_key {
-    char name[HS_KEY_NAME_MAX + 1];
-    hs_keyalg alg;
-    hs_keyfile kf;  /* empty for adopted keys */
-    EVP_PKEY *pub;  /* borrowed from kf, or owned when adopted */
-    uint8_t fingerprint[32];
-    bool adopted;
-    bool unwrapped;  /* handle usable: unwrapped, or (resident) found and checked */
-    CK_OBJECT_HANDLE handle;
-    unsigned generation; /* p11 generation the handle belongs to */
-    hs_yh_hold hold;     /* yubihsm: held while its object is on the device */
-    unsigned long last_use; /* yubihsm resident keys: for least-recently-used eviction */
-} loaded_key;
-
-struct hs_signer {
-    hs_p11 *p11;
-    hs_profile profile;
-    hs_wrapkey wrap; /* empty when the profile has no wrap key */
-    char *keystore;
-    hs_audit *audit;
-    pthread_mutex_t lock;
-    /* yubihsm: one unwrap-sign-delete at a time, so no thread signs with
-     * an object another thread is deleting. */
-    pthread_mutex_t persistent_lock;
-    size_t resident_max;   /* yubihsm: unwrapped keys kept between signatures */
-    unsigned long use_tick;
-    loaded_key **keys;
-    size_t n_keys, cap_keys;
-    hs_signer_stats stats;
-    CK_MECHANISM_TYPE checked[8]; /* mechanisms known to be supported */
-    size_t n_checked;
-    hs_signer_remote remote; /* remote.sign != NULL: no token here (p11, audit NULL) */
-    char remote_token[64];
-    hs_sigcache *cache;      /* owned; NULL: no signature cache */
-    hs_signer_warn_fn warn;
-    void *warn_ctx;
-    /* Signatures whose entries were appended without fsync: stored in the
-     * cache by hs_signer_sync once those entries are durable. */
-    hs_sigcache_entry **pending;
-    size_t n_pending, cap_pending;
-};
 
 /* The token's label for messages, local or remote. */
 static const char *token_label(const hs_signer *s)
@@ -78,20 +37,6 @@ static hs_result require_mechanism(hs_signer *s, CK_MECHANISM_TYPE m, CK_FLAGS f
     return r;
 }
 
-/* A YubiHSM object a killed run left (keystore/yubihsm.h), deleted:
- * recorded, so the log accounts for every unwrapped key's end. */
-static hs_result record_sweep(void *ctx, uint16_t id, const char *label, hs_error *e)
-{
-    hs_signer *s = ctx;
-    size_t k = sizeof HS_YH_LABEL_PREFIX - 1;
-    char reason[96];
-    snprintf(reason, sizeof reason, "left on the device by a run that did not finish (object "
-                                    "0x%04x)", id);
-    hs_audit_entry en = {.operation = "sweep", .key_name = strlen(label) > k ? label + k : label,
-                         .reason = reason};
-    return hs_audit_append(s->audit, &en, NULL, e);
-}
-
 hs_result hs_signer_new(hs_p11 *p11, hs_profile profile, const hs_wrapkey *wrap,
                         const char *keystore_dir, hs_audit *audit, hs_signer **out, hs_error *e)
 {
@@ -110,10 +55,8 @@ hs_result hs_signer_new(hs_p11 *p11, hs_profile profile, const hs_wrapkey *wrap,
     pthread_mutex_init(&s->persistent_lock, NULL);
     *out = s;
     hs_result r = HS_OK;
-    if (p11 != NULL && audit != NULL && profile == HS_PROFILE_YUBIHSM) {
-        size_t swept = 0;
-        r = hs_yh_sweep(p11, record_sweep, s, &swept, e);
-    }
+    if (p11 != NULL && audit != NULL && profile == HS_PROFILE_YUBIHSM)
+        r = hs_persistent_sweep(s, e);
     if (r != HS_OK) {
         hs_signer_free(s);
         *out = NULL;
@@ -133,62 +76,10 @@ hs_result hs_signer_new_remote(const hs_signer_remote *remote, const char *token
     return HS_OK;
 }
 
-/* yubihsm: the unwrapped key is a persistent object, deleted by its ID
- * (its handle may be stale after a dropped session), then its hold
- * released. */
-static hs_result put_away(hs_signer *s, loaded_key *k, hs_error *e)
-{
-    hs_result r = HS_OK;
-    /* By handle first; then, if that failed (a dropped session, a device
-     * error), by ID: two tries, so one failed call leaves nothing. */
-    CK_RV rv = CKR_GENERAL_ERROR;
-    if (k->unwrapped && k->generation == s->p11->generation)
-        rv = s->p11->fn->C_DestroyObject(hs_p11_key_session(s->p11), k->handle);
-    if (k->hold.fd >= 0 && rv != CKR_OK)
-        r = hs_yh_delete(s->p11, k->hold.id, k->name, e);
-    if (r == HS_OK)
-        hs_yh_hold_release(&k->hold);
-    k->unwrapped = false;
-    return r;
-}
-
-/* Keeps k resident and deletes the least recently used other keys while
- * more than resident_max are on the device. */
-static hs_result evict(hs_signer *s, loaded_key *k)
-{
-    k->last_use = ++s->use_tick;
-    for (;;) {
-        size_t n = 0;
-        loaded_key *oldest = NULL;
-        for (size_t i = 0; i < s->n_keys; i++) {
-            loaded_key *o = s->keys[i];
-            if (o->adopted || o->hold.fd < 0)
-                continue;
-            n++;
-            if (oldest == NULL || o->last_use < oldest->last_use)
-                oldest = o;
-        }
-        if (n <= s->resident_max || oldest == NULL)
-            return HS_OK;
-        /* A failed delete keeps the signature: the key stays held and
-         * is deleted at the end (hs_signer_free) or by the next sweep. */
-        hs_error ignored;
-        if (put_away(s, oldest, &ignored) != HS_OK)
-            return HS_OK;
-    }
-}
-
-void hs_signer_set_resident_keys(hs_signer *s, size_t n)
-{
-    s->resident_max = n;
-}
-
 static void destroy_object(hs_signer *s, loaded_key *k)
 {
     if (s->p11 != NULL && hs_profile_ops_of(s->profile)->storage == HS_KEYS_WRAPPED_PERSISTENT) {
-        hs_error ignored;
-        if (put_away(s, k, &ignored) != HS_OK)
-            hs_yh_hold_release(&k->hold); /* the next run's sweep deletes what is left */
+        hs_persistent_drop(s, k);
         return;
     }
     /* A resident key is the token's only copy: never destroyed here. */
@@ -336,26 +227,6 @@ hs_result hs_signer_record(hs_signer *s, const char *operation, const char *key_
     return hs_audit_append(s->audit, &en, NULL, e);
 }
 
-/* yubihsm: into a persistent object under the blob's ID (its hold taken
- * until put_away). `ours`: an object left by this process's own earlier
- * unwrap (a dropped session), not a leftover to record. */
-static hs_result unwrap_persistent(hs_signer *s, loaded_key *k, hs_error *e)
-{
-    bool ours = k->hold.fd >= 0;
-    hs_result r = hs_yh_unwrap(s->p11, &s->wrap, &k->kf, ours, record_sweep, s, &k->hold,
-                               &k->handle, e);
-    if (r != HS_OK)
-        return r;
-    k->unwrapped = true;
-    k->generation = s->p11->generation;
-    s->stats.unwraps++;
-    r = hs_signer_record(s, "unwrap", k->name, k->fingerprint, hs_keyalg_name(k->alg), e);
-    hs_error ignored;
-    if (r != HS_OK && put_away(s, k, &ignored) != HS_OK)
-        hs_yh_hold_release(&k->hold); /* the next run's sweep deletes it */
-    return r;
-}
-
 static hs_result unwrap(hs_signer *s, loaded_key *k, hs_error *e)
 {
     hs_p11 *p = s->p11;
@@ -363,7 +234,7 @@ static hs_result unwrap(hs_signer *s, loaded_key *k, hs_error *e)
     if (mr != HS_OK)
         return mr;
     if (hs_profile_ops_of(s->profile)->storage == HS_KEYS_WRAPPED_PERSISTENT)
-        return unwrap_persistent(s, k, e);
+        return hs_persistent_unwrap(s, k, e);
     /* The key type and label, then exactly the wrap key's
      * CKA_UNWRAP_TEMPLATE, last (custody.h): the token refuses any template
      * that leaves out or contradicts an entry. */
@@ -402,64 +273,6 @@ static hs_result unwrap(hs_signer *s, loaded_key *k, hs_error *e)
     return r;
 }
 
-/* The key object of class cls (private or public) a resident key file
- * names by CKA_ID: exactly one. */
-static hs_result find_by_id(hs_signer *s, const loaded_key *k, CK_OBJECT_CLASS cls,
-                            CK_OBJECT_HANDLE *h, hs_error *e)
-{
-    hs_p11 *p = s->p11;
-    CK_ATTRIBUTE t[] = {
-        {CKA_CLASS, &cls, sizeof cls},
-        {CKA_ID, (void *)k->kf.key_id, k->kf.key_id_len},
-    };
-    size_t n = 0;
-    hs_result r = hs_p11_find(p, hs_p11_key_session(p), t, 2, h, 1, &n, e);
-    if (r != HS_OK)
-        return hs_error_prefix(e, "finding key '%s': ", k->name);
-    char id[2 * HS_KEY_ID_MAX + 1];
-    hs_hex_encode(k->kf.key_id, k->kf.key_id_len, id);
-    const char *what = cls == CKO_PRIVATE_KEY ? "private" : "public";
-    if (n == 0)
-        return hs_fail(e, HS_E_NOTFOUND,
-                       "key '%s' (%s/%s.key) names the %s key object with CKA_ID %s, which token "
-                       "'%s' does not hold (deleted, or the key belongs to another token)",
-                       k->name, s->keystore, k->name, what, id, p->label);
-    if (n > 1)
-        return hs_fail(e, HS_E_P11, "token '%s' holds %zu %s key objects with CKA_ID %s (key '%s'); "
-                                    "expected one", p->label, n, what, id, k->name);
-    return HS_OK;
-}
-
-/* Makes a resident key usable: finds its objects by CKA_ID, checks the
- * token's public key is the key file's and that the private key cannot
- * leave. (Every signature is verified with the key file's public key as
- * well, which ties the private object to the file.) */
-static hs_result find_resident(hs_signer *s, loaded_key *k, hs_error *e)
-{
-    hs_p11 *p = s->p11;
-    CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE, pub = CK_INVALID_HANDLE;
-    EVP_PKEY *token_pub = NULL;
-    hs_result r = find_by_id(s, k, CKO_PRIVATE_KEY, &priv, e);
-    if (r == HS_OK)
-        r = hs_p11_check_key_kept(p, hs_p11_key_session(p), priv, k->name, e);
-    if (r == HS_OK)
-        r = find_by_id(s, k, CKO_PUBLIC_KEY, &pub, e);
-    if (r == HS_OK)
-        r = hs_p11_public_key(p, hs_p11_key_session(p), pub, &token_pub, e);
-    if (r == HS_OK && EVP_PKEY_eq(token_pub, k->pub) != 1)
-        r = hs_fail(e, HS_E_VERIFY,
-                    "key '%s': the public key on token '%s' is not the one in %s/%s.key; the key "
-                    "file and the token object do not belong together",
-                    k->name, p->label, s->keystore, k->name);
-    EVP_PKEY_free(token_pub);
-    if (r != HS_OK)
-        return r;
-    k->handle = priv;
-    k->unwrapped = true;
-    k->generation = p->generation;
-    return HS_OK;
-}
-
 static hs_result ensure_usable(hs_signer *s, loaded_key *k, hs_error *e)
 {
     if (k->unwrapped && k->generation == s->p11->generation)
@@ -470,7 +283,7 @@ static hs_result ensure_usable(hs_signer *s, loaded_key *k, hs_error *e)
                        "wrapped; nothing was written, run the command again",
                        s->p11->label, k->name);
     if (hs_profile_ops_of(s->profile)->storage == HS_KEYS_RESIDENT)
-        return find_resident(s, k, e);
+        return hs_resident_find(s, k, e);
     return unwrap(s, k, e);
 }
 
@@ -677,17 +490,8 @@ static hs_result hsm_sign_locked(hs_signer *s, loaded_key *k, const hs_sign_requ
         if (r != HS_OK)
             break;
     }
-    /* yubihsm: the unwrapped key leaves the device on every path, or,
-     * with keys resident (the agent), stays until evicted or the end. */
-    if (!k->adopted && hs_profile_ops_of(s->profile)->storage == HS_KEYS_WRAPPED_PERSISTENT) {
-        hs_error de = {0};
-        pthread_mutex_lock(&s->lock);
-        hs_result dr = r == HS_OK && s->resident_max > 0 ? evict(s, k)
-                                                         : put_away(s, k, r == HS_OK ? e : &de);
-        pthread_mutex_unlock(&s->lock);
-        if (r == HS_OK)
-            r = dr;
-    }
+    if (!k->adopted && hs_profile_ops_of(s->profile)->storage == HS_KEYS_WRAPPED_PERSISTENT)
+        r = hs_persistent_after_sign(s, k, r, e);
     if (r == HS_OK && hs_sig_alg_is_ecdsa(req->alg)) {
         r = ecdsa_raw_to_der(raw, raw_len, sig, sig_len, e);
         free(raw);
