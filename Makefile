@@ -45,7 +45,7 @@ fuzz: deps
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(BUILD_FUZZ)
 
 fuzz-short: deps
-	@FUZZ_SECONDS=10 tests/fuzz/run.sh $(BUILD_FUZZ)
+	@FUZZ_SECONDS=6 tests/fuzz/run.sh $(BUILD_FUZZ)
 
 # cppcheck and clang-tidy over src/ with the configuration in the repo
 # (.clang-tidy, tests/lint/); fails on any finding, ends with one summary line.

@@ -6,7 +6,7 @@
 # After each kill:
 #   - every input is byte-identical (sha256);
 #   - every output path is absent or a complete, valid signed APK (hsmsign
-#     verify apk on all of them, apksigner verify on a sample of 3): the
+#     verify apk on all of them, apksigner verify on one, picked at random): the
 #     output is renamed into place only when complete, so it is never partial;
 #   - every signature in an output has its audit entry (`audit check`), and
 #     the log verifies (a torn last line is ignored by the verifier);
@@ -69,7 +69,7 @@ print(json.dumps([{"input": f"in/a{i}.apk", "output": f"signed/a{i}.apk", "key":
 PY
 sha256sum in/*.apk manifest.json keys/*.key >inputs.sha256
 
-# Every present output verifies with hsmsign; a sample of 3 with apksigner.
+# Every present output verifies with hsmsign; one at random with apksigner (a JVM per call: 10 kills x 3 cost 30 s).
 # Prints the number of outputs present. $1: a label for messages.
 check_outputs() {
     local label=$1 present=() bad=0 f
@@ -82,7 +82,7 @@ check_outputs() {
     done
     [ "$bad" -eq 0 ] && pass "$label: all ${#present[@]} present outputs verify (hsmsign verify apk)"
     local sample=()
-    [ "${#present[@]}" -gt 0 ] && mapfile -t sample < <(printf '%s\n' "${present[@]}" | shuf -n 3)
+    [ "${#present[@]}" -gt 0 ] && mapfile -t sample < <(printf '%s\n' "${present[@]}" | shuf -n 1)
     for f in "${sample[@]}"; do
         check "$label: apksigner verify $f" apksigner verify "$f"
     done
