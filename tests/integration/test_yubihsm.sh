@@ -154,6 +154,16 @@ assert "... nothing left on the device" nothing_left
 # N=2 and three keys, signed in the order A B A B C A: A and B are unwrapped
 # once each and reused, C evicts A (least recently used), A evicts B. Four
 # unwraps, never more than two keys on the device, none after `agent stop`.
+# Object IDs: a new key never takes a key file's ID (two keys with one ID
+# could not be resident together: the agent below waited on itself). With
+# the test-build knob narrowing the IDs tried to one, in a key store of its
+# own, the second key must be refused, not given the first one's ID.
+HSMSIGN_KEYSTORE=$WORK/keys-span HSMSIGN_TEST_YH_ID_SPAN=1 hs -q key generate span1 --algorithm ec-p256 >/dev/null 2>"$WORK/err" ||
+    { fail "one ID to try: the first key"; sed 's/^/    /' "$WORK/err"; }
+HSMSIGN_KEYSTORE=$WORK/keys-span HSMSIGN_TEST_YH_ID_SPAN=1 expect_fail \
+    "one ID to try, taken by a key file: a second key is refused, not given the same ID" 4 \
+    "no free object ID" hs key generate span2 --algorithm ec-p256
+assert "... nothing left on the device" nothing_left
 check "a third key" hs key generate p256b --algorithm ec-p256
 SOCK=$WORK/run/agent.sock
 rm -f "$WORK/counts.json"

@@ -52,6 +52,35 @@ static hs_result check_new_name(hs_signer *s, const char *name, hs_error *e)
     return HS_OK;
 }
 
+/* The object IDs of the yubihsm key files already in the keystore (a
+ * malloc'd array, NULL when there are none). A key file that cannot be read
+ * is skipped: it can name no key to make resident. */
+static hs_result taken_yh_ids(const char *dir, uint16_t **ids, size_t *n, hs_error *e)
+{
+    char **names = NULL;
+    size_t count = 0;
+    *ids = NULL;
+    *n = 0;
+    hs_result r = hs_keystore_list(dir, &names, &count, e);
+    if (r != HS_OK || count == 0)
+        return r;
+    if ((*ids = calloc(count, sizeof **ids)) == NULL) {
+        hs_keystore_list_free(names, count);
+        return hs_fail(e, HS_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < count; i++) {
+        hs_keyfile kf;
+        hs_error ignored;
+        memset(&kf, 0, sizeof kf);
+        if (hs_keystore_load(dir, names[i], &kf, &ignored) == HS_OK &&
+            kf.profile == HS_PROFILE_YUBIHSM && kf.key_id_len == 2)
+            (*ids)[(*n)++] = (uint16_t)(kf.key_id[0] << 8 | kf.key_id[1]);
+        hs_keyfile_free(&kf);
+    }
+    hs_keystore_list_free(names, count);
+    return HS_OK;
+}
+
 static bool is_resident(hs_signer *s)
 {
     return hs_profile_ops_of(hs_signer_profile(s))->storage == HS_KEYS_RESIDENT;
@@ -246,7 +275,12 @@ hs_result hs_key_generate(hs_signer *s, const hs_keygen_params *kp, hs_error *e)
         r = hs_kwp_token_can_hold(p, kp->alg, kp->name, e);
     if (r == HS_OK && yh) {
         /* A persistent object under a free ID, held until deleted below. */
-        r = hs_yh_generate(p, kp->alg, kp->name, &hold, &o.pub, &o.priv, e);
+        uint16_t *taken = NULL;
+        size_t n_taken = 0;
+        r = taken_yh_ids(hs_signer_keystore(s), &taken, &n_taken, e);
+        if (r == HS_OK)
+            r = hs_yh_generate(p, kp->alg, kp->name, taken, n_taken, &hold, &o.pub, &o.priv, e);
+        free(taken);
         kf.key_id[0] = (uint8_t)(hold.id >> 8);
         kf.key_id[1] = (uint8_t)hold.id;
         kf.key_id_len = 2;

@@ -327,14 +327,39 @@ static hs_result id_used(hs_p11 *p, uint16_t id, bool *used, hs_error *e)
 
 /* A free ID in hsmsign's range, its hold taken: random first tries, so two
  * processes rarely race for one ID; the hold settles it when they do. */
-static hs_result allocate_id(hs_p11 *p, const char *name, hs_yh_hold *hold, hs_error *e)
+static bool id_taken(uint16_t id, const uint16_t *taken, size_t n_taken)
 {
-    const unsigned span = HS_YH_ID_LAST - HS_YH_ID_FIRST + 1;
+    for (size_t i = 0; i < n_taken; i++)
+        if (taken[i] == id)
+            return true;
+    return false;
+}
+
+/* The IDs tried: the whole range, or (test builds only, -Dtests=true)
+ * the first HSMSIGN_TEST_YH_ID_SPAN of it, so a test can make a collision
+ * with a key file's ID certain. */
+static unsigned id_span(void)
+{
+    unsigned span = HS_YH_ID_LAST - HS_YH_ID_FIRST + 1;
+#ifdef HSMSIGN_TEST_HOOKS
+    const char *v = getenv("HSMSIGN_TEST_YH_ID_SPAN");
+    if (v != NULL && atoi(v) > 0 && (unsigned)atoi(v) < span)
+        span = (unsigned)atoi(v);
+#endif
+    return span;
+}
+
+static hs_result allocate_id(hs_p11 *p, const char *name, const uint16_t *taken, size_t n_taken,
+                             hs_yh_hold *hold, hs_error *e)
+{
+    const unsigned span = id_span();
     for (unsigned attempt = 0; attempt < 64; attempt++) {
         uint16_t r16;
         if (RAND_bytes((unsigned char *)&r16, sizeof r16) != 1)
             return hs_fail(e, HS_E_CRYPTO, "no randomness for an object ID");
         uint16_t id = (uint16_t)(HS_YH_ID_FIRST + r16 % span);
+        if (id_taken(id, taken, n_taken))
+            continue;
         bool got = false, used = false;
         hs_result r = hold_take(p, id, false, hold, &got, e);
         if (r == HS_OK && got)
@@ -351,13 +376,14 @@ static hs_result allocate_id(hs_p11 *p, const char *name, hs_yh_hold *hold, hs_e
                                 "after 64 tries", p->label, name, HS_YH_ID_FIRST, HS_YH_ID_LAST);
 }
 
-hs_result hs_yh_generate(hs_p11 *p, hs_keyalg alg, const char *name, hs_yh_hold *hold,
-                         CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv, hs_error *e)
+hs_result hs_yh_generate(hs_p11 *p, hs_keyalg alg, const char *name, const uint16_t *taken,
+                         size_t n_taken, hs_yh_hold *hold, CK_OBJECT_HANDLE *pub,
+                         CK_OBJECT_HANDLE *priv, hs_error *e)
 {
     *hold = HS_YH_HOLD_NONE;
     hs_result r = hs_yh_check_room(p, alg, name, e);
     if (r == HS_OK)
-        r = allocate_id(p, name, hold, e);
+        r = allocate_id(p, name, taken, n_taken, hold, e);
     if (r != HS_OK)
         return r;
     bool rsa = hs_keyalg_is_rsa(alg);

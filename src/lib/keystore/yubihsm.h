@@ -79,10 +79,14 @@ hs_result hs_yh_check_room(hs_p11 *p, hs_keyalg alg, const char *name,
                            hs_error *e) HS_MUST_CHECK;
 
 /* Generates a sign-only key pair, exportable under wrap, under a free ID
- * whose hold it takes (*hold; released by the caller after deleting). */
-hs_result hs_yh_generate(hs_p11 *p, hs_keyalg alg, const char *name, hs_yh_hold *hold,
-                         CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv,
-                         hs_error *e) HS_MUST_CHECK;
+ * whose hold it takes (*hold; released by the caller after deleting).
+ * Free: no object on the device has it and it is not one of the n_taken
+ * IDs in `taken` (the key files already made: their keys are not on the
+ * device between uses, but two key files with one ID could never be
+ * resident together). */
+hs_result hs_yh_generate(hs_p11 *p, hs_keyalg alg, const char *name, const uint16_t *taken,
+                         size_t n_taken, hs_yh_hold *hold, CK_OBJECT_HANDLE *pub,
+                         CK_OBJECT_HANDLE *priv, hs_error *e) HS_MUST_CHECK;
 
 /* Unwraps kf's blob (its ID in kf->key_id): waits for the ID's hold,
  * deletes an object already there (a leftover, reported through fn unless
