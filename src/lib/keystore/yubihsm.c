@@ -223,23 +223,27 @@ hs_result hs_yh_check_room(hs_p11 *p, hs_keyalg alg, const char *name, hs_error 
 
 /* ---- wrap key ------------------------------------------------------------------ */
 
-static hs_result find_wrapkeys(hs_p11 *p, const char *label, CK_OBJECT_HANDLE *h, size_t *n,
+/* The wrap keys labelled *label (the default label when NULL, which
+ * *label then names for the caller's messages). */
+static hs_result find_wrapkeys(hs_p11 *p, const char **label, CK_OBJECT_HANDLE *h, size_t *n,
                                hs_error *e)
 {
+    if (*label == NULL)
+        *label = HS_WRAPKEY_DEFAULT_LABEL;
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls},
-                        {CKA_LABEL, (void *)label, strlen(label)}};
+                        {CKA_LABEL, (void *)*label, strlen(*label)}};
+    *h = CK_INVALID_HANDLE;
+    *n = 0;
     return hs_p11_find(p, hs_p11_key_session(p), t, 2, h, 1, n, e);
 }
 
 hs_result hs_yh_wrapkey_make(hs_p11 *p, const char *label, const uint8_t *key, hs_wrapkey *out,
                              hs_error *e)
 {
-    if (label == NULL)
-        label = HS_WRAPKEY_DEFAULT_LABEL;
-    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-    size_t n = 0;
-    hs_result r = find_wrapkeys(p, label, &h, &n, e);
+    CK_OBJECT_HANDLE h;
+    size_t n;
+    hs_result r = find_wrapkeys(p, &label, &h, &n, e);
     if (r != HS_OK)
         return r;
     if (n > 0)
@@ -279,11 +283,9 @@ hs_result hs_yh_wrapkey_make(hs_p11 *p, const char *label, const uint8_t *key, h
 
 hs_result hs_yh_wrapkey_find(hs_p11 *p, const char *label, hs_wrapkey *out, hs_error *e)
 {
-    if (label == NULL)
-        label = HS_WRAPKEY_DEFAULT_LABEL;
-    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-    size_t n = 0;
-    hs_result r = find_wrapkeys(p, label, &h, &n, e);
+    CK_OBJECT_HANDLE h;
+    size_t n;
+    hs_result r = find_wrapkeys(p, &label, &h, &n, e);
     if (r != HS_OK)
         return r;
     if (n == 0)
