@@ -430,7 +430,7 @@ static hs_result content_digest(sign_job *j, uint64_t pad, const hs_apk_section 
     if (r == HS_OK)
         r = hs_apk_out_flush(&j->out_file, e);
     if (r == HS_OK) {
-        hs_apk_out_start_writeback(&j->out_file);
+        hs_apk_out_start_sync(&j->out_file);
         hs_apk_digest_open(digest);
         /* Without a hasher thread this one hashes the input while the
          * workers hash chunks (on one CPU, before it hashes them all). */
@@ -659,7 +659,11 @@ static hs_result commit_outputs(sign_job *j, hs_error *e)
     const hs_apk_buf *tail[3] = {&j->block, &j->cd, &j->eocd};
     if (j->tail_written)
         tail[0] = tail[1] = tail[2] = &none;
-    hs_result r = hs_apk_out_finish(&j->out_file, j->shared_prefix, tail, 3,
+    /* Section 1 durable before the output's audit entry: its fsync then
+     * waits for no output data, and a deferred output moves (o is copied). */
+    hs_result r = hs_apk_out_end_sync(&j->out_file, e);
+    if (r == HS_OK)
+        r = hs_apk_out_finish(&j->out_file, j->shared_prefix, tail, 3,
                                     j->rep.output_sha256, e);
     if (r == HS_OK && j->opt->before_commit != NULL)
         r = j->opt->before_commit(j->opt->before_commit_ctx, j->out, &j->rep, e);
