@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,7 @@ typedef struct sign_job {
     bool hash_tried;           /* hash_input ran (input_hashed: it succeeded) */
     pthread_t hasher;          /* hash_input, started once the copy is planned */
     bool hasher_running;
+    atomic_bool stop_hashing;  /* the job failed: the hasher need not finish */
     /* The content digest in progress, for the hasher to help with once it
      * is done; freed only after the hasher is joined. */
     pthread_mutex_t digest_lock;
@@ -315,6 +317,8 @@ static bool hash_file_range(EVP_MD_CTX *ctx, sign_job *j, uint8_t *buf, uint64_t
                             uint64_t to)
 {
     for (uint64_t off = from; off < to;) {
+        if (atomic_load_explicit(&j->stop_hashing, memory_order_relaxed))
+            return false;
         size_t want = to - off < HASH_STEP ? (size_t)(to - off) : HASH_STEP;
         ssize_t n = pread(j->zip.fd, buf, want, (off_t)off);
         if (n < 0 && errno == EINTR)
@@ -698,20 +702,23 @@ static hs_result add_pin_list(sign_job *j, hs_error *e)
 static hs_result run(sign_job *j, hs_error *e)
 {
     hs_result r = hs_zip_open_resign(&j->zip, j->in, e);
+    /* The input's hash is the longest sequential piece of work: it starts
+     * as soon as the copy is planned (it needs the shared prefix), and the
+     * keys and schemes are checked while it runs. */
+    if (r == HS_OK)
+        r = hs_apk_out_open(&j->out_file, j->out, e);
+    if (r == HS_OK)
+        r = hs_apk_copy_entries(&j->zip, j->opt->alignment_preserved, &j->out_file, &j->copied, e);
+    if (r == HS_OK)
+        start_hashing(j);
     if (r == HS_OK)
         r = check_keys(j, e);
     if (r == HS_OK)
         r = choose_schemes(j, e);
     if (r == HS_OK)
         r = plan_v3(j, e);
-    if (r == HS_OK)
-        r = hs_apk_out_open(&j->out_file, j->out, e);
-    if (r == HS_OK)
-        r = hs_apk_copy_entries(&j->zip, j->opt->alignment_preserved, &j->out_file, &j->copied, e);
-    if (r == HS_OK && !j->rep.v1)
-        start_hashing(j);
     /* v1 signs before the content digest, and every signature names the
-     * input's hash: hash it now. Otherwise it is hashed alongside the
+     * input's hash: wait for it now. Otherwise it is hashed alongside the
      * content digest (build_signing_block). */
     if (r == HS_OK && j->rep.v1)
         r = hash_input_now(j, e);
@@ -757,7 +764,9 @@ hs_result hs_apk_sign_file(const char *in, const char *out, const hs_apk_key *ke
     sign_job j = {.in = in, .out = out, .key = key, .opt = opt, .sign = sign,
                   .digest_lock = PTHREAD_MUTEX_INITIALIZER};
     hs_result r = run(&j, e);
-    join_hashing(&j); /* an early failure may leave it running */
+    if (r != HS_OK) /* an early failure may leave it running */
+        atomic_store(&j.stop_hashing, true);
+    join_hashing(&j);
     hs_apk_out_abort(&j.out_file);
     if (j.idsig_open)
         hs_atomic_abort(&j.idsig);
