@@ -1,6 +1,7 @@
 /* The APK content digest in steps (apk_digest.h): a section's prefix read
  * from another file, bytes past it held back until the caller opens the
- * job, a job finished unopened cancelled; and the output's early fdatasync
+ * job, a job finished or cancelled unopened failing and releasing its
+ * helpers; and the output's early fdatasync
  * (apk_out.c), whose failure must reach the caller. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 
 #include <cmocka.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "apk/apk_digest.h"
@@ -142,6 +144,34 @@ static void test_unopened_job_is_cancelled(void **state)
     close(out);
 }
 
+static void *helper(void *job)
+{
+    hs_apk_digest_work(job);
+    return NULL;
+}
+
+/* A thread of the caller's helps (the signer's hasher) and waits for the
+ * rest of the section; the caller fails before writing it: cancel releases
+ * the helper, so the caller can join it before finishing (without cancel
+ * this test hangs until its timeout). */
+static void test_cancel_releases_helpers(void **state)
+{
+    (void)state;
+    int out = file_with_garbage("out4", 0, LEN);
+    hs_apk_section sec = {.fd = out, .len = LEN};
+    hs_apk_digest_job *job = NULL;
+    hs_error e = {0};
+    assert_int_equal(hs_apk_digest_start(EVP_sha256(), &sec, 1, 0, "out", &job, &e), HS_OK);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, helper, job), 0);
+    hs_apk_digest_cancel(job);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    uint8_t got[EVP_MAX_MD_SIZE];
+    size_t got_len = 0;
+    assert_int_not_equal(hs_apk_digest_finish(job, got, &got_len, &e), HS_OK);
+    close(out);
+}
+
 /* The early fdatasync of a large output fails (a pipe cannot be synced):
  * the failure is the caller's, not swallowed by the thread. A write-back
  * error is reported once per open file, so the final fsync would not
@@ -171,6 +201,7 @@ int main(void)
         cmocka_unit_test(test_prefix_from_other_file),
         cmocka_unit_test(test_rest_written_after_start),
         cmocka_unit_test(test_unopened_job_is_cancelled),
+        cmocka_unit_test(test_cancel_releases_helpers),
         cmocka_unit_test(test_early_sync_failure_reported),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -230,6 +230,17 @@ void hs_apk_digest_open(hs_apk_digest_job *job)
     pthread_mutex_unlock(&job->lock);
 }
 
+void hs_apk_digest_cancel(hs_apk_digest_job *job)
+{
+    pthread_mutex_lock(&job->lock);
+    if (!job->open) {
+        fail_locked(job, ECANCELED);
+        job->open = true;
+        pthread_cond_broadcast(&job->opened);
+    }
+    pthread_mutex_unlock(&job->lock);
+}
+
 static hs_result final_digest(const hs_apk_digest_job *job, uint8_t *out, size_t *out_len,
                               hs_error *e)
 {
@@ -251,13 +262,7 @@ static hs_result final_digest(const hs_apk_digest_job *job, uint8_t *out, size_t
 hs_result hs_apk_digest_finish(hs_apk_digest_job *job, uint8_t *out, size_t *out_len,
                                hs_error *e)
 {
-    pthread_mutex_lock(&job->lock);
-    if (!job->open) { /* cancelled: release the workers waiting for it */
-        fail_locked(job, ECANCELED);
-        job->open = true;
-        pthread_cond_broadcast(&job->opened);
-    }
-    pthread_mutex_unlock(&job->lock);
+    hs_apk_digest_cancel(job); /* unless opened */
     hs_apk_digest_work(job);
     for (unsigned i = 0; i < job->started; i++)
         pthread_join(job->threads[i], NULL);

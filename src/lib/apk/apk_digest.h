@@ -69,6 +69,10 @@ hs_result hs_apk_digest_start(const EVP_MD *md, const hs_apk_section *sections,
                               hs_apk_digest_job **out, hs_error *e) HS_MUST_CHECK;
 void hs_apk_digest_open(hs_apk_digest_job *job);
 void hs_apk_digest_work(hs_apk_digest_job *job);
+/* Unless already opened: the chunks waiting for open fail, so that the
+ * threads in work return (a caller that failed writing the rest calls it
+ * before joining its own helpers). */
+void hs_apk_digest_cancel(hs_apk_digest_job *job);
 hs_result hs_apk_digest_finish(hs_apk_digest_job *job, uint8_t *out, size_t *out_len,
                                hs_error *e) HS_MUST_CHECK;
 

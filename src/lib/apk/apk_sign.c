@@ -441,6 +441,11 @@ static hs_result content_digest(sign_job *j, uint64_t pad, const hs_apk_section 
         if (!j->hasher_running && !j->hash_tried)
             (void)hash_input(j);
         hs_apk_digest_work(digest);
+    } else {
+        /* The hasher may wait for the rest of section 1 in the digest: it
+         * never comes. Nor is the input's hash needed any more. */
+        atomic_store(&j->stop_hashing, true);
+        hs_apk_digest_cancel(digest);
     }
     join_hashing(j);
     publish_digest(j, NULL);
