@@ -163,6 +163,43 @@ void hs_apk_out_start_writeback(hs_apk_out *o)
     (void)sync_file_range(o->af.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
+static void *sync_thread(void *arg)
+{
+    hs_apk_out *o = arg;
+    if (fdatasync(o->af.fd) != 0)
+        o->sync_err = errno;
+    return NULL;
+}
+
+void hs_apk_out_start_sync(hs_apk_out *o)
+{
+    /* Below this size the final fsync is short anyway, and a batch of
+     * small APKs would pay a thread and a device flush more each. */
+    if (o->pos < HS_APK_EARLY_SYNC_MIN || o->syncing) {
+        hs_apk_out_start_writeback(o);
+        return;
+    }
+    o->sync_err = 0;
+    o->syncing = pthread_create(&o->syncer, NULL, sync_thread, o) == 0;
+    if (!o->syncing)
+        hs_apk_out_start_writeback(o);
+}
+
+static void join_syncer(hs_apk_out *o)
+{
+    if (o->syncing)
+        pthread_join(o->syncer, NULL);
+    o->syncing = false;
+}
+
+hs_result hs_apk_out_end_sync(hs_apk_out *o, hs_error *e)
+{
+    join_syncer(o);
+    if (o->sync_err != 0)
+        return hs_fail(e, HS_E_IO, "%s: fsync failed: %s", o->af.path, strerror(o->sync_err));
+    return HS_OK;
+}
+
 hs_result hs_apk_out_finish(hs_apk_out *o, const EVP_MD_CTX *shared_prefix,
                             const hs_apk_buf *const *tail, size_t tail_count, uint8_t sha256[32],
                             hs_error *e)
@@ -199,12 +236,15 @@ hs_result hs_apk_out_finish(hs_apk_out *o, const EVP_MD_CTX *shared_prefix,
 
 hs_result hs_apk_out_commit(hs_apk_out *o, hs_error *e)
 {
-    hs_result r = hs_apk_out_flush(o, e);
+    hs_result r = hs_apk_out_end_sync(o, e);
+    if (r == HS_OK)
+        r = hs_apk_out_flush(o, e);
     return r == HS_OK ? hs_atomic_commit(&o->af, false, e) : r;
 }
 
 void hs_apk_out_abort(hs_apk_out *o)
 {
+    join_syncer(o); /* its failure does not matter: the file is removed */
     if (o->open)
         hs_atomic_abort(&o->af);
     o->open = false;

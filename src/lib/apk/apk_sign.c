@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,11 @@ typedef struct sign_job {
     bool hash_tried;           /* hash_input ran (input_hashed: it succeeded) */
     pthread_t hasher;          /* hash_input, started once the copy is planned */
     bool hasher_running;
+    atomic_bool stop_hashing;  /* the job failed: the hasher need not finish */
+    /* The content digest in progress, for the hasher to help with once it
+     * is done; freed only after the hasher is joined. */
+    pthread_mutex_t digest_lock;
+    hs_apk_digest_job *digest;
     hs_zip_check *check;       /* every entry's data, checked in the input hash's pass */
     hs_error check_err;        /* why the input was refused, when check failed */
 } sign_job;
@@ -311,6 +317,8 @@ static bool hash_file_range(EVP_MD_CTX *ctx, sign_job *j, uint8_t *buf, uint64_t
                             uint64_t to)
 {
     for (uint64_t off = from; off < to;) {
+        if (atomic_load_explicit(&j->stop_hashing, memory_order_relaxed))
+            return false;
         size_t want = to - off < HASH_STEP ? (size_t)(to - off) : HASH_STEP;
         ssize_t n = pread(j->zip.fd, buf, want, (off_t)off);
         if (n < 0 && errno == EINTR)
@@ -350,9 +358,20 @@ static bool hash_input(void *arg)
     return ok;
 }
 
+/* Once the input is hashed, this thread hashes content digest chunks
+ * beside the main thread, if the digest has started by then: on two CPUs
+ * the two threads share all the work, with no third one to take turns
+ * with (hs_apk_digest_workers). */
 static void *hash_thread(void *arg)
 {
-    (void)hash_input(arg);
+    sign_job *j = arg;
+    if (!hash_input(j))
+        return NULL;
+    pthread_mutex_lock(&j->digest_lock);
+    hs_apk_digest_job *digest = j->digest;
+    pthread_mutex_unlock(&j->digest_lock);
+    if (digest != NULL)
+        hs_apk_digest_work(digest);
     return NULL;
 }
 
@@ -389,18 +408,60 @@ static hs_result hash_input_now(sign_job *j, hs_error *e)
     return hash_input(j) ? HS_OK : hash_input_failed(j, e);
 }
 
-/* Steps 4 to 6: section 1 is complete in the temporary file. The block
- * stays in memory until the signatures in it are on record (commit_outputs). */
+static void publish_digest(sign_job *j, hs_apk_digest_job *digest)
+{
+    pthread_mutex_lock(&j->digest_lock);
+    j->digest = digest;
+    pthread_mutex_unlock(&j->digest_lock);
+}
+
+/* Step 5 while section 1 is still being written: the chunks of the prefix
+ * the output shares with the input are read from the input, so they are
+ * hashed while the kernel copies them; the rest of section 1 waits until
+ * it is in the file. Meanwhile the hasher thread hashes the input and then
+ * joins in; its thread is joined before the job is freed. */
+static hs_result content_digest(sign_job *j, uint64_t pad, const hs_apk_section *sections,
+                                hs_error *e)
+{
+    hs_apk_digest_job *digest = NULL;
+    hs_result r = hs_apk_digest_start(j->v12.algorithm.content_md, sections, 3,
+                                      hs_apk_digest_workers(j->hasher_running ? 1 : 0), j->out,
+                                      &digest, e);
+    if (r != HS_OK)
+        return r;
+    publish_digest(j, digest);
+    r = hs_apk_out_zeros(&j->out_file, (size_t)pad, e);
+    if (r == HS_OK)
+        r = hs_apk_out_flush(&j->out_file, e);
+    if (r == HS_OK) {
+        hs_apk_out_start_sync(&j->out_file);
+        hs_apk_digest_open(digest);
+        /* Without a hasher thread this one hashes the input while the
+         * workers hash chunks (on one CPU, before it hashes them all). */
+        if (!j->hasher_running && !j->hash_tried)
+            (void)hash_input(j);
+        hs_apk_digest_work(digest);
+    } else {
+        /* The hasher may wait for the rest of section 1 in the digest: it
+         * never comes. Nor is the input's hash needed any more. */
+        atomic_store(&j->stop_hashing, true);
+        hs_apk_digest_cancel(digest);
+    }
+    join_hashing(j);
+    publish_digest(j, NULL);
+    hs_error cancelled;
+    hs_result dr = hs_apk_digest_finish(digest, j->rep.content_digest,
+                                        &j->rep.content_digest_len, r == HS_OK ? e : &cancelled);
+    return r != HS_OK ? r : dr;
+}
+
+/* Steps 4 to 6. The block stays in memory until the signatures in it are
+ * on record (commit_outputs). */
 static hs_result build_signing_block(sign_job *j, hs_error *e)
 {
     uint64_t pad = (HS_APK_BLOCK_ALIGNMENT - j->out_file.pos % HS_APK_BLOCK_ALIGNMENT) %
                    HS_APK_BLOCK_ALIGNMENT;
-    hs_result r = hs_apk_out_zeros(&j->out_file, (size_t)pad, e);
-    if (r == HS_OK)
-        r = hs_apk_out_flush(&j->out_file, e);
-    if (r != HS_OK)
-        return r;
-    uint64_t block_start = j->out_file.pos;
+    uint64_t block_start = j->out_file.pos + pad;
     if (block_start > UINT32_MAX)
         return hs_fail(e, HS_E_FORMAT, "%s: output would need zip64", j->out);
     /* Section 4 is hashed with its CD offset pointing at the block start. */
@@ -410,15 +471,12 @@ static hs_result build_signing_block(sign_job *j, hs_error *e)
     memcpy(eocd_for_digest, j->eocd.data, j->eocd.len);
     hs_put_le32(eocd_for_digest + 16, (uint32_t)block_start);
     hs_apk_section sections[3] = {
-        {.fd = j->out_file.af.fd, .offset = 0, .len = block_start},
+        {.fd = j->out_file.af.fd, .offset = 0, .len = block_start, .prefix_fd = j->zip.fd,
+         .prefix_len = j->out_file.shared_end},
         {.len = j->cd.len, .mem = j->cd.data},
         {.len = j->eocd.len, .mem = eocd_for_digest},
     };
-    hs_apk_out_start_writeback(&j->out_file);
-    hs_apk_side_task side = {.run = hash_input, .fail = hash_input_failed, .ctx = j};
-    r = hs_apk_content_digest(j->v12.algorithm.content_md, sections, 3,
-                              j->input_hashed || j->hasher_running ? NULL : &side, j->out,
-                              j->rep.content_digest, &j->rep.content_digest_len, e);
+    hs_result r = content_digest(j, pad, sections, e);
     free(eocd_for_digest);
     /* Every signature's request names the input's hash. */
     if (r == HS_OK)
@@ -610,7 +668,11 @@ static hs_result commit_outputs(sign_job *j, hs_error *e)
     const hs_apk_buf *tail[3] = {&j->block, &j->cd, &j->eocd};
     if (j->tail_written)
         tail[0] = tail[1] = tail[2] = &none;
-    hs_result r = hs_apk_out_finish(&j->out_file, j->shared_prefix, tail, 3,
+    /* Section 1 durable before the output's audit entry: its fsync then
+     * waits for no output data, and a deferred output moves (o is copied). */
+    hs_result r = hs_apk_out_end_sync(&j->out_file, e);
+    if (r == HS_OK)
+        r = hs_apk_out_finish(&j->out_file, j->shared_prefix, tail, 3,
                                     j->rep.output_sha256, e);
     if (r == HS_OK && j->opt->before_commit != NULL)
         r = j->opt->before_commit(j->opt->before_commit_ctx, j->out, &j->rep, e);
@@ -645,20 +707,23 @@ static hs_result add_pin_list(sign_job *j, hs_error *e)
 static hs_result run(sign_job *j, hs_error *e)
 {
     hs_result r = hs_zip_open_resign(&j->zip, j->in, e);
+    /* The input's hash is the longest sequential piece of work: it starts
+     * as soon as the copy is planned (it needs the shared prefix), and the
+     * keys and schemes are checked while it runs. */
+    if (r == HS_OK)
+        r = hs_apk_out_open(&j->out_file, j->out, e);
+    if (r == HS_OK)
+        r = hs_apk_copy_entries(&j->zip, j->opt->alignment_preserved, &j->out_file, &j->copied, e);
+    if (r == HS_OK)
+        start_hashing(j);
     if (r == HS_OK)
         r = check_keys(j, e);
     if (r == HS_OK)
         r = choose_schemes(j, e);
     if (r == HS_OK)
         r = plan_v3(j, e);
-    if (r == HS_OK)
-        r = hs_apk_out_open(&j->out_file, j->out, e);
-    if (r == HS_OK)
-        r = hs_apk_copy_entries(&j->zip, j->opt->alignment_preserved, &j->out_file, &j->copied, e);
-    if (r == HS_OK && !j->rep.v1)
-        start_hashing(j);
     /* v1 signs before the content digest, and every signature names the
-     * input's hash: hash it now. Otherwise it is hashed alongside the
+     * input's hash: wait for it now. Otherwise it is hashed alongside the
      * content digest (build_signing_block). */
     if (r == HS_OK && j->rep.v1)
         r = hash_input_now(j, e);
@@ -701,9 +766,12 @@ hs_result hs_apk_sign_file(const char *in, const char *out, const hs_apk_key *ke
         return hs_fail(e, HS_E_USAGE, "APK signing: input, output, options and signer are required");
     if (strcmp(in, out) == 0 || hs_same_file(in, out))
         return hs_fail(e, HS_E_USAGE, "%s: the output must be a different file than the input", out);
-    sign_job j = {.in = in, .out = out, .key = key, .opt = opt, .sign = sign};
+    sign_job j = {.in = in, .out = out, .key = key, .opt = opt, .sign = sign,
+                  .digest_lock = PTHREAD_MUTEX_INITIALIZER};
     hs_result r = run(&j, e);
-    join_hashing(&j); /* an early failure may leave it running */
+    if (r != HS_OK) /* an early failure may leave it running */
+        atomic_store(&j.stop_hashing, true);
+    join_hashing(&j);
     hs_apk_out_abort(&j.out_file);
     if (j.idsig_open)
         hs_atomic_abort(&j.idsig);

@@ -3,6 +3,7 @@
 #ifndef HSMSIGN_ANDROID_APK_SIGN_INTERNAL_H
 #define HSMSIGN_ANDROID_APK_SIGN_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -30,6 +31,9 @@ typedef struct hs_apk_out {
     uint64_t pend_off, pend_len;
     uint8_t *buf;
     size_t buf_len;
+    pthread_t syncer;    /* hs_apk_out_start_sync's thread */
+    bool syncing;        /* syncer runs or is not yet joined */
+    int sync_err;        /* its fdatasync's errno, 0: none */
 } hs_apk_out;
 
 hs_result hs_apk_out_open(hs_apk_out *o, const char *path, hs_error *e) HS_MUST_CHECK;
@@ -43,6 +47,16 @@ hs_result hs_apk_out_copy_input(hs_apk_out *o, const hs_zip *z, uint64_t off, ui
 hs_result hs_apk_out_flush(hs_apk_out *o, hs_error *e) HS_MUST_CHECK;
 /* Asks the kernel to start writing what is in the file so far. */
 void hs_apk_out_start_writeback(hs_apk_out *o);
+/* Makes what is in the file so far durable on a thread of its own
+ * (fdatasync), while the caller hashes: the fsync before the rename then
+ * only waits for the rest. Below HS_APK_EARLY_SYNC_MIN bytes, or without a
+ * thread, hs_apk_out_start_writeback instead. */
+#define HS_APK_EARLY_SYNC_MIN (16u * 1024u * 1024u)
+void hs_apk_out_start_sync(hs_apk_out *o);
+/* Joins the thread of hs_apk_out_start_sync; its failure is the file's
+ * (a write-back error is reported once per open file: not again by the
+ * fsync that follows). Call before moving o; commit and abort call it. */
+hs_result hs_apk_out_end_sync(hs_apk_out *o, hs_error *e) HS_MUST_CHECK;
 /* Flushes and computes the SHA-256 the output will have once `tail` (not
  * yet written) follows what is in the file: shared_prefix is the SHA-256
  * state after input[0, shared_end); the rest of the file is read back. */
