@@ -4,11 +4,13 @@
 #include "audit/git_lib.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +50,54 @@ unsigned hs_auditgit_segment_entries = 256;
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 static int lib_status = -1;
 
+/* True on the thread running git_libgit2_init, and only while it runs. */
+static _Thread_local bool in_lib_init;
+
+/* mbedTLS's CA loaders, interposed: this executable's definitions come
+ * before libmbedx509's in symbol lookup (ld exports them, as a linked
+ * library, libgit2, needs them), so libgit2's calls land here.
+ * Debian's libgit2 1.5 is built with mbedTLS, and git_libgit2_init parses
+ * the whole CA bundle (GIT_DEFAULT_CERT_LOCATION, ~140 certificates):
+ * ~13 ms of CPU, a third of a `sign raw`, for TLS that hsmsign never
+ * speaks (no fetch, push or clone; the audit log is a local repository).
+ * libgit2 has no option to skip it (the path is compiled in and loaded
+ * before any option can be set). Measured against the alternative of
+ * dlopen'ing libgit2 only for a commit: every signing command commits, so
+ * that would still pay the whole initialisation; this pays none of it.
+ * Only the calls made inside git_libgit2_init, on the thread running it,
+ * are skipped, answering "parsed, no certificates": libgit2 then holds an
+ * empty CA chain, so any TLS it were ever asked to make would fail
+ * certificate verification (fail closed). Every other caller (a PKCS#11
+ * module using mbedTLS, say) gets the real function.
+ * tests/integration/test_fixed_cost.sh checks that a signing command
+ * neither opens the bundle nor connects anywhere, and still commits.
+ * The chain is an opaque mbedtls_x509_crt here: mbedTLS's headers are not
+ * a build dependency. */
+typedef int (*crt_parse_fn)(void *chain, const char *path);
+
+static int crt_parse_next(const char *name, void *chain, const char *path)
+{
+    if (in_lib_init)
+        return 0;
+    crt_parse_fn next = (crt_parse_fn)(uintptr_t)dlsym(RTLD_NEXT, name);
+    /* -0x2900: MBEDTLS_ERR_X509_FILE_IO_ERROR (unreachable: a caller of
+     * mbedTLS has it loaded). */
+    return next != NULL ? next(chain, path) : -0x2900;
+}
+
+int mbedtls_x509_crt_parse_file(void *chain, const char *path);
+int mbedtls_x509_crt_parse_path(void *chain, const char *path);
+
+int mbedtls_x509_crt_parse_file(void *chain, const char *path)
+{
+    return crt_parse_next("mbedtls_x509_crt_parse_file", chain, path);
+}
+
+int mbedtls_x509_crt_parse_path(void *chain, const char *path)
+{
+    return crt_parse_next("mbedtls_x509_crt_parse_path", chain, path);
+}
+
 static void lib_shutdown(void)
 {
     (void)git_libgit2_shutdown(); /* at exit: nothing left to tell */
@@ -57,7 +107,9 @@ static void lib_init(void)
 {
     static const int levels[] = {GIT_CONFIG_LEVEL_SYSTEM, GIT_CONFIG_LEVEL_XDG,
                                  GIT_CONFIG_LEVEL_GLOBAL, GIT_CONFIG_LEVEL_PROGRAMDATA};
+    in_lib_init = true;
     lib_status = git_libgit2_init();
+    in_lib_init = false;
     if (lib_status < 0)
         return;
     for (size_t i = 0; i < sizeof levels / sizeof levels[0] && lib_status >= 0; i++)
@@ -72,15 +124,10 @@ static void lib_init(void)
         lib_status = -1;
 }
 
-/* git_libgit2_init costs more CPU than the rest of a commit (~13 ms on
- * the 2-core VM): Debian builds libgit2 1.5 with mbedTLS, whose global
- * initialisation seeds a DRBG and parses the whole CA bundle
- * (GIT_DEFAULT_CERT_LOCATION, /etc/ssl/certs/ca-certificates.crt) for the
- * network this code never uses. libgit2 offers no way to skip it: the
- * path is compiled in and loaded inside git_libgit2_init, before any
- * option can be set (GIT_OPT_SET_SSL_CERT_LOCATIONS only replaces it
- * afterwards). So a command that will commit runs it on a thread as soon
- * as it knows (hs_auditgit_warm_up), while it waits for the HSM and its
+/* git_libgit2_init still costs CPU without the CA bundle (the loaders
+ * above): mbedTLS seeds a DRBG, libgit2 sets up its settings and
+ * allocators. A command that will commit runs it on a thread as soon as
+ * it knows (hs_auditgit_warm_up), while it waits for the HSM and its
  * fsyncs; the first commit's pthread_once then finds it done or waits. */
 static pthread_mutex_t warm_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t warm_thread;
