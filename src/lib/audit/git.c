@@ -296,40 +296,92 @@ static hs_result stage_file(const char *dir, git_repository *repo, git_index *id
     return HS_OK;
 }
 
-/* `git add checkpoints`: every file in it, and files gone from it are
- * dropped from the index. */
-static hs_result stage_checkpoints(const char *dir, git_repository *repo, git_index *idx,
-                                   hs_error *e)
+static int cmp_names(const void *a, const void *b)
 {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* The names in checkpoints/ that are recorded ("checkpoints/NAME"),
+ * sorted, from one readdir; *out stays NULL when there is no such
+ * directory. */
+static hs_result list_checkpoints(const char *dir, char ***out, size_t *n, hs_error *e)
+{
+    *out = NULL;
+    *n = 0;
     char path[PATH_ROOM];
     snprintf(path, sizeof path, "%s/" HS_AUDIT_CHECKPOINT_DIR, dir);
     DIR *d = opendir(path);
     if (d == NULL)
         return errno == ENOENT ? HS_OK : hs_fail(e, HS_E_IO, "%s: %s", path, strerror(errno));
-    static const char prefix[] = HS_AUDIT_CHECKPOINT_DIR "/";
-    hs_result r = HS_OK;
-    /* Backwards: removing entry i leaves the indexes below it in place. */
-    for (size_t i = git_index_entrycount(idx); r == HS_OK && i-- > 0;) {
-        const git_index_entry *ent = git_index_get_byindex(idx, i);
-        if (strncmp(ent->path, prefix, sizeof prefix - 1) != 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, ent->path);
-        struct stat st;
-        if (lstat(path, &st) != 0 && errno == ENOENT && git_index_remove(idx, ent->path, 0) != 0)
-            r = hs_git_fail(e, dir, "removing a checkpoint from the index");
-    }
+    char **names = malloc(sizeof *names);
+    size_t count = 0, cap = 1;
+    hs_result r = names != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
     const struct dirent *de;
-    char name[PATH_ROOM];
     while (r == HS_OK && (errno = 0, de = readdir(d)) != NULL) {
         if (ignored(de->d_name) || strlen(de->d_name) > 128)
             continue;
-        snprintf(name, sizeof name, "%s%s", prefix, de->d_name);
-        r = stage_file(dir, repo, idx, name, true, e);
+        if (count == cap) {
+            cap *= 2;
+            char **grown = reallocarray(names, cap, sizeof *names);
+            if (grown == NULL) {
+                r = hs_fail(e, HS_E_NOMEM, "out of memory");
+                break;
+            }
+            names = grown;
+        }
+        names[count] = malloc(strlen(de->d_name) + sizeof HS_AUDIT_CHECKPOINT_DIR + 1);
+        if (names[count] == NULL) {
+            r = hs_fail(e, HS_E_NOMEM, "out of memory");
+            break;
+        }
+        sprintf(names[count++], HS_AUDIT_CHECKPOINT_DIR "/%s", de->d_name);
     }
     if (r == HS_OK && errno != 0)
-        r = hs_fail(e, HS_E_IO, "audit log %s/" HS_AUDIT_CHECKPOINT_DIR ": %s", dir,
-                    strerror(errno));
+        r = hs_fail(e, HS_E_IO, "%s: %s", path, strerror(errno));
     closedir(d);
+    if (r != HS_OK) {
+        free_names(names, count);
+        return r;
+    }
+    if (count > 1)
+        qsort(names, count, sizeof *names, cmp_names);
+    *out = names;
+    *n = count;
+    return HS_OK;
+}
+
+/* `git add checkpoints`: every file in it, and files gone from it are
+ * dropped from the index. One readdir and one lstat per file: the
+ * directory gains a file per signing command, and the removal check used
+ * to lstat each of them a second time. */
+static hs_result stage_checkpoints(const char *dir, git_repository *repo, git_index *idx,
+                                   hs_error *e)
+{
+    char **names;
+    size_t n;
+    hs_result r = list_checkpoints(dir, &names, &n, e);
+    if (r != HS_OK || names == NULL)
+        return r; /* no checkpoints/ yet */
+    static const char prefix[] = HS_AUDIT_CHECKPOINT_DIR "/";
+    /* Backwards: removing entry i leaves the indexes below it in place. */
+    for (size_t i = git_index_entrycount(idx); r == HS_OK && i-- > 0;) {
+        const git_index_entry *ent = git_index_get_byindex(idx, i);
+        const char *key = ent->path;
+        if (strncmp(key, prefix, sizeof prefix - 1) == 0 &&
+            bsearch(&key, names, n, sizeof *names, cmp_names) == NULL &&
+            git_index_remove(idx, key, 0) != 0)
+            r = hs_git_fail(e, dir, "removing a checkpoint from the index");
+    }
+    for (size_t i = 0; r == HS_OK && i < n; i++)
+        r = stage_file(dir, repo, idx, names[i], true, e);
+    free_names(names, n);
     return r;
 }
 
