@@ -50,7 +50,7 @@ fi
 # counted NAME FIELD...: runs sign raw through the shim (extra environment
 # before the command), prints the fields of its counts file.
 counted() {
-    rm -f counts.json
+    rm -f counts.json b.sig
     env HSMSIGN_MODULE="$P11SHIM" HSMSIGN_SHIM_MODULE="$SOFTHSM_MODULE" \
         HSMSIGN_SHIM_COUNTS="$WORK/counts.json" "$@" \
         "$HSMSIGN" sign raw --key app in.txt b.sig >/dev/null 2>err.txt
