@@ -54,8 +54,8 @@ static int lib_status = -1;
 static _Thread_local bool in_lib_init;
 
 /* mbedTLS's CA loaders, interposed: this executable's definitions come
- * before libmbedx509's in symbol lookup (ld exports them, as a linked
- * library, libgit2, needs them), so libgit2's calls land here.
+ * before libmbedx509's in symbol lookup (exported by the link arguments of
+ * libhsmsign_dep, src/lib/meson.build), so libgit2's calls land here.
  * Debian's libgit2 1.5 is built with mbedTLS, and git_libgit2_init parses
  * the whole CA bundle (GIT_DEFAULT_CERT_LOCATION, ~140 certificates):
  * ~13 ms of CPU, a third of a `sign raw`, for TLS that hsmsign never
@@ -103,10 +103,14 @@ static void lib_shutdown(void)
     (void)git_libgit2_shutdown(); /* at exit: nothing left to tell */
 }
 
+static char lib_error[256];
+
 static void lib_init(void)
 {
     static const int levels[] = {GIT_CONFIG_LEVEL_SYSTEM, GIT_CONFIG_LEVEL_XDG,
                                  GIT_CONFIG_LEVEL_GLOBAL, GIT_CONFIG_LEVEL_PROGRAMDATA};
+    if (!hs_git_load(lib_error, sizeof lib_error))
+        return; /* lib_status stays -1 */
     in_lib_init = true;
     lib_status = git_libgit2_init();
     in_lib_init = false;
@@ -167,6 +171,8 @@ void hs_auditgit_warm_wait(void)
 
 hs_result hs_git_fail(hs_error *e, const char *dir, const char *what)
 {
+    if (lib_error[0] != '\0') /* libgit2 could not be loaded */
+        return hs_fail(e, HS_E_AUDIT, "audit log %s: git: %s: %s", dir, what, lib_error);
     const git_error *ge = git_error_last();
     return hs_fail(e, HS_E_AUDIT, "audit log %s: git: %s: %s", dir, what,
                    ge != NULL && ge->message != NULL ? ge->message : "failed");
