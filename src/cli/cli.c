@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "agent/client.h"
+#include "audit/git.h"
 #include "keystore/keystore.h"
 #include "keystore/yubihsm.h"
 
@@ -243,6 +244,10 @@ int cli_open(const cli_globals *g, unsigned what, cli_ctx *ctx)
             r = hs_p11_login(ctx->p11, &src, &e);
     }
     if (r == HS_OK && (what & CLI_SIGNER)) {
+        /* A signing command ends in an audit commit: libgit2 loads and
+         * initialises on a thread while this one talks to the token (the
+         * module is loaded by now, so the two dlopens do not queue). */
+        hs_auditgit_warm_up();
         bool wrapped = hs_profile_ops_of(ctx->profile.profile)->has_wrap_key;
         if (wrapped && ctx->profile.profile == HS_PROFILE_YUBIHSM)
             r = hs_yh_wrapkey_find(ctx->p11, g->wrap_label, &ctx->wrap, &e);
@@ -304,6 +309,9 @@ void cli_close(cli_ctx *ctx)
     ctx->agent = NULL;
     hs_audit_close(ctx->audit);
     ctx->audit = NULL;
+    /* cli_open's warm-up, when the audit log was never opened (a command
+     * that failed first): no libgit2 initialisation left running at exit. */
+    hs_auditgit_warm_wait();
     hs_auditkey_clear(&ctx->audit_key);
     hs_p11_close(ctx->p11);
     ctx->p11 = NULL;

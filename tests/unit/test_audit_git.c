@@ -12,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "audit/git.h"
 #include "audit/git_lib.h"
+#include "audit/log.h"
 #include "audit/record.h"
 
 static char dir[64];
@@ -269,6 +271,62 @@ static void test_old_layout_migrates(void **state)
     assert_int_equal(verify(&e), HS_OK);
 }
 
+/* checkpoints/ is staged as `git add checkpoints` would: every file but
+ * the ignored ones, a file gone from it dropped from the next commit, and
+ * (one readdir, one lstat per file since the fixed-cost work) nothing
+ * dropped when the directory itself is missing. */
+static void put_checkpoint(const char *name, const char *bytes)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/" HS_AUDIT_CHECKPOINT_DIR, dir);
+    (void)mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/" HS_AUDIT_CHECKPOINT_DIR "/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(bytes, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static bool in_head(const char *name)
+{
+    char path[160];
+    snprintf(path, sizeof path, HS_AUDIT_CHECKPOINT_DIR "/%s", name);
+    git_repository *repo = open_repo();
+    git_blob *b = head_blob(repo, path, NULL);
+    git_blob_free(b);
+    git_repository_free(repo);
+    return b != NULL;
+}
+
+static void test_checkpoints_staged_and_dropped(void **state)
+{
+    (void)state;
+    put_checkpoint("0000000001.note", "a\n");
+    put_checkpoint("0000000002.note", "b\n");
+    put_checkpoint("0000000003.note", "c\n");
+    put_checkpoint("x.tmp.123", "partial\n");
+    append(1);
+    commit();
+    assert_true(in_head("0000000001.note") && in_head("0000000002.note") &&
+                in_head("0000000003.note"));
+    assert_false(in_head("x.tmp.123"));
+    char path[160];
+    snprintf(path, sizeof path, "%s/" HS_AUDIT_CHECKPOINT_DIR "/0000000002.note", dir);
+    assert_int_equal(unlink(path), 0);
+    put_checkpoint("0000000004.note", "d\n");
+    append(1);
+    commit();
+    assert_true(in_head("0000000001.note") && in_head("0000000003.note") &&
+                in_head("0000000004.note"));
+    assert_false(in_head("0000000002.note"));
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/" HS_AUDIT_CHECKPOINT_DIR "'", dir);
+    assert_int_equal(system(cmd), 0);
+    append(1);
+    commit();
+    assert_true(in_head("0000000001.note") && in_head("0000000004.note"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +335,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_directory_boundary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_worktree_old_segment_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_layout_migrates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoints_staged_and_dropped, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

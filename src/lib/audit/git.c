@@ -4,11 +4,13 @@
 #include "audit/git_lib.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,16 +50,70 @@ unsigned hs_auditgit_segment_entries = 256;
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 static int lib_status = -1;
 
+/* True on the thread running git_libgit2_init, and only while it runs. */
+static _Thread_local bool in_lib_init;
+
+/* mbedTLS's CA loaders, interposed: this executable's definitions come
+ * before libmbedx509's in symbol lookup (exported by the link arguments of
+ * libhsmsign_dep, src/lib/meson.build), so libgit2's calls land here.
+ * Debian's libgit2 1.5 is built with mbedTLS, and git_libgit2_init parses
+ * the whole CA bundle (GIT_DEFAULT_CERT_LOCATION, ~140 certificates):
+ * ~13 ms of CPU, a third of a `sign raw`, for TLS that hsmsign never
+ * speaks (no fetch, push or clone; the audit log is a local repository).
+ * libgit2 has no option to skip it (the path is compiled in and loaded
+ * before any option can be set). Measured against the alternative of
+ * dlopen'ing libgit2 only for a commit: every signing command commits, so
+ * that would still pay the whole initialisation; this pays none of it.
+ * Only the calls made inside git_libgit2_init, on the thread running it,
+ * are skipped, answering "parsed, no certificates": libgit2 then holds an
+ * empty CA chain, so any TLS it were ever asked to make would fail
+ * certificate verification (fail closed). Every other caller (a PKCS#11
+ * module using mbedTLS, say) gets the real function.
+ * tests/integration/test_fixed_cost.sh checks that a signing command
+ * neither opens the bundle nor connects anywhere, and still commits.
+ * The chain is an opaque mbedtls_x509_crt here: mbedTLS's headers are not
+ * a build dependency. */
+typedef int (*crt_parse_fn)(void *chain, const char *path);
+
+static int crt_parse_next(const char *name, void *chain, const char *path)
+{
+    if (in_lib_init)
+        return 0;
+    crt_parse_fn next = (crt_parse_fn)(uintptr_t)dlsym(RTLD_NEXT, name);
+    /* -0x2900: MBEDTLS_ERR_X509_FILE_IO_ERROR (unreachable: a caller of
+     * mbedTLS has it loaded). */
+    return next != NULL ? next(chain, path) : -0x2900;
+}
+
+int mbedtls_x509_crt_parse_file(void *chain, const char *path);
+int mbedtls_x509_crt_parse_path(void *chain, const char *path);
+
+int mbedtls_x509_crt_parse_file(void *chain, const char *path)
+{
+    return crt_parse_next("mbedtls_x509_crt_parse_file", chain, path);
+}
+
+int mbedtls_x509_crt_parse_path(void *chain, const char *path)
+{
+    return crt_parse_next("mbedtls_x509_crt_parse_path", chain, path);
+}
+
 static void lib_shutdown(void)
 {
     (void)git_libgit2_shutdown(); /* at exit: nothing left to tell */
 }
 
+static char lib_error[256];
+
 static void lib_init(void)
 {
     static const int levels[] = {GIT_CONFIG_LEVEL_SYSTEM, GIT_CONFIG_LEVEL_XDG,
                                  GIT_CONFIG_LEVEL_GLOBAL, GIT_CONFIG_LEVEL_PROGRAMDATA};
+    if (!hs_git_load(lib_error, sizeof lib_error))
+        return; /* lib_status stays -1 */
+    in_lib_init = true;
     lib_status = git_libgit2_init();
+    in_lib_init = false;
     if (lib_status < 0)
         return;
     for (size_t i = 0; i < sizeof levels / sizeof levels[0] && lib_status >= 0; i++)
@@ -72,15 +128,10 @@ static void lib_init(void)
         lib_status = -1;
 }
 
-/* git_libgit2_init costs more CPU than the rest of a commit (~13 ms on
- * the 2-core VM): Debian builds libgit2 1.5 with mbedTLS, whose global
- * initialisation seeds a DRBG and parses the whole CA bundle
- * (GIT_DEFAULT_CERT_LOCATION, /etc/ssl/certs/ca-certificates.crt) for the
- * network this code never uses. libgit2 offers no way to skip it: the
- * path is compiled in and loaded inside git_libgit2_init, before any
- * option can be set (GIT_OPT_SET_SSL_CERT_LOCATIONS only replaces it
- * afterwards). So a command that will commit runs it on a thread as soon
- * as it knows (hs_auditgit_warm_up), while it waits for the HSM and its
+/* git_libgit2_init still costs CPU without the CA bundle (the loaders
+ * above): mbedTLS seeds a DRBG, libgit2 sets up its settings and
+ * allocators. A command that will commit runs it on a thread as soon as
+ * it knows (hs_auditgit_warm_up), while it waits for the HSM and its
  * fsyncs; the first commit's pthread_once then finds it done or waits. */
 static pthread_mutex_t warm_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t warm_thread;
@@ -120,6 +171,8 @@ void hs_auditgit_warm_wait(void)
 
 hs_result hs_git_fail(hs_error *e, const char *dir, const char *what)
 {
+    if (lib_error[0] != '\0') /* libgit2 could not be loaded */
+        return hs_fail(e, HS_E_AUDIT, "audit log %s: git: %s: %s", dir, what, lib_error);
     const git_error *ge = git_error_last();
     return hs_fail(e, HS_E_AUDIT, "audit log %s: git: %s: %s", dir, what,
                    ge != NULL && ge->message != NULL ? ge->message : "failed");
@@ -249,40 +302,92 @@ static hs_result stage_file(const char *dir, git_repository *repo, git_index *id
     return HS_OK;
 }
 
-/* `git add checkpoints`: every file in it, and files gone from it are
- * dropped from the index. */
-static hs_result stage_checkpoints(const char *dir, git_repository *repo, git_index *idx,
-                                   hs_error *e)
+static int cmp_names(const void *a, const void *b)
 {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* The names in checkpoints/ that are recorded ("checkpoints/NAME"),
+ * sorted, from one readdir; *out stays NULL when there is no such
+ * directory. */
+static hs_result list_checkpoints(const char *dir, char ***out, size_t *n, hs_error *e)
+{
+    *out = NULL;
+    *n = 0;
     char path[PATH_ROOM];
     snprintf(path, sizeof path, "%s/" HS_AUDIT_CHECKPOINT_DIR, dir);
     DIR *d = opendir(path);
     if (d == NULL)
         return errno == ENOENT ? HS_OK : hs_fail(e, HS_E_IO, "%s: %s", path, strerror(errno));
-    static const char prefix[] = HS_AUDIT_CHECKPOINT_DIR "/";
-    hs_result r = HS_OK;
-    /* Backwards: removing entry i leaves the indexes below it in place. */
-    for (size_t i = git_index_entrycount(idx); r == HS_OK && i-- > 0;) {
-        const git_index_entry *ent = git_index_get_byindex(idx, i);
-        if (strncmp(ent->path, prefix, sizeof prefix - 1) != 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, ent->path);
-        struct stat st;
-        if (lstat(path, &st) != 0 && errno == ENOENT && git_index_remove(idx, ent->path, 0) != 0)
-            r = hs_git_fail(e, dir, "removing a checkpoint from the index");
-    }
+    char **names = malloc(sizeof *names);
+    size_t count = 0, cap = 1;
+    hs_result r = names != NULL ? HS_OK : hs_fail(e, HS_E_NOMEM, "out of memory");
     const struct dirent *de;
-    char name[PATH_ROOM];
     while (r == HS_OK && (errno = 0, de = readdir(d)) != NULL) {
         if (ignored(de->d_name) || strlen(de->d_name) > 128)
             continue;
-        snprintf(name, sizeof name, "%s%s", prefix, de->d_name);
-        r = stage_file(dir, repo, idx, name, true, e);
+        if (count == cap) {
+            cap *= 2;
+            char **grown = reallocarray(names, cap, sizeof *names);
+            if (grown == NULL) {
+                r = hs_fail(e, HS_E_NOMEM, "out of memory");
+                break;
+            }
+            names = grown;
+        }
+        names[count] = malloc(strlen(de->d_name) + sizeof HS_AUDIT_CHECKPOINT_DIR + 1);
+        if (names[count] == NULL) {
+            r = hs_fail(e, HS_E_NOMEM, "out of memory");
+            break;
+        }
+        sprintf(names[count++], HS_AUDIT_CHECKPOINT_DIR "/%s", de->d_name);
     }
     if (r == HS_OK && errno != 0)
-        r = hs_fail(e, HS_E_IO, "audit log %s/" HS_AUDIT_CHECKPOINT_DIR ": %s", dir,
-                    strerror(errno));
+        r = hs_fail(e, HS_E_IO, "%s: %s", path, strerror(errno));
     closedir(d);
+    if (r != HS_OK) {
+        free_names(names, count);
+        return r;
+    }
+    if (count > 1)
+        qsort(names, count, sizeof *names, cmp_names);
+    *out = names;
+    *n = count;
+    return HS_OK;
+}
+
+/* `git add checkpoints`: every file in it, and files gone from it are
+ * dropped from the index. One readdir and one lstat per file: the
+ * directory gains a file per signing command, and the removal check used
+ * to lstat each of them a second time. */
+static hs_result stage_checkpoints(const char *dir, git_repository *repo, git_index *idx,
+                                   hs_error *e)
+{
+    char **names;
+    size_t n;
+    hs_result r = list_checkpoints(dir, &names, &n, e);
+    if (r != HS_OK || names == NULL)
+        return r; /* no checkpoints/ yet */
+    static const char prefix[] = HS_AUDIT_CHECKPOINT_DIR "/";
+    /* Backwards: removing entry i leaves the indexes below it in place. */
+    for (size_t i = git_index_entrycount(idx); r == HS_OK && i-- > 0;) {
+        const git_index_entry *ent = git_index_get_byindex(idx, i);
+        const char *key = ent->path;
+        if (strncmp(key, prefix, sizeof prefix - 1) == 0 &&
+            bsearch(&key, names, n, sizeof *names, cmp_names) == NULL &&
+            git_index_remove(idx, key, 0) != 0)
+            r = hs_git_fail(e, dir, "removing a checkpoint from the index");
+    }
+    for (size_t i = 0; r == HS_OK && i < n; i++)
+        r = stage_file(dir, repo, idx, names[i], true, e);
+    free_names(names, n);
     return r;
 }
 

@@ -28,6 +28,8 @@
 #include <git2.h>
 #include <stdbool.h>
 
+#include "audit/git_dl.h" /* after <git2.h>: git_* calls go through hs_git */
+
 #include "util/result.h"
 
 /* The entries as git stores them (git.c writes, git_verify.c reads):

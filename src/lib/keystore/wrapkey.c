@@ -28,17 +28,16 @@ hs_result hs_wrapkey_kcv_of(const uint8_t key[32], uint8_t kcv[HS_KCV_LEN], hs_e
     return HS_OK;
 }
 
-/* The check value, when the token keeps one (NSS's AES keys have none). */
-static hs_result read_kcv(hs_p11 *p, CK_SESSION_HANDLE s, hs_wrapkey *out, hs_error *e)
+/* The check value, when the token keeps one (NSS's AES keys have none);
+ * size: its length from the batched read in hs_wrapkey_describe. */
+static hs_result read_kcv(hs_p11 *p, CK_SESSION_HANDLE s, CK_ULONG size, hs_wrapkey *out,
+                          hs_error *e)
 {
-    CK_ATTRIBUTE a = {CKA_CHECK_VALUE, NULL, 0};
-    CK_RV rv = p->fn->C_GetAttributeValue(s, out->handle, &a, 1);
-    if (rv == CKR_ATTRIBUTE_TYPE_INVALID ||
-        (rv == CKR_OK && (a.ulValueLen == 0 || a.ulValueLen == CK_UNAVAILABLE_INFORMATION)))
+    if (size == 0 || size == CK_UNAVAILABLE_INFORMATION)
         return HS_OK;
     uint8_t *kcv;
     size_t len;
-    hs_result r = hs_p11_get_attr(p, s, out->handle, CKA_CHECK_VALUE, &kcv, &len, e);
+    hs_result r = hs_p11_get_attr_sized(p, s, out->handle, CKA_CHECK_VALUE, size, &kcv, &len, e);
     if (r != HS_OK)
         return hs_error_prefix(e, "wrap key '%s': reading its check value: ", out->label);
     if (len < HS_KCV_LEN) {
@@ -89,10 +88,15 @@ hs_result hs_wrapkey_describe(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h
     out->handle = h;
     out->mech = mech;
     snprintf(out->label, sizeof out->label, "%s", label);
-    hs_result r = read_kcv(p, s, out, e);
-    if (r == HS_OK)
-        r = hs_p11_get_bool(p, s, h, CKA_TRUSTED, &out->trusted, e);
-    return r;
+    /* CKA_TRUSTED and the check value's size in one call where the token
+     * answers a batch (p11/objects.h): every signing command comes here. */
+    CK_BBOOL trusted;
+    CK_ATTRIBUTE a[2] = {{CKA_TRUSTED, &trusted, sizeof trusted}, {CKA_CHECK_VALUE, NULL, 0}};
+    hs_result r = hs_p11_get_attrs(p, s, h, a, 2, "the wrap key's attributes", e);
+    if (r != HS_OK)
+        return hs_error_prefix(e, "wrap key '%s': ", label);
+    out->trusted = a[0].ulValueLen != CK_UNAVAILABLE_INFORMATION && trusted == CK_TRUE;
+    return read_kcv(p, s, a[1].ulValueLen, out, e);
 }
 
 static hs_result count_existing(hs_p11 *p, CK_SESSION_HANDLE s, const char *label, size_t *n,

@@ -18,11 +18,35 @@ static const char *flag_name(CK_FLAGS f)
     }
 }
 
+CK_RV hs_p11_mechanism_info(hs_p11 *p, CK_MECHANISM_TYPE m, CK_MECHANISM_INFO *info)
+{
+    pthread_mutex_lock(&p->mech_lock);
+    for (unsigned i = 0; i < p->n_mech_answers; i++) {
+        const struct hs_p11_mech_answer *a = &p->mech_answers[i];
+        if (a->slot == p->slot && a->type == m) {
+            *info = a->info;
+            CK_RV rv = a->rv;
+            pthread_mutex_unlock(&p->mech_lock);
+            return rv;
+        }
+    }
+    pthread_mutex_unlock(&p->mech_lock);
+    /* Asked outside the lock: two threads may both ask, and keep one. */
+    CK_RV rv = p->fn->C_GetMechanismInfo(p->slot, m, info);
+    pthread_mutex_lock(&p->mech_lock);
+    if ((rv == CKR_OK || rv == CKR_MECHANISM_INVALID) &&
+        p->n_mech_answers < sizeof p->mech_answers / sizeof p->mech_answers[0])
+        p->mech_answers[p->n_mech_answers++] =
+            (struct hs_p11_mech_answer){p->slot, m, rv, rv == CKR_OK ? *info : (CK_MECHANISM_INFO){0}};
+    pthread_mutex_unlock(&p->mech_lock);
+    return rv;
+}
+
 hs_result hs_p11_require_mechanism(hs_p11 *p, CK_MECHANISM_TYPE m, CK_FLAGS flags,
                                    const char *purpose, hs_error *e)
 {
     CK_MECHANISM_INFO info;
-    CK_RV rv = p->fn->C_GetMechanismInfo(p->slot, m, &info);
+    CK_RV rv = hs_p11_mechanism_info(p, m, &info);
     if (rv == CKR_MECHANISM_INVALID)
         return hs_fail(e, HS_E_P11, "token '%s' does not support %s, which hsmsign needs for %s",
                        p->label, hs_ckm_name(m), purpose);

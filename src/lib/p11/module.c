@@ -96,6 +96,7 @@ hs_result hs_p11_open_args(const char *module_path, const char *init_args, hs_p1
         return hs_fail(e, HS_E_NOMEM, "out of memory");
     snprintf(p->module_path, sizeof p->module_path, "%s", module_path);
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->mech_lock, NULL);
     pthread_mutexattr_t attr;
     pthread_mutexattr_init(&attr);
     pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
@@ -178,6 +179,7 @@ void hs_p11_close(hs_p11 *p)
     free(p->init_args);
     pthread_mutex_destroy(&p->token_mutex);
     pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->mech_lock);
     hs_wipe(p, sizeof *p);
     free(p);
 }
@@ -212,6 +214,7 @@ static void fill_info(hs_p11_token_info *t, CK_SLOT_ID slot, const CK_TOKEN_INFO
     t->initialized = (ti->flags & CKF_TOKEN_INITIALIZED) != 0;
     t->user_pin_initialized = (ti->flags & CKF_USER_PIN_INITIALIZED) != 0;
     t->login_required = (ti->flags & CKF_LOGIN_REQUIRED) != 0;
+    t->flags = ti->flags;
 }
 
 static hs_result list_once(hs_p11 *p, hs_p11_token_info **out, size_t *n, hs_error *e)
@@ -322,7 +325,7 @@ hs_result hs_p11_list_tokens(hs_p11 *p, hs_p11_token_info **out, size_t *n, hs_e
     return enumerate(p, list_attempt, &a, e);
 }
 
-static void adopt_token(hs_p11 *p, const hs_p11_token_info *t, CK_FLAGS flags)
+static void adopt_token(hs_p11 *p, const hs_p11_token_info *t)
 {
     p->have_token = true;
     p->slot = t->slot;
@@ -330,7 +333,7 @@ static void adopt_token(hs_p11 *p, const hs_p11_token_info *t, CK_FLAGS flags)
     memcpy(p->serial, t->serial, sizeof p->serial);
     memcpy(p->model, t->model, sizeof p->model);
     memcpy(p->manufacturer, t->manufacturer, sizeof p->manufacturer);
-    p->token_flags = flags;
+    p->token_flags = t->flags;
 }
 
 /* Lists the labels of initialized tokens for "no token matches" messages. */
@@ -419,12 +422,9 @@ static hs_result select_attempt(hs_p11 *p, const void *arg, size_t *initialized,
                     "pkcs11:serial=...",
                     matches, spec ? spec : "(any)", p->module_path, names);
     } else {
-        CK_TOKEN_INFO ti;
-        CK_RV rv = p->fn->C_GetTokenInfo(list[found].slot, &ti);
-        if (rv != CKR_OK)
-            r = hs_p11_fail(p, e, rv, "C_GetTokenInfo", "reading token '%s'", list[found].label);
-        else
-            adopt_token(p, &list[found], ti.flags);
+        /* The flags list_once has just read, in this attempt: no third
+         * C_GetTokenInfo (SoftHSM re-reads the token's file for each). */
+        adopt_token(p, &list[found]);
     }
     free(list);
     return r;

@@ -46,13 +46,22 @@ hs_result hs_p11_get_attr(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
     if (rv != CKR_OK)
         return hs_p11_fail(p, e, rv, "C_GetAttributeValue", "reading attribute 0x%lx",
                            (unsigned long)type);
-    if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION)
+    return hs_p11_get_attr_sized(p, s, o, type, a.ulValueLen, val, len, e);
+}
+
+hs_result hs_p11_get_attr_sized(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                                CK_ATTRIBUTE_TYPE type, CK_ULONG size, uint8_t **val,
+                                size_t *len, hs_error *e)
+{
+    *val = NULL;
+    *len = 0;
+    if (size == CK_UNAVAILABLE_INFORMATION)
         return hs_fail(e, HS_E_P11, "token '%s': attribute 0x%lx is unavailable", p->label,
                        (unsigned long)type);
-    a.pValue = malloc(a.ulValueLen + 1);
+    CK_ATTRIBUTE a = {type, malloc(size + 1), size};
     if (a.pValue == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
-    rv = p->fn->C_GetAttributeValue(s, o, &a, 1);
+    CK_RV rv = p->fn->C_GetAttributeValue(s, o, &a, 1);
     if (rv != CKR_OK) {
         free(a.pValue);
         return hs_p11_fail(p, e, rv, "C_GetAttributeValue", "reading attribute 0x%lx",
@@ -60,6 +69,64 @@ hs_result hs_p11_get_attr(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
     }
     *val = a.pValue;
     *len = a.ulValueLen;
+    return HS_OK;
+}
+
+/* What no token writes, to tell an entry it left alone: a CK_BBOOL is
+ * CK_TRUE or CK_FALSE, a length is a size or CK_UNAVAILABLE_INFORMATION. */
+#define UNTOUCHED_BOOL ((CK_BBOOL)0xa5)
+#define UNTOUCHED_LEN (CK_UNAVAILABLE_INFORMATION - 1)
+
+static void untouch(CK_ATTRIBUTE *a)
+{
+    if (a->pValue == NULL) {
+        a->ulValueLen = UNTOUCHED_LEN;
+    } else {
+        *(CK_BBOOL *)a->pValue = UNTOUCHED_BOOL;
+        a->ulValueLen = sizeof(CK_BBOOL);
+    }
+}
+
+/* The batch was answered as PKCS#11 v2.40 section 5.7 says: every entry
+ * processed, CKR_OK when all are known, CKR_ATTRIBUTE_TYPE_INVALID with
+ * each unknown one marked CK_UNAVAILABLE_INFORMATION. */
+static bool batch_answered(const CK_ATTRIBUTE *t, CK_ULONG n, CK_RV rv)
+{
+    if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID)
+        return false;
+    bool marked = false;
+    for (CK_ULONG i = 0; i < n; i++) {
+        if (t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION)
+            marked = true;
+        else if (t[i].pValue == NULL ? t[i].ulValueLen == UNTOUCHED_LEN
+                                     : t[i].ulValueLen != sizeof(CK_BBOOL) ||
+                                           *(CK_BBOOL *)t[i].pValue == UNTOUCHED_BOOL)
+            return false;
+    }
+    return marked == (rv == CKR_ATTRIBUTE_TYPE_INVALID);
+}
+
+hs_result hs_p11_get_attrs(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *t,
+                           CK_ULONG n, const char *what, hs_error *e)
+{
+    for (CK_ULONG i = 0; i < n; i++)
+        untouch(&t[i]);
+    if (n > 1 && batch_answered(t, n, p->fn->C_GetAttributeValue(s, o, t, n)))
+        return HS_OK;
+    /* One call per attribute, as before the batch: a token that answers
+     * a batch any other way (an error for the whole call, entries left
+     * alone, unknown ones not marked) is still read right. */
+    for (CK_ULONG i = 0; i < n; i++) {
+        untouch(&t[i]);
+        if (t[i].pValue != NULL)
+            *(CK_BBOOL *)t[i].pValue = CK_FALSE;
+        CK_RV rv = p->fn->C_GetAttributeValue(s, o, &t[i], 1);
+        if (rv == CKR_ATTRIBUTE_TYPE_INVALID)
+            t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+        else if (rv != CKR_OK)
+            return hs_p11_fail(p, e, rv, "C_GetAttributeValue", "reading %s (attribute 0x%lx)",
+                               what, (unsigned long)t[i].type);
+    }
     return HS_OK;
 }
 
@@ -100,21 +167,31 @@ hs_result hs_p11_get_attr_array(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE
     *n = 0;
     CK_ATTRIBUTE a = {type, NULL, 0};
     CK_RV rv = p->fn->C_GetAttributeValue(s, o, &a, 1);
-    if (rv == CKR_ATTRIBUTE_TYPE_INVALID || (rv == CKR_OK && a.ulValueLen == 0))
+    if (rv == CKR_ATTRIBUTE_TYPE_INVALID)
         return HS_OK;
-    if (rv == CKR_OK && (a.ulValueLen == CK_UNAVAILABLE_INFORMATION ||
-                         a.ulValueLen % sizeof(CK_ATTRIBUTE) != 0))
-        return hs_fail(e, HS_E_P11, "token '%s': attribute 0x%lx is not an array of attributes",
-                       p->label, (unsigned long)type);
     if (rv != CKR_OK)
         return hs_p11_fail(p, e, rv, "C_GetAttributeValue", "reading attribute 0x%lx",
                            (unsigned long)type);
-    CK_ULONG count = a.ulValueLen / sizeof(CK_ATTRIBUTE);
+    return hs_p11_get_attr_array_sized(p, s, o, type, a.ulValueLen, arr, n, e);
+}
+
+hs_result hs_p11_get_attr_array_sized(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                                      CK_ATTRIBUTE_TYPE type, CK_ULONG size, CK_ATTRIBUTE **arr,
+                                      CK_ULONG *n, hs_error *e)
+{
+    *arr = NULL;
+    *n = 0;
+    if (size == 0)
+        return HS_OK;
+    if (size == CK_UNAVAILABLE_INFORMATION || size % sizeof(CK_ATTRIBUTE) != 0)
+        return hs_fail(e, HS_E_P11, "token '%s': attribute 0x%lx is not an array of attributes",
+                       p->label, (unsigned long)type);
+    CK_ULONG count = size / sizeof(CK_ATTRIBUTE);
     CK_ATTRIBUTE *list = calloc(count, sizeof *list);
     if (list == NULL)
         return hs_fail(e, HS_E_NOMEM, "out of memory");
-    a.pValue = list;
-    rv = p->fn->C_GetAttributeValue(s, o, &a, 1);
+    CK_ATTRIBUTE a = {type, list, size};
+    CK_RV rv = p->fn->C_GetAttributeValue(s, o, &a, 1);
     for (CK_ULONG i = 0; rv == CKR_OK && i < count; i++) {
         if (list[i].ulValueLen == CK_UNAVAILABLE_INFORMATION || list[i].ulValueLen > 65536) {
             rv = CKR_GENERAL_ERROR;

@@ -19,6 +19,25 @@ hs_result hs_p11_get_attr(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
                           CK_ATTRIBUTE_TYPE type, uint8_t **val, size_t *len,
                           hs_error *e) HS_MUST_CHECK;
 
+/* Reads one attribute whose size a length query (pValue NULL) has just
+ * given, in one call: hs_p11_get_attr without its own query. */
+hs_result hs_p11_get_attr_sized(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                                CK_ATTRIBUTE_TYPE type, CK_ULONG size, uint8_t **val,
+                                size_t *len, hs_error *e) HS_MUST_CHECK;
+
+/* Reads n attributes in one C_GetAttributeValue where the token answers
+ * a batch as PKCS#11 v2.40 section 5.7 says; each entry of t is a
+ * CK_BBOOL (pValue points at one) or a length query (pValue NULL). After
+ * it, each entry holds its value or length, or ulValueLen ==
+ * CK_UNAVAILABLE_INFORMATION when the token does not know the attribute
+ * (CKR_ATTRIBUTE_TYPE_INVALID). A token that answers the batch any other
+ * way is asked again, one attribute per call; any other failure of those
+ * fails (HS_E_P11) naming what ("the wrap key's custody attributes") and
+ * the attribute. On SoftHSM each call re-reads the object's file from
+ * disk: one call instead of n is what this is for. */
+hs_result hs_p11_get_attrs(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *t,
+                           CK_ULONG n, const char *what, hs_error *e) HS_MUST_CHECK;
+
 /* Reads a CK_BBOOL attribute; *value is false when the token does not
  * know the attribute. */
 hs_result hs_p11_get_bool(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
@@ -31,6 +50,11 @@ hs_result hs_p11_get_bool(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
 hs_result hs_p11_get_attr_array(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
                                 CK_ATTRIBUTE_TYPE type, CK_ATTRIBUTE **arr, CK_ULONG *n,
                                 hs_error *e) HS_MUST_CHECK;
+/* The same, for an array whose size in bytes a length query has given
+ * (0: absent, HS_OK). */
+hs_result hs_p11_get_attr_array_sized(hs_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                                      CK_ATTRIBUTE_TYPE type, CK_ULONG size, CK_ATTRIBUTE **arr,
+                                      CK_ULONG *n, hs_error *e) HS_MUST_CHECK;
 void hs_p11_free_attr_array(CK_ATTRIBUTE *arr, CK_ULONG n);
 
 /* Builds an EVP_PKEY from a public key object (CKK_RSA: modulus and

@@ -55,6 +55,16 @@ typedef struct hs_p11 {
     int token_lock_fd; /* -1 when not open */
     char token_lock_path[1100];
     char softhsm_conf[1024], softhsm_tokendir[1024]; /* "" unless the module is SoftHSM */
+
+    /* C_GetMechanismInfo answers already had (hs_p11_mechanism_info). */
+    pthread_mutex_t mech_lock;
+    struct hs_p11_mech_answer {
+        CK_SLOT_ID slot;
+        CK_MECHANISM_TYPE type;
+        CK_RV rv;
+        CK_MECHANISM_INFO info;
+    } mech_answers[8];
+    unsigned n_mech_answers;
 } hs_p11;
 
 /* Loads the module (NULL: the default SoftHSMv2 path) through p11-kit and
@@ -112,6 +122,13 @@ hs_result hs_p11_fail(const hs_p11 *p, hs_error *e, CK_RV rv, const char *functi
 #define hs_p11_fail(p, e, rv, ...) ((hs_p11_fail)((p), (e), (rv), __VA_ARGS__), HS_E_P11)
 #endif
 
+/* C_GetMechanismInfo on the selected token's slot, asked once per process
+ * per mechanism: an answer (CKR_OK or CKR_MECHANISM_INVALID) is kept, as
+ * a token's mechanisms do not change under a running command; any other
+ * return value is not, so the next caller asks again. A signing command
+ * asked three times for two mechanisms. */
+CK_RV hs_p11_mechanism_info(hs_p11 *p, CK_MECHANISM_TYPE m, CK_MECHANISM_INFO *info);
+
 /* Fails early, in words, when the token lacks a mechanism or a use of it
  * (CKF_SIGN, CKF_WRAP, ...) that hsmsign needs for `purpose`. */
 hs_result hs_p11_require_mechanism(hs_p11 *p, CK_MECHANISM_TYPE m, CK_FLAGS flags,
@@ -128,6 +145,7 @@ typedef struct hs_p11_token_info {
     CK_SLOT_ID slot;
     char label[33], serial[17], model[17], manufacturer[33];
     bool initialized, user_pin_initialized, login_required;
+    CK_FLAGS flags; /* CK_TOKEN_INFO.flags */
 } hs_p11_token_info;
 
 hs_result hs_p11_list_tokens(hs_p11 *p, hs_p11_token_info **out, size_t *n,

@@ -69,7 +69,7 @@ static hs_result has_mechanism(hs_p11 *p, CK_MECHANISM_TYPE m, CK_FLAGS flags, b
                                hs_error *e)
 {
     CK_MECHANISM_INFO info;
-    CK_RV rv = p->fn->C_GetMechanismInfo(p->slot, m, &info);
+    CK_RV rv = hs_p11_mechanism_info(p, m, &info);
     *has = rv == CKR_OK && (info.flags & flags) == flags;
     if (rv == CKR_OK || rv == CKR_MECHANISM_INVALID)
         return HS_OK;
