@@ -17,7 +17,7 @@ if [ ! -f "$out/meson/build.ninja" ]; then
         -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
 fi
 ninja -C "$out/meson" src/lib/libhsmsign.a >/dev/null
-deps="libcrypto p11-kit-1 jansson zlib libgit2"
+deps="libcrypto p11-kit-1 jansson zlib libdeflate libgit2"
 # shellcheck disable=SC2046,SC2086
 cflags=$(pkg-config --cflags $deps)
 libs=$(pkg-config --libs $deps)
