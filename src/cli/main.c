@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "config.h"
 #include "keystore/keystore.h"
+#include "util/release.h"
 #include "util/result.h"
 #include "util/secmem.h"
 
@@ -226,7 +227,8 @@ static bool called_as_java(const char *argv0)
 int main(int argc, char **argv)
 {
     hs_harden_process();
-    if (argc > 0 && called_as_java(argv[0]))
-        return finish_stdout(cli_java_main(argc, argv, run));
-    return finish_stdout(run(argc, argv));
+    int rc = argc > 0 && called_as_java(argv[0]) ? cli_java_main(argc, argv, run)
+                                                  : run(argc, argv);
+    hs_release_wait(); /* replaced outputs closed: no thread left at exit */
+    return finish_stdout(rc);
 }

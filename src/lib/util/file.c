@@ -1,4 +1,5 @@
 #include "util/file.h"
+#include "util/release.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -291,8 +292,18 @@ static hs_result commit_file(hs_atomic_file *af, bool no_replace, hs_error *e)
         hs_result r = place_no_replace(af, e);
         if (r != HS_OK)
             return r;
-    } else if (rename(af->tmp_path, af->path) != 0) {
-        return hs_fail(e, HS_E_IO, "%s: cannot rename into place: %s", af->path, strerror(errno));
+    } else {
+        /* The file replaced is freed at its last close, not in the rename
+         * (release.h). */
+        int old = hs_release_hold(af->path);
+        if (rename(af->tmp_path, af->path) != 0) {
+            int err = errno;
+            if (old >= 0)
+                (void)close(old);
+            return hs_fail(e, HS_E_IO, "%s: cannot rename into place: %s", af->path,
+                           strerror(err));
+        }
+        hs_release_later(old);
     }
     /* After a successful fsync, close cannot lose data (an error from it
      * would only repeat a write-back error fsync already reported), and the
